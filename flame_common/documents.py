@@ -1,0 +1,173 @@
+"""Beanie documents: the MongoDB collections of Flame (designs, code, datasets, computes, jobs, tasks, events).
+
+Writers: the apiserver writes designs, code, datasets and computes; the controller is the single
+writer of jobs, tasks and the event log. Query with one merged filter dict (nx-27017 is slow on `$and`).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from beanie import Document
+from pydantic import Field
+from pymongo import ASCENDING, IndexModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class DesignDoc(Document):
+    user_id: str
+    design_id: str
+    name: str = ""
+    description: str = ""
+    schema_: dict[str, Any] | None = Field(default=None, alias="schema")
+    schema_revision: int = 0
+    code_revision: int = 0
+    created_at: datetime = Field(default_factory=utcnow)
+
+    class Settings:
+        name = "designs"
+        indexes = [IndexModel([("user_id", ASCENDING), ("design_id", ASCENDING)], unique=True)]
+
+
+class CodeDoc(Document):
+    """One revision of a design's code zip (history is kept; jobs pin a revision)."""
+
+    user_id: str
+    design_id: str
+    revision: int
+    file_name: str
+    data: bytes
+    size: int
+    sha256: str
+    created_at: datetime = Field(default_factory=utcnow)
+
+    class Settings:
+        name = "code"
+        indexes = [
+            IndexModel(
+                [("user_id", ASCENDING), ("design_id", ASCENDING), ("revision", ASCENDING)],
+                unique=True,
+            )
+        ]
+
+
+class DatasetDoc(Document):
+    dataset_id: str
+    user_id: str
+    name: str = ""
+    description: str = ""
+    url: str
+    data_format: str
+    realm: str
+    compute_id: str = "default"
+    is_public: bool = False
+
+    class Settings:
+        name = "datasets"
+        indexes = [
+            IndexModel([("dataset_id", ASCENDING)], unique=True),
+            IndexModel([("user_id", ASCENDING), ("url", ASCENDING)], unique=True),
+        ]
+
+
+class ComputeDoc(Document):
+    compute_id: str
+    region: str = "default"
+    admin_id: str = ""
+    api_key: str = ""
+    managed: bool = True
+    state: str = "up"
+    registered_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+    class Settings:
+        name = "computes"
+        indexes = [IndexModel([("compute_id", ASCENDING)], unique=True)]
+
+
+class JobDoc(Document):
+    """Projection of a job's event stream (written only by the controller)."""
+
+    job_id: str
+    user_id: str
+    name: str
+    design_id: str
+    spec: dict[str, Any]
+    state: str = "ready"
+    reason: str = ""
+    task_count: int = 0
+    created_at: datetime = Field(default_factory=utcnow)
+    started_at: datetime | None = None
+    updated_at: datetime | None = None
+    ended_at: datetime | None = None
+    deadline_at: datetime | None = None  # maxRunTime deadline while the job is active
+    last_seq: int = 0
+
+    class Settings:
+        name = "jobs"
+        indexes = [
+            IndexModel([("job_id", ASCENDING)], unique=True),
+            IndexModel([("user_id", ASCENDING)]),
+            IndexModel([("state", ASCENDING)]),
+        ]
+
+
+class TaskDoc(Document):
+    """Projection of one task (written only by the controller)."""
+
+    job_id: str
+    task_id: str
+    role: str
+    group_association: dict[str, str] | None = None
+    compute_id: str = "default"
+    key: str
+    state: str = "ready"
+    log: str = ""
+    exit_code: int | None = None
+    agent_id: str = ""
+    dataset: str = ""
+    config: dict[str, Any] = Field(default_factory=dict)
+    timestamp: datetime = Field(default_factory=utcnow)
+
+    class Settings:
+        name = "tasks"
+        indexes = [IndexModel([("job_id", ASCENDING), ("task_id", ASCENDING)], unique=True)]
+
+
+class EventDoc(Document):
+    """The event log: one document per event, ordered per job by `seq`; outbox via `published`."""
+
+    event_id: str
+    type: str
+    job_id: str = ""
+    seq: int = 0
+    occurred_at: datetime = Field(default_factory=utcnow)
+    published: bool = False
+    body: dict[str, Any]
+
+    class Settings:
+        name = "events"
+        indexes = [
+            IndexModel([("event_id", ASCENDING)], unique=True),
+            IndexModel([("job_id", ASCENDING), ("seq", ASCENDING)]),
+            IndexModel([("published", ASCENDING)]),
+        ]
+
+
+class DeploymentDoc(Document):
+    job_id: str
+    compute_id: str
+    agent_statuses: dict[str, str] = Field(default_factory=dict)
+
+    class Settings:
+        name = "deployments"
+        indexes = [IndexModel([("job_id", ASCENDING), ("compute_id", ASCENDING)], unique=True)]
+
+
+ALL_DOCUMENTS: list[type[Document]] = [
+    DesignDoc, CodeDoc, DatasetDoc, ComputeDoc, JobDoc, TaskDoc, EventDoc, DeploymentDoc,
+]

@@ -1,0 +1,49 @@
+"""The settings tree: one pydantic-settings model, env prefix FLAME_, passed into factories."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class FlameSettings(BaseSettings):
+    """Every knob of the control plane and agents; read once per entry point."""
+
+    model_config = SettingsConfigDict(env_prefix="FLAME_", extra="ignore")
+
+    home: Path = Field(default_factory=lambda: Path.home() / ".flame")
+    # MongoDB: empty URL means the embedded nx-27017 server started by `flame up` / the tests.
+    mongo_url: str = ""
+    mongo_db: str = "flame"
+    # RabbitMQ and the namespace that prefixes every exchange and queue (tests use a unique one).
+    rabbit_url: str = "amqp://guest:guest@127.0.0.1:5672/"
+    namespace: str = "flame"
+    # REST API
+    api_host: str = "127.0.0.1"
+    api_port: int = 10100
+    api_url: str = ""  # how agents reach the apiserver; defaults to http://api_host:api_port
+    max_code_bytes: int = 10 * 1024 * 1024
+    rpc_timeout: float = 10.0
+    # Controller
+    tick_seconds: float = 0.5
+    job_brokers: list[dict[str, str]] = Field(
+        default_factory=lambda: [{"sort": "rabbitmq", "host": "amqp://guest:guest@127.0.0.1:5672/"}]
+    )
+    job_registry: dict[str, str] = Field(default_factory=lambda: {"sort": "dummy", "uri": ""})
+    # Agents
+    heartbeat_interval: float = 2.0
+    heartbeat_timeout: float = 10.0
+    stop_grace_seconds: float = 5.0
+    # Logging
+    log_level: str = "INFO"
+    log_json: bool = True
+
+    @property
+    def apiserver_url(self) -> str:
+        return self.api_url or f"http://{self.api_host}:{self.api_port}"
+
+    def with_overrides(self, **values: Any) -> FlameSettings:
+        return self.model_copy(update=values)

@@ -1,0 +1,1 @@
+"""Flame notifier: agent presence (registration, heartbeats, lost agents) and delivery to agents."""

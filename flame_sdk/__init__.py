@@ -1,0 +1,1 @@
+"""Flame SDK: the async management client, flamectl, and the federated-learning data plane."""

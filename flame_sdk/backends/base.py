@@ -1,0 +1,77 @@
+"""The backend port: moves opaque, already-encoded messages between ends of a channel.
+
+A backend knows nothing about weights or rounds. The channel layer above it encodes messages
+(`flame_sdk.wire`), tracks ends and runs selectors. One backend instance serves every channel of
+one process that uses that backend sort.
+
+Contract (every adapter, checked by one shared contract test suite):
+- `join(scope)` makes this end reachable on the scope and announces it; every other end already
+  joined on the same (job, channel, group) learns of it through `on_join`, and this end learns of
+  every end already present (each side sees `on_join` exactly once per peer it discovers).
+  Only ends of the *other* role are reported, except on self-loop channels (`me == other`), where
+  every other end is reported. An end never sees itself.
+- `send(scope, end_id, data)` delivers `data` to exactly that end, in order per (sender, receiver).
+  Payloads of any size are accepted (the backend chunks them below its broker's limit).
+- `broadcast(scope, data)` delivers to every end of the other role currently joined.
+- `leave(scope)` announces departure (peers get `on_leave`); `close()` leaves everything.
+- Liveness: an end that dies without leaving is reported through `on_leave` within the backend's
+  liveness timeout (heartbeats), so that waiting receivers are unblocked.
+- Received data reaches `on_message(scope, sender_end_id, data)`. Malformed or foreign frames
+  (another job, unknown channel, bad header) are dropped with a log line, never raised.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Where an end lives: one group of one channel of one job, seen from one role."""
+
+    job_id: str
+    channel: str
+    group: str
+    me: str  # this end's role
+    other: str  # the peer role (== me on self-loop channels)
+    end_id: str  # this end's id (the task id)
+
+
+JoinHandler = Callable[[Scope, str], Awaitable[None]]
+LeaveHandler = Callable[[Scope, str], Awaitable[None]]
+MessageHandler = Callable[[Scope, str, bytes], Awaitable[None]]
+
+
+class Backend(abc.ABC):
+    """One transport shared by the channels of a process."""
+
+    sort: str = ""
+
+    def __init__(self) -> None:
+        self.on_join: JoinHandler | None = None
+        self.on_leave: LeaveHandler | None = None
+        self.on_message: MessageHandler | None = None
+
+    def bind(self, on_join: JoinHandler, on_leave: LeaveHandler, on_message: MessageHandler) -> None:
+        self.on_join, self.on_leave, self.on_message = on_join, on_leave, on_message
+
+    @abc.abstractmethod
+    async def connect(self) -> None:
+        """Open connections; idempotent."""
+
+    @abc.abstractmethod
+    async def join(self, scope: Scope) -> None: ...
+
+    @abc.abstractmethod
+    async def leave(self, scope: Scope) -> None: ...
+
+    @abc.abstractmethod
+    async def send(self, scope: Scope, end_id: str, data: bytes) -> None: ...
+
+    @abc.abstractmethod
+    async def broadcast(self, scope: Scope, data: bytes) -> None: ...
+
+    @abc.abstractmethod
+    async def close(self) -> None: ...

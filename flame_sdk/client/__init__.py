@@ -1,0 +1,1 @@
+"""Management client: async access to the Flame REST API and event streams."""

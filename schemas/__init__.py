@@ -1,0 +1,1 @@
+"""Flame's contract: pydantic v2 models for resources, task config, events, commands and errors."""

@@ -1,0 +1,82 @@
+"""Job specification (dataSpec, modelSpec) and job status."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import Field, field_validator
+
+from schemas.base import WireModel
+from schemas.states import JobState
+
+DEFAULT_MAX_RUN_TIME = 600  # seconds; absent or 0 means this default
+
+
+class BaseModelRef(WireModel):
+    name: str = ""
+    version: int = 0
+
+
+class Plugin(WireModel):
+    """A pluggable component chosen by `sort` with free `kwargs` (optimizer, selector, ...)."""
+
+    sort: str = ""
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+
+
+class ModelSpec(WireModel):
+    base_model: BaseModelRef = Field(default_factory=BaseModelRef)
+    optimizer: Plugin = Field(default_factory=Plugin)
+    selector: Plugin = Field(default_factory=Plugin)
+    hyperparameters: dict[str, Any] = Field(default_factory=dict)
+    dependencies: list[str] = Field(default_factory=list)
+
+
+class RoleDatasetGroups(WireModel):
+    role: str = Field(min_length=1)
+    dataset_groups: dict[str, list[str]] = Field(default_factory=dict)
+
+
+class JobSpec(WireModel):
+    id: str = ""
+    name: str = Field(min_length=1)
+    user_id: str = ""
+    design_id: str = Field(min_length=1)
+    schema_revision: int = 0
+    code_revision: int = 0
+    priority: str = "low"
+    backend: str = Field(min_length=1)
+    max_run_time: int = DEFAULT_MAX_RUN_TIME
+    data_spec: list[RoleDatasetGroups] = Field(default_factory=list)
+    model_spec: ModelSpec = Field(default_factory=ModelSpec)
+
+    @field_validator("max_run_time", mode="before")
+    @classmethod
+    def _default_run_time(cls, v: Any) -> Any:
+        if v is None or v == 0:
+            return DEFAULT_MAX_RUN_TIME
+        return v
+
+    @field_validator("max_run_time")
+    @classmethod
+    def _positive(cls, v: int) -> int:
+        if v < 0:
+            raise ValueError("maxRunTime must be a positive number of seconds")
+        return v
+
+    @field_validator("data_spec", mode="before")
+    @classmethod
+    def _null_is_empty(cls, v: Any) -> Any:
+        return [] if v is None else v
+
+
+class JobStatus(WireModel):
+    id: str = ""
+    name: str = ""
+    state: JobState
+    created_at: datetime | None = None
+    started_at: datetime | None = None
+    updated_at: datetime | None = None
+    ended_at: datetime | None = None
+    reason: str = ""
