@@ -1,1 +1,1 @@
-"""Runtime plumbing shared by Flame's services: settings, logging, MongoDB documents, the event bus."""
+"""Runtime plumbing shared by Flame's services: settings, logs, MongoDB documents, event bus."""

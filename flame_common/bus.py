@@ -1,4 +1,4 @@
-"""Event-bus names and helpers on RabbitMQ: one topic exchange of events, RPC command queue, agent inbox.
+"""Event-bus names and helpers on RabbitMQ: the events exchange, the RPC queue, agent inboxes.
 
 Every exchange and queue name is prefixed by `settings.namespace`, so stacks (and test runs) can
 share one broker without seeing each other's traffic.
@@ -36,7 +36,7 @@ class BusNames:
         return f"{self.namespace}.controller.commands"
 
     def queue(self, consumer: str) -> str:
-        """Durable queue of one consumer (e.g. 'controller.events', 'notifier', 'deployer.default')."""
+        """Durable queue of one consumer (e.g. 'controller.events', 'deployer.default')."""
         return f"{self.namespace}.{consumer}"
 
     def agent_queue(self, task_id: str) -> str:

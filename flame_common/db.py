@@ -14,7 +14,7 @@ from flame_common.settings import FlameSettings
 async def init_db(
     settings: FlameSettings, documents: list[type[Document]] | None = None
 ) -> AsyncMongoClient[Any]:
-    """Connect to `settings.mongo_url` and initialise Beanie; returns the client (close it on exit)."""
+    """Connect to `settings.mongo_url` and initialise Beanie; returns the client (close it)."""
     if not settings.mongo_url:
         raise RuntimeError(
             "FLAME_MONGO_URL is not set: start the stack with `flame up` or point it at MongoDB"

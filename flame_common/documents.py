@@ -1,7 +1,7 @@
-"""Beanie documents: the MongoDB collections of Flame (designs, code, datasets, computes, jobs, tasks, events).
+"""Beanie documents: Flame's MongoDB collections (designs, code, datasets, jobs, tasks, events).
 
 Writers: the apiserver writes designs, code, datasets and computes; the controller is the single
-writer of jobs, tasks and the event log. Query with one merged filter dict (nx-27017 is slow on `$and`).
+writer of jobs, tasks and the event log. Query with ONE merged filter dict (nx-27017: no `$and`).
 """
 
 from __future__ import annotations
@@ -169,5 +169,12 @@ class DeploymentDoc(Document):
 
 
 ALL_DOCUMENTS: list[type[Document]] = [
-    DesignDoc, CodeDoc, DatasetDoc, ComputeDoc, JobDoc, TaskDoc, EventDoc, DeploymentDoc,
+    DesignDoc,
+    CodeDoc,
+    DatasetDoc,
+    ComputeDoc,
+    JobDoc,
+    TaskDoc,
+    EventDoc,
+    DeploymentDoc,
 ]

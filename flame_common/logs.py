@@ -1,4 +1,4 @@
-"""structlog set-up: JSON lines for services, pretty output for humans; configured once per entry point."""
+"""structlog set-up: JSON lines for services, pretty output for humans; once per entry point."""
 
 from __future__ import annotations
 

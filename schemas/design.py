@@ -80,12 +80,12 @@ class DesignSchema(WireModel):
                 if role not in ch.pair:
                     errors.append(f"channel '{ch.name}' has funcTags for '{role}', not in its pair")
         channel_names = set(cnames)
-        for role in self.roles:
-            for assoc in role.group_association:
+        for r in self.roles:
+            for assoc in r.group_association:
                 for ch_name in assoc:
                     if ch_name not in channel_names:
                         errors.append(
-                            f"role '{role.name}' groupAssociation names unknown channel '{ch_name}'"
+                            f"role '{r.name}' groupAssociation names unknown channel '{ch_name}'"
                         )
         return errors
 

@@ -103,6 +103,15 @@ class Unavailable(FlameError):
 
 _BY_CODE: dict[ErrorCode, type[FlameError]] = {
     c.code: c
-    for c in (BadRequest, Unauthorized, Forbidden, NotFound, Conflict, TooLarge, Invalid,
-              NotImplementedYet, Unavailable)
+    for c in (
+        BadRequest,
+        Unauthorized,
+        Forbidden,
+        NotFound,
+        Conflict,
+        TooLarge,
+        Invalid,
+        NotImplementedYet,
+        Unavailable,
+    )
 }

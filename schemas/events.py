@@ -141,7 +141,7 @@ def _event(name: str, payload: type[Payload], cls_name: str) -> type[EventBase]:
         cls_name,
         (EventBase,),
         {
-            "__annotations__": {"type": Literal[name], "payload": payload},  # type: ignore[valid-type]
+            "__annotations__": {"type": Literal[name], "payload": payload},
             "type": name,
             "__module__": __name__,
         },
@@ -179,13 +179,14 @@ EVENT_TYPES: dict[str, type[Payload]] = {
 }
 
 EVENT_CLASSES: dict[str, type[EventBase]] = {
-    name: _event(name, payload, "".join(p.title() for p in name.replace("_", ".").split(".")) + "Event")
+    name: _event(
+        name, payload, "".join(p.title() for p in name.replace("_", ".").split(".")) + "Event"
+    )
     for name, payload in EVENT_TYPES.items()
 }
 
-_ADAPTER: TypeAdapter[Any] = TypeAdapter(
-    Annotated[Union[tuple(EVENT_CLASSES.values())], Field(discriminator="type")]  # type: ignore[valid-type]  # noqa: UP007
-)
+_EVENT_UNION: Any = Union[tuple(EVENT_CLASSES.values())]  # noqa: UP007
+_ADAPTER: TypeAdapter[Any] = TypeAdapter(Annotated[_EVENT_UNION, Field(discriminator="type")])
 
 
 def make_event(type_: str, payload: Payload | dict[str, Any], **envelope: Any) -> EventBase:
@@ -199,8 +200,8 @@ def make_event(type_: str, payload: Payload | dict[str, Any], **envelope: Any) -
 def parse_event(data: bytes | str | dict[str, Any]) -> EventBase:
     """Decode any event (JSON bytes/str or dict); raises pydantic.ValidationError if invalid."""
     if isinstance(data, dict):
-        return _ADAPTER.validate_python(data)  # type: ignore[no-any-return]
-    return _ADAPTER.validate_json(data)  # type: ignore[no-any-return]
+        return _ADAPTER.validate_python(data)
+    return _ADAPTER.validate_json(data)
 
 
 def event_json(event: EventBase) -> bytes:
