@@ -62,7 +62,11 @@ def start_embedded_mongo(
     port = port or free_port()
     out = open(log_file, "ab") if log_file else subprocess.DEVNULL  # noqa: SIM115
     proc = subprocess.Popen(
-        [*_command(), "--data-dir", str(data_dir), "--host", "127.0.0.1", "-p", str(port)],
+        [
+            *_command(), "--data-dir", str(data_dir), "--host", "127.0.0.1", "-p", str(port),
+            # nx-27017's default PID file (/tmp/nx_27017.pid) allows one server per machine
+            "--pid-file", str(data_dir / "nx-27017.pid"),
+        ],  # fmt: skip
         stdout=out,
         stderr=subprocess.STDOUT,
         start_new_session=True,

@@ -26,6 +26,8 @@ class FlameSettings(BaseSettings):
     api_port: int = 10100
     api_url: str = ""  # how agents reach the apiserver; defaults to http://api_host:api_port
     max_code_bytes: int = 10 * 1024 * 1024
+    max_code_files: int = 2000  # entries in a code zip
+    max_code_unpacked_bytes: int = 100 * 1024 * 1024  # total uncompressed size (zip bombs)
     rpc_timeout: float = 10.0
     # Controller
     tick_seconds: float = 0.5

@@ -1,1 +1,1 @@
-"""Flame controller: single writer of jobs and tasks; TAG expansion, job state machine, event log."""
+"""Flame controller: the single writer of jobs and tasks (TAG expansion, state machine, log)."""

@@ -36,6 +36,7 @@ class Channel(WireModel):
     broker_host: str = ""
     description: str = ""
     is_unidirectional: bool = False
+    is_bidirectional: bool | None = None  # the SDK's spelling (Flame's Python SDK reads it)
 
     @field_validator("func_tags", mode="before")
     @classmethod
@@ -108,3 +109,12 @@ class DesignUpdate(WireModel):
 
 class Design(DesignInfo):
     schema_: DesignSchema | None = Field(default=None, alias="schema")
+
+
+class CodeRevision(WireModel):
+    """A stored code revision of a design (`revision` 0: the design has no code)."""
+
+    revision: int = 0
+    file_name: str = ""
+    size: int = 0
+    sha256: str = ""

@@ -18,6 +18,9 @@ Contract (every adapter, checked by one shared contract test suite):
   liveness timeout (heartbeats), so that waiting receivers are unblocked.
 - Received data reaches `on_message(scope, sender_end_id, data)`. Malformed or foreign frames
   (another job, unknown channel, bad header) are dropped with a log line, never raised.
+- Misuse fails loudly: a scope of another job or end raises ValueError; `send`/`broadcast` on a
+  scope not joined raise RuntimeError. Sending to an end that is not (or no longer) there is
+  silently lost, like any message to a departed peer.
 """
 
 from __future__ import annotations
@@ -54,7 +57,9 @@ class Backend(abc.ABC):
         self.on_leave: LeaveHandler | None = None
         self.on_message: MessageHandler | None = None
 
-    def bind(self, on_join: JoinHandler, on_leave: LeaveHandler, on_message: MessageHandler) -> None:
+    def bind(
+        self, on_join: JoinHandler, on_leave: LeaveHandler, on_message: MessageHandler
+    ) -> None:
         self.on_join, self.on_leave, self.on_message = on_join, on_leave, on_message
 
     @abc.abstractmethod

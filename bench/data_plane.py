@@ -1,0 +1,232 @@
+"""Data-plane benchmark: model transfer over rabbitmq, FedAvg speed, aggregator memory.
+
+Each figure is printed beside a baseline measured in the same run:
+1. a 40 MB model (10M float32, `flame_sdk.wire`-encoded) trainer -> aggregator over the `rabbitmq`
+   backend vs. the same bytes over raw aio-pika (one message, publisher confirms); target >= 0.5;
+2. FedAvg (`create_optimizer("fedavg")`) of 10 updates of 10M float32 vs. a plain in-place numpy
+   add loop; target <= 1.5;
+3. peak aggregator RSS growth while folding 10 streamed updates, relative to the model size;
+   target <= 3x (a child process per measurement, so peaks do not mix).
+
+Usage: python bench/data_plane.py [--amqp URL] [--rounds N]. The last line is the summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+
+import aio_pika
+import numpy as np
+
+from flame_sdk.backends import create_backend
+from flame_sdk.backends.base import Scope
+
+PARAMS = 10_000_000
+UPDATES = 10
+SHAPES = {"conv": (2_000_000,), "dense": (4_000, 1_500), "head": (2_000_000,)}  # 10M in all
+
+
+def model(seed: int) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    out = {n: rng.standard_normal(s, dtype=np.float32) for n, s in SHAPES.items()}
+    assert sum(a.size for a in out.values()) == PARAMS
+    return out
+
+
+def encode_model(weights: dict[str, np.ndarray]) -> tuple[bytes, str]:
+    try:
+        from flame_sdk import wire
+    except ImportError:
+        return b"".join(a.tobytes() for a in weights.values()), "raw numpy bytes"
+    return wire.encode({"weights": weights, "dataset_size": 100}), "flame_sdk.wire"
+
+
+# -- 1. transfer ----------------------------------------------------------------------------
+async def backend_transfer(url: str, payload: bytes, rounds: int) -> list[float]:
+    job = f"bench-{uuid.uuid4().hex[:8]}"
+    agg = create_backend("rabbitmq", url, job, "agg")
+    trainer = create_backend("rabbitmq", url, job, "trainer-1")
+    got: asyncio.Queue[float] = asyncio.Queue()
+
+    async def nothing(scope: Scope, peer: str) -> None:
+        return None
+
+    async def on_message(scope: Scope, peer: str, data: bytes) -> None:
+        assert len(data) == len(payload)
+        got.put_nowait(time.perf_counter())
+
+    async def ignore(scope: Scope, peer: str, data: bytes) -> None:
+        return None
+
+    joined = asyncio.Event()
+
+    async def on_join(scope: Scope, peer: str) -> None:
+        joined.set()
+
+    agg.bind(nothing, nothing, on_message)
+    trainer.bind(on_join, nothing, ignore)
+    await agg.join(Scope(job, "param", "default", "aggregator", "trainer", "agg"))
+    t_scope = Scope(job, "param", "default", "trainer", "aggregator", "trainer-1")
+    await trainer.join(t_scope)
+    await asyncio.wait_for(joined.wait(), 10)
+    times = []
+    for i in range(rounds + 1):  # the first round warms up
+        start = time.perf_counter()
+        await trainer.send(t_scope, "agg", payload)
+        end = await asyncio.wait_for(got.get(), 60)
+        if i:
+            times.append(end - start)
+    await trainer.close()
+    await agg.close()
+    return times
+
+
+async def raw_transfer(url: str, payload: bytes, rounds: int) -> list[float]:
+    pub_conn = await aio_pika.connect(url)
+    sub_conn = await aio_pika.connect(url)
+    pub = await pub_conn.channel(publisher_confirms=True)
+    sub = await sub_conn.channel()
+    queue = await sub.declare_queue("", exclusive=True, auto_delete=True)
+    got: asyncio.Queue[float] = asyncio.Queue()
+
+    async def on_message(message: aio_pika.abc.AbstractIncomingMessage) -> None:
+        assert len(message.body) == len(payload)
+        got.put_nowait(time.perf_counter())
+
+    await queue.consume(on_message, no_ack=True)
+    times = []
+    for i in range(rounds + 1):
+        start = time.perf_counter()
+        await pub.default_exchange.publish(aio_pika.Message(payload), routing_key=queue.name)
+        end = await asyncio.wait_for(got.get(), 60)
+        if i:
+            times.append(end - start)
+    await pub_conn.close()
+    await sub_conn.close()
+    return times
+
+
+# -- 2. aggregation speed -------------------------------------------------------------------
+def fedavg_seconds(base: dict[str, np.ndarray], deltas: list[dict[str, np.ndarray]]) -> float:
+    from flame_sdk.optimizers import create_optimizer
+
+    start = time.perf_counter()
+    agg = create_optimizer("fedavg", {}).begin(base, 0)
+    for i, delta in enumerate(deltas):
+        agg.add(delta, 100 + i, 0)
+    result = agg.result()
+    assert result is not None
+    return time.perf_counter() - start
+
+
+def numpy_seconds(base: dict[str, np.ndarray], deltas: list[dict[str, np.ndarray]]) -> float:
+    start = time.perf_counter()
+    acc = {n: np.zeros_like(a) for n, a in base.items()}
+    for delta in deltas:
+        for name, a in acc.items():
+            a += delta[name]
+    for name, a in acc.items():
+        a /= len(deltas)
+        a += base[name]
+    return time.perf_counter() - start
+
+
+# -- 3. aggregator memory (child process) ---------------------------------------------------
+def _status_bytes(field: str) -> int:
+    """A /proc/self/status figure (VmRSS now, VmHWM peak of this image; ru_maxrss would include
+    the parent's peak inherited across fork+exec)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError(f"{field} missing from /proc/self/status")
+
+
+def rss_child(kind: str) -> None:
+    """Fold UPDATES streamed updates (one alive at a time); print peak RSS growth / model size."""
+    if kind == "fedavg":
+        from flame_sdk.optimizers import create_optimizer
+
+        optimizer = create_optimizer("fedavg", {})
+    before = _status_bytes("VmRSS")
+    base = model(0)
+    size = sum(a.nbytes for a in base.values())
+    if kind == "fedavg":
+        agg = optimizer.begin(base, 0)
+        for i in range(UPDATES):
+            agg.add(model(i + 1), 100 + i, 0)
+        assert agg.result() is not None
+    else:
+        acc = {n: np.zeros_like(a) for n, a in base.items()}
+        for i in range(UPDATES):
+            delta = model(i + 1)
+            for name, a in acc.items():
+                a += delta[name]
+            del delta
+    peak = _status_bytes("VmHWM")
+    print(json.dumps({"ratio": (peak - before) / size}))
+
+
+def rss_ratio(kind: str) -> float:
+    out = subprocess.run(
+        [sys.executable, __file__, "--rss-child", kind],
+        check=True, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    return float(json.loads(out.stdout.strip().splitlines()[-1])["ratio"])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--amqp", default="amqp://guest:guest@127.0.0.1:5672/")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rss-child", choices=["fedavg", "numpy"], help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.rss_child:
+        rss_child(args.rss_child)
+        return
+
+    payload, encoding = encode_model(model(0))
+    mb = len(payload) / 1e6
+    backend_times, raw_times = [], []
+    for _ in range(2):  # interleave the two so machine noise hits both alike
+        raw_times += asyncio.run(raw_transfer(args.amqp, payload, args.rounds))
+        backend_times += asyncio.run(backend_transfer(args.amqp, payload, args.rounds))
+    backend_mbs = mb / statistics.median(backend_times)
+    raw_mbs = mb / statistics.median(raw_times)
+    transfer = backend_mbs / raw_mbs
+    print(f"[1] model of {mb:.1f} MB ({encoding}), median of {len(raw_times)} sends each")
+    print(f"    raw aio-pika (1 message, confirms): {raw_mbs:8.1f} MB/s")
+    print(f"    rabbitmq backend (chunked frames):  {backend_mbs:8.1f} MB/s")
+    print(f"    backend / raw = {transfer:.2f}   (target >= 0.5)")
+
+    base = model(0)
+    deltas = [model(i + 1) for i in range(UPDATES)]
+    fedavg = min(fedavg_seconds(base, deltas) for _ in range(3))
+    plain = min(numpy_seconds(base, deltas) for _ in range(3))
+    speed = fedavg / plain
+    print(f"[2] aggregation of {UPDATES} updates x {PARAMS / 1e6:.0f}M float32 (best of 3)")
+    print(f"    plain in-place numpy loop: {plain * 1e3:8.1f} ms")
+    print(f"    fedavg optimizer:          {fedavg * 1e3:8.1f} ms")
+    print(f"    fedavg / numpy = {speed:.2f}   (target <= 1.5)")
+    del deltas
+
+    mem = rss_ratio("fedavg")
+    mem_numpy = rss_ratio("numpy")
+    print(f"[3] peak RSS growth while aggregating {UPDATES} streamed updates / model size")
+    print(f"    plain numpy loop: {mem_numpy:.2f}x   fedavg: {mem:.2f}x   (target <= 3x)")
+    verdict = "PASS" if transfer >= 0.5 and speed <= 1.5 and mem <= 3 else "MISS"
+    print(
+        f"SUMMARY {verdict}: transfer {transfer:.2f}x raw (>=0.5), fedavg {speed:.2f}x numpy "
+        f"(<=1.5), aggregator RSS {mem:.2f}x model (<=3)"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,62 @@
+"""Per-app runtime context (settings, broker, controller RPC) and its FastAPI dependency."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from aio_pika.exceptions import AMQPError
+from fastapi import Depends, Request
+from faststream.rabbit import RabbitBroker
+
+from flame_apiserver.codezip import ZipLimits
+from flame_apiserver.rpc import ControllerClient
+from flame_common.bus import publish_event
+from flame_common.logs import get_logger
+from flame_common.settings import FlameSettings
+from schemas.events import ResourceChanged, make_event
+
+log = get_logger(__name__)
+
+
+@dataclass
+class ApiContext:
+    settings: FlameSettings
+    broker: RabbitBroker
+    controller: ControllerClient
+
+    @property
+    def zip_limits(self) -> ZipLimits:
+        return ZipLimits(
+            max_files=self.settings.max_code_files,
+            max_unpacked_bytes=self.settings.max_code_unpacked_bytes,
+        )
+
+    async def announce(
+        self,
+        event_type: str,
+        user_id: str,
+        resource_id: str,
+        revision: int = 0,
+        **detail: Any,
+    ) -> None:
+        """Publish a `design.*`/`schema.*`/`code.*`/`dataset.*`/`compute.*` event.
+
+        Best effort: the resource is already stored, so a broker failure is logged, not raised.
+        """
+        payload = ResourceChanged(
+            user_id=user_id, resource_id=resource_id, revision=revision, detail=detail
+        )
+        event = make_event(event_type, payload, source="apiserver")
+        try:
+            await publish_event(self.broker, self.settings, event)
+        except (AMQPError, ConnectionError, RuntimeError) as exc:
+            log.warning("event not published", event_type=event_type, error=str(exc))
+
+
+def _context(request: Request) -> ApiContext:
+    ctx: ApiContext = request.app.state.ctx
+    return ctx
+
+
+Ctx = Annotated[ApiContext, Depends(_context)]

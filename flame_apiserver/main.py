@@ -1,0 +1,25 @@
+"""Console entry `flame-apiserver`: serve the REST API with uvicorn (settings from FLAME_* env)."""
+
+from __future__ import annotations
+
+import uvicorn
+
+from flame_apiserver.app import create_app
+from flame_common.logs import configure_logging
+from flame_common.settings import FlameSettings
+
+
+def main() -> None:
+    settings = FlameSettings()
+    configure_logging("apiserver", level=settings.log_level, json=settings.log_json)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.api_host,
+        port=settings.api_port,
+        log_config=None,
+        access_log=False,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""HTTP routers of the apiserver, one module per resource."""

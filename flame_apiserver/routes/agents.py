@@ -1,0 +1,94 @@
+"""Endpoints for agents and deployers: key-checked task manifests, task status, a compute's jobs."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+from typing import Any
+
+from fastapi import APIRouter, Response
+
+from flame_apiserver.codezip import role_zip
+from flame_apiserver.context import Ctx
+from flame_apiserver.lookups import task_of
+from flame_apiserver.multipart import Part, encode_form
+from flame_apiserver.routes.computes import ApiKey, authorized_compute
+from flame_apiserver.views import job_spec, job_status, task_config
+from flame_common.documents import CodeDoc, JobDoc, TaskDoc
+from schemas.commands import ReportTaskStatus
+from schemas.errors import BadRequest, Invalid, NotFound, Unauthorized
+from schemas.job import JobStatus
+from schemas.states import AGENT_REPORTABLE_STATES
+from schemas.task import TaskStatus
+
+router = APIRouter(prefix="/jobs", tags=["agents"])
+
+_MANIFEST: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "parts `config` (task config JSON) and `code.zip` (the role's code)",
+        "content": {"multipart/form-data": {}},
+    }
+}
+
+
+async def _job(job_id: str) -> JobDoc:
+    doc = await JobDoc.find_one({"job_id": job_id})
+    if doc is None:
+        raise NotFound(f"job '{job_id}' not found")
+    return doc
+
+
+@router.get("/{job_id}/{task_id}/task", response_class=Response, responses=_MANIFEST)
+async def task_manifest(job_id: str, task_id: str, ctx: Ctx, key: str = "") -> Response:
+    """What an agent needs to run its task; `key` must be the task's key (400 empty, 401 wrong)."""
+    if not key:
+        raise BadRequest("query parameter 'key' is required and cannot be empty")
+    task = await task_of(job_id, task_id)
+    if not secrets.compare_digest(task.key.encode(), key.encode()):
+        raise Unauthorized(f"wrong key for task '{task_id}'")
+    job = await _job(job_id)
+    revision = job_spec(job).code_revision
+    code = await CodeDoc.find_one(
+        {"user_id": job.user_id, "design_id": job.design_id, "revision": revision}
+    )
+    if revision == 0 or code is None:
+        raise NotFound(
+            f"code revision {revision} of design '{job.design_id}' pinned by job '{job_id}' "
+            "is not available"
+        )
+    zipped = await asyncio.to_thread(role_zip, code.data, task.role, ctx.zip_limits)
+    body, content_type = encode_form(
+        [
+            Part("config", json.dumps(task_config(task)).encode(), "application/json"),
+            Part("code.zip", zipped, "application/zip"),
+        ]
+    )
+    return Response(body, media_type=content_type)
+
+
+@router.put("/{job_id}/{task_id}/task/status")
+async def report_task_status(
+    job_id: str, task_id: str, body: TaskStatus, ctx: Ctx
+) -> dict[str, Any]:
+    """An agent's report (running/completed/failed/terminated), forwarded to the controller."""
+    if body.state not in AGENT_REPORTABLE_STATES:
+        allowed = ", ".join(sorted(s.value for s in AGENT_REPORTABLE_STATES))
+        raise Invalid(f"agents may report only {allowed}, not '{body.state.value}'")
+    await task_of(job_id, task_id)
+    job = await _job(job_id)
+    command = ReportTaskStatus(user_id=job.user_id, job_id=job_id, task_id=task_id, status=body)
+    reply = await ctx.controller.call(command)
+    return reply if isinstance(reply, dict) else {}
+
+
+@router.get("/{compute_id}", response_model=list[JobStatus])
+async def compute_jobs(compute_id: str, api_key: ApiKey = None) -> list[JobStatus]:
+    """Active jobs with tasks on a compute (for its deployer; X-API-KEY required)."""
+    await authorized_compute(compute_id, api_key)
+    tasks = await TaskDoc.find({"compute_id": compute_id}).to_list()
+    job_ids = sorted({t.job_id for t in tasks})
+    if not job_ids:
+        return []
+    jobs = await JobDoc.find({"job_id": {"$in": job_ids}}).sort("created_at").to_list()
+    return [job_status(j) for j in jobs if not job_status(j).state.is_terminal]

@@ -1,0 +1,83 @@
+"""RPC client of the controller: job commands over RabbitMQ with correlated replies and a timeout.
+
+FastStream's `broker.request` serialises all requests of a broker behind one lock (RabbitMQ's
+direct reply-to), so one slow command would stall every other HTTP request. This client instead
+owns an exclusive reply queue and matches replies to waiting requests by correlation id, so
+commands run concurrently; each waits at most `settings.rpc_timeout` seconds. Commands carry an
+expiration equal to that timeout, so a controller that starts later never executes a request
+whose caller already got a 503.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+from aio_pika.exceptions import AMQPError
+from faststream.rabbit import RabbitBroker, RabbitQueue
+from faststream.rabbit.annotations import RabbitMessage
+from pamqp.commands import Basic
+
+from flame_common.bus import names
+from flame_common.logs import get_logger
+from flame_common.settings import FlameSettings
+from schemas.commands import Command, CommandReply
+from schemas.errors import Unavailable
+
+log = get_logger(__name__)
+
+
+class ControllerClient:
+    """Send `schemas.commands` to the controller and return the unwrapped reply result."""
+
+    def __init__(self, broker: RabbitBroker, settings: FlameSettings) -> None:
+        self._broker = broker
+        self._timeout = settings.rpc_timeout
+        self._command_queue = names(settings).command_queue
+        self._pending: dict[str, asyncio.Future[Any]] = {}
+        self.reply_queue = RabbitQueue(
+            f"{names(settings).queue('apiserver.replies')}.{uuid.uuid4().hex[:12]}",
+            durable=False,
+            exclusive=True,
+            auto_delete=True,
+        )
+
+        async def on_reply(body: Any, message: RabbitMessage) -> None:
+            future = self._pending.get(message.correlation_id or "")
+            if future is not None and not future.done():
+                future.set_result(body)
+
+        broker.subscriber(self.reply_queue, no_reply=True)(on_reply)
+
+    async def call(self, command: Command) -> dict[str, Any] | list[Any] | None:
+        """Send one command; raises the controller's FlameError, or Unavailable on no answer."""
+        correlation_id = uuid.uuid4().hex
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending[correlation_id] = future
+        try:
+            confirm = await self._broker.publish(
+                command.model_dump(mode="json"),
+                queue=self._command_queue,
+                reply_to=self.reply_queue.name,
+                correlation_id=correlation_id,
+                expiration=self._timeout,
+                mandatory=True,
+            )
+            if isinstance(getattr(confirm, "delivery", None), Basic.Return):
+                raise Unavailable(
+                    "the controller is not running (nobody listens on its command queue "
+                    f"'{self._command_queue}'); start flame-controller and retry"
+                )
+            body = await asyncio.wait_for(future, self._timeout)
+        except (AMQPError, ConnectionError) as exc:
+            raise Unavailable(f"cannot reach RabbitMQ to send the command: {exc}") from exc
+        except TimeoutError as exc:
+            log.warning("controller rpc timed out", kind=getattr(command, "kind", "?"))
+            raise Unavailable(
+                f"the controller did not answer within {self._timeout:g} s; "
+                "check that flame-controller is running and retry"
+            ) from exc
+        finally:
+            self._pending.pop(correlation_id, None)
+        return CommandReply.model_validate(body).unwrap()

@@ -1,0 +1,75 @@
+"""Server-sent events of one job's log: replay from a seq number, follow live, end when done."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+
+from flame_common.documents import EventDoc, JobDoc
+from schemas.states import JobState
+
+
+@dataclass(frozen=True)
+class StreamTiming:
+    poll_seconds: float = 0.25  # how often the log is read while nothing new arrived
+    keepalive_seconds: float = 15.0  # comment line sent when idle, so proxies keep the stream
+    batch: int = 200
+
+
+async def events_after(job_id: str, after: int, limit: int) -> list[dict[str, Any]]:
+    """Event envelopes of a job with seq > after, in seq order (the controller's log bodies)."""
+    docs = (
+        await EventDoc.find({"job_id": job_id, "seq": {"$gt": after}})
+        .sort("seq")
+        .limit(limit)
+        .to_list()
+    )
+    return [{**d.body, "seq": d.seq} for d in docs]
+
+
+def frame(event: dict[str, Any]) -> bytes:
+    data = json.dumps(event, separators=(",", ":"))
+    return f"id: {event['seq']}\nevent: {event.get('type', 'message')}\ndata: {data}\n\n".encode()
+
+
+async def _finished(job_id: str, cursor: int) -> bool:
+    """True when the job is gone or terminal and every event it logged was read."""
+    job = await JobDoc.find_one({"job_id": job_id})
+    if job is None:
+        return True
+    return JobState(job.state).is_terminal and cursor >= job.last_seq
+
+
+async def stream_job_events(
+    job_id: str, after: int, timing: StreamTiming = StreamTiming()
+) -> AsyncIterator[bytes]:
+    """Yield SSE frames for every event after `after`, then follow the log until the job is done.
+
+    The stream ends after two consecutive idle polls that find the job terminal (or deleted)
+    with nothing left to send, so events appended right after the final state still go out.
+    """
+    cursor = after
+    idle_since = time.monotonic()
+    done_polls = 0
+    yield b"retry: 2000\n\n"
+    while True:
+        events = await events_after(job_id, cursor, timing.batch)
+        for event in events:
+            cursor = event["seq"]
+            yield frame(event)
+        if events:
+            idle_since = time.monotonic()
+            done_polls = 0
+            continue
+        done_polls = done_polls + 1 if await _finished(job_id, cursor) else 0
+        if done_polls >= 2:
+            return
+        if time.monotonic() - idle_since >= timing.keepalive_seconds:
+            idle_since = time.monotonic()
+            yield b": keep-alive\n\n"
+        await anyio.sleep(timing.poll_seconds)

@@ -1,0 +1,49 @@
+"""Read-model views: JobDoc/TaskDoc projections rendered as the wire models of the contract."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flame_common.documents import JobDoc, TaskDoc
+from schemas.job import JobSpec, JobStatus
+from schemas.task import TaskInfo
+from schemas.task_config import TaskConfig
+
+
+def job_status(doc: JobDoc) -> JobStatus:
+    return JobStatus(
+        id=doc.job_id,
+        name=doc.name,
+        state=doc.state,
+        created_at=doc.created_at,
+        started_at=doc.started_at,
+        updated_at=doc.updated_at,
+        ended_at=doc.ended_at,
+        reason=doc.reason,
+    )
+
+
+def job_spec(doc: JobDoc) -> JobSpec:
+    """The stored spec with the server-owned ids forced."""
+    spec = JobSpec.model_validate(doc.spec)
+    return spec.model_copy(update={"id": doc.job_id, "user_id": doc.user_id})
+
+
+def task_info(doc: TaskDoc) -> TaskInfo:
+    """A task as users see it: the key is always hidden."""
+    return TaskInfo(
+        job_id=doc.job_id,
+        task_id=doc.task_id,
+        role=doc.role,
+        group_association=doc.group_association,
+        state=doc.state,
+        compute_id=doc.compute_id,
+        log=doc.log,
+        timestamp=doc.timestamp,
+    )
+
+
+def task_config(doc: TaskDoc) -> dict[str, Any]:
+    """The worker config of a task in Flame's wire form, with its `taskid`."""
+    config = TaskConfig.model_validate(doc.config).model_copy(update={"taskid": doc.task_id})
+    return config.to_wire()

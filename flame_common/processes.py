@@ -1,0 +1,55 @@
+"""Child-process hygiene: tie a child's life to its parent and stop whole process trees."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import sys
+from collections.abc import Callable
+
+import psutil
+
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(sig: signal.Signals) -> Callable[[], None] | None:
+    """A `preexec_fn` that makes the child receive `sig` when its parent dies (Linux only)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    def _set() -> None:
+        libc.prctl(_PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
+
+    return _set
+
+
+def descendants(pid: int) -> list[psutil.Process]:
+    """Every live descendant of `pid` (empty when it is gone)."""
+    try:
+        return psutil.Process(pid).children(recursive=True)
+    except psutil.Error:
+        return []
+
+
+def signal_group(pgid: int, sig: signal.Signals) -> bool:
+    """Send `sig` to a process group; False when the group no longer exists."""
+    try:
+        os.killpg(pgid, sig)
+        return True
+    except (ProcessLookupError, PermissionError):
+        return False
+
+
+def kill_all(procs: list[psutil.Process]) -> None:
+    """SIGKILL these processes and their process groups (already-gone ones are skipped)."""
+    for proc in procs:
+        try:
+            pgid = os.getpgid(proc.pid)
+            if proc.is_running():
+                proc.kill()
+            if pgid != os.getpgid(0):
+                signal_group(pgid, signal.SIGKILL)
+        except (psutil.Error, ProcessLookupError):
+            continue

@@ -1,0 +1,320 @@
+"""The job state machine's decisions: `decide(state, command) -> list[events]` (pure).
+
+Commands are what the controller is asked (create/update/delete/start/stop, a timer tick, an event
+observed on the bus); the returned events are facts to append, in order, to the job's log.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from flame_controller.expansion import PlannedTask
+from flame_controller.state import (
+    ACTIVE_STATES,
+    EDITABLE_STATES,
+    JobView,
+    TaskView,
+    can_transition,
+    evolve,
+)
+from schemas.errors import Conflict, Invalid, NotFound
+from schemas.events import EventBase, make_event
+from schemas.job import JobSpec
+from schemas.states import AGENT_REPORTABLE_STATES, JobState
+
+SOURCE = "controller"
+
+
+@dataclass(frozen=True)
+class Create:
+    job_id: str
+    user_id: str
+    spec: JobSpec
+    tasks: Sequence[PlannedTask]
+
+
+@dataclass(frozen=True)
+class Update:
+    spec: JobSpec
+    tasks: Sequence[PlannedTask]
+
+
+@dataclass(frozen=True)
+class Delete:
+    pass
+
+
+@dataclass(frozen=True)
+class Start:
+    unmanaged_computes: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class Stop:
+    reason: str = "stopped by user"
+
+
+@dataclass(frozen=True)
+class Tick:
+    """The timer's look at a job: maxRunTime and stop-grace deadlines."""
+
+    now: datetime
+    stop_grace_seconds: float
+
+
+@dataclass(frozen=True)
+class Observe:
+    """An event from agents, deployers or the apiserver (task status, worker.*, agent.*)."""
+
+    event: EventBase
+
+
+Command = Create | Update | Delete | Start | Stop | Tick | Observe
+
+
+def decide(
+    state: JobView | None, command: Command, correlation_id: str | None = None
+) -> list[EventBase]:
+    """What happens if `command` is applied to `state`; raises a FlameError if it may not."""
+    if isinstance(command, Create):
+        if state is not None and not state.deleted:
+            raise Conflict(f"job {command.job_id} already exists")
+        return _create(command, correlation_id)
+    if state is None or state.deleted:
+        raise NotFound("job not found")
+    new = _Emitter(state, correlation_id)
+    match command:
+        case Update():
+            _require_editable(state, "update")
+            _update(new, command)
+        case Delete():
+            _require_editable(state, "delete")
+            new.emit("job.deleted", {"user_id": state.user_id})
+        case Start():
+            _require(state, JobState.STARTING, "start")
+            _start(new, command)
+        case Stop():
+            _require(state, JobState.STOPPING, "stop")
+            _stop(new, command.reason)
+        case Tick():
+            _tick(new, command)
+        case Observe():
+            _observe(new, command.event)
+    return new.events
+
+
+class _Emitter:
+    """Collects events while folding them into a look-ahead state."""
+
+    def __init__(self, state: JobView, correlation_id: str | None, cause: str | None = None):
+        self.state = state
+        self.events: list[EventBase] = []
+        self.correlation_id = correlation_id
+        self.cause = cause
+
+    def add(self, event: EventBase) -> None:
+        self.state = evolve(self.state, event)
+        self.events.append(event)
+
+    def emit(self, type_: str, payload: dict[str, Any], task_id: str | None = None) -> None:
+        self.add(
+            make_event(
+                type_,
+                payload,
+                job_id=self.state.job_id,
+                task_id=task_id,
+                source=SOURCE,
+                correlation_id=self.correlation_id,
+                causation_id=self.cause,
+            )
+        )
+
+    def move(self, to: JobState, reason: str = "") -> None:
+        self.emit(
+            "job.state_changed", {"from_state": self.state.state, "to_state": to, "reason": reason}
+        )
+
+
+def _require(state: JobView, target: JobState, action: str) -> None:
+    if not can_transition(state.state, target):
+        raise Conflict(
+            f"cannot {action} job {state.job_id}: it is {state.state}, "
+            f"and {state.state} -> {target} is not allowed"
+        )
+
+
+def _require_editable(state: JobView, action: str) -> None:
+    if state.state not in EDITABLE_STATES:
+        allowed = ", ".join(sorted(EDITABLE_STATES))
+        raise Conflict(
+            f"cannot {action} job {state.job_id}: it is {state.state} "
+            f"(allowed only when {allowed}); stop the job first"
+        )
+
+
+def _task_payload(t: PlannedTask) -> dict[str, Any]:
+    return {
+        "role": t.role,
+        "group_association": t.group_association,
+        "compute_id": t.compute_id,
+        "dataset": t.dataset,
+    }
+
+
+def _create(c: Create, correlation_id: str | None) -> list[EventBase]:
+    created = make_event(
+        "job.created",
+        {"user_id": c.user_id, "spec": c.spec, "task_count": len(c.tasks)},
+        job_id=c.job_id,
+        source=SOURCE,
+        correlation_id=correlation_id,
+    )
+    new = _Emitter(evolve(None, created), correlation_id)
+    new.events.append(created)
+    for t in c.tasks:
+        new.emit("task.created", _task_payload(t), task_id=t.task_id)
+    return new.events
+
+
+def _update(new: _Emitter, c: Update) -> None:
+    old = new.state
+    new.emit("job.updated", {"user_id": old.user_id, "spec": c.spec, "task_count": len(c.tasks)})
+    keep = {t.task_id for t in c.tasks}
+    for task_id in sorted(set(old.tasks) - keep):
+        new.emit("task.removed", {"reason": "not part of the updated job"}, task_id=task_id)
+    for t in c.tasks:
+        new.emit("task.created", _task_payload(t), task_id=t.task_id)
+    if old.state is not JobState.READY:
+        new.move(JobState.READY, "job updated")
+
+
+def _start(new: _Emitter, c: Start) -> None:
+    new.move(JobState.STARTING)
+    by_compute: dict[str, list[str]] = {}
+    for t in new.state.tasks.values():
+        by_compute.setdefault(t.compute_id, []).append(t.task_id)
+    for compute_id in sorted(by_compute):
+        if compute_id not in c.unmanaged_computes:
+            payload = {"compute_id": compute_id, "task_ids": by_compute[compute_id]}
+            new.emit("worker.requested", payload)
+    new.move(JobState.DEPLOYING)
+    for t in list(new.state.tasks.values()):
+        if t.agent_id:
+            new.emit("task.assigned", {"agent_id": t.agent_id}, task_id=t.task_id)
+
+
+def _stop(new: _Emitter, reason: str) -> None:
+    new.move(JobState.STOPPING, reason)
+    for t in new.state.live_tasks():
+        new.emit("task.stop_requested", {"reason": reason}, task_id=t.task_id)
+    _settle(new)
+
+
+def _tick(new: _Emitter, c: Tick) -> None:
+    deadline = new.state.deadline(c.stop_grace_seconds)
+    if deadline is None or c.now < deadline:
+        return
+    if new.state.state in ACTIVE_STATES:
+        _stop(new, f"maxRunTime of {new.state.spec.max_run_time} s exceeded")
+    else:  # stopping, and the agents did not confirm in time
+        _finish(
+            new,
+            JobState.TERMINATED,
+            new.state.reason,
+            "no stop confirmation within the grace period",
+        )
+
+
+def _observe(new: _Emitter, e: EventBase) -> None:
+    if e.job_id != new.state.job_id:
+        raise Invalid(f"event {e.id} belongs to job {e.job_id}, not {new.state.job_id}")
+    if e.type not in _OBSERVED:
+        raise Invalid(f"the controller does not consume {e.type} events")
+    task = new.state.tasks.get(e.task_id or "")
+    if task is None and (e.task_id or e.type in _TASK_EVENTS):
+        raise NotFound(f"task {e.task_id} not found in job {new.state.job_id}")
+    new.cause = e.id
+    p = e.payload
+    s = new.state
+    if e.type == "task.status_changed":
+        assert task is not None
+        if p.state not in AGENT_REPORTABLE_STATES:
+            raise Invalid(f"a task cannot report state {p.state}")
+        if s.state is JobState.READY:
+            raise Conflict(f"job {s.job_id} is ready: it accepts task reports once started")
+        if task.live and task.state != p.state:  # else a duplicate or late report
+            new.add(e)
+            _settle(new)
+        return
+    new.add(e)
+    if e.type == "agent.registered":
+        assert task is not None
+        if s.state in ACTIVE_STATES and task.live:
+            new.emit("task.assigned", {"agent_id": p.agent_id}, task_id=task.task_id)
+    elif e.type == "agent.lost":
+        assert task is not None
+        if s.state in _RUNNABLE and task.live:
+            _fail_task(new, task.task_id, f"agent lost: {p.reason}")
+            _settle(new)
+    elif e.type == "worker.failed" and s.state in _RUNNABLE:
+        targets = [task] if task else _waiting_on(s, p.compute_id)
+        for t in targets:
+            if t.live:
+                _fail_task(new, t.task_id, f"worker failed: {p.reason}")
+        _settle(new)
+
+
+def _waiting_on(s: JobView, compute_id: str) -> list[TaskView]:
+    return [t for t in s.tasks.values() if t.compute_id == compute_id and t.state is JobState.READY]
+
+
+_OBSERVED = frozenset(
+    {"task.status_changed", "agent.registered", "agent.lost", "worker.created", "worker.failed"}
+)
+_TASK_EVENTS = frozenset({"task.status_changed", "agent.registered", "agent.lost"})
+_RUNNABLE = frozenset({*ACTIVE_STATES, JobState.STOPPING})
+
+
+def _fail_task(new: _Emitter, task_id: str, reason: str) -> None:
+    new.emit("task.status_changed", {"state": JobState.FAILED, "reason": reason}, task_id=task_id)
+
+
+def _settle(new: _Emitter) -> None:
+    """Job rules after task changes (reference §5.3, fixed: per-task states, no counters)."""
+    s = new.state
+    if s.state is JobState.STOPPING:
+        if not s.live_count():
+            _finish(new, JobState.TERMINATED, s.reason, "")
+        return
+    if s.state not in ACTIVE_STATES:
+        return
+    if s.state is not JobState.RUNNING and s.count(JobState.RUNNING):
+        new.move(JobState.RUNNING)
+    s = new.state
+    for role in s.roles():
+        if s.count(JobState.FAILED, role) == sum(n for (r, _), n in s.census.items() if r == role):
+            _finish(new, JobState.FAILED, f"all tasks of role {role} failed", "job failed")
+            return
+    if s.live_count():
+        return
+    for role in s.roles():
+        if not s.count(JobState.COMPLETED, role):
+            _finish(new, JobState.FAILED, f"no task of role {role} completed", "job failed")
+            return
+    _finish(new, JobState.COMPLETED, "", "")
+
+
+def _finish(new: _Emitter, to: JobState, reason: str, task_reason: str) -> None:
+    """End the job: stop and close live tasks, move to `to`, release workers."""
+    already_asked = new.state.state is JobState.STOPPING
+    for t in new.state.live_tasks():
+        if not already_asked:
+            new.emit("task.stop_requested", {"reason": task_reason}, task_id=t.task_id)
+        payload = {"state": JobState.TERMINATED, "reason": task_reason}
+        new.emit("task.status_changed", payload, task_id=t.task_id)
+    new.move(to, reason)
+    for compute_id, task_ids in sorted(new.state.requested_computes.items()):
+        new.emit("worker.released", {"compute_id": compute_id, "task_ids": list(task_ids)})

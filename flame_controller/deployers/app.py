@@ -1,0 +1,49 @@
+"""Run a deployer for one compute: register it, consume its worker events, stop workers on exit."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
+
+from flame_common import amqp
+from flame_common.db import init_db
+from flame_common.documents import TaskDoc
+from flame_common.settings import FlameSettings
+from flame_controller.deployers.local import LocalDeployer
+from flame_controller.deployers.registration import api_key, register_compute
+from flame_controller.deployers.service import WATCHED, DeployerService
+from schemas.compute import DEFAULT_COMPUTE, ComputeSpec
+
+
+@asynccontextmanager
+async def running_deployer(
+    settings: FlameSettings, compute_id: str = DEFAULT_COMPUTE, *, register: bool = True
+) -> AsyncIterator[LocalDeployer]:
+    """A local deployer serving `compute_id` until the context exits (its workers are stopped)."""
+    client = await init_db(settings, [TaskDoc])
+    connection = await amqp.connect(settings, name=f"flame-deployer-{compute_id}")
+    registration: asyncio.Task[None] | None = None
+    deployer: LocalDeployer | None = None
+    try:
+        channel = await connection.channel()
+        await channel.set_qos(prefetch_count=32)
+        events = await amqp.events_exchange(channel, settings)
+        deployer = LocalDeployer(settings)
+        service = DeployerService(settings, compute_id, deployer, events)
+        deployer.on_failure = service.worker_failed
+        queue = await amqp.consumer_queue(channel, settings, f"deployer.{compute_id}", WATCHED)
+        await queue.consume(service.on_message)
+        if register:
+            spec = ComputeSpec(compute_id=compute_id, api_key=api_key(settings.home, compute_id))
+            registration = asyncio.create_task(register_compute(settings.apiserver_url, spec))
+        yield deployer
+    finally:
+        if registration is not None:
+            registration.cancel()
+            with suppress(asyncio.CancelledError):
+                await registration
+        if deployer is not None:
+            await deployer.close()
+        await connection.close()
+        await client.close()

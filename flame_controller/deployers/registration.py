@@ -1,0 +1,52 @@
+"""Register the compute with the apiserver (`POST /computes`), retrying until it answers."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from pathlib import Path
+
+import httpx
+
+from flame_common.logs import get_logger
+from schemas.compute import ComputeSpec
+
+log = get_logger(__name__)
+
+
+def api_key(home: Path, compute_id: str) -> str:
+    """The compute's API key, generated once and kept in `<home>/computes/<id>.key` (mode 600)."""
+    path = home / "computes" / f"{compute_id}.key"
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(24)
+    path.touch(mode=0o600)
+    path.write_text(key)
+    return key
+
+
+async def register_compute(apiserver: str, spec: ComputeSpec, *, max_delay: float = 30.0) -> None:
+    """POST the compute until the apiserver accepts it (201) or says it exists with our key."""
+    delay = 0.5
+    url = f"{apiserver.rstrip('/')}/computes"
+    while True:
+        try:
+            async with httpx.AsyncClient(timeout=10) as client:
+                response = await client.post(url, json=spec.wire())
+            if response.status_code in (200, 201):
+                log.info("compute registered", compute_id=spec.compute_id)
+                return
+            if response.status_code < 500:
+                log.error(
+                    "compute registration refused",
+                    compute_id=spec.compute_id,
+                    status=response.status_code,
+                    body=response.text[:200],
+                )
+                return
+            log.warning("compute registration failed, retrying", status=response.status_code)
+        except httpx.HTTPError as exc:
+            log.info("apiserver not reachable yet", error=str(exc) or type(exc).__name__)
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, max_delay)

@@ -1,0 +1,84 @@
+"""The deployer service: turns `worker.requested`/`worker.released` for its compute into workers."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pydantic
+from aio_pika.abc import AbstractExchange, AbstractIncomingMessage
+
+from flame_common import amqp
+from flame_common.documents import TaskDoc
+from flame_common.logs import get_logger
+from flame_common.settings import FlameSettings
+from flame_controller.deployers.base import Deployer, WorkerSpec
+from schemas.events import EventBase, WorkerCreated, WorkerFailed, make_event, parse_event
+
+log = get_logger(__name__)
+
+WATCHED = ["worker.requested", "worker.released"]
+
+
+class DeployerService:
+    """Consumes worker events of one compute id and drives a `Deployer`."""
+
+    def __init__(
+        self, settings: FlameSettings, compute_id: str, deployer: Deployer, events: AbstractExchange
+    ) -> None:
+        self.settings = settings
+        self.compute_id = compute_id
+        self.deployer = deployer
+        self.events = events
+
+    async def _publish(self, type_: str, payload: Any, job_id: str, task_id: str, key: str) -> None:
+        event = make_event(
+            type_,
+            payload,
+            id=uuid.uuid5(uuid.NAMESPACE_URL, f"{type_}/{job_id}/{task_id}/{key}").hex,
+            job_id=job_id,
+            task_id=task_id,
+            source=f"deployer.{self.compute_id}",
+        )
+        await self.events.publish(amqp.event_message(event), routing_key=event.type)
+
+    async def worker_failed(self, job_id: str, task_id: str, reason: str) -> None:
+        """Report a worker that could not start or died on its own."""
+        log.warning("worker failed", job_id=job_id, task_id=task_id, reason=reason)
+        payload = WorkerFailed(compute_id=self.compute_id, reason=reason)
+        await self._publish("worker.failed", payload, job_id, task_id, uuid.uuid4().hex)
+
+    async def on_message(self, message: AbstractIncomingMessage) -> None:
+        async with message.process(requeue=True):
+            try:
+                event = parse_event(message.body)
+            except (pydantic.ValidationError, ValueError):
+                log.warning("dropping malformed message", message_id=message.message_id)
+                return
+            if event.payload.compute_id != self.compute_id or not event.job_id:
+                return
+            if event.type == "worker.requested":
+                await self.deploy(event)
+            elif event.type == "worker.released":
+                await self.deployer.stop(event.job_id, list(event.payload.task_ids))
+                log.info("workers released", job_id=event.job_id, count=len(event.payload.task_ids))
+
+    async def deploy(self, event: EventBase) -> None:
+        job_id = str(event.job_id)
+        task_ids = list(event.payload.task_ids)
+        keys = {
+            t.task_id: t.key
+            async for t in TaskDoc.find({"job_id": job_id, "task_id": {"$in": task_ids}})
+        }
+        for task_id in task_ids:
+            if task_id not in keys:
+                await self.worker_failed(job_id, task_id, "no such task")
+                continue
+            spec = WorkerSpec(job_id, task_id, keys[task_id], self.settings.apiserver_url)
+            try:
+                worker_id = await self.deployer.start(spec)
+            except Exception as exc:  # any adapter error becomes a worker.failed fact
+                await self.worker_failed(job_id, task_id, f"cannot start worker: {exc}")
+                continue
+            payload = WorkerCreated(compute_id=self.compute_id, worker_id=worker_id)
+            await self._publish("worker.created", payload, job_id, task_id, worker_id)

@@ -1,0 +1,114 @@
+"""Outbox relay: publish appended events in log order, mark them `published`, resume on restart."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+import aio_pika
+from faststream.rabbit import RabbitBroker
+
+from flame_common.bus import events_exchange
+from flame_common.documents import EventDoc
+from flame_common.logs import get_logger
+from flame_common.settings import FlameSettings
+from schemas.events import EventBase, event_json, parse_event
+
+log = get_logger(__name__)
+
+CHUNK = 256  # publishes in flight at once (publisher confirms are pipelined)
+MARK_EVERY = 5000  # published events whose flag is set in one write while busy...
+MARK_DELAY = 0.3  # ...or after this many seconds without new events
+
+
+class OutboxRelay:
+    """Publishes events handed over by the controller; the log's `published` flag is the outbox."""
+
+    def __init__(self, broker: RabbitBroker, settings: FlameSettings) -> None:
+        self.broker = broker
+        self.settings = settings
+        self._queue: asyncio.Queue[Sequence[EventBase]] = asyncio.Queue()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._exchange: aio_pika.abc.AbstractExchange | None = None
+        self._unmarked: list[str] = []
+
+    def enqueue(self, events: Sequence[EventBase]) -> None:
+        if events:
+            self._idle.clear()
+            self._queue.put_nowait(events)
+
+    async def republish_pending(self) -> int:
+        """Publish what a previous run appended but did not publish (in per-job order)."""
+        cursor = EventDoc.get_pymongo_collection().find(
+            {"published": False}, sort=[("job_id", 1), ("seq", 1)]
+        )
+        pending = [parse_event(raw["body"]) async for raw in cursor]
+        await self._publish(pending)
+        if pending:
+            log.info("outbox re-published", count=len(pending))
+        return len(pending)
+
+    async def run(self) -> None:
+        while True:
+            try:
+                first = await asyncio.wait_for(
+                    self._queue.get(), MARK_DELAY if self._unmarked else None
+                )
+            except TimeoutError:  # quiet for a moment: do the bookkeeping now
+                await self._mark_all()
+                continue
+            batch = list(first)
+            while not self._queue.empty():
+                batch.extend(self._queue.get_nowait())
+            try:
+                await self._publish(batch, mark=False)
+                self._unmarked.extend(e.id for e in batch)
+                if len(self._unmarked) >= MARK_EVERY:
+                    await self._mark_all()
+            except Exception:  # the events stay unpublished in the log; a restart re-sends them
+                log.exception("outbox publish failed", count=len(batch))
+            if self._queue.empty() and not self._unmarked:
+                self._idle.set()
+
+    async def _mark_all(self) -> None:
+        """Set `published` on what went out (bookkeeping for restarts, off the hot path)."""
+        try:
+            await self._mark(self._unmarked)
+            self._unmarked = []
+        except Exception:  # retried on the next pass; at worst a restart re-publishes
+            log.exception("outbox marking failed", count=len(self._unmarked))
+        if self._queue.empty():
+            self._idle.set()
+
+    async def drained(self) -> None:
+        """Wait until every enqueued event was published (tests, benchmarks, shutdown)."""
+        await self._idle.wait()
+
+    async def _publish(self, events: Sequence[EventBase], *, mark: bool = True) -> None:
+        if self._exchange is None:  # aio-pika directly: ~3x faster than FastStream's publish
+            self._exchange = await self.broker.declare_exchange(events_exchange(self.settings))
+        exchange = self._exchange
+        for i in range(0, len(events), CHUNK):
+            chunk = events[i : i + CHUNK]
+            await asyncio.gather(
+                *(exchange.publish(_message(e), routing_key=e.type) for e in chunk)
+            )
+            if mark:
+                await self._mark([e.id for e in chunk])
+
+    async def _mark(self, event_ids: list[str]) -> None:
+        if event_ids:
+            await EventDoc.get_pymongo_collection().update_many(
+                {"event_id": {"$in": event_ids}}, {"$set": {"published": True}}
+            )
+
+
+def _message(event: EventBase) -> aio_pika.Message:
+    """The same message `flame_common.bus.publish_event` sends (persistent JSON, id = event id)."""
+    return aio_pika.Message(
+        event_json(event),
+        content_type="application/json",
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        message_id=event.id,
+    )

@@ -1,0 +1,234 @@
+"""The controller's application service: one writer per job; commands and observed events in.
+
+Every change goes: lock the job -> state (cache or replay) -> `decide` -> stamp `seq` -> append to
+the log and projections -> hand the new events to the outbox relay.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from bson import ObjectId
+
+from flame_common.logs import get_logger
+from flame_common.settings import FlameSettings
+from flame_controller import decide as d
+from flame_controller.expansion import PlannedTask
+from flame_controller.planning import Planner, new_keys, unmanaged_computes
+from flame_controller.state import JobView, evolve
+from flame_controller.store import JobStore
+from schemas import commands as c
+from schemas.errors import FlameError, NotFound
+from schemas.events import EventBase, make_event
+from schemas.job import JobStatus
+
+log = get_logger(__name__)
+
+Publish = Callable[[Sequence[EventBase]], None]
+
+
+@dataclass
+class _Entry:
+    state: JobView
+    seen: set[str] = field(default_factory=set)
+
+
+def job_status(s: JobView) -> dict[str, Any]:
+    """The RPC result of job commands: `JobStatus` in wire form."""
+    status = JobStatus(
+        id=s.job_id,
+        name=s.spec.name,
+        state=s.state,
+        created_at=s.created_at,
+        started_at=s.started_at,
+        updated_at=s.updated_at,
+        ended_at=s.ended_at,
+        reason=s.reason,
+    )
+    return status.wire()
+
+
+class Controller:
+    """Serialises all writes of a job behind its lock; caches job states (single writer)."""
+
+    def __init__(self, settings: FlameSettings, publish: Publish) -> None:
+        self.settings = settings
+        self.store = JobStore(settings.stop_grace_seconds)
+        self.planner = Planner(settings)
+        self.publish = publish
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._cache: dict[str, _Entry] = {}
+
+    def _lock(self, job_id: str) -> asyncio.Lock:
+        return self._locks.setdefault(job_id, asyncio.Lock())
+
+    async def _entry(self, job_id: str) -> _Entry:
+        entry = self._cache.get(job_id)
+        if entry is None:
+            state, seen = await self.store.load(job_id)
+            if state is None or state.deleted:
+                raise NotFound(f"job {job_id} not found")
+            entry = self._cache[job_id] = _Entry(state, seen)
+        return entry
+
+    async def _owned(self, job_id: str, user_id: str) -> _Entry:
+        entry = await self._entry(job_id)
+        if entry.state.user_id != user_id:
+            raise NotFound(f"job {job_id} not found")
+        return entry
+
+    # --- commands (RPC) ------------------------------------------------------------------------
+
+    async def execute(self, cmd: Any) -> dict[str, Any]:
+        """Run one RPC command; returns its result or raises a FlameError."""
+        if isinstance(cmd, c.CreateJob):
+            return await self.create(cmd)
+        async with self._lock(cmd.job_id):
+            if isinstance(cmd, c.ReportTaskStatus):
+                await self._report(cmd)
+                return {}
+            entry = await self._owned(cmd.job_id, cmd.user_id)
+            planned: list[PlannedTask] = []
+            command: d.Command
+            if isinstance(cmd, c.UpdateJob):
+                spec, planned = await self.planner.plan(cmd.job_id, cmd.user_id, cmd.spec)
+                command = d.Update(spec, planned)
+            elif isinstance(cmd, c.DeleteJob):
+                command = d.Delete()
+            elif isinstance(cmd, c.StartJob):
+                command = d.Start(await unmanaged_computes())
+            elif isinstance(cmd, c.StopJob):
+                command = d.Stop()
+            else:
+                raise FlameError(f"unknown command {type(cmd).__name__}")
+            events = d.decide(entry.state, command, cmd.correlation_id)
+            await self._commit(entry, events, planned=planned)
+            if isinstance(cmd, c.DeleteJob):
+                self._forget(cmd.job_id)
+                return {}
+            return job_status(entry.state)
+
+    async def create(self, cmd: c.CreateJob) -> dict[str, Any]:
+        job_id = str(ObjectId())
+        spec, planned = await self.planner.plan(job_id, cmd.user_id, cmd.spec)
+        events = d.decide(None, d.Create(job_id, cmd.user_id, spec, planned), cmd.correlation_id)
+        events = _stamp(events, 0)
+        state: JobView | None = None
+        for e in events:
+            state = evolve(state, e)
+        assert state is not None
+        async with self._lock(job_id):
+            await self.store.create(state, events, planned, new_keys(planned))
+            self._cache[job_id] = _Entry(state)
+        self.publish(events)
+        log.info("job created", job_id=job_id, tasks=len(planned))
+        return job_status(state)
+
+    async def _report(self, cmd: c.ReportTaskStatus) -> None:
+        status = cmd.status
+        event = make_event(
+            "task.status_changed",
+            {"state": status.state, "log_tail": status.log},
+            job_id=cmd.job_id,
+            task_id=cmd.task_id,
+            source="apiserver",
+            correlation_id=cmd.correlation_id,
+        )
+        entry = await self._entry(cmd.job_id)
+        events = d.decide(entry.state, d.Observe(event), cmd.correlation_id)
+        await self._commit(entry, events)
+
+    # --- observed events (bus) and timers -------------------------------------------------------
+
+    async def observe(self, job_id: str, events: Sequence[EventBase]) -> None:
+        """Apply a batch of bus events of one job in one write; skips duplicates and bad events."""
+        async with self._lock(job_id):
+            try:
+                entry = await self._entry(job_id)
+            except NotFound:
+                log.warning("events for an unknown job dropped", job_id=job_id, count=len(events))
+                return
+            state, seen = entry.state, set(entry.seen)
+            new: list[EventBase] = []
+            for event in events:
+                if event.id in seen:
+                    continue
+                seen.add(event.id)
+                try:
+                    decided = d.decide(state, d.Observe(event))
+                except FlameError as exc:
+                    log.warning(
+                        "event rejected", job_id=job_id, event_id=event.id, error=exc.message
+                    )
+                    continue
+                decided = _stamp(decided, state.last_seq)
+                for e in decided:
+                    state = evolve(state, e)
+                new.extend(decided)
+            observed = {e.id for e in events}
+            await self._commit(entry, new, observed=observed, folded=state)
+
+    async def tick(self, job_id: str, now: datetime | None = None) -> None:
+        """Let the timer act on a job whose deadline passed (maxRunTime or stop grace)."""
+        async with self._lock(job_id):
+            try:
+                entry = await self._entry(job_id)
+            except NotFound:
+                return
+            tick = d.Tick(now or datetime.now(UTC), self.settings.stop_grace_seconds)
+            await self._commit(entry, d.decide(entry.state, tick))
+
+    async def recover(self, job_ids: Sequence[str]) -> None:
+        """Replay jobs after a restart; fix projections that lag behind the log."""
+        for job_id in job_ids:
+            async with self._lock(job_id):
+                try:
+                    entry = await self._entry(job_id)
+                except NotFound:
+                    continue
+                await self.store.reproject(entry.state)
+
+    # --- writing ----------------------------------------------------------------------------------
+
+    async def _commit(
+        self,
+        entry: _Entry,
+        events: Sequence[EventBase],
+        *,
+        observed: set[str] | None = None,
+        planned: Sequence[PlannedTask] = (),
+        folded: JobView | None = None,
+    ) -> None:
+        """Append `events` (already stamped and folded into `folded` if given) and publish them."""
+        if not events:
+            return
+        if folded is None:
+            events = _stamp(events, entry.state.last_seq)
+            folded = entry.state
+            for e in events:
+                folded = evolve(folded, e)
+        state = folded
+        observed = observed or set()
+        keys = new_keys(list(planned)) if planned else None
+        try:
+            await self.store.append(state, events, observed=observed, planned=planned, keys=keys)
+        except Exception:
+            self._forget(state.job_id)  # reload from the log next time
+            raise
+        entry.state = state
+        entry.seen.update(e.id for e in events)
+        if state.state.is_terminal:
+            entry.seen.clear()  # terminal jobs are reloaded (and re-deduplicated) from the log
+            self._cache.pop(state.job_id, None)
+        self.publish([e for e in events if e.id not in observed])
+
+    def _forget(self, job_id: str) -> None:
+        self._cache.pop(job_id, None)
+
+
+def _stamp(events: Sequence[EventBase], last_seq: int) -> list[EventBase]:
+    return [e.model_copy(update={"seq": last_seq + i}) for i, e in enumerate(events, start=1)]

@@ -1,0 +1,196 @@
+"""The notifier service: agent registrations/heartbeats in, controller events out to agents."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
+from typing import Any
+
+import pydantic
+from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractIncomingMessage
+
+from flame_common import amqp
+from flame_common.bus import names
+from flame_common.db import init_db
+from flame_common.documents import ALL_DOCUMENTS, TaskDoc
+from flame_common.logs import get_logger
+from flame_common.settings import FlameSettings
+from flame_notifier.documents import AgentDoc, Presence
+from flame_notifier.presence import PresenceBook
+from schemas.events import (
+    AgentLost,
+    EventBase,
+    JobStateChanged,
+    TaskStatusChanged,
+    make_event,
+    parse_event,
+)
+
+log = get_logger(__name__)
+
+CONSUMER = "notifier"
+DELIVERED = ("task.assigned", "task.stop_requested")
+WATCHED = (*DELIVERED, "task.status_changed", "job.state_changed")
+KEY_HEADER = "x-flame-task-key"
+
+
+class Notifier:
+    """Presence and delivery over one channel (publisher confirms on)."""
+
+    def __init__(self, settings: FlameSettings, channel: AbstractChannel) -> None:
+        self.settings = settings
+        self.channel = channel
+        self.book = PresenceBook(settings.heartbeat_timeout)
+        self._events: AbstractExchange | None = None
+        self._agents: AbstractExchange | None = None
+        self._inboxes: set[str] = set()
+
+    async def setup(self) -> None:
+        self._events = await amqp.events_exchange(self.channel, self.settings)
+        self._agents = await amqp.agents_exchange(self.channel, self.settings)
+        resumed = await self.book.load()
+        log.info("notifier ready", resumed_agents=resumed)
+
+    async def publish(self, event: EventBase) -> None:
+        assert self._events is not None
+        await self._events.publish(amqp.event_message(event), routing_key=event.type)
+
+    async def deliver(self, event: EventBase) -> None:
+        """Put `event` into its task's agent inbox (declared first: a late agent still gets it)."""
+        assert self._agents is not None and event.task_id
+        if event.task_id not in self._inboxes:
+            await amqp.agent_inbox(self.channel, self.settings, event.task_id)
+            self._inboxes.add(event.task_id)
+        await self._agents.publish(amqp.event_message(event), routing_key=event.task_id)
+        log.info("delivered", type=event.type, job_id=event.job_id, task_id=event.task_id)
+
+    # --- agent inbox -----------------------------------------------------------------------
+
+    async def on_agent_message(self, message: AbstractIncomingMessage) -> None:
+        async with message.process(requeue=True):
+            event = _decode(message)
+            if event is None:
+                return
+            if event.type == "agent.heartbeat":
+                if event.task_id and not self.book.heartbeat(event.task_id, event.payload.agent_id):
+                    log.debug("heartbeat of an unknown agent", task_id=event.task_id)
+            elif event.type == "agent.registered":
+                await self._register(event, str(message.headers.get(KEY_HEADER, "")))
+            else:
+                log.warning("unexpected agent message", type=event.type)
+
+    async def _register(self, event: EventBase, key: str) -> None:
+        outcome = await self.book.register(event, key)
+        if not outcome.accepted:
+            log.warning("registration refused", task_id=event.task_id, reason=outcome.reason)
+            return
+        if outcome.changed:
+            await self.publish(event.model_copy(update={"source": "notifier"}))
+            log.info(
+                "agent registered",
+                job_id=event.job_id,
+                task_id=event.task_id,
+                agent_id=event.payload.agent_id,
+            )
+
+    # --- events from the controller --------------------------------------------------------
+
+    async def on_event(self, message: AbstractIncomingMessage) -> None:
+        async with message.process(requeue=True):
+            event = _decode(message)
+            if event is None:
+                return
+            if event.type in DELIVERED:
+                if event.task_id:
+                    await self.deliver(event)
+            elif isinstance(event.payload, TaskStatusChanged):
+                if event.payload.state.is_terminal and event.task_id:
+                    await self.book.mark([event.task_id], Presence.DONE)
+            elif (
+                isinstance(event.payload, JobStateChanged)
+                and event.payload.to_state.is_terminal
+                and event.job_id
+            ):
+                await self._job_ended(event.job_id)
+
+    async def _job_ended(self, job_id: str) -> None:
+        """Stop watching the job's agents and remove their inboxes."""
+        task_ids = set(await self.book.finish_job(job_id))
+        task_ids.update([t.task_id async for t in TaskDoc.find({"job_id": job_id})])
+        for task_id in task_ids:
+            await self.channel.queue_delete(names(self.settings).agent_queue(task_id))
+            self._inboxes.discard(task_id)
+
+    # --- liveness --------------------------------------------------------------------------
+
+    async def sweep(self) -> None:
+        """Declare silent agents lost (and ask them to stop, should they come back)."""
+        for doc in self.book.silent():
+            reason = f"no heartbeat for {self.settings.heartbeat_timeout:g} s"
+            lost = make_event(
+                "agent.lost",
+                AgentLost(agent_id=doc.agent_id, reason=reason),
+                id=uuid.uuid5(uuid.NAMESPACE_URL, f"lost/{doc.task_id}/{doc.agent_id}").hex,
+                job_id=doc.job_id,
+                task_id=doc.task_id,
+                source="notifier",
+            )
+            await self.publish(lost)
+            await self.book.mark([doc.task_id], Presence.LOST)
+            stop = make_event(
+                "task.stop_requested",
+                {"reason": "agent lost"},
+                job_id=doc.job_id,
+                task_id=doc.task_id,
+                source="notifier",
+            )
+            await self.deliver(stop)
+            log.warning("agent lost", job_id=doc.job_id, task_id=doc.task_id, agent_id=doc.agent_id)
+        await self.book.flush()
+
+    async def watch(self) -> None:
+        period = max(
+            0.05, min(self.settings.heartbeat_interval, self.settings.heartbeat_timeout / 4)
+        )
+        while True:
+            await asyncio.sleep(period)
+            try:
+                await self.sweep()
+            except Exception:  # broker or database hiccup: try again next period
+                log.exception("presence sweep failed")
+
+
+def _decode(message: AbstractIncomingMessage) -> EventBase | None:
+    try:
+        return parse_event(message.body)
+    except (pydantic.ValidationError, ValueError):
+        log.warning("dropping malformed message", message_id=message.message_id)
+        return None
+
+
+@asynccontextmanager
+async def running_notifier(settings: FlameSettings) -> AsyncIterator[Notifier]:
+    """Run the notifier (database, consumers, liveness watch) until the context exits."""
+    client = await init_db(settings, [*ALL_DOCUMENTS, AgentDoc])
+    connection = await amqp.connect(settings, name="flame-notifier")
+    watcher: asyncio.Task[Any] | None = None
+    try:
+        channel = await connection.channel()
+        await channel.set_qos(prefetch_count=64)
+        notifier = Notifier(settings, channel)
+        await notifier.setup()
+        inbox = await amqp.notifier_inbox(channel, settings)
+        events = await amqp.consumer_queue(channel, settings, CONSUMER, list(WATCHED))
+        await inbox.consume(notifier.on_agent_message)
+        await events.consume(notifier.on_event)
+        watcher = asyncio.create_task(notifier.watch())
+        yield notifier
+    finally:
+        if watcher is not None:
+            watcher.cancel()
+            with suppress(asyncio.CancelledError):
+                await watcher
+        await connection.close()
+        await client.close()

@@ -1,0 +1,29 @@
+"""Console entry `flame-notifier`: run the notifier until SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+
+from flame_common.logs import configure_logging
+from flame_common.settings import FlameSettings
+from flame_notifier.app import running_notifier
+
+
+async def _serve(settings: FlameSettings) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    async with running_notifier(settings):
+        await stop.wait()
+
+
+def main() -> None:
+    settings = FlameSettings()
+    configure_logging("notifier", level=settings.log_level, json=settings.log_json)
+    asyncio.run(_serve(settings))
+
+
+if __name__ == "__main__":
+    main()

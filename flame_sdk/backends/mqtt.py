@@ -1,0 +1,193 @@
+"""MQTT backend (aiomqtt 2.x / paho 2.x) on Flame's topic layout, with a Last-Will health topic.
+
+Topics (reference §4.4), QoS 1:
+- broadcast: `/flame/<job>/<channel>/<group>/BROADCAST/<sender role>/<sender id>`
+  (carries data and the JOIN/LEAVE/BEAT frames)
+- unicast:   `/flame/<job>/<channel>/<group>/UNICAST/<sender role>/<sender id>/<role>/<id>`
+- health:    `/flame/<job>` with `<id>:online` on connect and the Last Will `<id>:offline`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import uuid
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiomqtt
+
+from flame_common.logs import get_logger
+from flame_sdk.backends.base import Scope
+from flame_sdk.backends.broker import BrokerBackend
+
+log = get_logger(__name__)
+
+CHUNK_SIZE = 1024 * 1024
+SEND_WINDOW = 16
+QOS = 1
+DEFAULT_PORT = 1883
+
+
+def parse_broker(broker: str) -> tuple[str, int]:
+    """`host`, `host:port` or `mqtt://host:port` -> (host, port)."""
+    text = broker if "://" in broker else f"mqtt://{broker}"
+    parts = urlsplit(text)
+    if parts.scheme not in ("mqtt", "tcp") or not parts.hostname:
+        raise ValueError(
+            f"mqtt broker must look like host[:port] or mqtt://host[:port], got {broker!r}"
+        )
+    return parts.hostname, parts.port or DEFAULT_PORT
+
+
+def _check_part(what: str, value: str) -> str:
+    if not value or any(c in value for c in "/+#"):
+        raise ValueError(f"{what} {value!r} cannot be used in an MQTT topic (empty or has / + #)")
+    return value
+
+
+def health_topic(job_id: str) -> str:
+    return f"/flame/{job_id}"
+
+
+def _base(scope: Scope) -> str:
+    return f"/flame/{scope.job_id}/{scope.channel}/{scope.group}"
+
+
+class MQTTBackend(BrokerBackend):
+    """One MQTT client per process; frames are chunked to `chunk_size` bytes per publish."""
+
+    sort = "mqtt"
+
+    def __init__(
+        self,
+        broker: str,
+        job_id: str,
+        end_id: str,
+        *,
+        chunk_size: int = CHUNK_SIZE,
+        send_window: int = SEND_WINDOW,
+        heartbeat_interval: float = 2.0,
+        liveness_timeout: float = 10.0,
+        offline_grace: float = 1.0,
+        keepalive: int = 10,
+        **options: Any,
+    ) -> None:
+        self.host, self.port = parse_broker(broker)
+        _check_part("job id", job_id)
+        _check_part("end id", end_id)
+        super().__init__(
+            job_id,
+            end_id,
+            chunk_size=chunk_size,
+            send_window=send_window,
+            heartbeat_interval=heartbeat_interval,
+            liveness_timeout=liveness_timeout,
+            **options,
+        )
+        self.offline_grace, self.keepalive = offline_grace, keepalive
+        self._client: aiomqtt.Client | None = None
+        self._reader: asyncio.Task[None] | None = None
+
+    async def _open(self) -> None:
+        health = health_topic(self.job_id)
+        client = aiomqtt.Client(
+            self.host,
+            self.port,
+            identifier=f"{self.end_id}-{uuid.uuid4().hex[:8]}",
+            protocol=aiomqtt.ProtocolVersion.V5,
+            will=aiomqtt.Will(health, f"{self.end_id}:offline", qos=QOS),
+            keepalive=self.keepalive,
+        )
+        client.pending_calls_threshold = 4 * self.send_window  # our pipelining is deliberate
+        await client.__aenter__()
+        self._client = client
+        await client.subscribe(health, qos=QOS)
+        self._reader = asyncio.create_task(self._read(client), name="flame-mqtt-reader")
+        await client.publish(health, f"{self.end_id}:online", qos=QOS)
+
+    async def _close_transport(self) -> None:
+        client, self._client = self._client, None
+        if client is None:
+            return
+        with contextlib.suppress(aiomqtt.MqttError):
+            await client.publish(health_topic(self.job_id), f"{self.end_id}:offline", qos=QOS)
+        await self._stop_reader()
+        with contextlib.suppress(aiomqtt.MqttError):
+            await client.__aexit__(None, None, None)
+
+    async def kill(self) -> None:
+        """Test hook: drop the TCP connection abruptly, so the broker publishes our Last Will."""
+        client, self._client = self._client, None
+        await self._stop_reader()
+        if client is not None:
+            sock = client._client.socket()
+            if isinstance(sock, socket.socket):
+                sock.shutdown(socket.SHUT_RDWR)
+            with contextlib.suppress(Exception):  # consume aiomqtt's "unexpected disconnection"
+                await asyncio.wait_for(asyncio.shield(client._disconnected), 2.0)
+        self._states.clear()
+        await self._shutdown()
+
+    async def _stop_reader(self) -> None:
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
+
+    async def _read(self, client: aiomqtt.Client) -> None:
+        try:
+            async for message in client.messages:
+                self._on_mqtt(message.topic.value, message.payload)
+        except aiomqtt.MqttError as exc:
+            log.error("mqtt connection lost", error=str(exc), end=self.end_id)
+
+    def _on_mqtt(self, topic: str, payload: Any) -> None:
+        if not isinstance(payload, bytes | bytearray):
+            log.warning("mqtt message without a byte payload dropped", topic=topic)
+            return
+        parts = topic.split("/")
+        if len(parts) < 3 or parts[:3] != ["", "flame", self.job_id] or 3 < len(parts) < 8:
+            log.warning("mqtt message on a foreign topic dropped", topic=topic)
+            return
+        if len(parts) == 3:
+            self._on_health(bytes(payload))
+            return
+        state = self._states.get((parts[3], parts[4]))
+        if state is None:  # a scope left a moment ago
+            log.debug("mqtt message for a scope not joined dropped", topic=topic)
+            return
+        self._on_frame(state.scope, bytes(payload))
+
+    def _on_health(self, payload: bytes) -> None:
+        end_id, _, status = payload.decode(errors="replace").rpartition(":")
+        if status == "offline" and end_id != self.end_id:
+            self._on_peer_offline(end_id, self.offline_grace)
+
+    async def _subscribe(self, scope: Scope) -> None:
+        assert self._client is not None
+        for what in ("channel", "group", "me", "other"):
+            _check_part(what, getattr(scope, what))
+        base = _base(scope)
+        await self._client.subscribe(f"{base}/BROADCAST/{scope.other}/+", qos=QOS)
+        await self._client.subscribe(
+            f"{base}/UNICAST/{scope.other}/+/{scope.me}/{scope.end_id}", qos=QOS
+        )
+
+    async def _unsubscribe(self, scope: Scope) -> None:
+        assert self._client is not None
+        base = _base(scope)
+        await self._client.unsubscribe(f"{base}/BROADCAST/{scope.other}/+")
+        await self._client.unsubscribe(f"{base}/UNICAST/{scope.other}/+/{scope.me}/{scope.end_id}")
+
+    async def _publish(self, scope: Scope, target: str | None, frame: bytes) -> None:
+        if self._client is None:
+            raise RuntimeError("mqtt backend is not connected")
+        sender = f"{scope.me}/{scope.end_id}"
+        if target is None:
+            topic = f"{_base(scope)}/BROADCAST/{sender}"
+        else:
+            topic = f"{_base(scope)}/UNICAST/{sender}/{scope.other}/{_check_part('end id', target)}"
+        await self._client.publish(topic, frame, qos=QOS)

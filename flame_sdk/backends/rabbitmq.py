@@ -1,0 +1,153 @@
+"""RabbitMQ backend (aio-pika): a topic exchange per job and one exclusive queue per joined scope.
+
+Routing keys (each part percent-escaped so dots and wildcards in names are harmless):
+- unicast to an end:  `u.<channel>.<group>.<role>.<end>`
+- broadcast by role:  `b.<channel>.<group>.<sender role>` (also carries JOIN/LEAVE/BEAT frames)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+
+import aio_pika
+from aio_pika.abc import (
+    AbstractChannel,
+    AbstractConnection,
+    AbstractExchange,
+    AbstractIncomingMessage,
+    AbstractQueue,
+)
+from aio_pika.exceptions import ChannelClosed
+
+from flame_common.logs import get_logger
+from flame_sdk.backends.base import Scope
+from flame_sdk.backends.broker import BrokerBackend
+
+log = get_logger(__name__)
+
+CHUNK_SIZE = 8 * 1024 * 1024  # well below RabbitMQ 4's 16 MiB default message limit
+SEND_WINDOW = 4
+_DECLARE_ATTEMPTS = 3
+
+
+def exchange_name(job_id: str) -> str:
+    return f"flame.data.{job_id}"
+
+
+def _part(name: str) -> str:
+    return quote(name, safe="-_").replace(".", "%2E")
+
+
+def unicast_key(channel: str, group: str, role: str, end_id: str) -> str:
+    return ".".join(("u", _part(channel), _part(group), _part(role), _part(end_id)))
+
+
+def broadcast_key(channel: str, group: str, role: str) -> str:
+    return ".".join(("b", _part(channel), _part(group), _part(role)))
+
+
+class RabbitMQBackend(BrokerBackend):
+    """Frames travel as non-persistent messages on the job's exchange, published with confirms."""
+
+    sort = "rabbitmq"
+
+    def __init__(
+        self,
+        url: str,
+        job_id: str,
+        end_id: str,
+        *,
+        chunk_size: int = CHUNK_SIZE,
+        send_window: int = SEND_WINDOW,
+        heartbeat_interval: float = 2.0,
+        liveness_timeout: float = 10.0,
+        **options: Any,
+    ) -> None:
+        if not url.startswith(("amqp://", "amqps://")):
+            raise ValueError(f"rabbitmq broker must be an amqp:// or amqps:// URL, got {url!r}")
+        super().__init__(
+            job_id,
+            end_id,
+            chunk_size=chunk_size,
+            send_window=send_window,
+            heartbeat_interval=heartbeat_interval,
+            liveness_timeout=liveness_timeout,
+            **options,
+        )
+        self.url = url
+        self._connection: AbstractConnection | None = None
+        self._pub: AbstractChannel | None = None  # publishing, with confirms
+        self._sub: AbstractChannel | None = None  # consuming
+        self._admin: AbstractChannel | None = None  # declarations; reopened after a failure
+        self._exchange: AbstractExchange | None = None
+        self._queues: dict[Scope, tuple[AbstractQueue, str]] = {}  # queue, consumer tag
+
+    async def _open(self) -> None:
+        self._connection = connection = await aio_pika.connect(self.url)
+        connection.close_callbacks.add(self._on_connection_closed)
+        self._pub = await connection.channel(publisher_confirms=True)
+        self._sub = await connection.channel(publisher_confirms=False)
+        self._admin = await connection.channel(publisher_confirms=False)
+        self._exchange = await self._declare_exchange(self._pub)
+
+    def _on_connection_closed(self, _: object, exc: BaseException | None = None) -> None:
+        if self._connection is not None:  # not closed by us: this end is now deaf and mute
+            log.error("rabbitmq connection lost", end=self.end_id, error=repr(exc))
+
+    async def _close_transport(self) -> None:
+        connection, self._connection = self._connection, None
+        self._queues.clear()
+        if connection is not None:
+            await connection.close()
+
+    async def _declare_exchange(self, channel: AbstractChannel) -> AbstractExchange:
+        return await channel.declare_exchange(
+            exchange_name(self.job_id), aio_pika.ExchangeType.TOPIC, auto_delete=True
+        )
+
+    async def _subscribe(self, scope: Scope) -> None:
+        assert self._admin is not None and self._sub is not None
+        keys = [
+            unicast_key(scope.channel, scope.group, scope.me, scope.end_id),
+            broadcast_key(scope.channel, scope.group, scope.other),
+        ]
+        # The exchange auto-deletes when its last binding goes; a concurrent departure can remove
+        # it between our declaration and our bind, so declare and bind again after a 404.
+        for attempt in range(_DECLARE_ATTEMPTS):
+            try:
+                exchange = await self._declare_exchange(self._admin)
+                queue = await self._admin.declare_queue("", exclusive=True, auto_delete=True)
+                for key in keys:
+                    await queue.bind(exchange, key)
+                break
+            except ChannelClosed:
+                if attempt == _DECLARE_ATTEMPTS - 1:
+                    raise
+                await self._admin.reopen()
+        consumer = await self._sub.get_queue(queue.name, ensure=False)
+
+        async def on_message(message: AbstractIncomingMessage) -> None:
+            self._on_frame(scope, message.body)
+
+        tag = await consumer.consume(on_message, no_ack=True, exclusive=True)
+        self._queues[scope] = (consumer, tag)
+
+    async def _unsubscribe(self, scope: Scope) -> None:
+        entry = self._queues.pop(scope, None)
+        if entry is not None:
+            queue, tag = entry
+            await queue.cancel(tag)
+            await queue.delete(if_unused=False, if_empty=False)
+
+    async def _publish(self, scope: Scope, target: str | None, frame: bytes) -> None:
+        assert self._exchange is not None
+        if target is None:
+            key = broadcast_key(scope.channel, scope.group, scope.me)
+        else:
+            key = unicast_key(scope.channel, scope.group, scope.other, target)
+        message = aio_pika.Message(frame, delivery_mode=aio_pika.DeliveryMode.NOT_PERSISTENT)
+        await self._exchange.publish(message, routing_key=key)
+
+
+__all__ = ["RabbitMQBackend", "broadcast_key", "exchange_name", "unicast_key"]

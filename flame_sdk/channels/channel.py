@@ -1,0 +1,193 @@
+"""A joined channel: the ends of one group, the selector over them, and async send/receive."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections.abc import AsyncIterator, Iterable, Mapping
+from typing import Any, Protocol
+
+from flame_common.logs import get_logger
+from flame_sdk import wire
+from flame_sdk.backends.base import Backend, Scope
+from flame_sdk.channels.end import SENT, STATE, End
+
+log = get_logger(__name__)
+
+SEND, RECV = "send", "recv"
+
+
+class Selector(Protocol):
+    def select(self, ends: Mapping[str, Any], props: Mapping[str, Any]) -> list[str]: ...
+
+
+class Channel:
+    """One (job, channel, group) seen from this end.
+
+    Ends appear on join and disappear on leave (or liveness loss); a receiver waiting on an end
+    that disappears gets None. Messages of each end queue in arrival order; `recv_fifo`
+    interleaves several ends by arrival and leaves unconsumed messages queued.
+    """
+
+    def __init__(
+        self,
+        scope: Scope,
+        backend: Backend,
+        selector: Selector,
+        max_message_bytes: int = wire.DEFAULT_MAX_MESSAGE_BYTES,
+    ) -> None:
+        self.scope, self.backend, self.selector = scope, backend, selector
+        self.name = scope.channel
+        self.max_message_bytes = max_message_bytes
+        self.properties: dict[str, Any] = {"requester": scope.end_id}
+        self.stats = {"send.bytes": 0, "recv.bytes": 0, "broadcast.bytes": 0}
+        self._ends: dict[str, End] = {}
+        self._seq = itertools.count()
+        self._changed = asyncio.Event()
+        self.joined = False
+
+    # membership (called by the channel manager on backend events) -----------------------------
+    def on_join(self, end_id: str) -> End:
+        end = self._ends.get(end_id)
+        if end is None:
+            end = self._ends[end_id] = End(end_id)
+            log.debug("end joined", channel=self.name, end=end_id)
+            self._notify()
+        return end
+
+    def on_leave(self, end_id: str) -> None:
+        end = self._ends.pop(end_id, None)
+        if end is not None:
+            end.gone = True
+            log.info("end left", channel=self.name, end=end_id)
+            self._notify()
+
+    def on_message(self, end_id: str, data: bytes) -> None:
+        try:
+            message = wire.decode(data, self.max_message_bytes)
+        except wire.WireError as exc:
+            log.warning("message dropped", channel=self.name, sender=end_id, reason=exc.message)
+            return
+        self.stats["recv.bytes"] += len(data)
+        end = self._ends.get(end_id) or self.on_join(end_id)
+        end.inbox.append((next(self._seq), message))
+        self._notify()
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    async def _wait(self, deadline: float | None) -> bool:
+        """Wait for any change; False if the deadline passed first."""
+        event = self._changed
+        if deadline is None:
+            await event.wait()
+            return True
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return False
+        try:
+            await asyncio.wait_for(event.wait(), remaining)
+        except TimeoutError:
+            return False
+        return True
+
+    # queries -----------------------------------------------------------------------------------
+    async def ends(self, state: str | None = None) -> list[str]:
+        """The ends the selector picks now; `state` ('send'/'recv') is remembered."""
+        if state is not None:
+            self.properties["state"] = state
+        return list(self.selector.select(dict(self._ends), dict(self.properties)))
+
+    async def one_end(self, state: str | None = None) -> str | None:
+        ends = await self.ends(state)
+        return ends[0] if ends else None
+
+    def all_ends(self) -> list[str]:
+        return list(self._ends)
+
+    def empty(self) -> bool:
+        return not self._ends
+
+    def has(self, end_id: str) -> bool:
+        return end_id in self._ends
+
+    async def await_join(self, min_ends: int = 1, timeout: float | None = None) -> bool:
+        """Wait until at least `min_ends` ends are present; False if `timeout` passed first."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while len(self._ends) < min_ends:
+            if not await self._wait(deadline):
+                return False
+        return True
+
+    # properties ------------------------------------------------------------------------------
+    def set_property(self, key: str, value: Any) -> None:
+        self.properties[key] = value
+
+    def get_property(self, key: str, default: Any = None) -> Any:
+        return self.properties.get(key, default)
+
+    def set_end_property(self, end_id: str, key: str, value: Any) -> None:
+        if end_id in self._ends:
+            self._ends[end_id].properties[key] = value
+
+    def get_end_property(self, end_id: str, key: str, default: Any = None) -> Any:
+        end = self._ends.get(end_id)
+        return default if end is None else end.properties.get(key, default)
+
+    # data --------------------------------------------------------------------------------------
+    async def send(self, end_id: str, message: Mapping[str, Any]) -> None:
+        await self.multicast([end_id], message)
+
+    async def multicast(self, end_ids: Iterable[str], message: Mapping[str, Any]) -> None:
+        """Send one message to several ends, encoding it once."""
+        data = wire.encode(message)
+        for end_id in end_ids:
+            self.stats["send.bytes"] += len(data)
+            await self.backend.send(self.scope, end_id, data)
+            if end_id in self._ends:
+                self._ends[end_id].properties[STATE] = SENT
+
+    async def broadcast(self, message: Mapping[str, Any]) -> None:
+        data = wire.encode(message)
+        self.stats["broadcast.bytes"] += len(data)
+        await self.backend.broadcast(self.scope, data)
+
+    async def recv(self, end_id: str, timeout: float | None = None) -> wire.Message | None:
+        """The next message of `end_id`; None if the end is (or becomes) absent or on timeout."""
+        end = self._ends.get(end_id)
+        if end is None:
+            return None
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not end.ready:
+            if not await self._wait(deadline):
+                return None
+        return end.take()
+
+    async def recv_fifo(
+        self, end_ids: Iterable[str], first_k: int = 0, timeout: float | None = None
+    ) -> AsyncIterator[tuple[str, wire.Message | None]]:
+        """Yield `(end, message)` in arrival order, one per end (None for ends that left).
+
+        Stops after `first_k` items if > 0, or when `timeout` seconds have passed.
+        """
+        pending = {e: self._ends.get(e) for e in dict.fromkeys(end_ids)}
+        limit = first_k if first_k > 0 else len(pending)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        yielded = 0
+        while pending and yielded < limit:
+            ready = [(e, end) for e, end in pending.items() if end is None or end.ready]
+            if not ready:
+                if not await self._wait(deadline):
+                    return
+                continue
+            end_id, end = min(ready, key=lambda item: -1 if item[1] is None else item[1].head_seq())
+            del pending[end_id]
+            yielded += 1
+            yield end_id, (None if end is None else end.take())
+
+    async def leave(self) -> None:
+        if self.joined:
+            self.joined = False
+            await self.backend.leave(self.scope)

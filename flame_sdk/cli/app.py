@@ -1,0 +1,60 @@
+"""flamectl: the command-line shell over the management client (registers the verbs only)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from flame_sdk.cli import create, get, job, remove, start, stop, update
+from flame_sdk.cli.output import OutputFormat
+from flame_sdk.cli.runtime import Options
+
+app = typer.Typer(
+    name="flamectl",
+    help="Manage Flame designs, datasets and jobs through the Flame apiserver.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+@app.callback()
+def global_options(
+    ctx: typer.Context,
+    config: Annotated[
+        Path | None,
+        typer.Option(help="Config file [$FLAME_CONFIG, else ~/.flame/config.yaml]."),
+    ] = None,
+    endpoint: Annotated[
+        str | None, typer.Option(help="Apiserver URL [$FLAME_APISERVER, else the config file].")
+    ] = None,
+    user: Annotated[
+        str | None, typer.Option(help="Flame user [$FLAME_USER, else the config file].")
+    ] = None,
+    output: Annotated[
+        OutputFormat, typer.Option("--output", "-o", help="Tables for humans or JSON for scripts.")
+    ] = OutputFormat.TABLE,
+    insecure: Annotated[
+        bool, typer.Option("--insecure", help="Skip TLS certificate verification.")
+    ] = False,
+    timeout: Annotated[
+        float, typer.Option(min=0.1, help="Seconds to wait for each apiserver answer.")
+    ] = 30.0,
+) -> None:
+    ctx.obj = Options(config, endpoint, user, output, insecure, timeout)
+
+
+app.add_typer(create.app, name="create")
+app.add_typer(get.app, name="get")
+app.add_typer(update.app, name="update")
+app.add_typer(remove.app, name="remove")
+app.add_typer(start.app, name="start")
+app.add_typer(stop.app, name="stop")
+app.add_typer(job.app, name="job")
+
+
+def main() -> None:
+    app()

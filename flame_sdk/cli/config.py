@@ -1,0 +1,91 @@
+"""flamectl configuration: ~/.flame/config.yaml, then env FLAME_*, then command-line flags."""
+
+from __future__ import annotations
+
+import getpass
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from schemas.errors import BadRequest, Invalid
+
+DEFAULT_ENDPOINT = "http://127.0.0.1:10100"
+ENV_CONFIG, ENV_ENDPOINT, ENV_USER = "FLAME_CONFIG", "FLAME_APISERVER", "FLAME_USER"
+
+
+class _ApiServer(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    endpoint: str = ""
+
+
+class ConfigFile(BaseModel):
+    """The config file: `apiserver: {endpoint: URL}` and `user: NAME` (other keys ignored)."""
+
+    model_config = ConfigDict(extra="ignore")
+    apiserver: _ApiServer = _ApiServer()
+    user: str = ""
+
+
+@dataclass(frozen=True)
+class CliConfig:
+    endpoint: str
+    user: str
+    source: Path | None  # the config file that was read, if any
+
+
+def default_config_path(home: Path) -> Path:
+    return home / ".flame" / "config.yaml"
+
+
+def read_config_file(path: Path) -> ConfigFile:
+    """Parse a config file; BadRequest/Invalid name the file and the problem."""
+    import yaml  # only when there is a file to read
+
+    try:
+        data: Any = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise BadRequest(f"{path}: cannot read the config file ({exc.strerror or exc})") from exc
+    except yaml.YAMLError as exc:
+        raise BadRequest(f"{path}: not valid YAML ({exc})") from exc
+    if data is None:
+        return ConfigFile()
+    if not isinstance(data, dict):
+        raise Invalid(f"{path}: expected a mapping with 'apiserver' and 'user'")
+    try:
+        return ConfigFile.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+        )
+        raise Invalid(f"{path}: {problems}") from exc
+
+
+def resolve_config(
+    *,
+    config_path: Path | None,
+    endpoint: str | None,
+    user: str | None,
+    env: Mapping[str, str],
+    home: Path,
+) -> CliConfig:
+    """Flags win over env (FLAME_APISERVER, FLAME_USER), env over the file, the file over defaults.
+
+    The file is `config_path`, else $FLAME_CONFIG, else ~/.flame/config.yaml; a file named
+    explicitly must exist, the default one may be missing. The default user is the login name.
+    """
+    explicit = config_path or (Path(env[ENV_CONFIG]) if env.get(ENV_CONFIG) else None)
+    path = explicit or default_config_path(home)
+    if explicit is not None and not path.is_file():
+        raise BadRequest(f"{path}: config file not found")
+    file = read_config_file(path) if path.is_file() else None
+    resolved_endpoint = (
+        endpoint
+        or env.get(ENV_ENDPOINT)
+        or (file.apiserver.endpoint if file else "")
+        or DEFAULT_ENDPOINT
+    )
+    resolved_user = user or env.get(ENV_USER) or (file.user if file else "") or getpass.getuser()
+    return CliConfig(resolved_endpoint, resolved_user, path if file is not None else None)

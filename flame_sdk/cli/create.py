@@ -1,0 +1,110 @@
+"""`flamectl create design|schema|code|dataset|job|compute`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from flame_sdk.cli.args import DesignId, JsonFile
+from flame_sdk.cli.output import print_json, print_message
+from flame_sdk.cli.runtime import guard, json_output, run, warn_unknown
+from flame_sdk.client import load_dataset_file, load_job_file, load_schema_file, zip_code
+from flame_sdk.client.files import read_bytes
+
+app = typer.Typer(help="Create a resource.", no_args_is_help=True)
+
+
+@app.command("design")
+def design(
+    ctx: typer.Context,
+    design_id: DesignId,
+    desc: Annotated[str, typer.Option("--desc", "-d", help="Description.")] = "",
+    name: Annotated[str, typer.Option("--name", "-n", help="Display name.")] = "",
+) -> None:
+    """Create an empty design."""
+    info = run(ctx, lambda c: c.designs.create(design_id, name=name, description=desc))
+    if json_output(ctx):
+        print_json(info.wire())
+    else:
+        print_message(f"New design '{design_id}' created successfully")
+
+
+@app.command("schema")
+def schema(ctx: typer.Context, design_id: DesignId, schema_file: JsonFile) -> None:
+    """Set the TAG schema of a design from a JSON file."""
+    loaded = guard(lambda: load_schema_file(schema_file, warn_unknown))
+    result = run(ctx, lambda c: c.schemas.create(design_id, loaded))
+    if json_output(ctx):
+        print_json(result.wire())
+    else:
+        print_message(
+            f"Schema created successfully for design '{design_id}' (revision {result.revision})"
+        )
+
+
+@app.command("code")
+def code(
+    ctx: typer.Context,
+    design_id: DesignId,
+    code_path: Annotated[
+        Path, typer.Argument(help="Zip file, or a folder with one sub-folder per role.")
+    ],
+) -> None:
+    """Upload the code of a design (a new revision)."""
+    if code_path.is_dir():
+        data, file_name = guard(lambda: zip_code(code_path)), f"{design_id}.zip"
+    else:
+        data, file_name = guard(lambda: read_bytes(code_path)), code_path.name
+    revision = run(ctx, lambda c: c.code.upload(design_id, data, file_name=file_name))
+    if json_output(ctx):
+        print_json({"designId": design_id, "revision": revision})
+    else:
+        print_message(f"Code created successfully for design '{design_id}' (revision {revision})")
+
+
+@app.command("dataset")
+def dataset(ctx: typer.Context, dataset_file: JsonFile) -> None:
+    """Register a dataset from a JSON file (unknown keys such as "//" comments are dropped)."""
+    loaded = guard(lambda: load_dataset_file(dataset_file, warn_unknown))
+    dataset_id = run(ctx, lambda c: c.datasets.create(loaded))
+    if json_output(ctx):
+        print_json({"id": dataset_id})
+    else:
+        print_message(f"New dataset created successfully\n  dataset ID: {dataset_id}")
+
+
+@app.command("job")
+def job(ctx: typer.Context, job_file: JsonFile) -> None:
+    """Create a job from a job file (with dataSpecPath/modelSpecPath next to it)."""
+    spec = guard(lambda: load_job_file(job_file, warn_unknown))
+    status = run(ctx, lambda c: c.jobs.create(spec))
+    if json_output(ctx):
+        print_json(status.wire())
+    else:
+        print_message(f"New job created successfully\n  ID: {status.id}\n  state: {status.state}")
+
+
+@app.command("compute")
+def compute(
+    ctx: typer.Context,
+    compute_id: Annotated[str, typer.Argument(help="Compute id.", show_default=False)],
+    region: Annotated[str, typer.Option("--region", "-r", help="Region path.")] = "default",
+    api_key: Annotated[str, typer.Option("--api-key", help="Key of its deployer.")] = "",
+    unmanaged: Annotated[
+        bool,
+        typer.Option("--unmanaged", help="Nobody deploys workers; agents are started by hand."),
+    ] = False,
+) -> None:
+    """Register a compute (where workers run)."""
+    status = run(
+        ctx,
+        lambda c: c.computes.register(
+            compute_id, region=region, api_key=api_key, managed=not unmanaged
+        ),
+    )
+    if json_output(ctx):
+        print_json(status.wire())
+    else:
+        print_message(f"Compute '{status.compute_id}' registered (state: {status.state})")

@@ -1,0 +1,155 @@
+"""`flamectl get design(s)|schema|code|coderevision|dataset(s)|job(s)|task(s)`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from flame_sdk.cli.args import DatasetId, DesignId, JobId, Limit, TaskId
+from flame_sdk.cli.output import print_json, print_message, print_table
+from flame_sdk.cli.runtime import fail, json_output, run
+from schemas.errors import BadRequest
+
+app = typer.Typer(help="Show resources.", no_args_is_help=True)
+
+
+@app.command("design")
+def design(ctx: typer.Context, design_id: DesignId) -> None:
+    """Show a design with its schema."""
+    print_json(run(ctx, lambda c: c.designs.get(design_id)).wire())
+
+
+@app.command("designs")
+def designs(ctx: typer.Context, limit: Limit = 100) -> None:
+    """List your designs."""
+    found = run(ctx, lambda c: c.designs.list(limit=limit))
+    if json_output(ctx):
+        print_json([d.wire() for d in found])
+    else:
+        print_table(
+            ["Design ID", "Name", "Description"], [[d.id, d.name, d.description] for d in found]
+        )
+
+
+@app.command("schema")
+def schema(ctx: typer.Context, design_id: DesignId) -> None:
+    """Show the TAG schema of a design."""
+    print_json(run(ctx, lambda c: c.schemas.get(design_id)).wire())
+
+
+@app.command("code")
+def code(
+    ctx: typer.Context,
+    design_id: DesignId,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Where to write the zip [./<designId>.zip].")
+    ] = None,
+) -> None:
+    """Download the code zip of a design."""
+    target = out or Path(f"{design_id}.zip")
+    data = run(ctx, lambda c: c.code.download(design_id))
+    try:
+        target.write_bytes(data)
+    except OSError as exc:
+        fail(BadRequest(f"{target}: cannot write the file ({exc.strerror or exc})"))
+    if json_output(ctx):
+        print_json({"designId": design_id, "path": str(target), "bytes": len(data)})
+    else:
+        print_message(f"Code of design '{design_id}' saved to {target}")
+
+
+@app.command("coderevision")
+def code_revision(ctx: typer.Context, design_id: DesignId) -> None:
+    """Show the latest code revision of a design."""
+    print_json({"revision": run(ctx, lambda c: c.code.revision(design_id))})
+
+
+@app.command("dataset")
+def dataset(ctx: typer.Context, dataset_id: DatasetId) -> None:
+    """Show one dataset."""
+    print_json(run(ctx, lambda c: c.datasets.get(dataset_id)).wire())
+
+
+@app.command("datasets")
+def datasets(
+    ctx: typer.Context,
+    all_public: Annotated[
+        bool, typer.Option("--all", "-a", help="Public datasets of every user.")
+    ] = False,
+    limit: Limit = 100,
+) -> None:
+    """List your datasets (or all public ones)."""
+    found = run(ctx, lambda c: c.datasets.list(public=all_public, limit=limit))
+    if json_output(ctx):
+        print_json([d.wire() for d in found])
+        return
+    print_table(
+        ["Dataset ID", "Name", "Description", "Owner", "Public"],
+        [[d.id, d.name, d.description, d.user_id, d.is_public] for d in found],
+    )
+
+
+@app.command("job")
+def job(
+    ctx: typer.Context,
+    job_id: JobId,
+    status: Annotated[bool, typer.Option("--status", "-s", help="Show the status.")] = False,
+) -> None:
+    """Show the spec of a job, or with --status its state."""
+    if not status:
+        print_json(run(ctx, lambda c: c.jobs.get(job_id)).wire())
+        return
+    st = run(ctx, lambda c: c.jobs.status(job_id))
+    if json_output(ctx):
+        print_json(st.wire())
+        return
+    print_table(
+        ["Job ID", "State", "Created At", "Started At", "Ended At", "Reason"],
+        [[st.id, st.state, st.created_at, st.started_at, st.ended_at, st.reason]],
+    )
+
+
+@app.command("jobs")
+def jobs(ctx: typer.Context, limit: Limit = 100) -> None:
+    """List your jobs."""
+    found = run(ctx, lambda c: c.jobs.list(limit=limit))
+    if json_output(ctx):
+        print_json([j.wire() for j in found])
+        return
+    print_table(
+        ["Job ID", "Name", "State", "Created At", "Started At", "Ended At"],
+        [[j.id, j.name, j.state, j.created_at, j.started_at, j.ended_at] for j in found],
+    )
+
+
+@app.command("task")
+def task(
+    ctx: typer.Context,
+    job_id: JobId,
+    task_id: TaskId,
+    config: Annotated[
+        bool, typer.Option("--config", help="Show the config its worker receives.")
+    ] = False,
+) -> None:
+    """Show one task of a job (its key stays hidden)."""
+    if config:
+        print_json(run(ctx, lambda c: c.tasks.config(job_id, task_id)).to_wire())
+    else:
+        print_json(run(ctx, lambda c: c.tasks.get(job_id, task_id)).wire())
+
+
+@app.command("tasks")
+def tasks(ctx: typer.Context, job_id: JobId, limit: Limit = 100) -> None:
+    """List the tasks of a job."""
+    found = run(ctx, lambda c: c.tasks.list(job_id, limit=limit))
+    if json_output(ctx):
+        print_json([t.wire() for t in found])
+    elif not found:
+        print_message(f"No info found for tasks of job '{job_id}'")
+    else:
+        print_table(
+            ["Job ID", "Task ID", "Role", "Compute", "State", "Timestamp"],
+            [[t.job_id, t.task_id, t.role, t.compute_id, t.state, t.timestamp] for t in found],
+        )

@@ -1,0 +1,102 @@
+"""`flamectl job events|watch`: a job's event log and its live progress."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from flame_sdk.cli.args import JobId
+from flame_sdk.cli.exit_codes import for_job_state
+from flame_sdk.cli.output import print_json, print_message, timestamp
+from flame_sdk.cli.runtime import json_output, run
+from flame_sdk.client import FlameClient, JobProgress
+from schemas.events import EventBase, JobStateChanged, TaskStatusChanged, WorkerRequested
+
+app = typer.Typer(help="Follow jobs: events and progress.", no_args_is_help=True)
+
+
+@app.command("events")
+def events(
+    ctx: typer.Context,
+    job_id: JobId,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing new events until the job ends.")
+    ] = False,
+    after: Annotated[int, typer.Option("--after", min=0, help="Only events after this seq.")] = 0,
+) -> None:
+    """Print the events of a job (JSON lines with --output json)."""
+    as_json = json_output(ctx)
+
+    async def show(client: FlameClient) -> None:
+        async for event in client.jobs.events(job_id, follow=follow, after=after):
+            if as_json:
+                print_json(event.model_dump(mode="json"), indent=None)
+            else:
+                print_message(describe_event(event))
+
+    run(ctx, show)
+
+
+@app.command("watch")
+def watch(ctx: typer.Context, job_id: JobId) -> None:
+    """Show live progress until the job ends; exit 0 if it completed, non-zero otherwise."""
+    as_json = json_output(ctx)
+
+    async def follow(client: FlameClient) -> JobProgress:
+        last: JobProgress | None = None
+        async for progress in client.jobs.watch(job_id):
+            if as_json:
+                print_json(progress_json(progress), indent=None)
+            else:
+                print_message(describe_progress(progress, last))
+            last = progress
+        assert last is not None, "watch yields at least one snapshot"
+        return last
+
+    final = run(ctx, follow)
+    raise typer.Exit(int(for_job_state(final.state)))
+
+
+def describe_event(event: EventBase) -> str:
+    """One line: seq, time, type, task and what happened."""
+    payload = event.payload
+    if isinstance(payload, JobStateChanged):
+        detail = f"{payload.from_state} -> {payload.to_state}"
+        detail += f" ({payload.reason})" if payload.reason else ""
+    elif isinstance(payload, TaskStatusChanged):
+        detail = str(payload.state)
+        detail += f" exit={payload.exit_code}" if payload.exit_code is not None else ""
+        detail += f" ({payload.reason})" if payload.reason else ""
+    elif isinstance(payload, WorkerRequested):
+        detail = f"compute={payload.compute_id} tasks={len(payload.task_ids)}"
+    else:
+        detail = ""
+    task = event.task_id or "-"
+    when = timestamp(event.occurred_at)
+    return f"{event.seq or 0:>5}  {when}  {event.type:<20}  {task}  {detail}".rstrip()
+
+
+def describe_progress(progress: JobProgress, previous: JobProgress | None) -> str:
+    """A line per snapshot: a state change when there was one, then the task counts."""
+    counts = " ".join(f"{state}={n}" for state, n in progress.counts().items()) or "none"
+    when = timestamp(progress.event.occurred_at) if progress.event else "now"
+    if previous is None or previous.state != progress.state:
+        change = f"{previous.state} -> {progress.state}" if previous else str(progress.state)
+        reason = f" ({progress.reason})" if progress.reason else ""
+        return f"[{when}] job {progress.job_id}: {change}{reason}; tasks: {counts}"
+    event = progress.event
+    task = event.task_id if event is not None else None
+    what = f"task {task} {progress.tasks[task]}; " if task in progress.tasks else ""
+    return f"[{when}] job {progress.job_id}: {progress.state}; {what}tasks: {counts}"
+
+
+def progress_json(progress: JobProgress) -> dict[str, Any]:
+    return {
+        "jobId": progress.job_id,
+        "state": progress.state.value,
+        "reason": progress.reason,
+        "seq": progress.seq,
+        "tasks": {state.value: n for state, n in progress.counts().items()},
+        "event": progress.event.type if progress.event else None,
+    }

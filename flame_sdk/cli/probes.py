@@ -1,0 +1,64 @@
+"""Health probes of `flame up|status`: RabbitMQ handshake, HTTP answer, queue consumers."""
+
+from __future__ import annotations
+
+import asyncio
+from urllib.parse import urlsplit
+
+from flame_common.bus import names
+from flame_common.embedded import port_open
+from flame_common.settings import FlameSettings
+
+READY_QUEUES = ("notifier", "deployer.default")  # besides the controller's command queue
+
+
+def rabbit_answers(url: str) -> bool:
+    parts = urlsplit(url)
+    if not port_open(parts.hostname or "127.0.0.1", parts.port or 5672, timeout=1.0):
+        return False
+    import aio_pika
+
+    async def _probe() -> None:
+        connection = await aio_pika.connect(url, timeout=5)
+        await connection.close()
+
+    try:
+        asyncio.run(_probe())
+        return True
+    except Exception:
+        return False
+
+
+def consumers_ready(settings: FlameSettings) -> bool:
+    """True once the controller, notifier and deployer consume their queues."""
+    import aio_pika
+
+    queues = [names(settings).command_queue, *(names(settings).queue(q) for q in READY_QUEUES)]
+
+    async def _probe() -> bool:
+        connection = await aio_pika.connect(settings.rabbit_url, timeout=5)
+        async with connection:
+            for queue in queues:
+                channel = await connection.channel()
+                try:
+                    declared = await channel.declare_queue(queue, passive=True)
+                except aio_pika.exceptions.ChannelClosed:
+                    return False
+                if not declared.declaration_result.consumer_count:
+                    return False
+        return True
+
+    try:
+        return asyncio.run(_probe())
+    except Exception:
+        return False
+
+
+def http_answers(url: str) -> bool:
+    import httpx
+
+    try:
+        httpx.get(url, timeout=1.0)
+        return True
+    except httpx.HTTPError:
+        return False

@@ -1,0 +1,178 @@
+"""`flame up|down|status`: run the local stack (embedded MongoDB and the services) in background.
+
+Processes are started through their console scripts (never imported here), each in its own
+process group, with pids recorded in `$FLAME_HOME/run/<part>.pid` and logs in
+`$FLAME_HOME/logs/<part>.log`. `down` stops only what those pid files name.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+import typer
+
+from flame_common.embedded import free_port, port_open
+from flame_common.settings import FlameSettings
+from flame_sdk.cli import probes
+from flame_sdk.cli.stack_state import Stack
+
+RABBIT_HINT = "apt-get install -y rabbitmq-server && rabbitmq-server -detached"
+MONGO_PORT = 27017
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    script: str  # console script
+    module: str  # fallback: `python -c "from <module> import main; main()"`
+
+
+SERVICES = (
+    Service("apiserver", "flame-apiserver", "flame_apiserver.main"),
+    Service("controller", "flame-controller", "flame_controller.main"),
+    Service("notifier", "flame-notifier", "flame_notifier.main"),
+    Service("deployer", "flame-deployer", "flame_controller.deployers.main"),
+)
+PARTS = ("mongo", *(s.name for s in SERVICES))
+
+app = typer.Typer(help="Run Flame's local stack in the background.", no_args_is_help=True)
+
+
+def _command(service: Service) -> list[str]:
+    beside = Path(sys.executable).parent / service.script
+    found = str(beside) if beside.exists() else shutil.which(service.script)
+    if found:
+        return [found]
+    return [sys.executable, "-c", f"from {service.module} import main; main()"]
+
+
+def _start_mongo(stack: Stack) -> str:
+    data_dir = stack.settings.home / "data"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    port = MONGO_PORT if not port_open("127.0.0.1", MONGO_PORT) else free_port()
+    exe = shutil.which("nx-27017")
+    argv = [exe] if exe else [sys.executable, "-m", "nx_27017"]
+    argv += ["--data-dir", str(data_dir), "--host", "127.0.0.1", "-p", str(port)]
+    proc = stack.spawn("mongo", argv, dict(os.environ))
+    url = f"mongodb://127.0.0.1:{port}/"
+    stack.record("mongo", proc, url=url)
+    deadline = time.monotonic() + 15
+    while not port_open("127.0.0.1", port):
+        if not proc.is_running() or time.monotonic() > deadline:
+            _fail(f"the embedded MongoDB did not start:\n{stack.log_tail('mongo')}")
+        time.sleep(0.05)
+    return url
+
+
+def _fail(message: str) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(1)
+
+
+def _write_cli_config(settings: FlameSettings) -> Path:
+    import yaml
+
+    path = settings.home / "config.yaml"
+    current: dict[str, Any] = {}
+    if path.exists():
+        loaded = yaml.safe_load(path.read_text())
+        current = loaded if isinstance(loaded, dict) else {}
+    current["apiserver"] = {"endpoint": settings.apiserver_url}
+    current.setdefault("user", getpass.getuser())
+    path.write_text(yaml.safe_dump(current, sort_keys=False))
+    return path
+
+
+@app.command()
+def up(
+    timeout: Annotated[float, typer.Option(help="seconds to wait for the apiserver")] = 60.0,
+) -> None:
+    """Start MongoDB (embedded, unless FLAME_MONGO_URL is set) and the services."""
+    settings = FlameSettings()
+    stack = Stack(settings)
+    if not probes.rabbit_answers(settings.rabbit_url):
+        _fail(f"RabbitMQ does not answer at {_safe(settings.rabbit_url)}; start it: {RABBIT_HINT}")
+    mongo_url = settings.mongo_url
+    if not mongo_url:
+        running = stack.process("mongo")
+        info = stack.info("mongo") or {}
+        mongo_url = str(info["url"]) if running and "url" in info else _start_mongo(stack)
+    env = {**os.environ, "FLAME_MONGO_URL": mongo_url, "FLAME_HOME": str(settings.home)}
+    for service in SERVICES:
+        if stack.process(service.name) is None:
+            stack.spawn(service.name, _command(service), env)
+    deadline = time.monotonic() + timeout
+    while not (probes.http_answers(settings.apiserver_url) and probes.consumers_ready(settings)):
+        for service in SERVICES:
+            if stack.process(service.name) is None:
+                _fail(f"{service.name} exited:\n{stack.log_tail(service.name)}")
+        if time.monotonic() > deadline:
+            _fail(f"the stack did not become ready within {timeout:g} s (see {stack.log_dir})")
+        time.sleep(0.2)
+    config = _write_cli_config(settings)
+    typer.echo(f"apiserver  {settings.apiserver_url}")
+    typer.echo(f"mongodb    {mongo_url}")
+    typer.echo(f"rabbitmq   {_safe(settings.rabbit_url)} (namespace {settings.namespace})")
+    typer.echo(f"logs       {stack.log_dir}")
+    typer.echo(f"flamectl   {config}")
+
+
+def _safe(url: str) -> str:
+    parts = urlsplit(url)
+    netloc = parts.hostname or ""
+    return f"{parts.scheme}://{netloc}:{parts.port or 5672}{parts.path}"
+
+
+@app.command()
+def status() -> None:
+    """Show each part of the stack: pid alive, and whether its port answers."""
+    settings = FlameSettings()
+    stack = Stack(settings)
+    healthy = True
+    for part in PARTS:
+        proc = stack.process(part)
+        state = f"running (pid {proc.pid})" if proc else "stopped"
+        check = ""
+        if part == "apiserver" and proc:
+            ok = probes.http_answers(settings.apiserver_url)
+            check = f"http {settings.apiserver_url} {'ok' if ok else 'not answering'}"
+            healthy &= ok
+        elif part == "mongo" and proc:
+            url = urlsplit(str((stack.info(part) or {}).get("url", "")))
+            ok = port_open(url.hostname or "127.0.0.1", url.port or MONGO_PORT)
+            check = f"port {url.port} {'ok' if ok else 'closed'}"
+            healthy &= ok
+        if part == "mongo" and settings.mongo_url and not proc:
+            state, check = "external", settings.mongo_url
+        else:
+            healthy &= proc is not None
+        typer.echo(f"{part:<11}{state:<24}{check}")
+    rabbit = probes.rabbit_answers(settings.rabbit_url)
+    typer.echo(
+        f"{'rabbitmq':<11}{'ok' if rabbit else 'not answering':<24}{_safe(settings.rabbit_url)}"
+    )
+    if not (healthy and rabbit):
+        raise typer.Exit(1)
+
+
+@app.command()
+def down() -> None:
+    """Stop everything `flame up` started (by recorded pid and process group, nothing else)."""
+    settings = FlameSettings()
+    stack = Stack(settings)
+    grace = settings.stop_grace_seconds + 10
+    for part in reversed(PARTS):  # the deployer first (it stops the workers), MongoDB last
+        if stack.stop(part, grace):
+            typer.echo(f"stopped {part}")
+
+
+def main() -> None:
+    app()

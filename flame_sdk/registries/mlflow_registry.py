@@ -1,0 +1,196 @@
+"""`mlflow` registry: one MLflow run per task, models in the MLflow model registry.
+
+Experiment = the job id; run name = `<role>-<task id[:8]>` (tags carry job name/id, task, role).
+`save_model(name, weights, model)` always logs the weights as `weights/weights.safetensors`; when
+`model` is a torch module it also saves it with the `mlflow.pytorch` flavor under `model/` and
+registers that, else (no model, or another framework's) it registers `weights/`; either way as a
+new version of registered model `name`.
+`load_model` reads the safetensors file of that version's run (never unpickles a model).
+`close()` marks the run FINISHED. mlflow (and torch) are imported only when first needed.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+
+from flame_sdk.registries.base import (
+    Registry,
+    RunIdentity,
+    Weights,
+    check_metrics,
+    parse_version,
+)
+from flame_sdk.registries.files import WEIGHTS_FILE, load_weights, save_weights
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+ALREADY_EXISTS = "RESOURCE_ALREADY_EXISTS"
+DOES_NOT_EXIST = "RESOURCE_DOES_NOT_EXIST"
+
+
+def _error_code(exc: Exception) -> str:
+    return str(getattr(exc, "error_code", ""))
+
+
+def _is_torch_module(model: Any) -> bool:
+    torch = sys.modules.get("torch")  # a torch model implies torch is already imported
+    return torch is not None and isinstance(model, torch.nn.Module)
+
+
+def _check_name(name: str) -> None:
+    if not name or "'" in name:
+        raise ValueError(f"model name {name!r} must be non-empty and free of quotes")
+
+
+class MlflowRegistry(Registry):
+    """An MLflow tracking server (`uri`) as registry."""
+
+    sort: ClassVar[str] = "mlflow"
+
+    def __init__(self, identity: RunIdentity) -> None:
+        if not identity.uri:
+            raise ValueError("mlflow registry needs the tracking server uri")
+        super().__init__(identity)
+        self._client: MlflowClient | None = None
+        self.run_id: str | None = None
+        self.closed = False
+
+    @property
+    def client(self) -> MlflowClient:
+        if self._client is None:
+            from mlflow import MlflowClient
+
+            self._client = MlflowClient(
+                tracking_uri=self.identity.uri, registry_uri=self.identity.uri
+            )
+        return self._client
+
+    @property
+    def run_name(self) -> str:
+        return f"{self.identity.role}-{self.identity.task_id[:8]}"
+
+    def setup_run(self) -> None:
+        self._run()
+
+    def _run(self) -> str:
+        if self.closed:
+            raise RuntimeError("mlflow registry: the run was closed")
+        if self.run_id is None:
+            tags = {
+                "flame.job_id": self.identity.job_id,
+                "flame.job_name": self.identity.job_name,
+                "flame.task_id": self.identity.task_id,
+                "flame.role": self.identity.role,
+            }
+            run = self.client.create_run(self._experiment_id(), run_name=self.run_name, tags=tags)
+            self.run_id = run.info.run_id
+        return self.run_id
+
+    def _experiment_id(self) -> str:
+        from mlflow.exceptions import MlflowException
+
+        name = self.identity.job_id
+        experiment = self.client.get_experiment_by_name(name)
+        if experiment is None:
+            try:
+                return self.client.create_experiment(name)
+            except MlflowException as exc:  # another task of the job created it first
+                if _error_code(exc) != ALREADY_EXISTS:
+                    raise
+            experiment = self.client.get_experiment_by_name(name)
+            if experiment is None:
+                raise RuntimeError(f"mlflow experiment {name!r} vanished while being created")
+        if experiment.lifecycle_stage == "deleted":
+            self.client.restore_experiment(experiment.experiment_id)
+        return str(experiment.experiment_id)
+
+    def save_metrics(self, step: int, metrics: Mapping[str, Any]) -> None:
+        from mlflow.entities import Metric
+
+        values = check_metrics(metrics)
+        stamp = int(time.time() * 1000)
+        batch = [Metric(key, value, stamp, step) for key, value in values.items()]
+        self.client.log_batch(self._run(), metrics=batch)
+
+    def save_params(self, params: Mapping[str, Any]) -> None:
+        from mlflow.entities import Param
+
+        batch = [
+            Param(str(key), value if isinstance(value, str) else json.dumps(value, default=str))
+            for key, value in params.items()
+        ]
+        self.client.log_batch(self._run(), params=batch)
+
+    def save_model(
+        self, name: str, weights: Mapping[str, np.ndarray], model: Any = None
+    ) -> int | None:
+        _check_name(name)
+        run_id = self._run()
+        with tempfile.TemporaryDirectory() as tmp:
+            save_weights(Path(tmp, "weights", WEIGHTS_FILE), weights)
+            self.client.log_artifacts(run_id, str(Path(tmp, "weights")), "weights")
+            source = f"runs:/{run_id}/weights"
+            if _is_torch_module(model):
+                self._save_torch(model, Path(tmp, "model"))
+                self.client.log_artifacts(run_id, str(Path(tmp, "model")), "model")
+                source = f"runs:/{run_id}/model"
+        self._ensure_registered(name)
+        version = self.client.create_model_version(name, source, run_id=run_id)
+        return int(version.version)
+
+    @staticmethod
+    def _save_torch(model: Any, path: Path) -> None:
+        import mlflow.pytorch
+        import torch
+
+        mlflow.pytorch.save_model(
+            model,
+            str(path),
+            serialization_format="pickle",  # "pt2" would need an input example
+            pip_requirements=[f"torch=={torch.__version__}"],  # skips slow inference
+        )
+
+    def _ensure_registered(self, name: str) -> None:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            self.client.create_registered_model(name)
+        except MlflowException as exc:
+            if _error_code(exc) != ALREADY_EXISTS:
+                raise
+
+    def load_model(self, name: str, version: int | str = "latest") -> Weights | None:
+        from mlflow.exceptions import MlflowException
+
+        _check_name(name)
+        number = parse_version(version)
+        try:
+            if number is None:
+                found = self.client.search_model_versions(f"name = '{name}'")
+                if not found:
+                    return None
+                number = max(int(v.version) for v in found)
+            entry = self.client.get_model_version(name, str(number))
+        except MlflowException as exc:
+            if _error_code(exc) == DOES_NOT_EXIST:
+                return None
+            raise
+        if not entry.run_id:
+            return None
+        with tempfile.TemporaryDirectory() as tmp:
+            local = self.client.download_artifacts(entry.run_id, f"weights/{WEIGHTS_FILE}", tmp)
+            return load_weights(Path(local))
+
+    def close(self) -> None:
+        if self.run_id is not None and not self.closed:
+            self.client.set_terminated(self.run_id, "FINISHED")
+            self.closed = True

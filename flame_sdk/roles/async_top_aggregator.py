@@ -1,0 +1,106 @@
+"""Top aggregator of asynchronous FL (FedBuff): a new model version every `aggGoal` updates."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from flame_sdk.channels import SEND
+from flame_sdk.composer import Loop, Tasklet
+from flame_sdk.roles.top_aggregator import TopAggregator
+from flame_sdk.wire import Key
+
+IDLE_SECONDS = 0.05
+
+
+class AsyncTopAggregator(TopAggregator):
+    """Chain: ... >> loop(begin_version >> loop(distribute >> aggregate) >> finish_version >>
+    train >> evaluate >> save_metrics >> inc_round) >> end_of_training >> save_params >> save_model.
+
+    `distribute` sends the current model to ends that are not in flight (the selector, e.g.
+    `fedbuff` with concurrency `c`, picks them); `aggregate` folds in the first update to arrive,
+    with its `model_version` (staleness is the optimizer's business, e.g. `fedbuff`). After
+    `hyperparameters.aggGoal` updates the version's result becomes the new global model.
+    Updates that arrive after a version closed are folded into the next one.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.agg_goal = max(1, int(self.config.hyperparameters.get("aggGoal", 1)))
+        self._in_flight: set[str] = set()
+        self._aggregation: Any = None
+
+    async def begin_version(self) -> None:
+        self.weights = self.get_weights()
+        self._aggregation = self.optimizer.begin(self.weights, self._round)
+
+    async def distribute(self) -> None:
+        channel = await self.await_ends()
+        assert self.weights is not None
+        channel.set_property("round", self._round)
+        self._in_flight &= set(channel.all_ends())
+        fresh = [e for e in await channel.ends(SEND) if e not in self._in_flight]
+        if fresh:
+            self._in_flight.update(fresh)
+            await channel.multicast(fresh, self._model_message())
+
+    def _model_message(self) -> dict[str, Any]:
+        return {Key.WEIGHTS: self.weights, Key.ROUND: self._round, Key.MODEL_VERSION: self._round}
+
+    async def aggregate(self) -> None:
+        channel = self.cm.get_by_tag("aggregate")
+        waiting = sorted(self._in_flight)
+        if not waiting:
+            await asyncio.sleep(IDLE_SECONDS)
+            return
+        async for end, message in channel.recv_fifo(waiting, first_k=1):
+            self._in_flight.discard(end)
+            await self.fold(self._aggregation, end, message)
+
+    def goal_reached(self) -> bool:
+        return self._aggregation is not None and self._aggregation.count >= self.agg_goal
+
+    async def finish_version(self) -> None:
+        result = await asyncio.to_thread(self._aggregation.result)
+        self.update_metrics({"updates": self._aggregation.count})
+        if result is not None:
+            self.weights = result
+            self.set_weights(result)
+
+    def compose(self) -> None:
+        with self.composer:
+            init = Tasklet("internal_init", self.internal_init)
+            load = Tasklet("load_data", self.load_data)
+            initialize = Tasklet("initialize", self.initialize)
+            base = Tasklet("load_base_model", self.load_base_model)
+            begin = Tasklet("begin_version", self.begin_version)
+            distribute = Tasklet("distribute", self.distribute)
+            aggregate = Tasklet("aggregate", self.aggregate)
+            finish = Tasklet("finish_version", self.finish_version)
+            train = Tasklet("train", self.train)
+            evaluate = Tasklet("evaluate", self.evaluate)
+            save = Tasklet("save_metrics", self.save_metrics)
+            inc = Tasklet("inc_round", self.inc_round)
+            eot = Tasklet("end_of_training", self.end_of_training)
+            params = Tasklet("save_params", self.save_params)
+            model = Tasklet("save_model", self.save_model)
+            versions = Loop(lambda: self._work_done)
+            buffer = Loop(self.goal_reached)
+            (
+                init
+                >> load
+                >> initialize
+                >> base
+                >> versions(
+                    begin
+                    >> buffer(distribute >> aggregate)
+                    >> finish
+                    >> train
+                    >> evaluate
+                    >> save
+                    >> inc
+                )
+                >> eot
+                >> params
+                >> model
+            )

@@ -1,0 +1,145 @@
+"""Role: what every mode base class shares (config, channels, registry, metrics, run loop)."""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+from pathlib import Path
+from typing import Any, ClassVar
+
+from flame_common.logs import configure_logging, get_logger
+from flame_sdk.channels import ChannelManager
+from flame_sdk.composer import Composer
+from flame_sdk.config import Config
+from flame_sdk.registries import create_registry
+from flame_sdk.weights import ModelAdapter, Weights, adapter_for
+
+log = get_logger(__name__)
+
+
+class Role(abc.ABC):
+    """A role of a job. Users subclass a mode class and implement the four user methods.
+
+    The user methods (`initialize`, `load_data`, `train`, `evaluate`) are plain functions run in
+    a worker thread; everything else runs on the role's asyncio loop. The framework that
+    `model` belongs to is named by the hyperparameter `framework` or the class attribute
+    `framework` ("torch" or "numpy", default "numpy"); it is never guessed.
+    """
+
+    framework: ClassVar[str | None] = None
+    func_tags: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, config: Config | str | Path | dict[str, Any]) -> None:
+        self.config = config if isinstance(config, Config) else Config.load(config)
+        self.model: Any = None
+        self.weights: Weights | None = None
+        self.composer = Composer()
+        self.cm = ChannelManager(self.config)
+        self.registry: Any = None
+        self.metrics: dict[str, Any] = {}
+        self.metrics_history: list[dict[str, Any]] = []
+        self._round = 1
+        self._work_done = False
+        self._adapter: ModelAdapter | None = None
+        self.log = log.bind(role=self.config.role, task_id=self.config.taskid)
+
+    # user methods ------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def initialize(self) -> None:
+        """Build the model (and anything else the role needs)."""
+
+    @abc.abstractmethod
+    def load_data(self) -> None:
+        """Load this end's data (`self.config.dataset`)."""
+
+    @abc.abstractmethod
+    def train(self) -> None:
+        """Train locally (trainers) or post-process the new global model (aggregators)."""
+
+    @abc.abstractmethod
+    def evaluate(self) -> None:
+        """Evaluate the model; report numbers with `update_metrics`."""
+
+    def update_metrics(self, metrics: dict[str, Any]) -> None:
+        self.metrics.update(metrics)
+
+    # framework glue ------------------------------------------------------------------------------
+    @property
+    def adapter(self) -> ModelAdapter:
+        if self._adapter is None:
+            name = self.config.hyperparameters.get("framework") or type(self).framework or "numpy"
+            self._adapter = adapter_for(str(name))
+        return self._adapter
+
+    def get_weights(self) -> Weights:
+        return self.adapter.get_weights(self.model)
+
+    def set_weights(self, weights: Weights) -> None:
+        if self.model is not None:
+            self.adapter.set_weights(self.model, weights)
+
+    @property
+    def round(self) -> int:
+        return self._round
+
+    @property
+    def work_done(self) -> bool:
+        return self._work_done
+
+    @classmethod
+    def get_func_tags(cls) -> tuple[str, ...]:
+        return cls.func_tags
+
+    # lifecycle ---------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def compose(self) -> None:
+        """Build the tasklet chain in `self.composer`."""
+
+    def run(self) -> None:
+        """Run the role to completion in its own process (configures logging, owns the loop)."""
+        level = str(self.config.hyperparameters.get("logLevel", "INFO"))
+        configure_logging(f"flame-{self.config.role}", level=level)
+        asyncio.run(self.arun())
+
+    async def arun(self) -> None:
+        """Run the role on the current event loop (simulation runs many roles side by side)."""
+        if not self.composer.tasklets:
+            self.compose()
+        try:
+            await self.composer.run()
+        finally:
+            await self.cleanup()
+
+    async def internal_init(self) -> None:
+        """Join the channels and open the registry run."""
+        await self.cm.join_all()
+        cfg = self.config
+        self.registry = create_registry(
+            cfg.registry.sort or "dummy",
+            cfg.registry.uri,
+            cfg.job.id,
+            cfg.job.name,
+            cfg.taskid,
+            cfg.role,
+        )
+        await asyncio.to_thread(self.registry.setup_run)
+
+    async def save_metrics(self) -> None:
+        """Report this round's metrics (user ones, tasklet runtimes, bytes moved)."""
+        metrics = dict(self.metrics)
+        metrics.update({f"{a}.runtime": t for a, t in self.composer.runtimes.items()})
+        metrics.update(self.cm.stats())
+        if self.registry is not None:
+            await asyncio.to_thread(self.registry.save_metrics, self._round - 1, metrics)
+        self.metrics_history.append({"round": self._round, **metrics})
+        self.metrics.clear()
+        self.composer.runtimes.clear()
+
+    async def cleanup(self) -> None:
+        """Leave every channel and close the registry run (also after a failure)."""
+        try:
+            await self.cm.close()
+        finally:
+            if self.registry is not None:
+                registry, self.registry = self.registry, None
+                await asyncio.to_thread(registry.close)

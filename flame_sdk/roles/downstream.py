@@ -1,0 +1,92 @@
+"""The upstream half of a round, shared by aggregators: distribute the model, fold in updates."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from flame_sdk.channels import SEND, Channel
+from flame_sdk.roles.base import Role
+from flame_sdk.weights import Weights
+from flame_sdk.wire import Key, Message
+
+
+class Downstream(Role):
+    """Sends the global model to selected ends and aggregates what they send back.
+
+    Hyperparameters: `minEnds` (ends to wait for before the first round, default 1; a
+    per-role mapping is allowed), `joinTimeout` (seconds to wait for them, default: forever),
+    `roundTimeout` (seconds a sync round waits for updates, default: until every selected end
+    replied or left).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.optimizer: Any = None
+        self._ends: list[str] = []
+
+    async def await_ends(self, timeout: float | None = None) -> Channel:
+        """Wait for `minEnds` ends (at most `joinTimeout`), then for at least one."""
+        channel = self.cm.get_by_tag("distribute")
+        wanted = int(self.config.hyperparameter("minEnds", 1) or 1)
+        limit = self.config.hyperparameter("joinTimeout")
+        if not await channel.await_join(wanted, None if limit is None else float(limit)):
+            self.log.warning("fewer ends than minEnds joined", wanted=wanted, have=len(channel.all_ends()))
+        await channel.await_join(1, timeout)
+        return channel
+
+    async def send_model(self, channel: Channel, weights: Weights) -> list[str]:
+        """Send `weights` for the current round to the ends the selector picks."""
+        channel.set_property("round", self._round)
+        ends = await channel.ends(SEND)
+        message = {Key.WEIGHTS: weights, Key.ROUND: self._round, Key.MODEL_VERSION: self._round}
+        await channel.multicast(ends, message)
+        return ends
+
+    async def fold(self, aggregation: Any, end: str, message: Message | None) -> int | None:
+        """Add one update to `aggregation`; returns its sample count, None if it was skipped."""
+        if message is None:
+            self.log.info("end left before its update arrived", end=end, round=self._round)
+            return None
+        delta = message.get(Key.WEIGHTS)
+        size = int(message.get(Key.DATASET_SIZE) or 0)
+        if delta is None:
+            return None
+        version = int(message.get(Key.MODEL_VERSION) or self._round)
+        try:
+            await asyncio.to_thread(aggregation.add, delta, size, version)
+        except ValueError as exc:
+            self.log.warning("update rejected", end=end, reason=str(exc))
+            return None
+        return size
+
+    async def collect(self, ends: list[str], base: Weights) -> tuple[Weights | None, int, int]:
+        """Aggregate this round's update of every end (stale ones skipped); (weights, Σn, count)."""
+        channel = self.cm.get_by_tag("aggregate")
+        aggregation = self.optimizer.begin(base, self._round)
+        limit = self.config.hyperparameter("roundTimeout")
+        deadline = None if limit is None else time.monotonic() + float(limit)
+        pending, total = set(ends), 0
+        while pending:
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            got = None
+            async for got in channel.recv_fifo(pending, first_k=1, timeout=remaining):
+                pass
+            if got is None:
+                self.log.warning("round deadline passed", round=self._round, missing=sorted(pending))
+                break
+            end, message = got
+            if message is not None and int(message.get(Key.MODEL_VERSION) or self._round) < self._round:
+                self.log.info("stale update skipped", end=end, round=self._round)
+                continue
+            pending.discard(end)
+            size = await self.fold(aggregation, end, message)
+            total += size or 0
+        result = await asyncio.to_thread(aggregation.result)
+        return result, total, aggregation.count
+
+    async def end_of_training(self) -> None:
+        """Tell every end that training is over; the message carries the final model."""
+        channel = self.cm.get_by_tag("distribute")
+        await channel.broadcast({Key.EOT: True, Key.WEIGHTS: self.weights, Key.ROUND: self._round})

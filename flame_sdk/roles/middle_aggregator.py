@@ -1,0 +1,101 @@
+"""Middle aggregator of hierarchical sync FL: a trainer to its parent, an aggregator to its group."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flame_sdk.composer import Loop, Tasklet
+from flame_sdk.optimizers import create_optimizer
+from flame_sdk.roles.downstream import Downstream
+from flame_sdk.roles.upstream import Upstream
+from flame_sdk.weights import subtract
+from flame_sdk.wire import Key
+
+DEFAULT_TRAINER_WAIT_SECONDS = 60.0
+
+
+class MiddleAggregator(Upstream, Downstream):
+    """Chain: internal_init >> load_data >> initialize >> loop(fetch >> distribute >> aggregate
+    >> upload >> evaluate >> save_metrics) >> end_of_training.
+
+    Aggregates its trainers with FedAvg (any stateful server optimizer belongs to the top) and
+    uploads `aggregate - global` weighted by the group's total sample count, so the top's FedAvg
+    equals a flat FedAvg over every trainer. Without trainers for `trainerWaitTime` seconds
+    (default 60) it uploads an empty update and waits for the next model. The user methods are
+    optional here; `model` may stay None.
+    """
+
+    func_tags = ("fetch", "upload", "distribute", "aggregate")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._update: dict[str, Any] | None = None
+        self._skip_round = False
+
+    def initialize(self) -> None:
+        """Nothing to build by default."""
+
+    def load_data(self) -> None:
+        """No data by default."""
+
+    def train(self) -> None:
+        """Not used by the middle aggregator's chain."""
+
+    def evaluate(self) -> None:
+        """Nothing to evaluate by default."""
+
+    async def internal_init(self) -> None:
+        await super().internal_init()
+        self.optimizer = create_optimizer("fedavg", {})
+
+    async def distribute(self) -> None:
+        assert self.weights is not None
+        wait = float(self.config.hyperparameter("trainerWaitTime", DEFAULT_TRAINER_WAIT_SECONDS))
+        self._skip_round = False
+        channel = await self.await_ends(timeout=wait)
+        if channel.empty():
+            self.log.warning("no trainer joined; empty update sent", round=self._round)
+            await self.send_upstream(
+                {Key.WEIGHTS: None, Key.DATASET_SIZE: 0, Key.MODEL_VERSION: self._round}
+            )
+            self._skip_round = True
+            return
+        self._ends = await self.send_model(channel, self.weights)
+
+    def no_trainer(self) -> bool:
+        return self._skip_round
+
+    async def aggregate(self) -> None:
+        assert self.weights is not None
+        result, total, count = await self.collect(self._ends, self.weights)
+        self.update_metrics({"updates": count, "examples": total})
+        delta = None if result is None else subtract(result, self.weights)
+        self._update = {Key.WEIGHTS: delta, Key.DATASET_SIZE: total, Key.MODEL_VERSION: self._round}
+
+    async def upload(self) -> None:
+        if self._update is not None:
+            await self.send_upstream(self._update)
+            self._update = None
+
+    def compose(self) -> None:
+        with self.composer:
+            init = Tasklet("internal_init", self.internal_init)
+            load = Tasklet("load_data", self.load_data)
+            initialize = Tasklet("initialize", self.initialize)
+            fetch = Tasklet("fetch", self.fetch)
+            fetch.set_continue_fn(self.fetch_failed)
+            distribute = Tasklet("distribute", self.distribute)
+            distribute.set_continue_fn(self.no_trainer)
+            aggregate = Tasklet("aggregate", self.aggregate)
+            upload = Tasklet("upload", self.upload)
+            evaluate = Tasklet("evaluate", self.evaluate)
+            save = Tasklet("save_metrics", self.save_metrics)
+            eot = Tasklet("end_of_training", self.end_of_training)
+            loop = Loop(lambda: self._work_done)
+            (
+                init
+                >> load
+                >> initialize
+                >> loop(fetch >> distribute >> aggregate >> upload >> evaluate >> save)
+                >> eot
+            )

@@ -1,0 +1,104 @@
+"""Top aggregator of synchronous FL: one round = distribute, aggregate, train, evaluate."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from flame_sdk.composer import Loop, Tasklet
+from flame_sdk.optimizers import create_optimizer
+from flame_sdk.roles.downstream import Downstream
+
+
+class TopAggregator(Downstream):
+    """Chain: internal_init >> load_data >> initialize >> loop(distribute >> aggregate >> train
+    >> evaluate >> save_metrics >> inc_round) >> end_of_training >> save_params >> save_model.
+
+    Runs `hyperparameters.rounds` rounds; the final model is saved to the registry as
+    `"<job name>-<job id>"` and sent to every trainer with EOT.
+    """
+
+    func_tags = ("distribute", "aggregate")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.dataset: Any = None
+        self._rounds = int(self.config.hyperparameters["rounds"])
+
+    @property
+    def rounds(self) -> int:
+        return self._rounds
+
+    async def internal_init(self) -> None:
+        await super().internal_init()
+        cfg = self.config
+        self.optimizer = create_optimizer(cfg.optimizer.sort or "fedavg", dict(cfg.optimizer.kwargs))
+        self._work_done = self._round > self._rounds
+
+    async def load_base_model(self) -> None:
+        """Start from the registry's base model when `baseModel` names one."""
+        ref = self.config.base_model
+        if not ref.name or ref.version <= 0:
+            return
+        weights = await asyncio.to_thread(self.registry.load_model, ref.name, ref.version)
+        if weights is None:
+            self.log.warning("base model not found", name=ref.name, version=ref.version)
+            return
+        self.weights = weights
+        self.set_weights(weights)
+
+    async def distribute(self) -> None:
+        channel = await self.await_ends()
+        self.weights = self.get_weights()
+        self._ends = await self.send_model(channel, self.weights)
+
+    async def aggregate(self) -> None:
+        assert self.weights is not None
+        result, total, count = await self.collect(self._ends, self.weights)
+        self.update_metrics({"updates": count, "examples": total})
+        if result is None:
+            self.log.warning("no update this round; model unchanged", round=self._round)
+            return
+        self.weights = result
+        self.set_weights(result)
+
+    async def inc_round(self) -> None:
+        self._round += 1
+        self._work_done = self._round > self._rounds
+        self.cm.get_by_tag("distribute").set_property("round", self._round)
+
+    async def save_params(self) -> None:
+        await asyncio.to_thread(self.registry.save_params, dict(self.config.hyperparameters))
+
+    async def save_model(self) -> None:
+        if self.weights is None:
+            return
+        name = f"{self.config.job.name}-{self.config.job.id}"
+        await asyncio.to_thread(self.registry.save_model, name, self.weights, self.model)
+
+    def compose(self) -> None:
+        with self.composer:
+            init = Tasklet("internal_init", self.internal_init)
+            load = Tasklet("load_data", self.load_data)
+            initialize = Tasklet("initialize", self.initialize)
+            base = Tasklet("load_base_model", self.load_base_model)
+            distribute = Tasklet("distribute", self.distribute)
+            aggregate = Tasklet("aggregate", self.aggregate)
+            train = Tasklet("train", self.train)
+            evaluate = Tasklet("evaluate", self.evaluate)
+            save = Tasklet("save_metrics", self.save_metrics)
+            inc = Tasklet("inc_round", self.inc_round)
+            eot = Tasklet("end_of_training", self.end_of_training)
+            params = Tasklet("save_params", self.save_params)
+            model = Tasklet("save_model", self.save_model)
+            loop = Loop(lambda: self._work_done)
+            (
+                init
+                >> load
+                >> initialize
+                >> base
+                >> loop(distribute >> aggregate >> train >> evaluate >> save >> inc)
+                >> eot
+                >> params
+                >> model
+            )

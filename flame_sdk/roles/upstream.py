@@ -1,0 +1,66 @@
+"""The downstream half of a round, shared by trainers and middle aggregators: fetch and upload."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from flame_sdk.channels import RECV, SEND
+from flame_sdk.roles.base import Role
+from flame_sdk.weights import Weights
+from flame_sdk.wire import Key
+
+FETCH_RETRY_SECONDS = 0.2
+
+
+class Upstream(Role):
+    """Receives the global model from its aggregator (`fetch`) and sends updates (`upload`)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._aggregator: str | None = None
+        self._fetched = False
+
+    async def fetch(self) -> None:
+        """Wait for the next global model; EOT (with the final model) ends the role's work."""
+        self._fetched = False
+        channel = self.cm.get_by_tag("fetch")
+        await channel.await_join()
+        end = self._aggregator if self._aggregator and channel.has(self._aggregator) else None
+        end = end or await channel.one_end(RECV)
+        message = None if end is None else await channel.recv(end)
+        if message is None:
+            self._aggregator = None
+            await asyncio.sleep(FETCH_RETRY_SECONDS)
+            return
+        self._aggregator = end
+        weights = message.get(Key.WEIGHTS)
+        if message.get(Key.EOT):
+            self.log.info("end of training received", final_model=weights is not None)
+            if weights is not None:
+                self._take_global(weights)
+            self._work_done = True
+            return
+        if weights is None:
+            self.log.warning("message without weights ignored", sender=end)
+            return
+        self._take_global(weights)
+        self._round = int(message.get(Key.ROUND) or self._round)
+        self._fetched = True
+
+    def _take_global(self, weights: Weights) -> None:
+        self.weights = weights
+        self.set_weights(weights)
+
+    def fetch_failed(self) -> bool:
+        """Continue-function of `fetch`: retry when nothing usable arrived."""
+        return not self._fetched and not self._work_done
+
+    async def send_upstream(self, message: dict[str, Any]) -> None:
+        channel = self.cm.get_by_tag("upload")
+        end = self._aggregator if self._aggregator and channel.has(self._aggregator) else None
+        end = end or await channel.one_end(SEND)
+        if end is None:
+            self.log.warning("no aggregator to upload to; update dropped", round=self._round)
+            return
+        await channel.send(end, message)

@@ -1,0 +1,5 @@
+"""`python -m flamelet` runs the agent."""
+
+from flamelet.main import main
+
+main()

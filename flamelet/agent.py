@@ -1,0 +1,257 @@
+"""The agent: registers with the notifier, heartbeats, runs its assignment, reports, obeys stop."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aio_pika
+import pydantic
+from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractIncomingMessage
+
+from flame_common import amqp
+from flame_common.bus import names
+from flame_common.logs import get_logger
+from flame_common.settings import FlameSettings
+from flamelet.manifest import ManifestError, fetch_manifest
+from flamelet.reporter import FinalReport, publish_until_confirmed
+from flamelet.runner import RoleProcess, log_tail
+from flamelet.unpack import UnsafeArchive, unpack_zip
+from schemas.events import (
+    AgentHeartbeat,
+    AgentRegistered,
+    TaskStatusChanged,
+    make_event,
+    parse_event,
+)
+from schemas.states import JobState
+
+log = get_logger(__name__)
+
+KEY_HEADER = "x-flame-task-key"  # read by the notifier to authenticate the registration
+FETCH_ATTEMPTS = 5
+
+
+@dataclass(frozen=True)
+class TaskRef:
+    job_id: str
+    task_id: str
+    key: str
+    apiserver: str
+
+
+class Agent:
+    """One agent serving one task; `run()` returns once the final status is confirmed."""
+
+    def __init__(self, settings: FlameSettings, task: TaskRef, work_dir: Path) -> None:
+        self.settings = settings
+        self.task = task
+        self.work_dir = work_dir
+        self.agent_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self.report = FinalReport(work_dir)
+        self.done = asyncio.Event()
+        self._channel: AbstractChannel | None = None
+        self._events: AbstractExchange | None = None
+        self._runner: asyncio.Task[None] | None = None
+        self._child: RoleProcess | None = None
+        self._stop = asyncio.Event()
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    def _event(self, type_: str, payload: Any) -> Any:
+        return make_event(
+            type_, payload, job_id=self.task.job_id, task_id=self.task.task_id, source="flamelet"
+        )
+
+    # --- life cycle ------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        connection = await _connect(self.settings)
+        try:
+            self._channel = await connection.channel(publisher_confirms=True)
+            self._events = await amqp.events_exchange(self._channel, self.settings)
+            leftover = self.report.pending()
+            if leftover is not None:
+                log.info("resending the final report of a previous run", type=leftover.type)
+                await self.report.send(self._events, leftover)
+                return
+            await amqp.notifier_inbox(self._channel, self.settings)
+            inbox = await amqp.agent_inbox(self._channel, self.settings, self.task.task_id)
+            await inbox.consume(self._on_message)
+            await self._register()
+            self._spawn(self._heartbeats())
+            await self.done.wait()
+        finally:
+            for task in self._tasks:
+                task.cancel()
+            await connection.close()
+
+    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def shutdown(self, reason: str) -> None:
+        """On SIGTERM: stop the role code and report, or just leave if never assigned."""
+        if self._runner is None:
+            self.done.set()
+            return
+        await self._request_stop(reason)
+
+    # --- notifier --------------------------------------------------------------------------
+
+    async def _register(self) -> None:
+        assert self._channel is not None
+        event = self._event(
+            "agent.registered",
+            AgentRegistered(agent_id=self.agent_id, hostname=socket.gethostname(), pid=os.getpid()),
+        )
+        message = amqp.event_message(event)
+        message.headers = {KEY_HEADER: self.task.key}
+        inbox = names(self.settings).queue(amqp.NOTIFIER_INBOX)
+        await publish_until_confirmed(self._channel.default_exchange, message, inbox)
+        log.info("registered", task_id=self.task.task_id, agent_id=self.agent_id)
+
+    async def _heartbeats(self) -> None:
+        assert self._channel is not None
+        inbox = names(self.settings).queue(amqp.NOTIFIER_INBOX)
+        while True:
+            beat = self._event("agent.heartbeat", AgentHeartbeat(agent_id=self.agent_id))
+            message = amqp.event_message(
+                beat, persistent=False, ttl=self.settings.heartbeat_timeout
+            )
+            try:
+                await self._channel.default_exchange.publish(
+                    message, routing_key=inbox, timeout=self.settings.heartbeat_interval
+                )
+            except Exception as exc:  # broker away: the robust connection reconnects
+                log.debug("heartbeat not sent", error=str(exc) or type(exc).__name__)
+            await asyncio.sleep(self.settings.heartbeat_interval)
+
+    async def _on_message(self, message: AbstractIncomingMessage) -> None:
+        async with message.process():
+            try:
+                event = parse_event(message.body)
+            except (pydantic.ValidationError, ValueError):
+                log.warning("dropping malformed inbox message")
+                return
+            if event.task_id != self.task.task_id:
+                log.warning("dropping message for another task", task_id=event.task_id)
+            elif event.type == "task.assigned" and self._runner is None:
+                self._runner = self._spawn(self._execute())
+            elif event.type == "task.stop_requested":
+                self._spawn(self._request_stop(event.payload.reason or "stop requested"))
+
+    async def _request_stop(self, reason: str) -> None:
+        self._stop.set()
+        if self._runner is None:  # never assigned: nothing runs, the task ends here
+            self._runner = self._spawn(self._execute())
+        if self._child is not None:
+            log.info("stopping the role code", reason=reason)
+            await self._child.stop(self.settings.stop_grace_seconds)
+
+    # --- the task --------------------------------------------------------------------------
+
+    async def _execute(self) -> None:
+        if self._stop.is_set():
+            await self._finish(JobState.TERMINATED, None, "", "stopped before start")
+            return
+        try:
+            script, config = await self._prepare()
+        except (ManifestError, UnsafeArchive, OSError) as exc:
+            log.error("cannot prepare the task", error=str(exc))
+            await self._finish(JobState.FAILED, None, str(exc), "task preparation failed")
+            return
+        log_path = self.work_dir / "task.log"
+        env = {k: v for k, v in os.environ.items() if k != "FLAME_TASK_KEY"}
+        env.update(
+            FLAME_JOB_ID=self.task.job_id, FLAME_TASK_ID=self.task.task_id, PYTHONUNBUFFERED="1"
+        )
+        child = self._child = RoleProcess(script, config, log_path, env)
+        if self._stop.is_set():
+            await self._finish(JobState.TERMINATED, None, "", "stopped before start")
+            return
+        try:
+            await child.start()
+        except OSError as exc:
+            await self._finish(JobState.FAILED, None, str(exc), "cannot start the role code")
+            return
+        if child.stopped:  # a stop arrived while the process was being created
+            await child.stop(self.settings.stop_grace_seconds)
+        log.info("role code started", pid=child.pid, script=str(script))
+        await self._status(TaskStatusChanged(state=JobState.RUNNING))
+        code = await child.wait()
+        tail = log_tail(log_path)
+        if child.stopped:
+            await self._finish(JobState.TERMINATED, code, tail, "stopped")
+        elif code == 0:
+            await self._finish(JobState.COMPLETED, code, tail, "")
+        else:
+            await self._finish(JobState.FAILED, code, tail, f"role code exited with code {code}")
+
+    async def _prepare(self) -> tuple[Path, Path]:
+        """Fetch the manifest, unpack the code, write the config; returns (main.py, config)."""
+        delay = 0.5
+        for attempt in range(1, FETCH_ATTEMPTS + 1):
+            try:
+                manifest = await fetch_manifest(
+                    self.task.apiserver, self.task.job_id, self.task.task_id, self.task.key
+                )
+                break
+            except ManifestError as exc:
+                if not exc.retryable or attempt == FETCH_ATTEMPTS:
+                    raise
+                log.warning("manifest fetch failed, retrying", error=str(exc))
+                await asyncio.sleep(delay)
+                delay *= 2
+        code_dir = self.work_dir / "code"
+        if code_dir.exists():
+            raise OSError(f"work directory {self.work_dir} was already used by another run")
+        unpack_zip(manifest.code_zip, code_dir)
+        script = code_dir / manifest.role / "main.py"
+        if not script.is_file():
+            raise ManifestError(f"code archive has no {manifest.role}/main.py")
+        config = self.work_dir / "config"
+        config.write_text(json.dumps({**manifest.config, "taskid": self.task.task_id}))
+        return script, config
+
+    async def _status(self, payload: TaskStatusChanged) -> None:
+        assert self._events is not None
+        event = self._event("task.status_changed", payload)
+        await publish_until_confirmed(self._events, amqp.event_message(event), event.type)
+
+    async def _finish(self, state: JobState, code: int | None, tail: str, reason: str) -> None:
+        """Persist, then deliver the final status; the agent is done once the broker has it."""
+        assert self._events is not None
+        event = self._event(
+            "task.status_changed",
+            TaskStatusChanged(state=state, exit_code=code, log_tail=tail, reason=reason),
+        )
+        self.report.keep(event)
+        await self.report.send(self._events, event)
+        log.info("task finished", state=state.value, exit_code=code)
+        self.done.set()
+
+
+async def _connect(
+    settings: FlameSettings, patience: float = 60.0
+) -> aio_pika.abc.AbstractRobustConnection:
+    """Connect to RabbitMQ, retrying for `patience` seconds (the broker may be starting)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + patience
+    delay = 0.2
+    while True:
+        try:
+            return await amqp.connect(settings, name="flamelet")
+        except (OSError, aio_pika.exceptions.AMQPError):
+            if loop.time() > deadline:
+                raise
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)

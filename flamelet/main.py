@@ -1,0 +1,66 @@
+"""Console entry `flamelet --job J --task T --key K --apiserver URL`: serve one task, then exit."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import sys
+from pathlib import Path
+
+from flame_common.logs import configure_logging, get_logger
+from flame_common.settings import FlameSettings
+from flamelet.agent import Agent, TaskRef
+
+
+def _parser(settings: FlameSettings) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="flamelet", description="Flame agent: runs one task.")
+    p.add_argument(
+        "--job", default=os.environ.get("FLAME_JOB_ID"), help="job id (env FLAME_JOB_ID)"
+    )
+    p.add_argument(
+        "--task", default=os.environ.get("FLAME_TASK_ID"), help="task id (env FLAME_TASK_ID)"
+    )
+    p.add_argument(
+        "--key",
+        default=os.environ.get("FLAME_TASK_KEY"),
+        help="task key (env FLAME_TASK_KEY; keeps it out of the process list)",
+    )
+    p.add_argument("--apiserver", default=settings.apiserver_url, help="apiserver URL")
+    p.add_argument(
+        "--work-dir",
+        type=Path,
+        default=None,
+        help="private work directory (default: $FLAME_HOME/work/<job>/<task>)",
+    )
+    return p
+
+
+async def _serve(agent: Agent) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, lambda: asyncio.ensure_future(agent.shutdown("agent stopped")))
+    await agent.run()
+
+
+def main(argv: list[str] | None = None) -> None:
+    settings = FlameSettings()
+    args = _parser(settings).parse_args(argv)
+    missing = [f"--{n}" for n in ("job", "task", "key") if not getattr(args, n)]
+    if missing:
+        _parser(settings).error(f"missing {', '.join(missing)}")
+    if not args.apiserver.startswith(("http://", "https://")):
+        _parser(settings).error(f"--apiserver must be an http(s) URL, got '{args.apiserver}'")
+    configure_logging("flamelet", level=settings.log_level, json=settings.log_json)
+    work_dir = args.work_dir or settings.home / "work" / args.job / args.task
+    agent = Agent(settings, TaskRef(args.job, args.task, args.key, args.apiserver), work_dir)
+    try:
+        asyncio.run(_serve(agent))
+    except Exception as exc:  # unreachable broker and the like: one line, non-zero exit
+        get_logger(__name__).error("flamelet failed", error=str(exc) or type(exc).__name__)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,198 @@
+"""Test helpers for agents: code zips, a stand-in task-manifest server, an event recorder, TCP cut-off."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import threading
+import uuid
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+import aio_pika
+
+from flame_common import amqp
+from flame_common.settings import FlameSettings
+from schemas.events import EventBase, parse_event
+
+ROLES = Path(__file__).parent / "data" / "roles"
+
+
+def code_zip(role: str, script: str) -> bytes:
+    """A design code zip holding `<role>/main.py` copied from test data `roles/<script>/main.py`."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr(f"{role}/main.py", (ROLES / script / "main.py").read_text())
+    return buf.getvalue()
+
+
+def multipart(parts: dict[str, bytes]) -> tuple[bytes, str]:
+    boundary = uuid.uuid4().hex
+    body = b""
+    for name, data in parts.items():
+        body += (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; filename="{name}"\r\n'
+            "Content-Type: application/octet-stream\r\n\r\n"
+        ).encode() + data + b"\r\n"
+    body += f"--{boundary}--\r\n".encode()
+    return body, f"multipart/form-data; boundary={boundary}"
+
+
+@dataclass
+class ManifestServer:
+    """Serves `GET /jobs/{job}/{task}/task?key=` like the apiserver (for agent-only tests)."""
+
+    tasks: dict[tuple[str, str], tuple[str, dict[str, Any], bytes]] = field(default_factory=dict)
+    server: ThreadingHTTPServer | None = None
+
+    @property
+    def url(self) -> str:
+        assert self.server is not None
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def add(self, job_id: str, task_id: str, key: str, role: str, script: str) -> None:
+        config = {"backend": "rabbitmq", "job": {"id": job_id, "name": "j"}, "role": role,
+                  "realm": "", "channels": [], "groupAssociation": None}
+        self.tasks[(job_id, task_id)] = (key, config, code_zip(role, script))
+
+    def start(self) -> None:
+        tasks = self.tasks
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                url = urlparse(self.path)
+                parts = url.path.strip("/").split("/")
+                key = parse_qs(url.query).get("key", [""])[0]
+                entry = tasks.get((parts[1], parts[2])) if len(parts) == 4 else None
+                if entry is None or entry[0] != key:
+                    self.send_response(401 if entry else 404)
+                    self.end_headers()
+                    return
+                body, ctype = multipart(
+                    {"config": json.dumps(entry[1]).encode(), "code.zip": entry[2]}
+                )
+                self.send_response(200)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
+
+
+class EventRecorder:
+    """Records every event on the events exchange of a namespace."""
+
+    def __init__(self, settings: FlameSettings) -> None:
+        self.settings = settings
+        self.events: list[EventBase] = []
+        self._changed = asyncio.Condition()
+        self._connection: aio_pika.abc.AbstractRobustConnection | None = None
+
+    async def start(self) -> None:
+        self._connection = await amqp.connect(self.settings, name="test-recorder")
+        channel = await self._connection.channel()
+        exchange = await amqp.events_exchange(channel, self.settings)
+        queue = await channel.declare_queue(exclusive=True, auto_delete=True)
+        await queue.bind(exchange, routing_key="#")
+        await queue.consume(self._on, no_ack=True)
+
+    async def _on(self, message: aio_pika.abc.AbstractIncomingMessage) -> None:
+        async with self._changed:
+            self.events.append(parse_event(message.body))
+            self._changed.notify_all()
+
+    async def wait_for(
+        self, predicate: Callable[[EventBase], bool], timeout: float = 15.0
+    ) -> EventBase:
+        async def _wait() -> EventBase:
+            async with self._changed:
+                while True:
+                    for e in self.events:
+                        if predicate(e):
+                            return e
+                    await self._changed.wait()
+
+        return await asyncio.wait_for(_wait(), timeout)
+
+    def of(self, type_: str, task_id: str | None = None) -> list[EventBase]:
+        return [e for e in self.events if e.type == type_ and (task_id is None or e.task_id == task_id)]
+
+    async def close(self) -> None:
+        if self._connection is not None:
+            await self._connection.close()
+
+
+async def publish(settings: FlameSettings, event: EventBase) -> None:
+    """Publish an event as the controller would."""
+    connection = await amqp.connect(settings, name="test-publisher")
+    async with connection:
+        channel = await connection.channel()
+        exchange = await amqp.events_exchange(channel, settings)
+        await exchange.publish(amqp.event_message(event), routing_key=event.type)
+
+
+class CutOffProxy:
+    """A TCP proxy to RabbitMQ that a test can cut (drop every connection, refuse new ones)."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 5672) -> None:
+        self.target = (host, port)
+        self.open = True
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if not self.open:
+            writer.close()
+            return
+        up_reader, up_writer = await asyncio.open_connection(*self.target)
+        self._writers.update((writer, up_writer))
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            try:
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                dst.close()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+        self._writers.difference_update((writer, up_writer))
+
+    def cut(self) -> None:
+        self.open = False
+        for w in list(self._writers):
+            w.transport.abort()
+
+    def restore(self) -> None:
+        self.open = True
+
+    async def close(self) -> None:
+        self.cut()
+        if self._server is not None:
+            self._server.close()

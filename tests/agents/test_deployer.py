@@ -1,0 +1,101 @@
+"""Local deployer: worker events of its compute become flamelet processes, released without orphans."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import psutil
+import pytest
+
+from flame_common.documents import TaskDoc
+from flame_common.settings import FlameSettings
+from flame_controller.deployers.app import running_deployer
+from schemas.events import make_event
+from tests.agents.helpers import EventRecorder, ManifestServer, publish
+
+pytestmark = pytest.mark.integration
+
+
+def requested(job: str, tasks: list[str], compute: str = "default", type_: str = "worker.requested"):
+    return make_event(type_, {"compute_id": compute, "task_ids": tasks}, job_id=job,
+                      source="controller")
+
+
+def gone(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+async def until(predicate, timeout: float = 15.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        assert loop.time() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.05)
+
+
+async def seed(manifests: ManifestServer, job: str, tasks: list[str], script: str = "ok") -> None:
+    for t in tasks:
+        await TaskDoc(job_id=job, task_id=t, role="trainer", key=f"key-{t}").insert()
+        manifests.add(job, t, f"key-{t}", "trainer", script)
+
+
+async def test_requested_workers_start_register_and_are_released(
+    settings: FlameSettings, db, notifier, recorder: EventRecorder, manifests: ManifestServer
+):
+    settings = settings.with_overrides(api_url=manifests.url)
+    await seed(manifests, "j1", ["a", "b"])
+    async with running_deployer(settings, register=False) as deployer:
+        await publish(settings, requested("j1", ["a", "b"], compute="elsewhere"))
+        await publish(settings, requested("j1", ["a", "b", "ghost"]))
+        for t in ("a", "b"):
+            await recorder.wait_for(lambda e, t=t: e.type == "agent.registered" and e.task_id == t)
+        failed = await recorder.wait_for(lambda e: e.type == "worker.failed")
+        assert failed.task_id == "ghost" and "no such task" in failed.payload.reason
+        created = recorder.of("worker.created")
+        assert sorted(e.task_id for e in created) == ["a", "b"]
+        assert all(e.payload.compute_id == "default" for e in created)
+        pids = [deployer.pid("j1", t) for t in ("a", "b")]
+        assert all(pid and not gone(pid) for pid in pids)
+        await publish(settings, requested("j1", ["a", "b"], type_="worker.released"))
+        await until(lambda: all(gone(p) for p in pids if p))
+        assert deployer.running() == []
+    assert len(recorder.of("worker.created")) == 2  # the other compute's request was ignored
+
+
+async def test_shutdown_leaves_no_orphans(
+    settings: FlameSettings, db, notifier, recorder: EventRecorder, manifests: ManifestServer,
+    tmp_path: Path,
+):
+    settings = settings.with_overrides(api_url=manifests.url)
+    await seed(manifests, "j2", ["s"], script="sleep")
+    async with running_deployer(settings, register=False) as deployer:
+        await publish(settings, requested("j2", ["s"]))
+        await recorder.wait_for(lambda e: e.type == "agent.registered")
+        await publish(settings, make_event("task.assigned", {}, job_id="j2", task_id="s"))
+        await recorder.wait_for(lambda e: e.type == "task.status_changed")
+        flamelet = deployer.pid("j2", "s")
+        assert flamelet is not None
+        tree = psutil.Process(flamelet).children(recursive=True)
+        assert tree, "the role code runs below the flamelet"
+    assert gone(flamelet)
+    assert all(gone(p.pid) for p in tree)
+    # the flamelet reported its task terminated on the way out
+    final = await recorder.wait_for(
+        lambda e: e.type == "task.status_changed" and e.payload.state.value == "terminated"
+    )
+    assert final.task_id == "s"
+
+
+async def test_a_flamelet_that_cannot_start_is_a_failed_worker(
+    settings: FlameSettings, db, recorder: EventRecorder, manifests: ManifestServer
+):
+    settings = settings.with_overrides(api_url="ftp://nowhere")
+    await seed(manifests, "j3", ["x"])
+    async with running_deployer(settings, register=False):
+        await publish(settings, requested("j3", ["x"]))
+        failed = await recorder.wait_for(lambda e: e.type == "worker.failed")
+    assert failed.task_id == "x" and "--apiserver must be" in failed.payload.reason

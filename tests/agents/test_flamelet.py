@@ -1,0 +1,159 @@
+"""flamelet as a real subprocess: runs role code, reports status with log tails, obeys stop, survives outages."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+
+import psutil
+import pytest
+
+from flame_common.documents import TaskDoc
+from flame_common.settings import FlameSettings
+from flame_controller.deployers.local import flamelet_env
+from schemas.events import make_event
+from tests.agents.helpers import CutOffProxy, EventRecorder, ManifestServer, publish
+
+pytestmark = pytest.mark.integration
+
+
+async def start_flamelet(
+    settings: FlameSettings, job: str, task: str, key: str, apiserver: str, work: Path,
+    **env: str,
+) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "flamelet", "--job", job, "--task", task, "--apiserver", apiserver,
+        "--work-dir", str(work),
+        env={**flamelet_env(settings, key), **env},
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=open(work.parent / f"{task}.stderr", "ab"),  # noqa: SIM115
+    )  # fmt: skip
+
+
+async def run_task(
+    settings: FlameSettings, recorder: EventRecorder, manifests: ManifestServer, tmp_path: Path,
+    script: str, task: str = "t1",
+) -> tuple[asyncio.subprocess.Process, Path]:
+    """Seed a task, start its flamelet, assign it once it registered (the controller's part)."""
+    await TaskDoc(job_id="j1", task_id=task, role="trainer", key="k").insert()
+    manifests.add("j1", task, "k", "trainer", script)
+    work = tmp_path / task
+    proc = await start_flamelet(settings, "j1", task, "k", manifests.url, work)
+    await recorder.wait_for(lambda e: e.type == "agent.registered" and e.task_id == task)
+    await publish(settings, make_event("task.assigned", {}, job_id="j1", task_id=task))
+    return proc, work
+
+
+def statuses(recorder: EventRecorder, task: str = "t1") -> list[str]:
+    """States reported for a task, one per event id (delivery is at least once)."""
+    events = {e.id: e for e in recorder.of("task.status_changed", task)}
+    return [e.payload.state.value for e in events.values()]
+
+
+async def test_role_code_runs_to_completion(settings, db, notifier, recorder, manifests, tmp_path):
+    proc, work = await run_task(settings, recorder, manifests, tmp_path, "ok")
+    assert await asyncio.wait_for(proc.wait(), 30) == 0
+    final = recorder.of("task.status_changed", "t1")[-1]
+    assert statuses(recorder) == ["running", "completed"]
+    assert final.payload.exit_code == 0 and "hello from trainer task t1" in final.payload.log_tail
+    config = json.loads((work / "config").read_text())
+    assert config["taskid"] == "t1" and config["role"] == "trainer"
+    assert not (work / "final-report.json").exists()
+
+
+async def test_failing_role_reports_its_log_tail(settings, db, notifier, recorder, manifests, tmp_path):
+    proc, _ = await run_task(settings, recorder, manifests, tmp_path, "fail")
+    assert await asyncio.wait_for(proc.wait(), 30) == 0
+    final = recorder.of("task.status_changed", "t1")[-1]
+    assert statuses(recorder) == ["running", "failed"]
+    assert final.payload.exit_code == 3
+    assert "fatal: the data is cursed" in final.payload.log_tail
+    assert "working on step 199" in final.payload.log_tail
+    assert "working on step 0\n" not in final.payload.log_tail  # only the tail
+
+
+async def test_wrong_key_fails_the_task(settings, db, notifier, recorder, manifests, tmp_path):
+    await TaskDoc(job_id="j1", task_id="t1", role="trainer", key="k").insert()
+    manifests.add("j1", "t1", "other-key", "trainer", "ok")
+    proc = await start_flamelet(settings, "j1", "t1", "k", manifests.url, tmp_path / "w")
+    await recorder.wait_for(lambda e: e.type == "agent.registered")
+    await publish(settings, make_event("task.assigned", {}, job_id="j1", task_id="t1"))
+    assert await asyncio.wait_for(proc.wait(), 30) == 0
+    final = recorder.of("task.status_changed", "t1")[-1]
+    assert final.payload.state.value == "failed" and "401" in final.payload.log_tail
+
+
+async def test_stop_kills_the_role_code_and_reports_terminated(
+    settings, db, notifier, recorder, manifests, tmp_path
+):
+    proc, work = await run_task(settings, recorder, manifests, tmp_path, "sleep")
+    await recorder.wait_for(lambda e: e.type == "task.status_changed")
+    while not (work / "role.pid").exists():
+        await asyncio.sleep(0.05)
+    role_pid = int((work / "role.pid").read_text())
+    await publish(settings, make_event("task.stop_requested", {"reason": "user"},
+                                       job_id="j1", task_id="t1"))
+    assert await asyncio.wait_for(proc.wait(), 30) == 0
+    assert statuses(recorder) == ["running", "terminated"]
+    assert not psutil.pid_exists(role_pid) or psutil.Process(role_pid).status() == "zombie"
+
+
+async def test_killed_flamelet_takes_its_role_code_along_and_is_lost(
+    settings, db, notifier, recorder, manifests, tmp_path
+):
+    proc, work = await run_task(settings, recorder, manifests, tmp_path, "sleep")
+    while not (work / "role.pid").exists():
+        await asyncio.sleep(0.05)
+    role_pid = int((work / "role.pid").read_text())
+    proc.kill()
+    await proc.wait()
+    lost = await recorder.wait_for(lambda e: e.type == "agent.lost", timeout=15)
+    assert lost.task_id == "t1"
+    assert not psutil.pid_exists(role_pid)
+
+
+async def test_final_report_survives_a_broker_outage(
+    settings, db, notifier, recorder, manifests, tmp_path
+):
+    proxy = CutOffProxy()
+    await proxy.start()
+    via_proxy = settings.rabbit_url.replace(":5672", f":{proxy.port}")
+    await TaskDoc(job_id="j1", task_id="t1", role="trainer", key="k").insert()
+    manifests.add("j1", "t1", "k", "trainer", "short")
+    work = tmp_path / "t1"
+    proc = await start_flamelet(settings, "j1", "t1", "k", manifests.url, work,
+                                FLAME_RABBIT_URL=via_proxy, ROLE_SECONDS="3")
+    try:
+        await recorder.wait_for(lambda e: e.type == "agent.registered")
+        await publish(settings, make_event("task.assigned", {}, job_id="j1", task_id="t1"))
+        await recorder.wait_for(lambda e: e.type == "task.status_changed")
+        await asyncio.sleep(0.5)  # let the confirm of `running` reach the agent
+        proxy.cut()  # the broker is gone for the agent while its role code finishes
+        await asyncio.sleep(5)
+        stderr = (tmp_path / "t1.stderr").read_text()[-3000:]
+        assert (work / "final-report.json").exists(), (os.listdir(work), stderr)
+        assert statuses(recorder) == ["running"]
+        proxy.restore()
+        assert await asyncio.wait_for(proc.wait(), 30) == 0
+        assert statuses(recorder) == ["running", "completed"]
+        assert not (work / "final-report.json").exists()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+        await proxy.close()
+
+
+async def test_restarted_flamelet_resends_a_pending_final_report(settings, recorder, tmp_path):
+    work = tmp_path / "t9"
+    work.mkdir()
+    event = make_event("task.status_changed", {"state": "completed", "exit_code": 0},
+                       job_id="j9", task_id="t9", source="flamelet")
+    (work / "final-report.json").write_text(event.model_dump_json())
+    proc = await start_flamelet(settings, "j9", "t9", "k", "http://127.0.0.1:9", work)
+    assert await asyncio.wait_for(proc.wait(), 30) == 0
+    got = await recorder.wait_for(lambda e: e.type == "task.status_changed")
+    assert got.id == event.id and not (work / "final-report.json").exists()
+    assert os.listdir(work) == []

@@ -1,0 +1,1 @@
+"""Tests of the Flame REST API (flame_apiserver)."""

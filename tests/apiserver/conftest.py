@@ -1,0 +1,157 @@
+"""Apiserver test fixtures: the app on real nx-27017 + RabbitMQ, event sink, fake controller."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import uuid
+import zipfile
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from email.parser import BytesParser
+from email.policy import HTTP
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from faststream.rabbit import RabbitBroker, RabbitQueue
+
+from flame_apiserver.app import create_app
+from flame_apiserver.sse import StreamTiming
+from flame_common.bus import consumer_queue, events_exchange, names
+from flame_common.settings import FlameSettings
+from schemas.commands import COMMAND_ADAPTER, CommandReply
+from schemas.errors import FlameError
+from schemas.events import EventBase, parse_event
+
+EXAMPLES = Path(__file__).parent.parent / "data" / "flame_examples"
+FAST_STREAM = StreamTiming(poll_seconds=0.05, keepalive_seconds=0.3)
+
+
+def example(name: str, file: str) -> Any:
+    return json.loads((EXAMPLES / name / file).read_text())
+
+
+def make_zip(files: dict[str, bytes]) -> bytes:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in files.items():
+            zf.writestr(name, data)
+    return out.getvalue()
+
+
+def multipart_parts(response: httpx.Response) -> dict[str, tuple[str, bytes]]:
+    """Parse a multipart/form-data response into {form name: (content type, bytes)}."""
+    head = f"Content-Type: {response.headers['content-type']}\r\n\r\n".encode()
+    message = BytesParser(policy=HTTP).parsebytes(head + response.content)
+    parts: dict[str, tuple[str, bytes]] = {}
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        parts[str(name)] = (part.get_content_type(), part.get_payload(decode=True))
+    return parts
+
+
+def sse_frames(text: str) -> list[dict[str, str]]:
+    """Parse SSE text into its frames with data (comments such as keep-alives skipped)."""
+    frames = []
+    for block in text.split("\n\n"):
+        fields = dict(
+            line.split(": ", 1)
+            for line in block.splitlines()
+            if not line.startswith(":") and ": " in line
+        )
+        if "data" in fields:
+            frames.append(fields)
+    return frames
+
+
+MNIST_CODE = {
+    "trainer/main.py": b"print('trainer')\n",
+    "trainer/util.py": b"X = 1\n",
+    "aggregator/main.py": b"print('aggregator')\n",
+}
+
+
+@pytest.fixture
+async def app_client(settings: FlameSettings) -> AsyncIterator[httpx.AsyncClient]:
+    """An httpx client on the app (lifespan run: Beanie on the test database, broker started)."""
+    async with api_client(settings) as client:
+        yield client
+
+
+@asynccontextmanager
+async def api_client(settings: FlameSettings) -> AsyncIterator[httpx.AsyncClient]:
+    """The app of `settings` (lifespan entered) behind an httpx client."""
+    app = create_app(settings, stream_timing=FAST_STREAM)
+    transport = httpx.ASGITransport(app=app)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=transport, base_url="http://flame", timeout=30) as client,
+    ):
+        yield client
+
+
+class EventSink:
+    """Every event published on the namespace's events exchange during a test."""
+
+    def __init__(self) -> None:
+        self.events: list[EventBase] = []
+
+    def of_type(self, event_type: str) -> list[EventBase]:
+        return [e for e in self.events if e.type == event_type]
+
+    async def wait_for(
+        self, event_type: str, count: int = 1, timeout: float = 5.0
+    ) -> list[EventBase]:
+        async with asyncio.timeout(timeout):
+            while len(self.of_type(event_type)) < count:
+                await asyncio.sleep(0.02)
+        return self.of_type(event_type)
+
+
+@pytest.fixture
+async def event_sink(settings: FlameSettings) -> AsyncIterator[EventSink]:
+    sink = EventSink()
+    broker = RabbitBroker(settings.rabbit_url, logger=None)
+    queue = consumer_queue(settings, f"test-sink-{uuid.uuid4().hex[:6]}")
+    queue = RabbitQueue(queue.name, auto_delete=True, routing_key="#")
+
+    @broker.subscriber(queue, events_exchange(settings), no_reply=True)
+    async def collect(body: dict[str, Any]) -> None:
+        sink.events.append(parse_event(body))
+
+    await broker.start()
+    yield sink
+    await broker.stop()
+
+
+Responder = Callable[[Any], CommandReply]
+
+
+class FakeController:
+    """Answers the controller's command queue like the real one would; records every command."""
+
+    def __init__(self) -> None:
+        self.commands: list[Any] = []
+        self.respond: Responder = lambda cmd: CommandReply.success({})
+
+    def fail_with(self, error: FlameError) -> None:
+        self.respond = lambda cmd: CommandReply.failure(error)
+
+
+@pytest.fixture
+async def fake_controller(settings: FlameSettings) -> AsyncIterator[FakeController]:
+    fake = FakeController()
+    broker = RabbitBroker(settings.rabbit_url, logger=None)
+
+    @broker.subscriber(RabbitQueue(names(settings).command_queue, auto_delete=True))
+    async def handle(body: dict[str, Any]) -> dict[str, Any]:
+        command = COMMAND_ADAPTER.validate_python(body)
+        fake.commands.append(command)
+        return fake.respond(command).model_dump(mode="json")
+
+    await broker.start()
+    yield fake
+    await broker.stop()

@@ -1,0 +1,147 @@
+"""A job's event log over REST: pages ordered by seq, and the SSE stream (replay, live, end)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+
+from flame_apiserver.app import create_app
+from flame_common.documents import EventDoc, JobDoc
+from flame_common.embedded import free_port
+from flame_common.settings import FlameSettings
+from schemas.events import make_event, parse_event
+from schemas.states import JobState
+from tests.apiserver.conftest import FAST_STREAM, sse_frames
+
+pytestmark = pytest.mark.integration
+
+U = "alice"
+
+
+async def _job(state: str = "running", job_id: str = "j1") -> JobDoc:
+    doc = JobDoc(job_id=job_id, user_id=U, name="n", design_id="d", spec={}, state=state)
+    await doc.insert()
+    return doc
+
+
+async def _append(job_id: str, seq: int, event_type: str, payload: dict[str, Any]) -> None:
+    """Append one event the way the controller logs it (body = envelope with seq)."""
+    event = make_event(event_type, payload, job_id=job_id, source="controller", seq=seq)
+    await EventDoc(
+        event_id=event.id, type=event.type, job_id=job_id, seq=seq, published=True,
+        body=event.model_dump(mode="json"),
+    ).insert()  # fmt: skip
+    await JobDoc.find_one({"job_id": job_id}).update({"$set": {"last_seq": seq}})  # type: ignore[union-attr]
+
+
+def _state(from_: str, to: str) -> dict[str, str]:
+    return {"from_state": from_, "to_state": to}
+
+
+async def test_event_pages(app_client: httpx.AsyncClient) -> None:
+    await _job()
+    assert (await app_client.get(f"/users/{U}/jobs/j1/events")).json() == []
+    for seq in (3, 1, 2):  # inserted out of order, read in seq order
+        await _append("j1", seq, "job.state_changed", _state("ready", "starting"))
+    await _append("j1", 4, "task.status_changed", {"state": "running"})
+    events = (await app_client.get(f"/users/{U}/jobs/j1/events/")).json()
+    assert [e["seq"] for e in events] == [1, 2, 3, 4]
+    assert parse_event(events[3]).payload.state is JobState.RUNNING
+    page = (await app_client.get(f"/users/{U}/jobs/j1/events?after=1&limit=2")).json()
+    assert [e["seq"] for e in page] == [2, 3]
+    assert (await app_client.get(f"/users/{U}/jobs/j1/events?limit=0")).status_code == 400
+    assert (await app_client.get(f"/users/{U}/jobs/j1/events?after=x")).status_code == 400
+    assert (await app_client.get("/users/bob/jobs/j1/events")).status_code == 404
+    assert (await app_client.get(f"/users/{U}/jobs/nope/events")).status_code == 404
+
+
+async def test_deleted_job_log_stays_readable(app_client: httpx.AsyncClient) -> None:
+    await _job()
+    spec = {"name": "n", "designId": "d", "backend": "mqtt"}
+    await _append("j1", 1, "job.created", {"user_id": U, "spec": spec, "task_count": 0})
+    await _append("j1", 2, "job.deleted", {"user_id": U})
+    await JobDoc.find({"job_id": "j1"}).delete()
+    assert len((await app_client.get(f"/users/{U}/jobs/j1/events")).json()) == 2
+    assert (await app_client.get("/users/bob/jobs/j1/events")).status_code == 404
+    r = await app_client.get(f"/users/{U}/jobs/j1/events/stream")
+    assert [f["id"] for f in sse_frames(r.text)] == ["1", "2"]
+
+
+async def test_stream_of_finished_job_replays_and_ends(app_client: httpx.AsyncClient) -> None:
+    await _job(state="completed")
+    await _append("j1", 1, "job.state_changed", _state("ready", "starting"))
+    await _append("j1", 2, "job.state_changed", _state("running", "completed"))
+    r = await app_client.get(f"/users/{U}/jobs/j1/events/stream")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+    frames = sse_frames(r.text)
+    assert [(f["id"], f["event"]) for f in frames] == [
+        ("1", "job.state_changed"),
+        ("2", "job.state_changed"),
+    ]
+    assert json.loads(frames[1]["data"])["payload"]["to_state"] == "completed"
+    after = await app_client.get(f"/users/{U}/jobs/j1/events/stream?after=1")
+    assert [f["id"] for f in sse_frames(after.text)] == ["2"]
+    resumed = await app_client.get(
+        f"/users/{U}/jobs/j1/events/stream", headers={"Last-Event-ID": "2"}
+    )
+    assert sse_frames(resumed.text) == []
+    assert (await app_client.get("/users/bob/jobs/j1/events/stream")).status_code == 404
+
+
+@pytest.fixture
+async def live_server(settings: FlameSettings) -> AsyncIterator[str]:
+    """The app served by a real uvicorn (ASGITransport buffers responses, SSE needs a socket)."""
+    port = free_port()
+    config = uvicorn.Config(
+        create_app(settings, stream_timing=FAST_STREAM),
+        host="127.0.0.1",
+        port=port,
+        log_config=None,
+        access_log=False,
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    async with asyncio.timeout(20):
+        while not server.started:
+            await asyncio.sleep(0.02)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    await task
+
+
+async def test_live_stream_follows_until_terminal(live_server: str) -> None:
+    await _job(state="running")
+    await _append("j1", 1, "job.state_changed", _state("deploying", "running"))
+    seen: list[dict[str, str]] = []
+    keepalives = 0
+    async with (
+        httpx.AsyncClient(base_url=live_server, timeout=30) as client,
+        client.stream("GET", f"/users/{U}/jobs/j1/events/stream/") as response,
+    ):
+        assert response.status_code == 200
+        buffer = ""
+        async for chunk in response.aiter_text():
+            buffer += chunk
+            while "\n\n" in buffer:
+                block, buffer = buffer.split("\n\n", 1)
+                if block.startswith(": keep-alive"):
+                    keepalives += 1
+                    if keepalives == 1:  # the stream is idle and alive: the job now finishes
+                        await _append("j1", 2, "task.status_changed", {"state": "completed"})
+                        await _append("j1", 3, "job.state_changed", _state("running", "completed"))
+                        await JobDoc.find_one({"job_id": "j1"}).update(
+                            {"$set": {"state": "completed"}}
+                        )  # type: ignore[union-attr]
+                seen.extend(sse_frames(block + "\n\n"))
+    assert keepalives >= 1
+    assert [(f["id"], f["event"]) for f in seen] == [
+        ("1", "job.state_changed"),
+        ("2", "task.status_changed"),
+        ("3", "job.state_changed"),
+    ]

@@ -1,0 +1,150 @@
+"""Controller test helpers: seeded designs/datasets, an RPC client, an event tap on the bus."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import aio_pika
+import pytest
+
+from flame_common.bus import make_broker, names, publish_event
+from flame_common.db import init_db
+from flame_common.documents import CodeDoc, ComputeDoc, DatasetDoc, DesignDoc, EventDoc
+from flame_common.settings import FlameSettings
+from schemas.commands import CommandReply
+from schemas.events import EventBase, make_event, parse_event
+from tests.controller.examples import COMPUTES, Example, load_example
+
+MNIST_DATASET = "64132c15981345ad7b31da47"
+
+
+async def seed_example(ex: Example, user: str = "alice", design_id: str | None = None) -> None:
+    """Write the design, its code (revision 1), datasets and computes as the apiserver would."""
+    design_id = design_id or ex.spec["designId"]
+    await DesignDoc(
+        user_id=user,
+        design_id=design_id,
+        schema=ex.schema.wire(),
+        schema_revision=1,
+        code_revision=1,
+    ).insert()
+    data = ex.code_zip()
+    await CodeDoc(
+        user_id=user,
+        design_id=design_id,
+        revision=1,
+        file_name="code.zip",
+        data=data,
+        size=len(data),
+        sha256="-",
+    ).insert()
+    for ref in ex.datasets.values():
+        if await DatasetDoc.find_one({"dataset_id": ref.dataset_id}) is None:
+            await DatasetDoc(
+                dataset_id=ref.dataset_id,
+                user_id=ref.user_id,
+                url=ref.url,
+                data_format="npy",
+                realm="default",
+                compute_id=ref.compute_id,
+                is_public=ref.is_public,
+            ).insert()
+    for compute_id, region in COMPUTES.items():
+        if await ComputeDoc.find_one({"compute_id": compute_id}) is None:
+            await ComputeDoc(compute_id=compute_id, region=region).insert()
+
+
+def mnist() -> Example:
+    return load_example("mnist", {MNIST_DATASET: "dataset.json"})
+
+
+class Bus:
+    """RPC client and event publisher/tap on one namespace."""
+
+    def __init__(self, settings: FlameSettings) -> None:
+        self.settings = settings
+        self.broker = make_broker(settings)
+        self.seen: list[EventBase] = []
+        self._conn: aio_pika.abc.AbstractRobustConnection | None = None
+
+    async def start(self) -> None:
+        await self.broker.connect()
+        self._conn = await aio_pika.connect_robust(self.settings.rabbit_url)
+        channel = await self._conn.channel()
+        exchange = await channel.declare_exchange(
+            names(self.settings).events_exchange, aio_pika.ExchangeType.TOPIC, durable=True
+        )
+        queue = await channel.declare_queue(exclusive=True)
+        await queue.bind(exchange, routing_key="#")
+        await queue.consume(self._on_message, no_ack=True)
+
+    async def _on_message(self, message: aio_pika.abc.AbstractIncomingMessage) -> None:
+        self.seen.append(parse_event(message.body))
+
+    async def stop(self) -> None:
+        await self.broker.stop()
+        if self._conn is not None:
+            await self._conn.close()
+
+    async def call(self, cmd: Any, timeout: float = 10.0) -> CommandReply:
+        msg = await self.broker.request(
+            json.dumps(cmd.model_dump(mode="json")).encode(),
+            queue=names(self.settings).command_queue,
+            timeout=timeout,
+            content_type="application/json",
+        )
+        return CommandReply.model_validate_json(msg.body)
+
+    async def publish(self, type_: str, payload: dict[str, Any], **envelope: Any) -> EventBase:
+        event = make_event(type_, payload, source="test", **envelope)
+        await publish_event(self.broker, self.settings, event)
+        return event
+
+    async def wait_for(
+        self, predicate: Callable[[EventBase], bool], count: int = 1, timeout: float = 15.0
+    ) -> list[EventBase]:
+        async def _poll() -> list[EventBase]:
+            while True:
+                found = [e for e in self.seen if predicate(e)]
+                if len(found) >= count:
+                    return found
+                await asyncio.sleep(0.05)
+
+        return await asyncio.wait_for(_poll(), timeout)
+
+
+@pytest.fixture
+async def db(settings: FlameSettings) -> AsyncIterator[None]:
+    """Beanie bound to the test database (a controller started later re-binds it to its own)."""
+    client = await init_db(settings)
+    yield
+    await client.close()
+
+
+@pytest.fixture
+async def bus(settings: FlameSettings) -> AsyncIterator[Bus]:
+    b = Bus(settings)
+    await b.start()
+    yield b
+    await b.stop()
+
+
+async def job_log(job_id: str) -> list[dict[str, Any]]:
+    cursor = EventDoc.get_pymongo_collection().find({"job_id": job_id}, sort=[("seq", 1)])
+    return [raw async for raw in cursor]
+
+
+async def wait_until(check: Callable[[], Any], timeout: float = 15.0) -> Any:
+    """Poll an async check until it returns something truthy."""
+
+    async def _poll() -> Any:
+        while True:
+            value = await check()
+            if value:
+                return value
+            await asyncio.sleep(0.1)
+
+    return await asyncio.wait_for(_poll(), timeout)

@@ -1,0 +1,167 @@
+"""SIGKILL the controller process mid-job, restart it: nothing lost or duplicated, timers resume."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from flame_common.documents import JobDoc, TaskDoc
+from flame_common.settings import FlameSettings
+from schemas import commands as c
+from schemas.job import JobSpec
+from tests.controller.conftest import Bus, job_log, mnist, seed_example, wait_until
+
+pytestmark = [pytest.mark.integration, pytest.mark.e2e]
+
+
+class ControllerProcess:
+    """`python -m flame_controller.main` with FLAME_* env from the test settings."""
+
+    def __init__(self, settings: FlameSettings, log_path: Path) -> None:
+        self.env = {
+            **os.environ,
+            "FLAME_MONGO_URL": settings.mongo_url,
+            "FLAME_MONGO_DB": settings.mongo_db,
+            "FLAME_RABBIT_URL": settings.rabbit_url,
+            "FLAME_NAMESPACE": settings.namespace,
+            "FLAME_HOME": str(settings.home),
+            "FLAME_STOP_GRACE_SECONDS": "1",
+            "FLAME_TICK_SECONDS": "0.2",
+        }
+        self.log_path = log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with open(self.log_path, "ab") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "flame_controller.main"],
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def terminate(self) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                return self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+
+@pytest.fixture
+def process(settings: FlameSettings, tmp_path: Path) -> Iterator[ControllerProcess]:
+    proc = ControllerProcess(settings, tmp_path / "controller.log")
+    yield proc
+    proc.terminate()
+
+
+@pytest.fixture
+async def seeded(db: None) -> AsyncIterator[None]:
+    await seed_example(mnist())
+    yield
+
+
+async def _ready(bus: Bus) -> None:
+    """Wait until the controller answers commands."""
+
+    async def answers() -> bool:
+        try:
+            await bus.call(c.StartJob(user_id="probe", job_id="0" * 24), timeout=1)
+        except TimeoutError:
+            return False
+        return True
+
+    await wait_until(answers, timeout=30)
+
+
+async def _state(job_id: str) -> str:
+    doc = await JobDoc.find_one({"job_id": job_id})
+    return doc.state if doc else ""
+
+
+async def test_sigkill_restart_loses_and_duplicates_nothing(
+    seeded: None, bus: Bus, process: ControllerProcess
+) -> None:
+    process.start()
+    await _ready(bus)
+    spec = JobSpec.model_validate(mnist().spec)
+    done = (await bus.call(c.CreateJob(user_id="alice", spec=spec))).unwrap()
+    timed = (
+        await bus.call(
+            c.CreateJob(user_id="alice", spec=spec.model_copy(update={"max_run_time": 3}))
+        )
+    ).unwrap()
+    assert isinstance(done, dict) and isinstance(timed, dict)
+    job, slow = str(done["id"]), str(timed["id"])
+    tasks = {t.role: t.task_id for t in await TaskDoc.find({"job_id": job}).to_list()}
+    for job_id in (job, slow):
+        await bus.call(c.StartJob(user_id="alice", job_id=job_id))
+    first = await bus.publish(
+        "task.status_changed", {"state": "running"}, job_id=job, task_id=tasks["aggregator"]
+    )
+    await wait_until(lambda: _is(job, "running"))
+
+    process.kill()
+    # While the controller is down its durable queue keeps these (one is a redelivery).
+    for event in [
+        ("running", "trainer"),
+        ("completed", "trainer"),
+        ("completed", "aggregator"),
+    ]:
+        await bus.publish(
+            "task.status_changed", {"state": event[0]}, job_id=job, task_id=tasks[event[1]]
+        )
+    await bus.publish(
+        "task.status_changed",
+        {"state": "running"},
+        job_id=job,
+        task_id=tasks["aggregator"],
+        id=first.id,
+    )
+    await asyncio.sleep(3.2)  # the slow job's maxRunTime passes while nobody is watching
+
+    process.start()
+    await wait_until(lambda: _is(job, "completed"), timeout=30)
+    await wait_until(lambda: _is(slow, "terminated"), timeout=30)
+    slow_doc = await JobDoc.find_one({"job_id": slow})
+    assert slow_doc is not None and slow_doc.reason == "maxRunTime of 3 s exceeded"
+
+    for job_id in (job, slow):
+        log = await job_log(job_id)
+        assert [e["seq"] for e in log] == list(range(1, len(log) + 1))
+        assert len({e["event_id"] for e in log}) == len(log)
+    log = await job_log(job)
+    statuses = [
+        (e["body"]["task_id"], e["body"]["payload"]["state"])
+        for e in log
+        if e["type"] == "task.status_changed"
+    ]
+    assert statuses == [
+        (tasks["aggregator"], "running"),
+        (tasks["trainer"], "running"),
+        (tasks["trainer"], "completed"),
+        (tasks["aggregator"], "completed"),
+    ]
+    moves = [e["body"]["payload"]["to_state"] for e in log if e["type"] == "job.state_changed"]
+    assert moves == ["starting", "deploying", "running", "completed"]
+    assert process.terminate() == 0  # graceful SIGTERM
+
+
+async def _is(job_id: str, state: str) -> bool:
+    return await _state(job_id) == state

@@ -1,0 +1,156 @@
+"""Fixtures of the backend contract suite: a cluster of recorded ends on one adapter, per test."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import aio_pika
+import aiomqtt
+import pytest
+
+from flame_sdk.backends import create_backend
+from flame_sdk.backends.base import Backend, Scope
+from flame_sdk.backends.rabbitmq import exchange_name, unicast_key
+
+# Short liveness figures keep the suite fast; chunks small enough that most tests chunk.
+BROKER_OPTIONS: dict[str, Any] = {"heartbeat_interval": 0.1, "liveness_timeout": 1.0}
+WAIT = 15.0
+
+
+async def eventually(predicate: Callable[[], bool], what: str, timeout: float = WAIT) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.01)
+
+
+@dataclass
+class End:
+    """A backend whose handler calls are recorded."""
+
+    end_id: str
+    job_id: str
+    backend: Backend
+    membership: list[tuple[str, Scope, str]] = field(default_factory=list)  # (join|leave, ..)
+    messages: list[tuple[Scope, str, bytes]] = field(default_factory=list)
+    fail_next: int = 0
+
+    def __post_init__(self) -> None:
+        self.backend.bind(self._on_join, self._on_leave, self._on_message)
+
+    async def _on_join(self, scope: Scope, peer: str) -> None:
+        self.membership.append(("join", scope, peer))
+
+    async def _on_leave(self, scope: Scope, peer: str) -> None:
+        self.membership.append(("leave", scope, peer))
+
+    def joins(self, scope: Scope) -> list[str]:
+        return [p for kind, s, p in self.membership if kind == "join" and s == scope]
+
+    def leaves(self, scope: Scope) -> list[str]:
+        return [p for kind, s, p in self.membership if kind == "leave" and s == scope]
+
+    async def _on_message(self, scope: Scope, peer: str, data: bytes) -> None:
+        if self.fail_next:
+            self.fail_next -= 1
+            raise RuntimeError("handler failure injected by the test")
+        self.messages.append((scope, peer, data))
+
+    def scope(self, me: str, other: str, channel: str = "param", group: str = "default") -> Scope:
+        return Scope(self.job_id, channel, group, me, other, self.end_id)
+
+    async def join(
+        self, me: str, other: str, channel: str = "param", group: str = "default"
+    ) -> Scope:
+        scope = self.scope(me, other, channel, group)
+        await self.backend.join(scope)
+        return scope
+
+    def peers(self, scope: Scope) -> list[str]:
+        """Ends currently known on `scope`, replaying the recorded join/leave events."""
+        known: list[str] = []
+        for kind, s, peer in self.membership:
+            if s == scope and kind == "join":
+                known.append(peer)
+            elif s == scope and peer in known:
+                known.remove(peer)
+        return sorted(known)
+
+    def received(self, scope: Scope | None = None, sender: str | None = None) -> list[bytes]:
+        return [
+            d
+            for s, p, d in self.messages
+            if (scope is None or s == scope) and (sender is None or p == sender)
+        ]
+
+
+class Cluster:
+    """Ends of one fresh job on one adapter; `inject` publishes raw bytes to an end's scope."""
+
+    def __init__(self, sort: str, broker: str) -> None:
+        self.sort, self.broker = sort, broker
+        self.job_id = f"job-{uuid.uuid4().hex[:12]}"
+        self.ends: list[End] = []
+
+    def end(self, end_id: str, **options: Any) -> End:
+        if self.sort == "local":
+            options = {k: v for k, v in options.items() if k == "liveness_timeout"}
+        else:
+            options = {**BROKER_OPTIONS, **options}
+        backend = create_backend(self.sort, self.broker, self.job_id, end_id, **options)
+        end = End(end_id, self.job_id, backend)
+        self.ends.append(end)
+        return end
+
+    async def inject(self, scope: Scope, raw: bytes) -> None:
+        """Publish `raw` exactly where a unicast to the end of `scope` would travel."""
+        if self.sort == "rabbitmq":
+            connection = await aio_pika.connect(self.broker)
+            async with connection:
+                channel = await connection.channel()
+                exchange = await channel.get_exchange(exchange_name(self.job_id))
+                key = unicast_key(scope.channel, scope.group, scope.me, scope.end_id)
+                await exchange.publish(aio_pika.Message(raw), routing_key=key)
+        elif self.sort == "mqtt":
+            host, port = self.broker.split(":")
+            async with aiomqtt.Client(host, int(port)) as client:
+                topic = (
+                    f"/flame/{scope.job_id}/{scope.channel}/{scope.group}/UNICAST/"
+                    f"{scope.other}/intruder/{scope.me}/{scope.end_id}"
+                )
+                await client.publish(topic, raw, qos=1)
+        else:
+            raise NotImplementedError(f"{self.sort} has no frames to corrupt")
+
+    async def close(self) -> None:
+        for end in self.ends:
+            with contextlib.suppress(Exception):  # a killed end may fail; close the others
+                await end.backend.close()
+
+
+@pytest.fixture(
+    params=[
+        "local",
+        pytest.param("rabbitmq", marks=pytest.mark.integration),
+        pytest.param("mqtt", marks=pytest.mark.integration),
+    ]
+)
+async def cluster(request: pytest.FixtureRequest) -> AsyncIterator[Cluster]:
+    sort: str = request.param
+    if sort == "rabbitmq":
+        broker = request.getfixturevalue("rabbit_url")
+    elif sort == "mqtt":
+        host, port = request.getfixturevalue("mqtt_broker")
+        broker = f"{host}:{port}"
+    else:
+        broker = ""
+    cluster = Cluster(sort, broker)
+    yield cluster
+    await cluster.close()

@@ -1,0 +1,164 @@
+"""mlflow registry against a real MLflow server (sqlite backend, local artifacts)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+
+from flame_common.embedded import free_port
+from flame_sdk.registries import MlflowRegistry, create_registry
+
+pytestmark = pytest.mark.integration
+
+
+def _healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/health", timeout=1) as reply:
+            return bool(reply.status == 200)
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def mlflow_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A single-worker MLflow server in its own process group, stopped after the module."""
+    root = tmp_path_factory.mktemp("mlflow")
+    port = free_port()
+    exe = shutil.which("mlflow")
+    command = [exe] if exe else [sys.executable, "-m", "mlflow"]
+    command += [
+        "server",
+        "--backend-store-uri",
+        f"sqlite:///{root / 'mlflow.db'}",
+        "--artifacts-destination",
+        str(root / "artifacts"),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+    ]
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    log = (root / "server.log").open("wb")
+    proc = subprocess.Popen(
+        command, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while not _healthy(url):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"mlflow server did not start:\n{(root / 'server.log').read_text()}")
+            time.sleep(0.5)
+        yield url
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        log.close()
+
+
+def registry(url: str, task: str, role: str = "aggregator") -> MlflowRegistry:
+    reg = create_registry("mlflow", url, "job-7f3a", "mnist", task, role)
+    assert isinstance(reg, MlflowRegistry)
+    return reg
+
+
+def test_run_metrics_params_model_and_close(mlflow_url: str) -> None:
+    from mlflow import MlflowClient
+
+    reg = registry(mlflow_url, "0123456789abcdef")
+    reg.setup_run()
+    for round_ in (1, 2, 3):
+        reg.save_metrics(round_ - 1, {"accuracy": 0.5 + 0.1 * round_, "loss": 1.0 / round_})
+    reg.save_params({"rounds": 3, "learningRate": 0.01, "optimizer": {"sort": "fedavg"}})
+    weights = {"w": np.arange(4, dtype=np.float32), "n": np.array(5, np.int64)}
+    assert reg.save_model("mnist-job-7f3a", weights) == 1
+    reg.close()
+    reg.close()  # idempotent
+
+    client = MlflowClient(tracking_uri=mlflow_url)
+    experiment = client.get_experiment_by_name("job-7f3a")
+    assert experiment is not None
+    assert reg.run_id is not None
+    run = client.get_run(reg.run_id)
+    assert run.info.experiment_id == experiment.experiment_id
+    assert run.info.run_name == "aggregator-01234567"
+    assert run.info.status == "FINISHED"
+    history = client.get_metric_history(reg.run_id, "accuracy")
+    assert [(m.step, round(m.value, 6)) for m in history] == [(0, 0.6), (1, 0.7), (2, 0.8)]
+    assert run.data.params == {
+        "rounds": "3",
+        "learningRate": "0.01",
+        "optimizer": '{"sort": "fedavg"}',
+    }
+    versions = client.search_model_versions("name = 'mnist-job-7f3a'")
+    assert [(v.name, v.version, v.run_id) for v in versions] == [
+        ("mnist-job-7f3a", "1", reg.run_id)
+    ]
+    with pytest.raises(RuntimeError, match="closed"):
+        reg.save_metrics(3, {"loss": 0.1})
+
+    # read back through a fresh registry (another process would do the same)
+    loaded = registry(mlflow_url, "fedcba9876543210", "trainer").load_model("mnist-job-7f3a", 1)
+    assert loaded is not None
+    assert loaded["w"].tolist() == [0.0, 1.0, 2.0, 3.0] and loaded["w"].dtype == np.float32
+    assert loaded["n"].shape == () and int(loaded["n"]) == 5
+
+
+def test_torch_model_is_registered_with_the_pytorch_flavor(mlflow_url: str) -> None:
+    torch = pytest.importorskip("torch")
+    from mlflow import MlflowClient
+
+    model = torch.nn.Linear(2, 1)
+    weights = {k: v.detach().numpy() for k, v in model.state_dict().items()}
+    reg = registry(mlflow_url, "aaaabbbbccccdddd")
+    assert reg.save_model("torch-job", weights, model=model) == 1
+    assert reg.save_model("torch-job", {k: v + 1 for k, v in weights.items()}) == 2
+    reg.close()
+
+    client = MlflowClient(tracking_uri=mlflow_url)
+    first = client.get_model_version("torch-job", "1")
+    assert first.source.endswith("/model")
+    files = {a.path for a in client.list_artifacts(reg.run_id or "", "model")}
+    assert "model/MLmodel" in files
+    latest = reg.load_model("torch-job")
+    assert latest is not None
+    np.testing.assert_allclose(latest["weight"], weights["weight"] + 1)
+    assert reg.load_model("torch-job", 9) is None
+    assert reg.load_model("no-such-model") is None
+    assert client.get_run(reg.run_id or "").info.status == "FINISHED"
+
+
+def test_tasks_of_one_job_share_the_experiment(mlflow_url: str) -> None:
+    from mlflow import MlflowClient
+
+    runs = [registry(mlflow_url, f"task{i}xxxxxxxx", "trainer") for i in range(2)]
+    for step, reg in enumerate(runs):
+        reg.save_metrics(step, {"loss": 1.0})  # sets the run up on first use
+        # a model that is not a torch module (numpy framework): only the weights are registered
+        assert reg.save_model(f"plain-{step}", {"a": np.ones(2)}, model={"a": np.ones(2)}) == 1
+        reg.close()
+    client = MlflowClient(tracking_uri=mlflow_url)
+    experiment = client.get_experiment_by_name("job-7f3a")
+    assert experiment is not None
+    names = {
+        r.info.run_name
+        for r in client.search_runs([experiment.experiment_id])
+        if r.info.run_name.startswith("trainer-task")
+    }
+    assert names == {"trainer-task0xxx", "trainer-task1xxx"}
+    assert client.get_model_version("plain-1", "1").source.endswith("/weights")

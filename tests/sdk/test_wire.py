@@ -1,0 +1,137 @@
+"""Wire format: round trips, and every malformed payload rejected with WireError."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import struct
+
+import numpy as np
+import pytest
+
+from flame_sdk import wire
+from flame_sdk.wire import Key, WireError
+
+
+def _weights() -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(0)
+    return {
+        "fc.weight": rng.standard_normal((3, 4)).astype(np.float32),
+        "fc.bias": np.arange(3, dtype=np.float64),
+        "steps": np.array(7, dtype=np.int64),
+        "mask": np.array([True, False]),
+        "half": np.ones((2, 2), dtype=np.float16),
+    }
+
+
+def test_round_trip_weights_and_fields() -> None:
+    w = _weights()
+    message = {
+        Key.WEIGHTS: w,
+        Key.ROUND: 3,
+        Key.DATASET_SIZE: 150,
+        Key.EOT: False,
+        "scores": np.arange(5, dtype=np.int32),
+        Key.DATASAMPLER_METADATA: {"loss": [0.5, 1.0]},
+    }
+    out = wire.decode(wire.encode(message))
+    assert out[Key.ROUND] == 3 and out[Key.DATASET_SIZE] == 150 and out[Key.EOT] is False
+    assert out[Key.DATASAMPLER_METADATA] == {"loss": [0.5, 1.0]}
+    assert list(out[Key.WEIGHTS]) == list(w)
+    for name, value in w.items():
+        got = out[Key.WEIGHTS][name]
+        assert got.dtype == value.dtype and got.shape == value.shape
+        np.testing.assert_array_equal(got, value)
+        assert got.flags.writeable
+    np.testing.assert_array_equal(out["scores"], np.arange(5))
+
+
+def test_none_weights_and_empty_messages() -> None:
+    assert wire.decode(wire.encode({Key.WEIGHTS: None, Key.DATASET_SIZE: 0})) == {
+        "weights": None,
+        "dataset_size": 0,
+    }
+    assert wire.decode(wire.encode({})) == {}
+
+
+def test_non_contiguous_and_big_endian_arrays() -> None:
+    a = np.arange(12, dtype=">i4").reshape(3, 4)[:, ::2]
+    out = wire.decode(wire.encode({"a": a}))["a"]
+    np.testing.assert_array_equal(out, a)
+
+
+def test_encode_rejects_unsupported_values() -> None:
+    with pytest.raises(TypeError, match="dtype"):
+        wire.encode({"w": {"x": np.array([object()])}})
+    with pytest.raises(TypeError, match="dtype"):
+        wire.encode({"w": np.zeros(2, dtype=np.complex64)})
+    with pytest.raises(TypeError, match="JSON"):
+        wire.encode({"when": object()})
+
+
+def _forge(header: object, body: bytes = b"", magic: bytes = wire.MAGIC) -> bytes:
+    raw = json.dumps(header).encode()
+    return struct.pack(">4sI", magic, len(raw)) + raw + body
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        (b"", "too short"),
+        (pickle.dumps({"weights": [1, 2]}), "bad magic"),
+        (_forge({}, magic=b"XXXX"), "bad magic"),
+        (struct.pack(">4sI", wire.MAGIC, 1000) + b"{}", "out of bounds"),
+        (struct.pack(">4sI", wire.MAGIC, 3) + b"{x}", "not JSON"),
+        (_forge([1, 2]), "must be an object"),
+        (_forge({"fields": {}, "tensors": {}, "extra": 1}), "must be an object"),
+        (_forge({"fields": [], "tensors": {}}), "must be objects"),
+        (
+            _forge({"fields": {}, "tensors": {"w": [{"name": "a", "dtype": "object", "shape": [1]}]}}, b"x" * 8),
+            "forbidden dtype",
+        ),
+        (
+            _forge({"fields": {}, "tensors": {"w": [{"name": "a", "dtype": "float32", "shape": [-1]}]}}),
+            "invalid shape",
+        ),
+        (
+            _forge({"fields": {}, "tensors": {"w": [{"name": "a", "dtype": "float32", "shape": [4]}]}}, b"x" * 8),
+            "runs past the end",
+        ),
+        (
+            _forge({"fields": {}, "tensors": {"w": [{"name": "a", "dtype": "float32", "shape": [1]}]}}, b"x" * 8),
+            "trailing bytes",
+        ),
+        (
+            _forge(
+                {"fields": {}, "tensors": {"w": [{"name": "a", "dtype": "int8", "shape": [1]}] * 2}},
+                b"xx",
+            ),
+            "repeats array",
+        ),
+        (
+            _forge({"fields": {}, "tensors": {"w": [{"name": "a", "dtype": "int8", "shape": [2**40, 2**40]}]}}),
+            "runs past the end",
+        ),
+        (_forge({"fields": {"round": "3"}, "tensors": {}}), "'round' must be an integer"),
+        (_forge({"fields": {"dataset_size": -1}, "tensors": {}}), "must not be negative"),
+        (_forge({"fields": {"eot": 1}, "tensors": {}}), "'eot' must be a boolean"),
+        (_forge({"fields": {"weights": [1, 2]}, "tensors": {}}), "mapping of named arrays"),
+    ],
+)
+def test_decode_rejects_malformed_payloads(payload: bytes, reason: str) -> None:
+    with pytest.raises(WireError, match=reason):
+        wire.decode(payload)
+
+
+def test_decode_enforces_the_size_limit() -> None:
+    data = wire.encode({Key.WEIGHTS: {"w": np.zeros(1000, dtype=np.float32)}})
+    with pytest.raises(WireError, match="exceeds the limit"):
+        wire.decode(data, max_bytes=1000)
+    assert wire.decode(data, max_bytes=len(data))[Key.WEIGHTS]["w"].shape == (1000,)
+
+
+def test_every_truncation_is_rejected() -> None:
+    data = wire.encode({Key.WEIGHTS: _weights(), Key.ROUND: 1})
+    for cut in range(0, len(data), 7):
+        with pytest.raises(WireError):
+            wire.decode(data[:cut])
