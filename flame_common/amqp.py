@@ -14,7 +14,7 @@ from aio_pika.abc import (
     AbstractRobustConnection,
 )
 
-from flame_common.bus import names
+from flame_common.busnames import names
 from flame_common.settings import FlameSettings
 from schemas.events import EventBase, event_json
 

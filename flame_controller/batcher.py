@@ -13,7 +13,7 @@ Handle = Callable[[str, Sequence[EventBase]], Awaitable[None]]
 class EventBatcher:
     """`submit` returns once its batch is persisted (so the broker ack follows the write)."""
 
-    def __init__(self, handle: Handle, max_batch: int = 1000) -> None:
+    def __init__(self, handle: Handle, max_batch: int = 250) -> None:
         self.handle = handle
         self.max_batch = max_batch
         self._queue: asyncio.Queue[tuple[EventBase, asyncio.Future[None]]] = asyncio.Queue()

@@ -18,7 +18,7 @@ log = get_logger(__name__)
 
 CHUNK = 256  # publishes in flight at once (publisher confirms are pipelined)
 MARK_EVERY = 5000  # published events whose flag is set in one write while busy...
-MARK_DELAY = 0.3  # ...or after this many seconds without new events
+MARK_DELAY = 1.0  # ...or after this many seconds without new events
 
 
 class OutboxRelay:

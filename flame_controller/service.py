@@ -215,7 +215,9 @@ class Controller:
         observed = observed or set()
         keys = new_keys(list(planned)) if planned else None
         try:
-            await self.store.append(state, events, observed=observed, planned=planned, keys=keys)
+            await self.store.append(
+                state, events, observed=observed, planned=planned, keys=keys, before=entry.state
+            )
         except Exception:
             self._forget(state.job_id)  # reload from the log next time
             raise

@@ -24,16 +24,21 @@ from schemas.states import JobState
 log = get_logger(__name__)
 
 
-def event_doc(event: EventBase, *, published: bool) -> EventDoc:
-    return EventDoc(
-        event_id=event.id,
-        type=event.type,
-        job_id=event.job_id or "",
-        seq=event.seq or 0,
-        occurred_at=event.occurred_at,
-        published=published,
-        body=event.model_dump(mode="json"),
-    )
+def event_doc(event: EventBase, *, published: bool) -> dict[str, Any]:
+    """The stored form of an `EventDoc` (built directly: Beanie's encoder is slow in bulk)."""
+    return {
+        "event_id": event.id,
+        "type": event.type,
+        "job_id": event.job_id or "",
+        "seq": event.seq or 0,
+        "occurred_at": event.occurred_at,
+        "published": published,
+        "body": event.model_dump(mode="json"),
+    }
+
+
+async def insert_events(docs: list[dict[str, Any]]) -> None:
+    await EventDoc.get_pymongo_collection().insert_many(docs, ordered=True)
 
 
 class JobStore:
@@ -62,7 +67,7 @@ class JobStore:
     ) -> None:
         """Write a new job all-or-nothing (compensating deletes if any write fails)."""
         try:
-            await EventDoc.insert_many([event_doc(e, published=False) for e in events])
+            await insert_events([event_doc(e, published=False) for e in events])
             await JobDoc(
                 **self._job_fields(state), user_id=state.user_id, design_id=state.spec.design_id
             ).insert()
@@ -84,11 +89,15 @@ class JobStore:
         observed: set[str] = frozenset(),  # type: ignore[assignment]
         planned: Sequence[PlannedTask] = (),
         keys: dict[str, str] | None = None,
+        before: JobView | None = None,
     ) -> None:
-        """Append events (ids in `observed` came from the bus: already published), then project."""
+        """Append events (ids in `observed` came from the bus: already published), then project.
+
+        The job document is rewritten only when a job-level field changed since `before`.
+        """
         if not events:
             return
-        await EventDoc.insert_many([event_doc(e, published=e.id in observed) for e in events])
+        await insert_events([event_doc(e, published=e.id in observed) for e in events])
         if state.deleted:
             for doc in (TaskDoc, JobDoc):
                 await doc.get_pymongo_collection().delete_many({"job_id": state.job_id})
@@ -96,7 +105,8 @@ class JobStore:
         ops = _task_ops(state.job_id, events, planned, keys or {})
         if ops:
             await TaskDoc.get_pymongo_collection().bulk_write(ops, ordered=True)
-        await self._project_job(state)
+        if before is None or self._summary(before) != self._summary(state):
+            await self._project_job(state, spec=any(e.type == "job.updated" for e in events))
 
     async def reproject(self, state: JobView) -> None:
         """Bring projections in line with a replayed state."""
@@ -111,10 +121,16 @@ class JobStore:
             await TaskDoc.get_pymongo_collection().bulk_write(ops, ordered=False)
         await self._project_job(state)
 
-    async def _project_job(self, state: JobView) -> None:
-        await JobDoc.get_pymongo_collection().update_one(
-            {"job_id": state.job_id}, {"$set": self._job_fields(state)}
-        )
+    async def _project_job(self, state: JobView, *, spec: bool = True) -> None:
+        fields = self._job_fields(state)
+        if not spec:
+            del fields["spec"], fields["name"]
+        await JobDoc.get_pymongo_collection().update_one({"job_id": state.job_id}, {"$set": fields})
+
+    def _summary(self, s: JobView) -> dict[str, Any]:
+        fields = self._job_fields(s)
+        del fields["spec"], fields["last_seq"]
+        return fields
 
     def _job_fields(self, s: JobView) -> dict[str, Any]:
         return {

@@ -12,7 +12,7 @@ import pydantic
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractIncomingMessage
 
 from flame_common import amqp
-from flame_common.bus import names
+from flame_common.busnames import names
 from flame_common.db import init_db
 from flame_common.documents import ALL_DOCUMENTS, TaskDoc
 from flame_common.logs import get_logger

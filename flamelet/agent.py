@@ -16,7 +16,7 @@ import pydantic
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractIncomingMessage
 
 from flame_common import amqp
-from flame_common.bus import names
+from flame_common.busnames import names
 from flame_common.logs import get_logger
 from flame_common.settings import FlameSettings
 from flamelet.manifest import ManifestError, fetch_manifest

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from urllib.parse import urlsplit
 
-from flame_common.bus import names
+from flame_common.busnames import names
 from flame_common.embedded import port_open
 from flame_common.settings import FlameSettings
 

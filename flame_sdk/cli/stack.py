@@ -61,6 +61,8 @@ def _start_mongo(stack: Stack) -> str:
     exe = shutil.which("nx-27017")
     argv = [exe] if exe else [sys.executable, "-m", "nx_27017"]
     argv += ["--data-dir", str(data_dir), "--host", "127.0.0.1", "-p", str(port)]
+    # nx-27017's default pid/log files are fixed /tmp paths (one server per machine)
+    argv += ["--pid-file", str(data_dir / "nx-27017.pid"), "--log-file", str(data_dir / "nx.log")]
     proc = stack.spawn("mongo", argv, dict(os.environ))
     url = f"mongodb://127.0.0.1:{port}/"
     stack.record("mongo", proc, url=url)

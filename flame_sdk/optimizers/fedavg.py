@@ -21,7 +21,7 @@ class WeightedSum:
 
     def add(self, delta: Mapping[str, np.ndarray], weight: float) -> None:
         for name, acc in self.sums.items():
-            acc += weight * np.asarray(delta[name], dtype=np.float64)
+            acc += np.multiply(delta[name], weight, dtype=np.float64)
         self.total += weight
 
     def mean(self) -> Weights | None:

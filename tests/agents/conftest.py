@@ -1,4 +1,4 @@
-"""Fixtures of the agent tests: database, a running notifier, an event recorder, a manifest server."""
+"""Fixtures of the agent tests: database, a running notifier, an event recorder, manifests."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Test helpers for agents: code zips, a stand-in task-manifest server, an event recorder, TCP cut-off."""
+"""Agent test helpers: code zips, a stand-in manifest server, an event recorder, a TCP cut-off."""
 
 from __future__ import annotations
 
@@ -37,9 +37,14 @@ def multipart(parts: dict[str, bytes]) -> tuple[bytes, str]:
     body = b""
     for name, data in parts.items():
         body += (
-            f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; filename="{name}"\r\n'
-            "Content-Type: application/octet-stream\r\n\r\n"
-        ).encode() + data + b"\r\n"
+            (
+                f"--{boundary}\r\n"
+                f'Content-Disposition: form-data; name="{name}"; filename="{name}"\r\n'
+                "Content-Type: application/octet-stream\r\n\r\n"
+            ).encode()
+            + data
+            + b"\r\n"
+        )
     body += f"--{boundary}--\r\n".encode()
     return body, f"multipart/form-data; boundary={boundary}"
 
@@ -57,8 +62,14 @@ class ManifestServer:
         return f"http://127.0.0.1:{self.server.server_address[1]}"
 
     def add(self, job_id: str, task_id: str, key: str, role: str, script: str) -> None:
-        config = {"backend": "rabbitmq", "job": {"id": job_id, "name": "j"}, "role": role,
-                  "realm": "", "channels": [], "groupAssociation": None}
+        config = {
+            "backend": "rabbitmq",
+            "job": {"id": job_id, "name": "j"},
+            "role": role,
+            "realm": "",
+            "channels": [],
+            "groupAssociation": None,
+        }
         self.tasks[(job_id, task_id)] = (key, config, code_zip(role, script))
 
     def start(self) -> None:
@@ -131,7 +142,9 @@ class EventRecorder:
         return await asyncio.wait_for(_wait(), timeout)
 
     def of(self, type_: str, task_id: str | None = None) -> list[EventBase]:
-        return [e for e in self.events if e.type == type_ and (task_id is None or e.task_id == task_id)]
+        return [
+            e for e in self.events if e.type == type_ and (task_id is None or e.task_id == task_id)
+        ]
 
     async def close(self) -> None:
         if self._connection is not None:

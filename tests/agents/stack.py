@@ -34,8 +34,14 @@ class LocalStack:
     endpoint: str
 
     def flame(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(["flame", *args], env=self.env, capture_output=True, text=True,
-                              timeout=timeout, check=False)
+        return subprocess.run(
+            ["flame", *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
 
     def pid(self, part: str) -> int:
         return int(json.loads((self.home / "run" / f"{part}.pid").read_text())["pid"])
@@ -45,7 +51,8 @@ class LocalStack:
         return psutil.Process(self.pid("deployer")).children(recursive=True)
 
     def role_pids(self, job_id: str) -> list[int]:
-        return [int(p.read_text()) for p in (self.home / "work" / job_id).glob("*/role.pid")]
+        files = (self.home / "work" / job_id).glob("*/role.pid")
+        return [int(text) for text in (p.read_text().strip() for p in files) if text]
 
     def client(self) -> FlameClient:
         return FlameClient(self.endpoint, "alice")
@@ -56,9 +63,16 @@ def local_stack(mongo_url: str | None, tmp: Path, **settings: str) -> Iterator[L
     namespace = f"e{uuid.uuid4().hex[:10]}"
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("FLAME_")}
-    env.update(FLAME_HOME=str(tmp / "home"), FLAME_NAMESPACE=namespace, FLAME_MONGO_DB=namespace,
-               FLAME_API_PORT=str(port), FLAME_HEARTBEAT_INTERVAL="0.5",
-               FLAME_HEARTBEAT_TIMEOUT="3", FLAME_STOP_GRACE_SECONDS="2", **settings)
+    env.update(
+        FLAME_HOME=str(tmp / "home"),
+        FLAME_NAMESPACE=namespace,
+        FLAME_MONGO_DB=namespace,
+        FLAME_API_PORT=str(port),
+        FLAME_HEARTBEAT_INTERVAL="0.5",
+        FLAME_HEARTBEAT_TIMEOUT="3",
+        FLAME_STOP_GRACE_SECONDS="2",
+        **settings,
+    )
     if mongo_url:
         env["FLAME_MONGO_URL"] = mongo_url
     stack = LocalStack(tmp / "home", env, f"http://127.0.0.1:{port}")
@@ -80,11 +94,10 @@ def code_zip(roles: dict[str, str]) -> bytes:
 
 
 async def create_job(
-    client: FlameClient, example: str, roles: dict[str, str], *, max_run_time: int = 120
+    client: FlameClient, folder: Path, roles: dict[str, str], *, max_run_time: int = 120
 ) -> str:
-    """Design + schema + code + public datasets of a Flame example, then a job over them."""
-    folder = EXAMPLES / example
-    design_id = f"{example.replace('_', '-')}-{uuid.uuid4().hex[:6]}"
+    """Design + schema + code + public datasets of a Flame example folder, then a job over them."""
+    design_id = f"{folder.name.replace('_', '-')}-{uuid.uuid4().hex[:6]}"
     await client.designs.create(design_id)
     schema = DesignSchema.model_validate_json((folder / "schema.json").read_text())
     await client.schemas.create(design_id, schema)
@@ -94,18 +107,27 @@ async def create_job(
         for group, ids in spec["datasetGroups"].items():
             for _ in ids:
                 realm = f"default/{group}"
-                dataset = DatasetInfo(url=f"file:///data/{uuid.uuid4().hex}", data_format="npy",
-                                      realm=realm, is_public=True)
+                dataset = DatasetInfo(
+                    url=f"file:///data/{uuid.uuid4().hex}",
+                    data_format="npy",
+                    realm=realm,
+                    is_public=True,
+                )
                 groups.setdefault(group, []).append(await client.datasets.create(dataset))
-    job = JobSpec(name=f"{example} e2e", design_id=design_id, backend="mqtt",
-                  max_run_time=max_run_time,
-                  data_spec=[RoleDatasetGroups(role="trainer", dataset_groups=groups)],
-                  model_spec=ModelSpec())
+    job = JobSpec(
+        name=f"{folder.name} e2e",
+        design_id=design_id,
+        backend="mqtt",
+        max_run_time=max_run_time,
+        data_spec=[RoleDatasetGroups(role="trainer", dataset_groups=groups)],
+        model_spec=ModelSpec(),
+    )
     return (await client.jobs.create(job)).id
 
 
-async def wait_state(client: FlameClient, job_id: str, states: set[str],
-                     timeout: float = 60) -> JobStatus:
+async def wait_state(
+    client: FlameClient, job_id: str, states: set[str], timeout: float = 60
+) -> JobStatus:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while True:

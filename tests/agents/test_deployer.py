@@ -1,4 +1,4 @@
-"""Local deployer: worker events of its compute become flamelet processes, released without orphans."""
+"""Local deployer: worker events of its compute become flamelets, released without orphans."""
 
 from __future__ import annotations
 
@@ -17,9 +17,12 @@ from tests.agents.helpers import EventRecorder, ManifestServer, publish
 pytestmark = pytest.mark.integration
 
 
-def requested(job: str, tasks: list[str], compute: str = "default", type_: str = "worker.requested"):
-    return make_event(type_, {"compute_id": compute, "task_ids": tasks}, job_id=job,
-                      source="controller")
+def requested(
+    job: str, tasks: list[str], compute: str = "default", type_: str = "worker.requested"
+):
+    return make_event(
+        type_, {"compute_id": compute, "task_ids": tasks}, job_id=job, source="controller"
+    )
 
 
 def gone(pid: int) -> bool:
@@ -67,7 +70,11 @@ async def test_requested_workers_start_register_and_are_released(
 
 
 async def test_shutdown_leaves_no_orphans(
-    settings: FlameSettings, db, notifier, recorder: EventRecorder, manifests: ManifestServer,
+    settings: FlameSettings,
+    db,
+    notifier,
+    recorder: EventRecorder,
+    manifests: ManifestServer,
     tmp_path: Path,
 ):
     settings = settings.with_overrides(api_url=manifests.url)

@@ -13,7 +13,7 @@ import pytest
 
 from flame_common.embedded import EmbeddedMongo
 from schemas.events import EventBase
-from tests.agents.stack import LocalStack, create_job, job_events, local_stack, wait_state
+from tests.agents.stack import EXAMPLES, LocalStack, create_job, job_events, local_stack, wait_state
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -62,11 +62,12 @@ async def until(predicate, timeout: float) -> None:
         await asyncio.sleep(0.1)
 
 
-@pytest.mark.parametrize(("example", "roles", "count"),
-                         [("mnist", TWO_TIER, 2), ("hier_mnist", HIERARCHY, 7)])
+@pytest.mark.parametrize(
+    ("example", "roles", "count"), [("mnist", TWO_TIER, 2), ("hier_mnist", HIERARCHY, 7)]
+)
 async def test_job_runs_to_completion(stack: LocalStack, example, roles, count):
     async with stack.client() as client:
-        job_id = await create_job(client, example, roles)
+        job_id = await create_job(client, EXAMPLES / example, roles)
         await client.jobs.start(job_id)
         status = await wait_state(client, job_id, {"completed", "failed", "terminated"}, 90)
         assert status.state.value == "completed", status.reason
@@ -80,7 +81,9 @@ async def test_job_runs_to_completion(stack: LocalStack, example, roles, count):
 
 async def test_failing_trainer_fails_the_job_with_its_log_tail(stack: LocalStack):
     async with stack.client() as client:
-        job_id = await create_job(client, "mnist", {"trainer": "fail", "aggregator": "sleep"})
+        job_id = await create_job(
+            client, EXAMPLES / "mnist", {"trainer": "fail", "aggregator": "sleep"}
+        )
         await client.jobs.start(job_id)
         status = await wait_state(client, job_id, {"completed", "failed", "terminated"}, 60)
         assert status.state.value == "failed"
@@ -92,8 +95,9 @@ async def test_failing_trainer_fails_the_job_with_its_log_tail(stack: LocalStack
 
 async def test_stop_terminates_every_worker(stack: LocalStack):
     async with stack.client() as client:
-        job_id = await create_job(client, "hier_mnist",
-                                  dict.fromkeys(HIERARCHY, "sleep"))
+        job_id = await create_job(
+            client, EXAMPLES / "hier_mnist", dict.fromkeys(HIERARCHY, "sleep")
+        )
         await client.jobs.start(job_id)
         await wait_state(client, job_id, {"running"}, 60)
         await until(lambda: len(stack.role_pids(job_id)) == 7, 30)
@@ -109,7 +113,9 @@ async def test_stop_terminates_every_worker(stack: LocalStack):
 
 async def test_killed_flamelet_is_lost_and_fails_the_job(stack: LocalStack):
     async with stack.client() as client:
-        job_id = await create_job(client, "mnist", {"trainer": "sleep", "aggregator": "sleep"})
+        job_id = await create_job(
+            client, EXAMPLES / "mnist", {"trainer": "sleep", "aggregator": "sleep"}
+        )
         await client.jobs.start(job_id)
         await wait_state(client, job_id, {"running"}, 60)
         trainer = next(t for t in await client.tasks.list(job_id) if t.role == "trainer")
@@ -124,8 +130,9 @@ async def test_killed_flamelet_is_lost_and_fails_the_job(stack: LocalStack):
 
 async def test_max_run_time_terminates_a_job_that_never_ends(stack: LocalStack):
     async with stack.client() as client:
-        job_id = await create_job(client, "mnist", {"trainer": "sleep", "aggregator": "sleep"},
-                                  max_run_time=4)
+        job_id = await create_job(
+            client, EXAMPLES / "mnist", {"trainer": "sleep", "aggregator": "sleep"}, max_run_time=4
+        )
         await client.jobs.start(job_id)
         status = await wait_state(client, job_id, {"terminated", "failed", "completed"}, 30)
         assert status.state.value == "terminated"
@@ -135,9 +142,15 @@ async def test_max_run_time_terminates_a_job_that_never_ends(stack: LocalStack):
 def test_up_refuses_without_rabbitmq(tmp_path: Path):
     from flame_common.embedded import free_port
 
-    stack = LocalStack(tmp_path, {**os.environ, "FLAME_HOME": str(tmp_path),
-                                  "FLAME_RABBIT_URL": f"amqp://guest:guest@127.0.0.1:{free_port()}/"},
-                       "")
+    stack = LocalStack(
+        tmp_path,
+        {
+            **os.environ,
+            "FLAME_HOME": str(tmp_path),
+            "FLAME_RABBIT_URL": f"amqp://guest:guest@127.0.0.1:{free_port()}/",
+        },
+        "",
+    )
     result = stack.flame("up")
     assert result.returncode != 0
     assert "rabbitmq-server -detached" in result.stderr

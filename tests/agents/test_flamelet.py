@@ -1,4 +1,4 @@
-"""flamelet as a real subprocess: runs role code, reports status with log tails, obeys stop, survives outages."""
+"""flamelet as a subprocess: runs role code, reports log tails, obeys stop, survives outages."""
 
 from __future__ import annotations
 
@@ -21,7 +21,12 @@ pytestmark = pytest.mark.integration
 
 
 async def start_flamelet(
-    settings: FlameSettings, job: str, task: str, key: str, apiserver: str, work: Path,
+    settings: FlameSettings,
+    job: str,
+    task: str,
+    key: str,
+    apiserver: str,
+    work: Path,
     **env: str,
 ) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
@@ -29,13 +34,17 @@ async def start_flamelet(
         "--work-dir", str(work),
         env={**flamelet_env(settings, key), **env},
         stdout=asyncio.subprocess.DEVNULL,
-        stderr=open(work.parent / f"{task}.stderr", "ab"),  # noqa: SIM115
+        stderr=open(work.parent / f"{task}.stderr", "ab"),
     )  # fmt: skip
 
 
 async def run_task(
-    settings: FlameSettings, recorder: EventRecorder, manifests: ManifestServer, tmp_path: Path,
-    script: str, task: str = "t1",
+    settings: FlameSettings,
+    recorder: EventRecorder,
+    manifests: ManifestServer,
+    tmp_path: Path,
+    script: str,
+    task: str = "t1",
 ) -> tuple[asyncio.subprocess.Process, Path]:
     """Seed a task, start its flamelet, assign it once it registered (the controller's part)."""
     await TaskDoc(job_id="j1", task_id=task, role="trainer", key="k").insert()
@@ -64,7 +73,9 @@ async def test_role_code_runs_to_completion(settings, db, notifier, recorder, ma
     assert not (work / "final-report.json").exists()
 
 
-async def test_failing_role_reports_its_log_tail(settings, db, notifier, recorder, manifests, tmp_path):
+async def test_failing_role_reports_its_log_tail(
+    settings, db, notifier, recorder, manifests, tmp_path
+):
     proc, _ = await run_task(settings, recorder, manifests, tmp_path, "fail")
     assert await asyncio.wait_for(proc.wait(), 30) == 0
     final = recorder.of("task.status_changed", "t1")[-1]
@@ -94,8 +105,9 @@ async def test_stop_kills_the_role_code_and_reports_terminated(
     while not (work / "role.pid").exists():
         await asyncio.sleep(0.05)
     role_pid = int((work / "role.pid").read_text())
-    await publish(settings, make_event("task.stop_requested", {"reason": "user"},
-                                       job_id="j1", task_id="t1"))
+    await publish(
+        settings, make_event("task.stop_requested", {"reason": "user"}, job_id="j1", task_id="t1")
+    )
     assert await asyncio.wait_for(proc.wait(), 30) == 0
     assert statuses(recorder) == ["running", "terminated"]
     assert not psutil.pid_exists(role_pid) or psutil.Process(role_pid).status() == "zombie"
@@ -124,8 +136,9 @@ async def test_final_report_survives_a_broker_outage(
     await TaskDoc(job_id="j1", task_id="t1", role="trainer", key="k").insert()
     manifests.add("j1", "t1", "k", "trainer", "short")
     work = tmp_path / "t1"
-    proc = await start_flamelet(settings, "j1", "t1", "k", manifests.url, work,
-                                FLAME_RABBIT_URL=via_proxy, ROLE_SECONDS="3")
+    proc = await start_flamelet(
+        settings, "j1", "t1", "k", manifests.url, work, FLAME_RABBIT_URL=via_proxy, ROLE_SECONDS="3"
+    )
     try:
         await recorder.wait_for(lambda e: e.type == "agent.registered")
         await publish(settings, make_event("task.assigned", {}, job_id="j1", task_id="t1"))
@@ -149,8 +162,13 @@ async def test_final_report_survives_a_broker_outage(
 async def test_restarted_flamelet_resends_a_pending_final_report(settings, recorder, tmp_path):
     work = tmp_path / "t9"
     work.mkdir()
-    event = make_event("task.status_changed", {"state": "completed", "exit_code": 0},
-                       job_id="j9", task_id="t9", source="flamelet")
+    event = make_event(
+        "task.status_changed",
+        {"state": "completed", "exit_code": 0},
+        job_id="j9",
+        task_id="t9",
+        source="flamelet",
+    )
     (work / "final-report.json").write_text(event.model_dump_json())
     proc = await start_flamelet(settings, "j9", "t9", "k", "http://127.0.0.1:9", work)
     assert await asyncio.wait_for(proc.wait(), 30) == 0

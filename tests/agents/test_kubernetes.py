@@ -34,8 +34,14 @@ def test_job_manifest_is_a_valid_run_once_job() -> None:
     assert pod["restartPolicy"] == "Never"
     (container,) = pod["containers"]
     assert container["image"] == "flame:dev" and container["command"] == ["flamelet"]
-    assert container["args"] == ["--job", SPEC.job_id, "--task", SPEC.task_id,
-                                 "--apiserver", SPEC.apiserver]
+    assert container["args"] == [
+        "--job",
+        SPEC.job_id,
+        "--task",
+        SPEC.task_id,
+        "--apiserver",
+        SPEC.apiserver,
+    ]
     env = {e["name"]: e for e in container["env"]}
     assert env["FLAME_NAMESPACE"]["value"] == "ns1"
     assert env["FLAME_TASK_KEY"]["valueFrom"]["secretKeyRef"]["name"] == worker_name(SPEC)

@@ -1,4 +1,4 @@
-"""Notifier: registration with key check, delivery to late agents, restarts, lost agents, clean-up."""
+"""Notifier: registration key check, delivery to late agents, restarts, lost agents, clean-up."""
 
 from __future__ import annotations
 
@@ -80,8 +80,9 @@ class FakeAgent:
 
 
 def assigned(job_id: str, task_id: str) -> EventBase:
-    return make_event("task.assigned", {"agent_id": ""}, job_id=job_id, task_id=task_id,
-                      source="controller")
+    return make_event(
+        "task.assigned", {"agent_id": ""}, job_id=job_id, task_id=task_id, source="controller"
+    )
 
 
 async def test_registration_needs_the_task_key(settings, db, notifier, recorder: EventRecorder):
@@ -116,8 +117,9 @@ async def test_delivery_goes_only_to_the_addressed_agent(settings, db, notifier)
         await seed_task("j3", t)
     a, b = FakeAgent(settings, "j3", "ta", "k3y"), FakeAgent(settings, "j3", "tb", "k3y")
     async with a.connected(), b.connected():
-        await publish(settings, make_event("task.stop_requested", {"reason": "x"},
-                                           job_id="j3", task_id="tb"))
+        await publish(
+            settings, make_event("task.stop_requested", {"reason": "x"}, job_id="j3", task_id="tb")
+        )
         event = await b.next()
         assert event.type == "task.stop_requested"
         await asyncio.sleep(0.3)
@@ -170,14 +172,19 @@ async def test_finished_task_and_job_are_no_longer_watched(settings, db, notifie
     async with agent.connected(consume=False):
         await agent.register()
         await recorder.wait_for(lambda e: e.type == "agent.registered")
-        await publish(settings, make_event("task.status_changed", {"state": "completed"},
-                                           job_id="j6", task_id="t6"))
+        await publish(
+            settings,
+            make_event("task.status_changed", {"state": "completed"}, job_id="j6", task_id="t6"),
+        )
         await publish(settings, assigned("j6", "t6"))  # declares t6's inbox
         await asyncio.sleep(settings.heartbeat_timeout + 1)
         assert recorder.of("agent.lost") == []
-        await publish(settings, make_event("job.state_changed",
-                                           {"from_state": "running", "to_state": "completed"},
-                                           job_id="j6"))
+        await publish(
+            settings,
+            make_event(
+                "job.state_changed", {"from_state": "running", "to_state": "completed"}, job_id="j6"
+            ),
+        )
         await asyncio.sleep(0.5)
         with pytest.raises(aio_pika.exceptions.ChannelClosed):
             await agent.channel.declare_queue(names(settings).agent_queue("t6"), passive=True)

@@ -28,7 +28,9 @@ def test_good_archive_unpacks_below_the_destination(tmp_path: Path) -> None:
     data = make_zip([("trainer/main.py", b"print(1)\n"), ("trainer/lib/util.py", b"x = 1\n")])
     written = unpack_zip(data, tmp_path / "code")
     assert sorted(p.relative_to(tmp_path / "code").as_posix() for p in written) == [
-        "trainer/lib/util.py", "trainer/main.py"]
+        "trainer/lib/util.py",
+        "trainer/main.py",
+    ]
     assert (tmp_path / "code/trainer/main.py").read_bytes() == b"print(1)\n"
 
 
@@ -87,7 +89,9 @@ def test_duplicate_entries_and_non_zips_are_refused(tmp_path: Path) -> None:
 
 def test_manifest_parts_are_split() -> None:
     config = {"role": "trainer", "job": {"id": "j", "name": "n"}}
-    body, ctype = multipart({"config": json.dumps(config).encode(), "code.zip": b"PK\x03\x04\r\n--x"})
+    body, ctype = multipart(
+        {"config": json.dumps(config).encode(), "code.zip": b"PK\x03\x04\r\n--x"}
+    )
     manifest = parse_manifest(body, ctype)
     assert manifest.config == config and manifest.role == "trainer"
     assert manifest.code_zip == b"PK\x03\x04\r\n--x"

@@ -3,5 +3,6 @@
 import json
 import sys
 
-config = json.load(open(sys.argv[1]))
+with open(sys.argv[1]) as f:
+    config = json.load(f)
 print(f"hello from {config['role']} task {config['taskid']}")

@@ -1,4 +1,4 @@
-"""Role code that never ends on its own (it also ignores SIGTERM); writes its pid next to the config."""
+"""Role code that never ends (and ignores SIGTERM); writes its pid next to the config."""
 
 import os
 import signal
