@@ -5,7 +5,8 @@ Each figure is printed beside a baseline measured in the same run:
    backend vs. the same bytes over raw aio-pika (one message, publisher confirms); target >= 0.5;
 2. FedAvg (`create_optimizer("fedavg")`) of 10 updates of 10M float32 vs. a plain in-place numpy
    add loop; target <= 1.5;
-3. peak aggregator RSS growth while folding 10 streamed updates, relative to the model size;
+3. peak aggregator RSS growth while folding 10 streamed updates, relative to the model size,
+   vs. the numpy loop holding the same base + accumulator + one update (3x is that floor);
    target <= 3x (a child process per measurement, so peaks do not mix).
 
 Usage: python bench/data_plane.py [--amqp URL] [--rounds N]. The last line is the summary.
@@ -150,11 +151,17 @@ def _status_bytes(field: str) -> int:
 
 
 def rss_child(kind: str) -> None:
-    """Fold UPDATES streamed updates (one alive at a time); print peak RSS growth / model size."""
+    """Fold UPDATES streamed updates (one alive at a time) into an aggregator holding the base and
+    its accumulator; print peak RSS growth / model size. Tiny warm-up runs first load the code
+    (lazy imports: numpy.random, scipy's BLAS), so both children count model data only."""
+    np.random.default_rng(0).standard_normal(8, dtype=np.float32)
     if kind == "fedavg":
         from flame_sdk.optimizers import create_optimizer
 
         optimizer = create_optimizer("fedavg", {})
+        warm = optimizer.begin({"w": np.zeros(8, np.float32)}, 0)
+        warm.add({"w": np.ones(8, np.float32)}, 3, 0)
+        assert warm.result() is not None
     before = _status_bytes("VmRSS")
     base = model(0)
     size = sum(a.nbytes for a in base.values())
@@ -170,6 +177,9 @@ def rss_child(kind: str) -> None:
             for name, a in acc.items():
                 a += delta[name]
             del delta
+        for name, a in acc.items():
+            a /= UPDATES
+            a += base[name]
     peak = _status_bytes("VmHWM")
     print(json.dumps({"ratio": (peak - before) / size}))
 
@@ -208,8 +218,11 @@ def main() -> None:
 
     base = model(0)
     deltas = [model(i + 1) for i in range(UPDATES)]
-    fedavg = min(fedavg_seconds(base, deltas) for _ in range(3))
-    plain = min(numpy_seconds(base, deltas) for _ in range(3))
+    fedavg_times, plain_times = [], []
+    for _ in range(3):  # interleaved, best of 3 each; the first fedavg run also loads its code
+        fedavg_times.append(fedavg_seconds(base, deltas))
+        plain_times.append(numpy_seconds(base, deltas))
+    fedavg, plain = min(fedavg_times), min(plain_times)
     speed = fedavg / plain
     print(f"[2] aggregation of {UPDATES} updates x {PARAMS / 1e6:.0f}M float32 (best of 3)")
     print(f"    plain in-place numpy loop: {plain * 1e3:8.1f} ms")
@@ -220,11 +233,11 @@ def main() -> None:
     mem = rss_ratio("fedavg")
     mem_numpy = rss_ratio("numpy")
     print(f"[3] peak RSS growth while aggregating {UPDATES} streamed updates / model size")
-    print(f"    plain numpy loop: {mem_numpy:.2f}x   fedavg: {mem:.2f}x   (target <= 3x)")
+    print(f"    plain numpy loop: {mem_numpy:.3f}x   fedavg: {mem:.3f}x   (target <= 3x)")
     verdict = "PASS" if transfer >= 0.5 and speed <= 1.5 and mem <= 3 else "MISS"
     print(
         f"SUMMARY {verdict}: transfer {transfer:.2f}x raw (>=0.5), fedavg {speed:.2f}x numpy "
-        f"(<=1.5), aggregator RSS {mem:.2f}x model (<=3)"
+        f"(<=1.5), aggregator RSS {mem:.3f}x model (<=3)"
     )
 
 

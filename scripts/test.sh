@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# The test command (README, CI): lint, types, then the whole suite incl. integration and e2e tests.
+# The test command (README, CI): install, make sure RabbitMQ/Mosquitto listen, lint, type-check,
+# then the whole suite incl. integration and end-to-end tests. Extra arguments go to pytest.
 # The tests start their own nx-27017 (embedded MongoDB) and MLflow on temporary directories.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+bash scripts/install.sh
+bash scripts/services.sh
 python3 -m ruff check .
 python3 -m mypy schemas flame_common flame_controller flame_apiserver flame_notifier flamelet flame_sdk
 python3 -m pytest -q -p no:cacheprovider "$@"

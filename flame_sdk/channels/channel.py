@@ -50,18 +50,29 @@ class Channel:
     # membership (called by the channel manager on backend events) -----------------------------
     def on_join(self, end_id: str) -> End:
         end = self._ends.get(end_id)
-        if end is None:
-            end = self._ends[end_id] = End(end_id)
+        if end is None or end.gone:
+            if end is None:
+                end = self._ends[end_id] = End(end_id)
+            end.gone = False
             log.debug("end joined", channel=self.name, end=end_id)
             self._notify()
         return end
 
     def on_leave(self, end_id: str) -> None:
-        end = self._ends.pop(end_id, None)
+        """Mark the end gone; it stays visible until its queued messages are consumed."""
+        end = self._ends.get(end_id)
         if end is not None:
             end.gone = True
+            if not end.inbox:
+                del self._ends[end_id]
             log.info("end left", channel=self.name, end=end_id)
             self._notify()
+
+    def _take(self, end: End) -> wire.Message | None:
+        message = end.take()
+        if end.gone and not end.inbox and self._ends.get(end.id) is end:
+            del self._ends[end.id]
+        return message
 
     def on_message(self, end_id: str, data: bytes) -> None:
         try:
@@ -163,7 +174,7 @@ class Channel:
         while not end.ready:
             if not await self._wait(deadline):
                 return None
-        return end.take()
+        return self._take(end)
 
     async def recv_fifo(
         self, end_ids: Iterable[str], first_k: int = 0, timeout: float | None = None
@@ -185,7 +196,7 @@ class Channel:
             end_id, end = min(ready, key=lambda item: -1 if item[1] is None else item[1].head_seq())
             del pending[end_id]
             yielded += 1
-            yield end_id, (None if end is None else end.take())
+            yield end_id, (None if end is None else self._take(end))
 
     async def leave(self) -> None:
         if self.joined:

@@ -171,9 +171,9 @@ def down() -> None:
     settings = FlameSettings()
     stack = Stack(settings)
     grace = settings.stop_grace_seconds + 10
-    for part in reversed(PARTS):  # the deployer first (it stops the workers), MongoDB last
-        if stack.stop(part, grace):
-            typer.echo(f"stopped {part}")
+    services = [s.name for s in SERVICES]  # together; they stop their own workers
+    for part in [*stack.stop(services, grace), *stack.stop(["mongo"], grace)]:
+        typer.echo(f"stopped {part}")
 
 
 def main() -> None:

@@ -70,17 +70,20 @@ class Stack:
             return ""
         return "\n".join(text.splitlines()[-lines:])
 
-    def stop(self, part: str, grace: float) -> bool:
-        """SIGTERM the part's process group, SIGKILL after `grace`; False if it was not running."""
-        proc = self.process(part)
-        self.forget(part)
-        if proc is None:
-            return False
-        if not signal_group(proc.pid, signal.SIGTERM):
-            proc.terminate()
-        try:
-            proc.wait(grace)
-        except psutil.TimeoutExpired:
+    def stop(self, parts: list[str], grace: float) -> list[str]:
+        """SIGTERM the parts' process groups together, SIGKILL those alive after `grace`.
+
+        Returns the parts that were running."""
+        running: list[tuple[str, psutil.Process]] = []
+        for part in parts:
+            proc = self.process(part)
+            self.forget(part)
+            if proc is not None:
+                if not signal_group(proc.pid, signal.SIGTERM):
+                    proc.terminate()
+                running.append((part, proc))
+        _, alive = psutil.wait_procs([proc for _, proc in running], timeout=grace)
+        for proc in alive:
             signal_group(proc.pid, signal.SIGKILL)
-            proc.wait(5)
-        return True
+        psutil.wait_procs(alive, timeout=5)
+        return [part for part, _ in running]

@@ -9,7 +9,7 @@ from typing import ClassVar
 import numpy as np
 
 from flame_sdk.optimizers.regularizers import Regularizer
-from flame_sdk.optimizers.weights import Weights, check_like
+from flame_sdk.optimizers.weights import Weights, check_like, check_numeric
 
 Extras = Mapping[str, Mapping[str, np.ndarray]]
 
@@ -48,6 +48,7 @@ class Aggregation(abc.ABC):
         if num_examples < 0:
             raise ValueError(f"num_examples must be >= 0, got {num_examples}")
         check_like(self.base, delta, "delta")
+        check_numeric(delta, "delta")
         self._fold(delta, num_examples, version, extras or {})
         self._count += 1
 

@@ -8,27 +8,40 @@ from typing import ClassVar
 import numpy as np
 
 from flame_sdk.optimizers.base import Aggregation, Extras, Optimizer
+from flame_sdk.optimizers.kernels import ScaledAdd
 from flame_sdk.optimizers.regularizers import ProxTerm
 from flame_sdk.optimizers.weights import Weights, apply_step, zeros_like
 
 
 class WeightedSum:
-    """Running `Σ weight_i·Δ_i` and `Σ weight_i`: one float64 array per name, whatever the count."""
+    """Running `Σ weight_i·Δ_i` and `Σ weight_i`, folded in place into one array per name.
+
+    The sums run in each array's `accumulator_dtype` (float32 stays float32, integers sum in
+    float64); an update is folded without temporaries of its size. `mean`/`divided` turn the sums
+    into their result in place, after which the accumulator is used up.
+    """
 
     def __init__(self, like: Mapping[str, np.ndarray]) -> None:
         self.sums = zeros_like(like)
         self.total = 0.0
+        self._add = ScaledAdd()
 
     def add(self, delta: Mapping[str, np.ndarray], weight: float) -> None:
-        for name, acc in self.sums.items():
-            acc += np.multiply(delta[name], weight, dtype=np.float64)
+        """Fold `weight·delta` in (names and shapes of the sums; weight 0 adds nothing)."""
+        if weight:
+            for name, acc in self.sums.items():
+                self._add(acc, delta[name], weight)
         self.total += weight
 
+    def divided(self, divisor: float) -> Weights:
+        """The sums divided by `divisor`, in place."""
+        for acc in self.sums.values():
+            np.divide(acc, divisor, out=acc)
+        return self.sums
+
     def mean(self) -> Weights | None:
-        """`Σ weight_i·Δ_i / Σ weight_i`, None when the total weight is 0."""
-        if self.total <= 0:
-            return None
-        return {name: acc / self.total for name, acc in self.sums.items()}
+        """`Σ weight_i·Δ_i / Σ weight_i` in place; None (sums untouched) for total weight 0."""
+        return None if self.total <= 0 else self.divided(self.total)
 
 
 class MeanAggregation(Aggregation):

@@ -29,8 +29,7 @@ class _BufferAggregation(MeanAggregation):
         self.acc.add(delta, 1.0 / math.sqrt(1 + staleness))
 
     def _finish(self) -> Weights | None:
-        step = {name: total / self.count for name, total in self.acc.sums.items()}
-        return apply_step(self.base, step)
+        return apply_step(self.base, self.acc.divided(self.count))
 
 
 class FedBuff(Optimizer):

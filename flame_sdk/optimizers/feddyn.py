@@ -15,10 +15,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import ClassVar
 
+import numpy as np
+
 from flame_sdk.optimizers.base import Aggregation, Optimizer, total_examples
 from flame_sdk.optimizers.fedavg import MeanAggregation
 from flame_sdk.optimizers.regularizers import DynTerm
-from flame_sdk.optimizers.weights import Weights, apply_step, check_like, is_float, zeros_like
+from flame_sdk.optimizers.weights import Weights, applied, check_like, is_float, zeros_like
 
 
 class FedDyn(Optimizer):
@@ -42,18 +44,27 @@ class FedDyn(Optimizer):
         return _FedDynAggregation(self, base, version)
 
     def finish(self, base: Weights, delta_sum: Weights, count: int) -> Weights:
-        """Fold a round's `Σ Δ_i` over `count` participants; return the cloud model."""
+        """Fold a round's `Σ Δ_i` over `count` participants; return the cloud model.
+
+        `delta_sum` (arrays in their `accumulator_dtype`, like the drift) is used up: it becomes θ.
+        """
         if self.drift is None:
             self.drift = zeros_like(base)
         check_like(base, self.drift, "the model (changed since feddyn's first round)")
-        mean = {name: total / count for name, total in delta_sum.items()}
-        self.last_average = apply_step(base, mean)
         population = self.population or count
-        step: Weights = {}
-        for name, drift in self.drift.items():
-            drift += delta_sum[name]
-            step[name] = mean[name] + drift / population if is_float(base[name]) else mean[name]
-        return apply_step(base, step)
+        average: Weights = {}
+        cloud: Weights = {}
+        for name, total in delta_sum.items():
+            ref, drift = base[name], self.drift[name]
+            np.add(drift, total, out=drift)
+            average[name] = theta = applied(ref, np.divide(total, count, out=total))
+            if is_float(ref):
+                shifted = np.divide(drift, population)
+                cloud[name] = np.add(shifted, theta, out=shifted).astype(ref.dtype, copy=False)
+            else:
+                cloud[name] = theta.copy()
+        self.last_average = average
+        return cloud
 
 
 class _FedDynAggregation(MeanAggregation):

@@ -15,6 +15,7 @@ import numpy as np
 
 from flame_sdk.optimizers.base import Aggregation, Optimizer
 from flame_sdk.optimizers.fedavg import MeanAggregation
+from flame_sdk.optimizers.kernels import ScaledAdd
 from flame_sdk.optimizers.weights import Weights, apply_step, check_like, is_float, zeros_like
 
 
@@ -33,24 +34,31 @@ class FedOpt(Optimizer):
         return _FedOptAggregation(self, base, version)
 
     def step(self, base: Weights, mean_delta: Weights) -> Weights:
-        """Advance the moments with `d_t = mean_delta` and return the new weights."""
+        """Advance the moments with `d_t = mean_delta` and return the new weights.
+
+        `mean_delta` (arrays in their `accumulator_dtype`, like the moments) is used up.
+        """
         if self.m is None or self.v is None:
             self.m, self.v = zeros_like(base), zeros_like(base)
             return apply_step(base, mean_delta)
         check_like(base, self.m, "the model (changed since the optimizer's first round)")
-        step: Weights = {}
+        add = ScaledAdd()
         for name, d in mean_delta.items():
             if not is_float(base[name]):
-                step[name] = d
-                continue
-            self.m[name] = self.beta_1 * self.m[name] + (1 - self.beta_1) * d
-            self.v[name] = self.second_moment(self.v[name], d * d)
-            step[name] = self.eta * self.m[name] / (np.sqrt(self.v[name]) + self.tau)
-        return apply_step(base, step)
+                continue  # the FedAvg step
+            m, v = self.m[name], self.v[name]
+            m *= self.beta_1
+            add(m, d, 1 - self.beta_1)
+            self.update_second_moment(v, np.square(d, out=d))
+            step = np.sqrt(v, out=d)
+            step += self.tau
+            np.divide(m, step, out=step)
+            step *= self.eta
+        return apply_step(base, mean_delta)
 
     @abc.abstractmethod
-    def second_moment(self, v: np.ndarray, d2: np.ndarray) -> np.ndarray:
-        """`v_t` from `v_{t-1}` and `d_t²`."""
+    def update_second_moment(self, v: np.ndarray, d2: np.ndarray) -> None:
+        """`v ← v_t` in place from `v_{t-1}` and `d_t²` (`d2` may be overwritten)."""
 
 
 class _FedOptAggregation(MeanAggregation):
@@ -68,8 +76,8 @@ class FedAdaGrad(FedOpt):
 
     sort: ClassVar[str] = "fedadagrad"
 
-    def second_moment(self, v: np.ndarray, d2: np.ndarray) -> np.ndarray:
-        return v + d2
+    def update_second_moment(self, v: np.ndarray, d2: np.ndarray) -> None:
+        v += d2
 
 
 class FedAdam(FedOpt):
@@ -77,8 +85,10 @@ class FedAdam(FedOpt):
 
     sort: ClassVar[str] = "fedadam"
 
-    def second_moment(self, v: np.ndarray, d2: np.ndarray) -> np.ndarray:
-        return self.beta_2 * v + (1 - self.beta_2) * d2
+    def update_second_moment(self, v: np.ndarray, d2: np.ndarray) -> None:
+        v *= self.beta_2
+        d2 *= 1 - self.beta_2
+        v += d2
 
 
 class FedYogi(FedOpt):
@@ -86,5 +96,8 @@ class FedYogi(FedOpt):
 
     sort: ClassVar[str] = "fedyogi"
 
-    def second_moment(self, v: np.ndarray, d2: np.ndarray) -> np.ndarray:
-        return v - (1 - self.beta_2) * d2 * np.sign(v - d2)
+    def update_second_moment(self, v: np.ndarray, d2: np.ndarray) -> None:
+        sign = np.sign(v - d2)
+        d2 *= sign
+        d2 *= 1 - self.beta_2
+        v -= d2

@@ -19,7 +19,7 @@ import numpy as np
 from flame_sdk.optimizers.base import Aggregation, Extras, Optimizer, total_examples
 from flame_sdk.optimizers.fedavg import MeanAggregation, WeightedSum
 from flame_sdk.optimizers.regularizers import CONTROL, ScaffoldTerm
-from flame_sdk.optimizers.weights import Weights, check_like, is_float, zeros_like
+from flame_sdk.optimizers.weights import Weights, check_like, check_numeric, is_float, zeros_like
 
 
 def _float_part(weights: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -52,13 +52,17 @@ class Scaffold(Optimizer):
         return _ScaffoldAggregation(self, base, version)
 
     def update_control(self, control_sum: Weights, count: int) -> None:
-        """`c ← c + (1/M)·Σ Δc_i` after a round of `count` participants."""
+        """`c ← c + (1/M)·Σ Δc_i` after a round of `count` participants (`control_sum` is used up).
+
+        The sums become the new control; the arrays of the old one are left as they were.
+        """
         if self.control is None:
             raise RuntimeError("scaffold: begin() a round before updating the control")
         population = self.population or count
-        self.control = {
-            name: c + control_sum[name] / population for name, c in self.control.items()
-        }
+        for name, total in control_sum.items():
+            np.divide(total, population, out=total)
+            total += self.control[name]
+        self.control = control_sum
 
 
 class _ScaffoldAggregation(MeanAggregation):
@@ -73,6 +77,7 @@ class _ScaffoldAggregation(MeanAggregation):
         if CONTROL not in extras:
             raise ValueError("scaffold: update has no 'control' extras (control-variate delta)")
         check_like(self.controls.sums, extras[CONTROL], "extras['control']")
+        check_numeric(extras[CONTROL], "extras['control']")
         super()._fold(delta, num_examples, version, extras)
         self.controls.add(extras[CONTROL], 1.0)
 

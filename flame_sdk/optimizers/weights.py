@@ -26,15 +26,38 @@ def check_like(base: Mapping[str, np.ndarray], other: Mapping[str, np.ndarray], 
             raise ValueError(f"{what}[{name!r}] has shape {shape}, expected {ref.shape}")
 
 
+def check_numeric(arrays: Mapping[str, np.ndarray], what: str) -> None:
+    """Raise ValueError unless every array of `arrays` holds real numbers (bool, int or float)."""
+    for name, array in arrays.items():
+        dtype = np.asarray(array).dtype
+        if dtype.kind not in "biuf":
+            raise ValueError(f"{what}[{name!r}] has dtype {dtype}, expected real numbers")
+
+
+def accumulator_dtype(ref: np.ndarray) -> np.dtype:
+    """What sums over `ref` run in: its own float dtype (at least float32), else float64."""
+    if is_float(ref):
+        return np.promote_types(ref.dtype, np.float32)
+    return np.dtype(np.float64)
+
+
 def zeros_like(base: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Float64 zeros with the shapes of `base` (accumulators and optimizer moments)."""
-    return {name: np.zeros(ref.shape, dtype=np.float64) for name, ref in base.items()}
+    """Zeros in each array's `accumulator_dtype` (accumulators and optimizer moments)."""
+    return {name: np.zeros(ref.shape, dtype=accumulator_dtype(ref)) for name, ref in base.items()}
+
+
+def applied(ref: np.ndarray, step: np.ndarray) -> np.ndarray:
+    """`ref + step` as `ref`'s dtype (integer arrays take the rounded step).
+
+    `step` is used up: a float step of `ref`'s dtype is overwritten and returned.
+    """
+    if not is_float(ref):
+        return (ref + np.rint(step)).astype(ref.dtype, copy=False)
+    if step.dtype == ref.dtype and step.flags.writeable and step.shape == ref.shape:
+        return np.add(step, ref, out=step)
+    return (ref + step).astype(ref.dtype, copy=False)
 
 
 def apply_step(base: Mapping[str, np.ndarray], step: Mapping[str, np.ndarray]) -> Weights:
-    """Return `base + step` with each array's dtype kept; integer arrays take the rounded step."""
-    out: Weights = {}
-    for name, ref in base.items():
-        delta = step[name] if is_float(ref) else np.rint(step[name])
-        out[name] = (ref + delta).astype(ref.dtype, copy=False)
-    return out
+    """`applied(base[name], step[name])` for every name of `base` (the step arrays are used up)."""
+    return {name: applied(ref, step[name]) for name, ref in base.items()}

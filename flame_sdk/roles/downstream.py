@@ -25,14 +25,18 @@ class Downstream(Role):
         super().__init__(*args, **kwargs)
         self.optimizer: Any = None
         self._ends: list[str] = []
+        self._quorum_met = False
 
     async def await_ends(self, timeout: float | None = None) -> Channel:
-        """Wait for `minEnds` ends (at most `joinTimeout`), then for at least one."""
+        """Wait for at least one end; before the first round for `minEnds` (up to `joinTimeout`)."""
         channel = self.cm.get_by_tag("distribute")
-        wanted = int(self.config.hyperparameter("minEnds", 1) or 1)
-        limit = self.config.hyperparameter("joinTimeout")
-        if not await channel.await_join(wanted, None if limit is None else float(limit)):
-            self.log.warning("fewer ends than minEnds joined", wanted=wanted, have=len(channel.all_ends()))
+        if not self._quorum_met:
+            wanted = int(self.config.hyperparameter("minEnds", 1) or 1)
+            limit = self.config.hyperparameter("joinTimeout")
+            if not await channel.await_join(wanted, None if limit is None else float(limit)):
+                have = len(channel.all_ends())
+                self.log.warning("fewer ends than minEnds joined", wanted=wanted, have=have)
+            self._quorum_met = True
         await channel.await_join(1, timeout)
         return channel
 

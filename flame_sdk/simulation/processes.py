@@ -32,16 +32,15 @@ class ProcessJob:
     """The processes of one job; logs (stdout+stderr) go to `workdir/<task id>.log`."""
 
     example: Path
-    overrides: JobOverrides
+    configs: list[dict[str, Any]]
     workdir: Path
     env: dict[str, str] | None = None
     tasks: list[TaskProcess] = field(default_factory=list)
 
     async def start(self) -> None:
         """Write every task config and start the processes (trainers before aggregators)."""
-        self.example = self.example.resolve()
-        configs = expand(self.example, self.overrides)
-        configs.sort(key=lambda c: any(w in c["role"] for w in _AGGREGATOR_LAST))
+        example = self.example.resolve()
+        configs = sorted(self.configs, key=lambda c: any(w in c["role"] for w in _AGGREGATOR_LAST))
         self.workdir.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, **(self.env or {})}
         for config in configs:
@@ -52,11 +51,11 @@ class ProcessJob:
             with log_path.open("wb") as log:
                 process = await asyncio.create_subprocess_exec(
                     sys.executable,
-                    str(self.example / config["role"] / "main.py"),
+                    str(example / config["role"] / "main.py"),
                     str(config_path),
                     stdout=log,
                     stderr=asyncio.subprocess.STDOUT,
-                    cwd=str(self.example),
+                    cwd=str(example),
                     env=env,
                 )
             self.tasks.append(TaskProcess(task_id, config["role"], process, log_path))
@@ -85,10 +84,10 @@ class ProcessJob:
 
 
 async def run_processes(
-    example: Path, overrides: JobOverrides, workdir: Path, timeout: float | None = None, **kw: Any
+    example: Path, overrides: JobOverrides, workdir: Path, timeout: float | None = None
 ) -> ProcessJob:
-    """Start the job's processes and wait for all of them; returns the finished job."""
-    job = ProcessJob(example, overrides, workdir, **kw)
+    """Start one process per task of the example's job and wait for all of them."""
+    job = ProcessJob(example, expand(example, overrides), workdir)
     await job.start()
     await job.wait(timeout)
     return job

@@ -12,7 +12,7 @@ from flame_common.documents import ALL_DOCUMENTS
 from flame_common.settings import FlameSettings
 from flame_notifier.app import Notifier, running_notifier
 from flame_notifier.documents import AgentDoc
-from tests.agents.helpers import EventRecorder, ManifestServer
+from tests.agents.helpers import EventRecorder, ManifestServer, delete_queues
 
 
 @pytest.fixture
@@ -20,6 +20,7 @@ async def db(settings: FlameSettings) -> AsyncIterator[Any]:
     client = await init_db(settings, [*ALL_DOCUMENTS, AgentDoc])
     yield client
     await client.close()
+    await delete_queues(settings)
 
 
 @pytest.fixture

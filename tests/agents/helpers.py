@@ -18,6 +18,7 @@ from urllib.parse import parse_qs, urlparse
 import aio_pika
 
 from flame_common import amqp
+from flame_common.busnames import names
 from flame_common.settings import FlameSettings
 from schemas.events import EventBase, parse_event
 
@@ -149,6 +150,18 @@ class EventRecorder:
     async def close(self) -> None:
         if self._connection is not None:
             await self._connection.close()
+
+
+OWN_QUEUES = ("notifier", amqp.NOTIFIER_INBOX, "deployer.default")
+
+
+async def delete_queues(settings: FlameSettings) -> None:
+    """Remove the durable queues the agent side declared in a test namespace."""
+    connection = await amqp.connect(settings, name="test-cleanup")
+    async with connection:
+        channel = await connection.channel()
+        for consumer in OWN_QUEUES:
+            await channel.queue_delete(names(settings).queue(consumer))
 
 
 async def publish(settings: FlameSettings, event: EventBase) -> None:

@@ -69,7 +69,7 @@ def test_robust_aggregations_buffer_every_update(sort: str, kwargs: dict[str, fl
 
 
 def test_fedavg_memory_stays_one_accumulator_for_many_updates() -> None:
-    size = 250_000  # one float32 update = 1 MB, its float64 accumulator = 2 MB
+    size = 250_000  # one float32 update = 1 MB, its float32 accumulator = 1 MB
     tracemalloc.start()
     try:
         before = tracemalloc.get_traced_memory()[0]

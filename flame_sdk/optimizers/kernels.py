@@ -1,0 +1,69 @@
+"""In-place scaled add `acc += a·x` for the streaming accumulators, without model-size temporaries.
+
+Float32/float64 pairs go through BLAS axpy (`scipy.linalg.blas`, imported on first use so that
+importing the optimizers stays cheap); anything else (other dtypes, a dtype differing from the
+accumulator's, unaligned or non-contiguous input, no scipy) is folded in chunks through one small
+scratch buffer. A non-contiguous `x` is flattened first, which copies that one array.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+CHUNK = 1 << 16  # elements per fallback step: the scratch stays cache-sized
+_BLAS_MAX = 1 << 30  # elements per axpy call, inside the 32-bit BLAS length
+
+Axpy = Callable[..., Any]
+
+
+@functools.cache
+def _axpy(dtype: np.dtype) -> Axpy | None:
+    try:
+        from scipy.linalg import blas
+    except ImportError:
+        return None
+    if dtype == np.float32:
+        return blas.saxpy
+    if dtype == np.float64:
+        return blas.daxpy
+    return None
+
+
+class ScaledAdd:
+    """`acc += a·x` in place; owns the one scratch chunk its fallback path needs."""
+
+    def __init__(self) -> None:
+        self._scratch: np.ndarray | None = None
+
+    def __call__(self, acc: np.ndarray, x: Any, a: float) -> None:
+        """Add `a·x` into `acc` (a C-contiguous float array of x's shape; x any real array)."""
+        if not acc.flags.c_contiguous or not acc.flags.writeable:
+            raise ValueError("the accumulator must be a writeable C-contiguous array")
+        x = np.asarray(x)
+        if a == 1:
+            np.add(acc, x, out=acc)
+            return
+        flat_acc = acc.reshape(-1)
+        axpy = _axpy(acc.dtype) if x.dtype == acc.dtype else None
+        if axpy is not None and x.flags.c_contiguous and x.flags.aligned:
+            flat_x = x.reshape(-1)
+            for start in range(0, flat_acc.size, _BLAS_MAX):
+                part = flat_acc[start : start + _BLAS_MAX]
+                axpy(flat_x[start : start + _BLAS_MAX], part, a=a)
+            return
+        self._chunked(flat_acc, np.ravel(x), a)
+
+    def _chunked(self, flat_acc: np.ndarray, flat_x: np.ndarray, a: float) -> None:
+        nbytes = CHUNK * flat_acc.itemsize
+        if self._scratch is None or self._scratch.size < nbytes:
+            self._scratch = np.empty(nbytes, np.uint8)
+        scratch = self._scratch[:nbytes].view(flat_acc.dtype)
+        for start in range(0, flat_acc.size, CHUNK):
+            part = flat_acc[start : start + CHUNK]
+            scaled = scratch[: part.size]
+            np.multiply(flat_x[start : start + CHUNK], a, out=scaled, dtype=scaled.dtype)
+            np.add(part, scaled, out=part)
