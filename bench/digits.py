@@ -57,7 +57,8 @@ class Result:
         median = f"{statistics.median(r[1:] or r):.3f}" if r else "-"
         ok = "ok" if abs(self.accuracy - EXPECTED[self.variant]) <= TOLERANCE else "MISMATCH"
         return (
-            f"{self.variant:2} {self.mode:9} total {self.total:7.2f}s  startup {self.startup:6.2f}s  "
+            f"{self.variant:2} {self.mode:9} total {self.total:7.2f}s  "
+            f"startup {self.startup:6.2f}s  "
             f"round1 {first:>7}s  median {median:>7}s/round  peak PSS {self.peak_pss:7.0f} MB  "
             f"RSS {self.peak_rss:7.0f} MB  cpu {self.cpu:6.1f}s  acc {self.accuracy:.4f} "
             f"(spec {EXPECTED[self.variant]:.4f} {ok})"
@@ -195,7 +196,11 @@ def job_configs(variant: str, backend: str) -> list[dict[str, Any]]:
     aggregator = next(c for c in configs if c["role"] == "aggregator")
     trainer = next(c for c in configs if c["role"] == "trainer")
     trainers = [
-        {**trainer, "dataset": f"digits://{i}/{n}?cache={_digits_cache()}", "taskid": f"{job_id}-t{i}"}
+        {
+            **trainer,
+            "dataset": f"digits://{i}/{n}?cache={_digits_cache()}",
+            "taskid": f"{job_id}-t{i}",
+        }
         for i in range(n)
     ]
     return [aggregator, *trainers]
@@ -305,8 +310,9 @@ def main() -> None:
     for r in results:
         base = floors.get(r.variant)
         if r.mode != "floor" and base is not None and base.rounds and r.rounds:
-            mine, floor = statistics.median(r.rounds[1:] or r.rounds), statistics.median(
-                base.rounds[1:] or base.rounds
+            mine, floor = (
+                statistics.median(r.rounds[1:] or r.rounds),
+                statistics.median(base.rounds[1:] or base.rounds),
             )
             print(f"{r.variant} {r.mode}: median {mine:.3f} s/round vs floor {floor:.3f} s/round")
 

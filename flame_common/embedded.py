@@ -61,12 +61,11 @@ def start_embedded_mongo(
     data_dir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     out = open(log_file, "ab") if log_file else subprocess.DEVNULL  # noqa: SIM115
+    # nx-27017's default PID file (/tmp/nx_27017.pid) would allow one server per machine.
+    args = ["--data-dir", str(data_dir), "--host", "127.0.0.1", "-p", str(port)]
+    args += ["--pid-file", str(data_dir / "nx-27017.pid")]
     proc = subprocess.Popen(
-        [
-            *_command(), "--data-dir", str(data_dir), "--host", "127.0.0.1", "-p", str(port),
-            # nx-27017's default PID file (/tmp/nx_27017.pid) allows one server per machine
-            "--pid-file", str(data_dir / "nx-27017.pid"),
-        ],  # fmt: skip
+        [*_command(), *args],
         stdout=out,
         stderr=subprocess.STDOUT,
         start_new_session=True,

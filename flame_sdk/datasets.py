@@ -60,7 +60,9 @@ def _split(x: np.ndarray, y: np.ndarray, n_train: int, host: str, path: str, url
     try:
         index, count = int(host), int(path.strip("/"))
     except ValueError:
-        raise DatasetError(f"dataset URL {url!r} must look like scheme://<i>/<n> or scheme://test") from None
+        raise DatasetError(
+            f"dataset URL {url!r} must look like scheme://<i>/<n> or scheme://test"
+        ) from None
     if not 0 <= index < count or count > n_train:
         raise DatasetError(f"dataset URL {url!r}: shard {index} of {count} does not exist")
     lo, hi = index * n_train // count, (index + 1) * n_train // count

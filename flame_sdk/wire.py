@@ -1,4 +1,4 @@
-"""Message encoding: a dict of named fields -> bytes (JSON header + raw numpy buffers), never pickle.
+"""Message encoding: a dict of named fields -> bytes (JSON header + raw array buffers); no pickle.
 
 Layout: ``b"FLM1"`` | header length (u32, big endian) | header (UTF-8 JSON) | array buffers.
 The header holds the JSON fields and, per tensor field, the ordered list of its arrays
@@ -27,8 +27,8 @@ MAX_HEADER_BYTES = 16 * 1024 * 1024
 DEFAULT_MAX_MESSAGE_BYTES = 2 * 1024 * 1024 * 1024
 
 ALLOWED_DTYPES = frozenset(
-    ["bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64"]
-    + ["float16", "float32", "float64"]
+    {"bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64"}
+    | {"float16", "float32", "float64"}
 )
 
 
@@ -73,10 +73,12 @@ def encode(message: Mapping[str, Any]) -> bytes:
         header = json.dumps({"fields": fields, "tensors": tensors}, allow_nan=True).encode()
     except TypeError as exc:
         raise TypeError(f"message field is not JSON data nor arrays: {exc}") from exc
-    return b"".join([_PREFIX.pack(MAGIC, len(header)), header, *(memoryview(b) for b in buffers)])
+    return b"".join([_PREFIX.pack(MAGIC, len(header)), header, *(b.data for b in buffers)])
 
 
-def decode(data: bytes | bytearray | memoryview, max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> Message:
+def decode(
+    data: bytes | bytearray | memoryview, max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+) -> Message:
     """Parse and validate a message; arrays are owned, writable copies."""
     view = memoryview(data)
     if len(view) > max_bytes:
@@ -162,9 +164,9 @@ def _check_known_keys(message: Message) -> None:
         value = message.get(key)
         if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
             raise WireError(f"'{key}' must be an integer, got {value!r}")
-    if Key.DATASET_SIZE in message and message[Key.DATASET_SIZE] is not None:
-        if message[Key.DATASET_SIZE] < 0:
-            raise WireError("'dataset_size' must not be negative")
+    size = message.get(Key.DATASET_SIZE)
+    if size is not None and size < 0:
+        raise WireError("'dataset_size' must not be negative")
     eot = message.get(Key.EOT)
     if eot is not None and not isinstance(eot, bool):
         raise WireError(f"'eot' must be a boolean, got {eot!r}")

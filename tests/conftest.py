@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import uuid
 from collections.abc import Iterator
@@ -38,10 +40,53 @@ def mqtt_broker() -> tuple[str, int]:
     return MQTT_HOST, MQTT_PORT
 
 
+_NAMESPACES: list[str] = []
+# Durable queues and exchanges the services declare per namespace (agent inboxes expire).
+_QUEUES = (
+    "controller.events",
+    "controller.commands",
+    "notifier",
+    "notifier.agents",
+    "deployer.default",
+)
+_EXCHANGES = ("events", "agents")
+
+
 @pytest.fixture
 def namespace() -> str:
     """A unique bus namespace / database name so tests never see each other's traffic."""
-    return f"t{uuid.uuid4().hex[:10]}"
+    ns = f"t{uuid.uuid4().hex[:10]}"
+    _NAMESPACES.append(ns)
+    return ns
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _delete_test_queues() -> Iterator[None]:
+    """At the end of the session, remove the durable queues/exchanges the tests declared."""
+    yield
+    if not _NAMESPACES or not port_open("127.0.0.1", 5672):
+        return
+    asyncio.run(_delete_names(list(_NAMESPACES)))
+
+
+async def _delete_names(namespaces: list[str]) -> None:
+    import aio_pika
+
+    connection = await aio_pika.connect(RABBIT_URL)
+    async with connection:
+        for ns in namespaces:
+            for queue in _QUEUES:
+                channel = await connection.channel()
+                with contextlib.suppress(Exception):
+                    await channel.queue_delete(f"{ns}.{queue}")
+                with contextlib.suppress(Exception):
+                    await channel.close()
+            for exchange in _EXCHANGES:
+                channel = await connection.channel()
+                with contextlib.suppress(Exception):
+                    await channel.exchange_delete(f"{ns}.{exchange}")
+                with contextlib.suppress(Exception):
+                    await channel.close()
 
 
 @pytest.fixture

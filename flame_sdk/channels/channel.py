@@ -198,6 +198,14 @@ class Channel:
             yielded += 1
             yield end_id, (None if end is None else self._take(end))
 
+    async def recv_any(
+        self, end_ids: Iterable[str], timeout: float | None = None
+    ) -> tuple[str, wire.Message | None] | None:
+        """The first `(end, message)` to arrive among `end_ids`; None on timeout or no ends."""
+        async for item in self.recv_fifo(end_ids, first_k=1, timeout=timeout):
+            return item
+        return None
+
     async def leave(self) -> None:
         if self.joined:
             self.joined = False

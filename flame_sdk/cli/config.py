@@ -73,11 +73,13 @@ def resolve_config(
 ) -> CliConfig:
     """Flags win over env (FLAME_APISERVER, FLAME_USER), env over the file, the file over defaults.
 
-    The file is `config_path`, else $FLAME_CONFIG, else ~/.flame/config.yaml; a file named
+    The file is `config_path`, else $FLAME_CONFIG, else $FLAME_HOME/config.yaml (the one
+    `flame up` writes), else ~/.flame/config.yaml; a file named
     explicitly must exist, the default one may be missing. The default user is the login name.
     """
     explicit = config_path or (Path(env[ENV_CONFIG]) if env.get(ENV_CONFIG) else None)
-    path = explicit or default_config_path(home)
+    flame_home = Path(env["FLAME_HOME"]) if env.get("FLAME_HOME") else None
+    path = explicit or (flame_home / "config.yaml" if flame_home else default_config_path(home))
     if explicit is not None and not path.is_file():
         raise BadRequest(f"{path}: config file not found")
     file = read_config_file(path) if path.is_file() else None

@@ -1,36 +1,49 @@
 """In-place scaled add `acc += a·x` for the streaming accumulators, without model-size temporaries.
 
 Float32/float64 pairs go through BLAS axpy (`scipy.linalg.blas`, imported on first use so that
-importing the optimizers stays cheap); anything else (other dtypes, a dtype differing from the
-accumulator's, unaligned or non-contiguous input, no scipy) is folded in chunks through one small
-scratch buffer. A non-contiguous `x` is flattened first, which copies that one array.
+importing the optimizers stays cheap), held to one BLAS thread with `threadpoolctl`: the add is
+memory-bound, and OpenBLAS worker threads on a busy machine made it several times slower (and
+slowed the rest of the process while they spun). Anything else (other dtypes, a dtype differing
+from the accumulator's, unaligned or non-contiguous input, scipy or threadpoolctl missing) is
+folded in cache-sized chunks through one scratch buffer. A non-contiguous `x` is flattened
+first, which copies that one array.
 """
 
 from __future__ import annotations
 
 import functools
+import threading
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-CHUNK = 1 << 16  # elements per fallback step: the scratch stays cache-sized
+CHUNK = 1 << 18  # elements per fallback step: the scratch stays within a core's L2 cache
 _BLAS_MAX = 1 << 30  # elements per axpy call, inside the 32-bit BLAS length
+_BLAS_LOCK = threading.Lock()  # one thread-limited BLAS section at a time, so limits restore
 
 Axpy = Callable[..., Any]
 
 
 @functools.cache
 def _axpy(dtype: np.dtype) -> Axpy | None:
+    """A single-threaded BLAS `y += a·x` for 1-D contiguous `dtype` arrays, or None."""
     try:
         from scipy.linalg import blas
+        from threadpoolctl import ThreadpoolController
     except ImportError:
         return None
-    if dtype == np.float32:
-        return blas.saxpy
-    if dtype == np.float64:
-        return blas.daxpy
-    return None
+    routine = {"float32": blas.saxpy, "float64": blas.daxpy}.get(dtype.name)
+    if routine is None:
+        return None
+    threads = ThreadpoolController()
+
+    def axpy(x: np.ndarray, y: np.ndarray, a: float) -> None:
+        with _BLAS_LOCK, threads.limit(limits=1, user_api="blas"):
+            for start in range(0, y.size, _BLAS_MAX):
+                routine(x[start : start + _BLAS_MAX], y[start : start + _BLAS_MAX], a=a)
+
+    return axpy
 
 
 class ScaledAdd:
@@ -50,10 +63,7 @@ class ScaledAdd:
         flat_acc = acc.reshape(-1)
         axpy = _axpy(acc.dtype) if x.dtype == acc.dtype else None
         if axpy is not None and x.flags.c_contiguous and x.flags.aligned:
-            flat_x = x.reshape(-1)
-            for start in range(0, flat_acc.size, _BLAS_MAX):
-                part = flat_acc[start : start + _BLAS_MAX]
-                axpy(flat_x[start : start + _BLAS_MAX], part, a=a)
+            axpy(x.reshape(-1), flat_acc, a)
             return
         self._chunked(flat_acc, np.ravel(x), a)
 

@@ -53,7 +53,9 @@ class AsyncTopAggregator(TopAggregator):
         if not waiting:
             await asyncio.sleep(IDLE_SECONDS)
             return
-        async for end, message in channel.recv_fifo(waiting, first_k=1):
+        got = await channel.recv_any(waiting)
+        if got is not None:
+            end, message = got
             self._in_flight.discard(end)
             await self.fold(self._aggregation, end, message)
 

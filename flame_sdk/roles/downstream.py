@@ -44,7 +44,11 @@ class Downstream(Role):
         """Send `weights` for the current round to the ends the selector picks."""
         channel.set_property("round", self._round)
         ends = await channel.ends(SEND)
-        message = {Key.WEIGHTS: weights, Key.ROUND: self._round, Key.MODEL_VERSION: self._round}
+        message: dict[str, Any] = {
+            Key.WEIGHTS: weights,
+            Key.ROUND: self._round,
+            Key.MODEL_VERSION: self._round,
+        }
         await channel.multicast(ends, message)
         return ends
 
@@ -74,14 +78,17 @@ class Downstream(Role):
         pending, total = set(ends), 0
         while pending:
             remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-            got = None
-            async for got in channel.recv_fifo(pending, first_k=1, timeout=remaining):
-                pass
+            got = await channel.recv_any(pending, timeout=remaining)
             if got is None:
-                self.log.warning("round deadline passed", round=self._round, missing=sorted(pending))
+                self.log.warning(
+                    "round deadline passed", round=self._round, missing=sorted(pending)
+                )
                 break
             end, message = got
-            if message is not None and int(message.get(Key.MODEL_VERSION) or self._round) < self._round:
+            if (
+                message is not None
+                and int(message.get(Key.MODEL_VERSION) or self._round) < self._round
+            ):
                 self.log.info("stale update skipped", end=end, round=self._round)
                 continue
             pending.discard(end)

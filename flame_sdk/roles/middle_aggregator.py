@@ -1,4 +1,4 @@
-"""Middle aggregator of hierarchical sync FL: a trainer to its parent, an aggregator to its group."""
+"""Middle aggregator of hierarchical sync FL: trainer to its parent, aggregator to its group."""
 
 from __future__ import annotations
 

@@ -32,7 +32,9 @@ class TopAggregator(Downstream):
     async def internal_init(self) -> None:
         await super().internal_init()
         cfg = self.config
-        self.optimizer = create_optimizer(cfg.optimizer.sort or "fedavg", dict(cfg.optimizer.kwargs))
+        self.optimizer = create_optimizer(
+            cfg.optimizer.sort or "fedavg", dict(cfg.optimizer.kwargs)
+        )
         self._work_done = self._round > self._rounds
 
     async def load_base_model(self) -> None:

@@ -51,7 +51,7 @@ def expand(example: Path, overrides: JobOverrides | None = None) -> list[dict[st
         for item in _read(example / job.get("dataSpecPath", "dataSpec.json"))
     ]
     datasets = {s.role: s.dataset_groups for s in specs}
-    base = {
+    base: dict[str, Any] = {
         "backend": over.backend,
         "brokers": over.brokers,
         "registry": over.registry or {"sort": "dummy", "uri": ""},
@@ -66,7 +66,11 @@ def expand(example: Path, overrides: JobOverrides | None = None) -> list[dict[st
     tasks: list[dict[str, Any]] = []
     for role in sorted(schema.roles, key=lambda r: r.name):
         channels = [_channel(c.wire()) for c in schema.channels if role.name in c.pair]
-        template = {**base, "role": role.name, "channels": sorted(channels, key=lambda c: c["name"])}
+        template = {
+            **base,
+            "role": role.name,
+            "channels": sorted(channels, key=lambda c: c["name"]),
+        }
         for assoc, dataset in _workers(example, role, datasets):
             task = {**template, "groupAssociation": assoc}
             if dataset:

@@ -26,7 +26,9 @@ class SimulationResult:
 
 async def run_roles(roles: list[Role], timeout: float | None = None) -> None:
     """Run roles side by side; if one fails or time runs out, cancel the others and raise."""
-    tasks = [asyncio.create_task(r.arun(), name=f"{r.config.role}:{r.config.taskid}") for r in roles]
+    tasks = [
+        asyncio.create_task(r.arun(), name=f"{r.config.role}:{r.config.taskid}") for r in roles
+    ]
     try:
         await asyncio.wait_for(asyncio.gather(*tasks), timeout)
     finally:

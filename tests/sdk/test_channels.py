@@ -52,7 +52,9 @@ async def test_join_func_tags_and_selection(job: tuple[ChannelManager, ...]) -> 
         agg.get_by_tag("fetch")
 
 
-async def test_send_recv_and_fifo_order_keeps_extra_messages(job: tuple[ChannelManager, ...]) -> None:
+async def test_send_recv_and_fifo_order_keeps_extra_messages(
+    job: tuple[ChannelManager, ...],
+) -> None:
     agg, t1, t2 = job
     channel = agg.get_by_tag("aggregate")
     await channel.await_join(2, timeout=5)
@@ -94,7 +96,7 @@ async def test_broadcast_and_weights(job: tuple[ChannelManager, ...]) -> None:
 
 
 async def test_leaving_end_unblocks_receivers(job: tuple[ChannelManager, ...]) -> None:
-    agg, t1, t2 = job
+    agg, t1, _ = job
     channel = agg.get_by_tag("aggregate")
     await channel.await_join(2, timeout=5)
     waiter = asyncio.create_task(channel.recv("t1"))
@@ -107,7 +109,9 @@ async def test_leaving_end_unblocks_receivers(job: tuple[ChannelManager, ...]) -
     assert fifo == [("t1", None)]
 
 
-async def test_crashed_end_is_removed_after_liveness_timeout(job: tuple[ChannelManager, ...]) -> None:
+async def test_crashed_end_is_removed_after_liveness_timeout(
+    job: tuple[ChannelManager, ...],
+) -> None:
     agg, t1, t2 = job
     channel = agg.get_by_tag("aggregate")
     await channel.await_join(2, timeout=5)
@@ -157,12 +161,19 @@ async def test_groups_are_isolated() -> None:
 
     def grouped(role: str, task_id: str, group: str) -> dict[str, object]:
         raw = task_config(role, task_id, job_id, groupAssociation={"param-channel": group})
-        raw["channels"] = [{**raw["channels"][0], "groupBy": {"type": "tag", "value": ["eu", "na"]}}]
+        raw["channels"] = [
+            {**raw["channels"][0], "groupBy": {"type": "tag", "value": ["eu", "na"]}}
+        ]
         return raw
 
     managers = [
         ChannelManager(Config.load(grouped(r, t, g)))
-        for r, t, g in [("aggregator", "a-eu", "eu"), ("aggregator", "a-na", "na"), ("trainer", "t-eu", "eu"), ("trainer", "t-na", "na")]
+        for r, t, g in [
+            ("aggregator", "a-eu", "eu"),
+            ("aggregator", "a-na", "na"),
+            ("trainer", "t-eu", "eu"),
+            ("trainer", "t-na", "na"),
+        ]
     ]
     for cm in managers:
         await cm.join_all()

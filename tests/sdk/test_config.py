@@ -38,12 +38,16 @@ def test_missing_func_tags_for_own_role_is_named() -> None:
     raw = task_config("trainer", "t1")
     raw["channels"][0] = copy.deepcopy(raw["channels"][0])
     del raw["channels"][0]["funcTags"]["trainer"]
-    with pytest.raises(ConfigError, match=r"channels\[param-channel\]\.funcTags has no entry for role 'trainer'"):
+    with pytest.raises(
+        ConfigError, match=r"channels\[param-channel\]\.funcTags has no entry for role 'trainer'"
+    ):
         Config.load(raw)
 
 
 def test_channel_without_own_role_in_pair() -> None:
-    with pytest.raises(ConfigError, match=r"pair \['trainer', 'aggregator'\] does not contain role 'coordinator'"):
+    with pytest.raises(
+        ConfigError, match=r"pair \['trainer', 'aggregator'\] does not contain role 'coordinator'"
+    ):
         Config.load(task_config("coordinator", "c1"))
 
 
@@ -53,7 +57,10 @@ def test_channel_without_own_role_in_pair() -> None:
         ({"taskid": ""}, "taskid: required"),
         ({"backend": "p2p"}, "backend: unknown sort 'p2p'"),
         ({"backend": "rabbitmq"}, "brokers: no broker of sort 'rabbitmq'"),
-        ({"groupAssociation": {"param-channel": "eu"}}, r"groupAssociation\[param-channel\] = 'eu'"),
+        (
+            {"groupAssociation": {"param-channel": "eu"}},
+            r"groupAssociation\[param-channel\] = 'eu'",
+        ),
         ({"job": {"id": "x"}}, "job.name"),
     ],
 )
@@ -95,9 +102,16 @@ def test_duplicate_func_tag_across_channels_is_an_error() -> None:
 
 
 def test_per_role_hyperparameter() -> None:
-    config = Config.load(task_config("aggregator", "a1", hyperparameters={"minEnds": {"aggregator": 3}}))
+    config = Config.load(
+        task_config("aggregator", "a1", hyperparameters={"minEnds": {"aggregator": 3}})
+    )
     assert config.hyperparameter("minEnds", 1) == 3
-    assert Config.load(task_config("trainer", "t1", hyperparameters={"minEnds": {"aggregator": 3}})).hyperparameter("minEnds", 1) == 1
+    assert (
+        Config.load(
+            task_config("trainer", "t1", hyperparameters={"minEnds": {"aggregator": 3}})
+        ).hyperparameter("minEnds", 1)
+        == 1
+    )
 
 
 def test_unreadable_file(tmp_path: Path) -> None:

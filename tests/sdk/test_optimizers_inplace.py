@@ -12,7 +12,7 @@ import pytest
 from flame_sdk.optimizers import CONTROL, create_optimizer, kernels
 from flame_sdk.optimizers.kernels import ScaledAdd
 
-SIZE = 1_000_000  # 4 MB as float32
+SIZE = 2_000_000  # 8 MB as float32
 
 
 @pytest.fixture(params=["blas", "numpy"])

@@ -63,7 +63,9 @@ async def test_fedbuff_converges() -> None:
     assert accuracies[-1] >= 0.75, accuracies
 
 
-def _roles(job_id: str, n: int, rounds: int, min_ends: int) -> tuple[SumAggregator, list[CountingTrainer]]:
+def _roles(
+    job_id: str, n: int, rounds: int, min_ends: int
+) -> tuple[SumAggregator, list[CountingTrainer]]:
     hp = {"rounds": rounds, "minEnds": {"aggregator": min_ends}}
     agg = SumAggregator(Config.load(task_config("aggregator", "agg", job_id, hyperparameters=hp)))
     trainers = [
@@ -74,8 +76,10 @@ def _roles(job_id: str, n: int, rounds: int, min_ends: int) -> tuple[SumAggregat
 
 
 async def test_killed_trainer_does_not_hang_the_round() -> None:
-    agg, trainers = _roles(uuid.uuid4().hex, 0, rounds=3, min_ends=3)
-    config = Config.load(task_config("trainer", "victim", agg.config.job.id, hyperparameters={"rounds": 3}))
+    agg, _ = _roles(uuid.uuid4().hex, 0, rounds=3, min_ends=3)
+    config = Config.load(
+        task_config("trainer", "victim", agg.config.job.id, hyperparameters={"rounds": 3})
+    )
     victim = CountingTrainer(config, block_round=2)
     healthy = _roles(agg.config.job.id, 2, 3, 3)[1]
     tasks = [asyncio.create_task(r.arun()) for r in (agg, victim, *healthy)]
@@ -100,10 +104,13 @@ async def test_late_trainer_joins_the_next_round() -> None:
     agg, early = _roles(uuid.uuid4().hex, 2, rounds=4, min_ends=2)
     for trainer in early:
         trainer.delay = 0.2
-    config = Config.load(task_config("trainer", "late", agg.config.job.id, hyperparameters={"rounds": 4}))
+    config = Config.load(
+        task_config("trainer", "late", agg.config.job.id, hyperparameters={"rounds": 4})
+    )
     late = CountingTrainer(config)
     tasks = [asyncio.create_task(r.arun()) for r in (agg, *early)]
     try:
+
         async def round_two() -> None:
             while agg.round < 2:
                 await asyncio.sleep(0.01)

@@ -86,30 +86,49 @@ def _forge(header: object, body: bytes = b"", magic: bytes = wire.MAGIC) -> byte
         (_forge({"fields": {}, "tensors": {}, "extra": 1}), "must be an object"),
         (_forge({"fields": [], "tensors": {}}), "must be objects"),
         (
-            _forge({"fields": {}, "tensors": {"w": [{"name": "a", "dtype": "object", "shape": [1]}]}}, b"x" * 8),
+            _forge(
+                {"fields": {}, "tensors": {"w": [{"name": "a", "dtype": "object", "shape": [1]}]}},
+                b"x" * 8,
+            ),
             "forbidden dtype",
         ),
         (
-            _forge({"fields": {}, "tensors": {"w": [{"name": "a", "dtype": "float32", "shape": [-1]}]}}),
+            _forge(
+                {"fields": {}, "tensors": {"w": [{"name": "a", "dtype": "float32", "shape": [-1]}]}}
+            ),
             "invalid shape",
         ),
         (
-            _forge({"fields": {}, "tensors": {"w": [{"name": "a", "dtype": "float32", "shape": [4]}]}}, b"x" * 8),
+            _forge(
+                {"fields": {}, "tensors": {"w": [{"name": "a", "dtype": "float32", "shape": [4]}]}},
+                b"x" * 8,
+            ),
             "runs past the end",
         ),
         (
-            _forge({"fields": {}, "tensors": {"w": [{"name": "a", "dtype": "float32", "shape": [1]}]}}, b"x" * 8),
+            _forge(
+                {"fields": {}, "tensors": {"w": [{"name": "a", "dtype": "float32", "shape": [1]}]}},
+                b"x" * 8,
+            ),
             "trailing bytes",
         ),
         (
             _forge(
-                {"fields": {}, "tensors": {"w": [{"name": "a", "dtype": "int8", "shape": [1]}] * 2}},
+                {
+                    "fields": {},
+                    "tensors": {"w": [{"name": "a", "dtype": "int8", "shape": [1]}] * 2},
+                },
                 b"xx",
             ),
             "repeats array",
         ),
         (
-            _forge({"fields": {}, "tensors": {"w": [{"name": "a", "dtype": "int8", "shape": [2**40, 2**40]}]}}),
+            _forge(
+                {
+                    "fields": {},
+                    "tensors": {"w": [{"name": "a", "dtype": "int8", "shape": [2**40, 2**40]}]},
+                }
+            ),
             "runs past the end",
         ),
         (_forge({"fields": {"round": "3"}, "tensors": {}}), "'round' must be an integer"),

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import json
+import math
 import sys
 import time
 
@@ -14,16 +16,29 @@ from flame_sdk.datasets import load_dataset
 from flame_sdk.roles import AsyncTopAggregator
 
 
-def build_model(kind: str) -> nn.Module:
-    """`mlp`: 64-32-10 (2,410 parameters); `mlp10m`: 64-1536x5-10 (9.6M parameters)."""
-    if kind == "mlp":
-        return nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
-    if kind == "mlp10m":
-        layers: list[nn.Module] = [nn.Linear(64, 1536), nn.ReLU()]
-        for _ in range(4):
-            layers += [nn.Linear(1536, 1536), nn.ReLU()]
-        return nn.Sequential(*layers, nn.Linear(1536, 10))
-    raise ValueError(f"unknown model {kind!r}")
+def build_model(kind: str, seed: int | None = None) -> nn.Module:
+    """`mlp`: 64-32-10 (2,410 parameters); `mlp10m`: 64-1536x5-10 (9.6M parameters).
+
+    With a seed, the layers get PyTorch's default Linear initialisation drawn from a private
+    generator (the same numbers as right after `torch.manual_seed(seed)`), so roles building
+    models in other threads of a simulation cannot disturb it.
+    """
+    widths = {"mlp": [64, 32], "mlp10m": [64, *[1536] * 5]}.get(kind)
+    if widths is None:
+        raise ValueError(f"unknown model {kind!r}")
+    layers: list[nn.Module] = []
+    for a, b in itertools.pairwise(widths):
+        layers += [nn.Linear(a, b), nn.ReLU()]
+    model = nn.Sequential(*layers, nn.Linear(widths[-1], 10))
+    if seed is not None:
+        generator = torch.Generator().manual_seed(seed)
+        with torch.no_grad():
+            for layer in model:
+                if isinstance(layer, nn.Linear):
+                    nn.init.kaiming_uniform_(layer.weight, a=math.sqrt(5), generator=generator)
+                    bound = 1 / math.sqrt(layer.in_features)
+                    nn.init.uniform_(layer.bias, -bound, bound, generator=generator)
+    return model
 
 
 class DigitsAggregator(AsyncTopAggregator):
@@ -36,8 +51,7 @@ class DigitsAggregator(AsyncTopAggregator):
 
     def initialize(self) -> None:
         torch.set_num_threads(1)
-        torch.manual_seed(0)
-        self.model = build_model(self.config.hyperparameters.get("model", "mlp"))
+        self.model = build_model(self.config.hyperparameters.get("model", "mlp"), seed=0)
         self._report(0, *self._score())
 
     def train(self) -> None:
