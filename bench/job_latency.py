@@ -58,14 +58,17 @@ def nine_trainer_example(tmp: Path) -> str:
     return str(dst)
 
 
+def _key(e: EventBase) -> str:
+    return e.type if e.type != "task.status_changed" else f"task.{e.payload.state.value}"
+
+
 def print_timeline(started: datetime, events: list[EventBase]) -> None:
-    """Offsets of the job's events from the start request (first occurrence per type)."""
-    seen: dict[str, float] = {}
+    """Offsets of the job's events from the start request: first and last occurrence per type."""
+    seen: dict[str, list[float]] = {}
     for e in events:
-        key = e.type if e.type != "task.status_changed" else f"task.{e.payload.state.value}"
-        seen.setdefault(key, (e.occurred_at - started).total_seconds())
-    for key, offset in sorted(seen.items(), key=lambda kv: kv[1]):
-        print(f"  {offset:7.3f} s  first {key}")
+        seen.setdefault(_key(e), []).append((e.occurred_at - started).total_seconds())
+    for key, offsets in sorted(seen.items(), key=lambda kv: min(kv[1])):
+        print(f"  {min(offsets):7.3f} .. {max(offsets):7.3f} s  {key} (x{len(offsets)})")
 
 
 async def one_job(client: FlameClient, example_dir: str, timeline: bool) -> tuple[float, float]:
