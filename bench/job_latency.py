@@ -28,6 +28,7 @@ from tests.agents.helpers import ROLES
 from tests.agents.stack import create_job, job_events, local_stack, wait_state
 
 TASKS = 10  # the mnist two-tier design with 9 trainer datasets + 1 aggregator
+STEPS = ["worker.created", "agent.registered", "task.assigned", "task.running", "task.completed"]
 
 
 def bare_processes(work: Path) -> float:
@@ -69,6 +70,14 @@ def print_timeline(started: datetime, events: list[EventBase]) -> None:
         seen.setdefault(_key(e), []).append((e.occurred_at - started).total_seconds())
     for key, offsets in sorted(seen.items(), key=lambda kv: min(kv[1])):
         print(f"  {min(offsets):7.3f} .. {max(offsets):7.3f} s  {key} (x{len(offsets)})")
+    per_task: dict[str, dict[str, datetime]] = {}
+    for e in events:
+        if e.task_id:
+            per_task.setdefault(e.task_id, {}).setdefault(_key(e), e.occurred_at)
+    for a, b in zip(STEPS, STEPS[1:], strict=False):
+        gaps = [(t[b] - t[a]).total_seconds() for t in per_task.values() if a in t and b in t]
+        if gaps:
+            print(f"  {a} -> {b}: median {statistics.median(gaps):.3f} s, max {max(gaps):.3f} s")
 
 
 async def one_job(client: FlameClient, example_dir: str, timeline: bool) -> tuple[float, float]:

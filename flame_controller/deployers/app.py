@@ -30,6 +30,7 @@ async def running_deployer(
         await channel.set_qos(prefetch_count=32)
         events = await amqp.events_exchange(channel, settings)
         deployer = LocalDeployer(settings)
+        await deployer.open()
         service = DeployerService(settings, compute_id, deployer, events)
         deployer.on_failure = service.worker_failed
         queue = await amqp.consumer_queue(channel, settings, f"deployer.{compute_id}", WATCHED)

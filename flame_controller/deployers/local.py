@@ -1,4 +1,7 @@
-"""Local adapter: one `flamelet` subprocess per task in its own process group, reaped on release."""
+"""Local adapter: one `flamelet` process per task in its own process group, reaped on release.
+
+Flamelets are forked by a warm zygote (`zygote.py`) when it is available, else spawned.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ import signal
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import psutil
 
@@ -15,6 +19,7 @@ from flame_common.logs import get_logger
 from flame_common.processes import descendants, die_with_parent, kill_all, signal_group
 from flame_common.settings import FlameSettings
 from flame_controller.deployers.base import Deployer, FailureCallback, WorkerSpec
+from flame_controller.deployers.zygote import ZygoteClient, ZygoteError
 from flamelet.runner import log_tail
 
 log = get_logger(__name__)
@@ -22,10 +27,20 @@ log = get_logger(__name__)
 EXTRA_GRACE = 3.0  # beyond the flamelet's own stop grace, before SIGKILL
 
 
+class WorkerProcess(Protocol):
+    """What the deployer needs of a flamelet process (spawned or forked by the zygote)."""
+
+    @property
+    def pid(self) -> int: ...
+    @property
+    def returncode(self) -> int | None: ...
+    async def wait(self) -> int: ...
+
+
 @dataclass
 class _Worker:
     spec: WorkerSpec
-    proc: asyncio.subprocess.Process
+    proc: WorkerProcess
     log_path: Path
     stopping: bool = False
     reaper: asyncio.Task[None] | None = field(default=None, repr=False)
@@ -51,11 +66,28 @@ def flamelet_env(settings: FlameSettings, key: str) -> dict[str, str]:
 class LocalDeployer(Deployer):
     """Runs flamelets as child processes of this deployer (they die with it)."""
 
-    def __init__(self, settings: FlameSettings, on_failure: FailureCallback | None = None) -> None:
+    def __init__(
+        self,
+        settings: FlameSettings,
+        on_failure: FailureCallback | None = None,
+        *,
+        zygote: bool = True,
+    ) -> None:
         self.settings = settings
         self.on_failure = on_failure
+        self.zygote = ZygoteClient() if zygote and sys.platform.startswith("linux") else None
         self._workers: dict[tuple[str, str], _Worker] = {}
         self._logs = settings.home / "logs" / "workers"
+
+    async def open(self) -> None:
+        """Launch the zygote (it warms up in the background); without it flamelets are spawned."""
+        if self.zygote is None:
+            return
+        try:
+            await self.zygote.start()
+        except OSError as exc:
+            log.warning("zygote not started, flamelets will be spawned", error=str(exc))
+            self.zygote = None
 
     def running(self) -> list[tuple[str, str]]:
         """(job id, task id) of the workers alive now."""
@@ -71,22 +103,25 @@ class LocalDeployer(Deployer):
             return f"local-{worker.proc.pid}"
         self._logs.mkdir(parents=True, exist_ok=True)
         log_path = self._logs / f"{spec.job_id}-{spec.task_id}.log"
-        with open(log_path, "ab") as out:
-            proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "flamelet",
-                "--job", spec.job_id, "--task", spec.task_id, "--apiserver", spec.apiserver,
-                env=flamelet_env(self.settings, spec.key),
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=out,
-                stderr=asyncio.subprocess.STDOUT,
-                start_new_session=True,
-                preexec_fn=die_with_parent(signal.SIGTERM),
-            )  # fmt: skip
+        args = ["--job", spec.job_id, "--task", spec.task_id, "--apiserver", spec.apiserver]
+        env = flamelet_env(self.settings, spec.key)
+        proc = await self._fork(args, env, log_path) or await _spawn(args, env, log_path)
         worker = _Worker(spec, proc, log_path)
         worker.reaper = asyncio.create_task(self._reap(worker))
         self._workers[(spec.job_id, spec.task_id)] = worker
         log.info("worker started", job_id=spec.job_id, task_id=spec.task_id, pid=proc.pid)
         return f"local-{proc.pid}"
+
+    async def _fork(
+        self, args: list[str], env: dict[str, str], log_path: Path
+    ) -> WorkerProcess | None:
+        if self.zygote is None:
+            return None
+        try:
+            return await self.zygote.spawn(args, env, log_path)
+        except ZygoteError as exc:
+            log.warning("zygote unavailable, spawning the flamelet", error=str(exc))
+            return None
 
     async def _reap(self, worker: _Worker) -> None:
         code = await worker.proc.wait()
@@ -122,6 +157,22 @@ class LocalDeployer(Deployer):
         workers = list(self._workers.values())
         self._workers.clear()
         await asyncio.gather(*(self._stop_one(w) for w in workers))
+        if self.zygote is not None:
+            await self.zygote.close()
+
+
+async def _spawn(args: list[str], env: dict[str, str], log_path: Path) -> WorkerProcess:
+    """A flamelet started from scratch: `python -m flamelet <args>`."""
+    with open(log_path, "ab") as out:
+        return await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "flamelet", *args,
+            env=env,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=out,
+            stderr=asyncio.subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=die_with_parent(signal.SIGTERM),
+        )  # fmt: skip
 
 
 def _alive(proc: psutil.Process) -> bool:

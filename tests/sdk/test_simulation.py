@@ -142,3 +142,32 @@ def test_flame_sim_rejects_a_directory_without_schema(tmp_path: Path) -> None:
     with pytest.raises(SystemExit) as exit_info:
         flame_sim([str(tmp_path)])
     assert exit_info.value.code == 2
+
+
+async def test_registry_gets_metrics_per_round_and_the_final_model(tmp_path: Path) -> None:
+    from flame_sdk.registries import create_registry
+
+    job_id = f"reg-{uuid.uuid4().hex[:8]}"
+    result = await asimulate(
+        EXAMPLES / "two_tier_fedavg",
+        rounds=2,
+        job_id=job_id,
+        registry={"sort": "local", "uri": str(tmp_path)},
+        timeout=300,
+    )
+    (agg,) = result.by_role("aggregator")
+    assert agg.registry is None  # the run was closed
+    run_dir = tmp_path / job_id / agg.config.taskid
+    lines = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in lines] == [0, 1]
+    assert all("test_accuracy" in x["metrics"] for x in lines)
+    name = f"{agg.config.job.name}-{job_id}"
+    assert name == f"two_tier_fedavg-{job_id}"
+    registry = create_registry("local", str(tmp_path), job_id, "x", agg.config.taskid, "aggregator")
+    saved = registry.load_model(name)
+    assert saved is not None
+    for key, value in agg.get_weights().items():
+        np.testing.assert_array_equal(saved[key], value)
+    trainer = result.by_role("trainer")[0]
+    trainer_metrics = tmp_path / job_id / trainer.config.taskid / "metrics.jsonl"
+    assert trainer_metrics.read_text().count("\n") == 2
