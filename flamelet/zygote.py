@@ -130,10 +130,7 @@ class Zygote:
     def _reap(self) -> None:
         while True:
             try:
-                pid, status, ru = os.wait4(-1, os.WNOHANG)
-                if pid:
-                    with open("/tmp/zyg.log", "a") as f:
-                        f.write(f"{pid} {ru.ru_utime:.3f} {ru.ru_stime:.3f}\n")
+                pid, status = os.waitpid(-1, os.WNOHANG)
             except ChildProcessError:
                 return
             if pid == 0:
