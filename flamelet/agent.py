@@ -44,6 +44,9 @@ class TaskRef:
     task_id: str
     key: str
     apiserver: str
+    # Fetch and unpack the task at start-up, not on assignment: only for agents started once
+    # their job is active (deployers), when the task's config can no longer change.
+    prefetch: bool = False
 
 
 class Agent:
@@ -59,6 +62,7 @@ class Agent:
         self._channel: AbstractChannel | None = None
         self._events: AbstractExchange | None = None
         self._runner: asyncio.Task[None] | None = None
+        self._prepared: asyncio.Task[tuple[Path, Path]] | None = None
         self._child: RoleProcess | None = None
         self._stop = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -72,11 +76,14 @@ class Agent:
 
     async def run(self) -> None:
         self.work_dir.mkdir(parents=True, exist_ok=True)
+        leftover = self.report.pending()
+        if leftover is None and self.task.prefetch:  # overlaps the registration round trips
+            self._prepared = self._spawn(self._prepare())
+            self._prepared.add_done_callback(_retrieve)
         connection = await _connect(self.settings)
         try:
             self._channel = await connection.channel(publisher_confirms=True)
             self._events = await amqp.events_exchange(self._channel, self.settings)
-            leftover = self.report.pending()
             if leftover is not None:
                 log.info("resending the final report of a previous run", type=leftover.type)
                 await self.report.send(self._events, leftover)
@@ -164,7 +171,7 @@ class Agent:
             await self._finish(JobState.TERMINATED, None, "", "stopped before start")
             return
         try:
-            script, config = await self._prepare()
+            script, config = await (self._prepared or self._prepare())
         except (ManifestError, UnsafeArchive, OSError) as exc:
             log.error("cannot prepare the task", error=str(exc))
             await self._finish(JobState.FAILED, None, str(exc), "task preparation failed")
@@ -238,6 +245,12 @@ class Agent:
         await self.report.send(self._events, event)
         log.info("task finished", state=state.value, exit_code=code)
         self.done.set()
+
+
+def _retrieve(task: asyncio.Task[Any]) -> None:
+    """Mark a prefetch error as seen: it is raised again when the task is assigned (if ever)."""
+    if not task.cancelled():
+        task.exception()
 
 
 async def _connect(

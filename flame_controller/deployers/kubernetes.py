@@ -95,7 +95,10 @@ def job_manifest(spec: WorkerSpec, *, image: str, settings: FlameSettings) -> k8
         name="flamelet",
         image=image,
         command=["flamelet"],
-        args=["--job", spec.job_id, "--task", spec.task_id, "--apiserver", spec.apiserver],
+        args=[
+            "--job", spec.job_id, "--task", spec.task_id, "--apiserver", spec.apiserver,
+            "--prefetch",
+        ],  # fmt: skip
         env=env,
         resources=k8s.V1ResourceRequirements(
             requests={"cpu": "250m", "memory": "500Mi"}, limits={"memory": "2Gi"}

@@ -103,7 +103,10 @@ class LocalDeployer(Deployer):
             return f"local-{worker.proc.pid}"
         self._logs.mkdir(parents=True, exist_ok=True)
         log_path = self._logs / f"{spec.job_id}-{spec.task_id}.log"
-        args = ["--job", spec.job_id, "--task", spec.task_id, "--apiserver", spec.apiserver]
+        args = [
+            "--job", spec.job_id, "--task", spec.task_id, "--apiserver", spec.apiserver,
+            "--prefetch",
+        ]  # fmt: skip
         env = flamelet_env(self.settings, spec.key)
         proc = await self._fork(args, env, log_path) or await _spawn(args, env, log_path)
         worker = _Worker(spec, proc, log_path)

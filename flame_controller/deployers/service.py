@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
@@ -64,21 +65,24 @@ class DeployerService:
                 log.info("workers released", job_id=event.job_id, count=len(event.payload.task_ids))
 
     async def deploy(self, event: EventBase) -> None:
+        """Start the requested workers, all at once."""
         job_id = str(event.job_id)
-        task_ids = list(event.payload.task_ids)
+        task_ids = list(dict.fromkeys(event.payload.task_ids))
         keys = {
             t.task_id: t.key
             async for t in TaskDoc.find({"job_id": job_id, "task_id": {"$in": task_ids}})
         }
-        for task_id in task_ids:
-            if task_id not in keys:
-                await self.worker_failed(job_id, task_id, "no such task")
-                continue
-            spec = WorkerSpec(job_id, task_id, keys[task_id], self.settings.apiserver_url)
-            try:
-                worker_id = await self.deployer.start(spec)
-            except Exception as exc:  # any adapter error becomes a worker.failed fact
-                await self.worker_failed(job_id, task_id, f"cannot start worker: {exc}")
-                continue
-            payload = WorkerCreated(compute_id=self.compute_id, worker_id=worker_id)
-            await self._publish("worker.created", payload, job_id, task_id, worker_id)
+        await asyncio.gather(*(self._deploy_one(job_id, t, keys.get(t)) for t in task_ids))
+
+    async def _deploy_one(self, job_id: str, task_id: str, key: str | None) -> None:
+        if key is None:
+            await self.worker_failed(job_id, task_id, "no such task")
+            return
+        spec = WorkerSpec(job_id, task_id, key, self.settings.apiserver_url)
+        try:
+            worker_id = await self.deployer.start(spec)
+        except Exception as exc:  # any adapter error becomes a worker.failed fact
+            await self.worker_failed(job_id, task_id, f"cannot start worker: {exc}")
+            return
+        payload = WorkerCreated(compute_id=self.compute_id, worker_id=worker_id)
+        await self._publish("worker.created", payload, job_id, task_id, worker_id)

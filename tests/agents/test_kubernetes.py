@@ -41,6 +41,7 @@ def test_job_manifest_is_a_valid_run_once_job() -> None:
         SPEC.task_id,
         "--apiserver",
         SPEC.apiserver,
+        "--prefetch",
     ]
     env = {e["name"]: e for e in container["env"]}
     assert env["FLAME_NAMESPACE"]["value"] == "ns1"
