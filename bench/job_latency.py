@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import statistics
 import subprocess
@@ -74,7 +75,7 @@ def print_timeline(started: datetime, events: list[EventBase]) -> None:
     for e in events:
         if e.task_id:
             per_task.setdefault(e.task_id, {}).setdefault(_key(e), e.occurred_at)
-    for a, b in zip(STEPS, STEPS[1:], strict=False):
+    for a, b in itertools.pairwise(STEPS):
         gaps = [(t[b] - t[a]).total_seconds() for t in per_task.values() if a in t and b in t]
         if gaps:
             print(f"  {a} -> {b}: median {statistics.median(gaps):.3f} s, max {max(gaps):.3f} s")
@@ -101,12 +102,16 @@ async def main(runs: int, timeline: bool) -> None:
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         example = nine_trainer_example(tmp)
+        results: list[tuple[float, float]] = []
+        bares: list[float] = []
         with local_stack(None, tmp) as stack:
             async with stack.client() as client:
-                results = [await one_job(client, example, i == 0 and timeline) for i in range(runs)]
-        bare = statistics.median(bare_processes(tmp) for _ in range(runs))
+                for i in range(runs):  # interleaved: both see the same machine load
+                    results.append(await one_job(client, example, i == 0 and timeline))
+                    bares.append(bare_processes(tmp))
     first = statistics.median(r[0] for r in results)
     total = statistics.median(r[1] for r in results)
+    bare = statistics.median(bares)
     print(f"runs: {runs}, tasks per job: {TASKS}")
     print(f"start -> first task running:   {first:.3f} s (median)")
     print(f"start -> all tasks completed:  {total:.3f} s (median)")

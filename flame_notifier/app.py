@@ -86,6 +86,8 @@ class Notifier:
         if not outcome.accepted:
             log.warning("registration refused", task_id=event.task_id, reason=outcome.reason)
             return
+        assert event.task_id
+        self._inboxes.add(event.task_id)  # the agent declares its inbox before registering
         if outcome.changed:
             await self.publish(event.model_copy(update={"source": "notifier"}))
             log.info(

@@ -12,7 +12,11 @@ from flame_sdk.weights import Weights, check_same_names
 
 
 class TorchAdapter:
-    """Reads a module's state_dict as CPU numpy copies; writes arrays back on the model's device."""
+    """Reads a module's state_dict as CPU numpy copies; writes arrays back on the model's device.
+
+    `set_weights` copies into the model's own tensors (no new tensors), and accepts read-only
+    arrays (e.g. views of a received message).
+    """
 
     def get_weights(self, model: Any) -> Weights:
         return {k: v.detach().cpu().numpy().copy() for k, v in model.state_dict().items()}
@@ -28,4 +32,19 @@ class TorchAdapter:
                         f"weight '{name}' has shape {value.shape}, model expects "
                         f"{tuple(tensor.shape)}"
                     )
-                tensor.copy_(torch.from_numpy(value))
+                _copy_into(tensor, value)
+
+
+def _copy_into(tensor: torch.Tensor, value: np.ndarray) -> None:
+    """`tensor[...] = value` (cast like `Tensor.copy_`) without an intermediate copy on CPU."""
+    if tensor.device.type == "cpu" and tensor.dtype in _NUMPY_DTYPES:
+        np.copyto(tensor.numpy(), value, casting="unsafe")
+    else:
+        source = value if value.flags.writeable else value.copy()
+        tensor.copy_(torch.from_numpy(source))
+
+
+_NUMPY_DTYPES = frozenset(
+    {torch.bool, torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64}
+    | {torch.float16, torch.float32, torch.float64}
+)

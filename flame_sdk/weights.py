@@ -57,10 +57,25 @@ def check_same_names(expected: Any, got: Any) -> None:
         raise ValueError(f"weights do not match the model: missing {missing}, unexpected {extra}")
 
 
-def subtract(a: Mapping[str, np.ndarray], b: Mapping[str, np.ndarray]) -> Weights:
-    """`a - b` by name (a delta); names must match."""
+def subtract(
+    a: Mapping[str, np.ndarray], b: Mapping[str, np.ndarray], *, in_place: bool = False
+) -> Weights:
+    """`a - b` by name (a delta); names must match. `in_place` writes the result into `a`'s
+    arrays (where their dtype can hold it) instead of allocating new ones."""
     check_same_names(a.keys(), b.keys())
-    return {k: np.subtract(a[k], b[k]) for k in a}
+    if not in_place:
+        return {k: np.subtract(a[k], b[k]) for k in a}
+    return {k: _subtract_into(a[k], b[k]) for k in a}
+
+
+def _subtract_into(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    if (
+        a.flags.writeable
+        and np.result_type(a, b) == a.dtype
+        and a.shape == np.broadcast(a, b).shape
+    ):
+        return np.subtract(a, b, out=a)
+    return np.subtract(a, b)
 
 
 def add(a: Mapping[str, np.ndarray], b: Mapping[str, np.ndarray]) -> Weights:

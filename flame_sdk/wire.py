@@ -2,8 +2,12 @@
 
 Layout: ``b"FLM1"`` | header length (u32, big endian) | header (UTF-8 JSON) | array buffers.
 The header holds the JSON fields and, per tensor field, the ordered list of its arrays
-(name, dtype, shape); buffers follow in that order, C-contiguous, little endian.
+(name, dtype, shape); buffers follow in that order, C-contiguous, little endian. The encoder
+pads the header with spaces so that the first buffer starts at a multiple of `ALIGN` bytes.
 A tensor field is either one array or a `Weights` mapping of named arrays.
+`encode_parts` returns the message as a list of buffers (the arrays' own memory, no copy) for
+backends that send parts; `decode` returns arrays that view the received buffer (writable
+when the buffer is, e.g. a `bytearray`; read-only over `bytes`).
 `decode` trusts nothing: every inconsistency raises `WireError`, which the channel layer
 turns into "drop the message and log".
 """
@@ -23,6 +27,7 @@ from schemas.errors import BadRequest
 
 MAGIC = b"FLM1"
 _PREFIX = struct.Struct(">4sI")
+ALIGN = 64
 MAX_HEADER_BYTES = 16 * 1024 * 1024
 DEFAULT_MAX_MESSAGE_BYTES = 2 * 1024 * 1024 * 1024
 
@@ -52,10 +57,21 @@ class WireError(BadRequest):
 
 
 Message = dict[str, Any]
+Buffer = bytes | bytearray | memoryview
 
 
 def encode(message: Mapping[str, Any]) -> bytes:
-    """Serialize a message; values are JSON data, an ndarray, or a mapping of ndarrays."""
+    """Serialize a message into one `bytes` (see `encode_parts`)."""
+    return b"".join(encode_parts(message))
+
+
+def encode_parts(message: Mapping[str, Any]) -> list[Buffer]:
+    """Serialize a message as buffers whose concatenation is the encoded message.
+
+    Values are JSON data, an ndarray, or a mapping of ndarrays. The array parts are views of
+    the arrays themselves (a copy only for non-contiguous or big-endian ones): they must not
+    change until the parts are sent.
+    """
     fields: dict[str, Any] = {}
     tensors: dict[str, list[dict[str, Any]]] = {}
     buffers: list[np.ndarray] = []
@@ -73,13 +89,16 @@ def encode(message: Mapping[str, Any]) -> bytes:
         header = json.dumps({"fields": fields, "tensors": tensors}, allow_nan=True).encode()
     except TypeError as exc:
         raise TypeError(f"message field is not JSON data nor arrays: {exc}") from exc
-    return b"".join([_PREFIX.pack(MAGIC, len(header)), header, *(b.data for b in buffers)])
+    header += b" " * (-(_PREFIX.size + len(header)) % ALIGN)
+    parts: list[Buffer] = [_PREFIX.pack(MAGIC, len(header)) + header]
+    parts += [memoryview(b).cast("B") for b in buffers if b.nbytes]
+    return parts
 
 
 def decode(
     data: bytes | bytearray | memoryview, max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
 ) -> Message:
-    """Parse and validate a message; arrays are owned, writable copies."""
+    """Parse and validate a message; arrays view `data` (writable only if `data` is)."""
     view = memoryview(data)
     if len(view) > max_bytes:
         raise WireError(f"message of {len(view)} bytes exceeds the limit of {max_bytes}")
@@ -156,7 +175,9 @@ def _read_array(
     if offset + nbytes > len(view):
         raise WireError(f"array '{name}' of '{key}' runs past the end of the message")
     array = np.frombuffer(view[offset : offset + nbytes], dtype=dtype).reshape(shape)
-    return name, array.astype(dtype.newbyteorder("="), copy=True), offset + nbytes
+    if not dtype.isnative:
+        array = array.astype(dtype.newbyteorder("="))
+    return name, array, offset + nbytes
 
 
 def _check_known_keys(message: Message) -> None:

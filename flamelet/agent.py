@@ -130,6 +130,7 @@ class Agent:
         assert self._channel is not None
         inbox = names(self.settings).queue(amqp.NOTIFIER_INBOX)
         while True:
+            await asyncio.sleep(self.settings.heartbeat_interval)  # registering counts as a beat
             beat = self._event("agent.heartbeat", AgentHeartbeat(agent_id=self.agent_id))
             message = amqp.event_message(
                 beat, persistent=False, ttl=self.settings.heartbeat_timeout
@@ -140,7 +141,6 @@ class Agent:
                 )
             except Exception as exc:  # broker away: the robust connection reconnects
                 log.debug("heartbeat not sent", error=str(exc) or type(exc).__name__)
-            await asyncio.sleep(self.settings.heartbeat_interval)
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
         async with message.process():

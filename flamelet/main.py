@@ -60,7 +60,9 @@ def main(argv: list[str] | None = None) -> None:
         _parser(settings).error(f"--apiserver must be an http(s) URL, got '{args.apiserver}'")
     configure_logging("flamelet", level=settings.log_level, json=settings.log_json)
     work_dir = args.work_dir or settings.home / "work" / args.job / args.task
-    agent = Agent(settings, TaskRef(args.job, args.task, args.key, args.apiserver, args.prefetch), work_dir)
+    agent = Agent(
+        settings, TaskRef(args.job, args.task, args.key, args.apiserver, args.prefetch), work_dir
+    )
     try:
         asyncio.run(_serve(agent))
     except Exception as exc:  # unreachable broker and the like: one line, non-zero exit

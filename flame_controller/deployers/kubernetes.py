@@ -96,9 +96,9 @@ def job_manifest(spec: WorkerSpec, *, image: str, settings: FlameSettings) -> k8
         image=image,
         command=["flamelet"],
         args=[
-            "--job", spec.job_id, "--task", spec.task_id, "--apiserver", spec.apiserver,
-            "--prefetch",
-        ],  # fmt: skip
+            *("--job", spec.job_id, "--task", spec.task_id, "--apiserver", spec.apiserver),
+            "--prefetch",  # the job is active: its task config is final
+        ],
         env=env,
         resources=k8s.V1ResourceRequirements(
             requests={"cpu": "250m", "memory": "500Mi"}, limits={"memory": "2Gi"}

@@ -133,8 +133,9 @@ class ZygoteClient:
                 return
             child = self._children[pid] = ForkedProcess(pid)
             reply.set_result(child)
-        elif (reply := self._pending.get(int(message.get("id") or 0))) is not None:
-            if not reply.done():
+        else:
+            reply = self._pending.get(int(message.get("id") or 0))
+            if reply is not None and not reply.done():
                 reply.set_exception(ZygoteError(str(message.get("error", "no reply"))))
 
     def _lost(self) -> None:

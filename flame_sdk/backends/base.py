@@ -11,7 +11,9 @@ Contract (every adapter, checked by one shared contract test suite):
   Only ends of the *other* role are reported, except on self-loop channels (`me == other`), where
   every other end is reported. An end never sees itself.
 - `send(scope, end_id, data)` delivers `data` to exactly that end, in order per (sender, receiver).
-  Payloads of any size are accepted (the backend chunks them below its broker's limit).
+  Payloads of any size are accepted (the backend chunks them below its broker's limit). `data`
+  is one buffer or a sequence of buffers that is sent as their concatenation (so that an
+  encoder need not join them); the receiver gets one bytes-like buffer.
 - `broadcast(scope, data)` delivers to every end of the other role currently joined.
 - `leave(scope)` announces departure (peers get `on_leave`); `close()` leaves everything.
 - Liveness: an end that dies without leaving is reported through `on_leave` within the backend's
@@ -26,7 +28,7 @@ Contract (every adapter, checked by one shared contract test suite):
 from __future__ import annotations
 
 import abc
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 
@@ -41,6 +43,9 @@ class Scope:
     other: str  # the peer role (== me on self-loop channels)
     end_id: str  # this end's id (the task id)
 
+
+Payload = bytes | bytearray | memoryview
+Parts = Payload | Sequence[Payload]
 
 JoinHandler = Callable[[Scope, str], Awaitable[None]]
 LeaveHandler = Callable[[Scope, str], Awaitable[None]]
@@ -73,10 +78,10 @@ class Backend(abc.ABC):
     async def leave(self, scope: Scope) -> None: ...
 
     @abc.abstractmethod
-    async def send(self, scope: Scope, end_id: str, data: bytes) -> None: ...
+    async def send(self, scope: Scope, end_id: str, data: Parts) -> None: ...
 
     @abc.abstractmethod
-    async def broadcast(self, scope: Scope, data: bytes) -> None: ...
+    async def broadcast(self, scope: Scope, data: Parts) -> None: ...
 
     @abc.abstractmethod
     async def close(self) -> None: ...

@@ -20,7 +20,13 @@ from typing import Any
 
 from flame_common.logs import get_logger
 from flame_sdk.backends.base import Backend, Scope
-from flame_sdk.backends.chunking import DEFAULT_MAX_MESSAGE, Reassembler, split
+from flame_sdk.backends.chunking import (
+    DEFAULT_MAX_MESSAGE,
+    Parts,
+    Reassembler,
+    payload_size,
+    split_parts,
+)
 from flame_sdk.backends.dispatch import Dispatcher, Event, EventKind
 from flame_sdk.backends.frames import FrameError, Header, Kind, decode
 
@@ -125,10 +131,10 @@ class BrokerBackend(Backend):
         except Exception as exc:
             log.warning("leave incomplete", channel=scope.channel, error=repr(exc))
 
-    async def send(self, scope: Scope, end_id: str, data: bytes) -> None:
+    async def send(self, scope: Scope, end_id: str, data: Parts) -> None:
         await self._send_data(scope, end_id, data)
 
-    async def broadcast(self, scope: Scope, data: bytes) -> None:
+    async def broadcast(self, scope: Scope, data: Parts) -> None:
         await self._send_data(scope, None, data)
 
     async def close(self) -> None:
@@ -192,22 +198,23 @@ class BrokerBackend(Backend):
         self._dispatcher.post(Event(EventKind.LEAVE, state.scope, peer))
 
     # -- sending --------------------------------------------------------------------------
-    async def _send_data(self, scope: Scope, target: str | None, data: bytes) -> None:
+    async def _send_data(self, scope: Scope, target: str | None, data: Parts) -> None:
         self._check_scope(scope)
         state = self._states.get((scope.channel, scope.group))
         if state is None or state.scope != scope:
             raise RuntimeError(f"channel {scope.channel!r} group {scope.group!r} is not joined")
-        if len(data) > self.max_message_bytes:
-            raise ValueError(f"message of {len(data)} bytes exceeds {self.max_message_bytes}")
-        chunks = split(data, self.chunk_size)
+        size = payload_size(data)
+        if size > self.max_message_bytes:
+            raise ValueError(f"message of {size} bytes exceeds {self.max_message_bytes}")
+        chunks = split_parts(data, self.chunk_size)
         message_id = next(self._ids) & 0xFFFF_FFFF_FFFF_FFFF
         lock = self._send_locks.setdefault((scope.channel, scope.group, target), asyncio.Lock())
         async with lock:
             pending: deque[asyncio.Task[None]] = deque()
             try:
                 for index, chunk in enumerate(chunks):
-                    header = _header(scope, Kind.DATA, message_id, index, len(chunks), len(data))
-                    frame = header.encode() + chunk
+                    header = _header(scope, Kind.DATA, message_id, index, len(chunks), size)
+                    frame = b"".join([header.encode(), *chunk])
                     pending.append(asyncio.create_task(self._publish(scope, target, frame)))
                     if len(pending) >= self.send_window:
                         await pending.popleft()

@@ -8,7 +8,7 @@ import weakref
 from dataclasses import dataclass
 
 from flame_common.logs import get_logger
-from flame_sdk.backends.base import Backend, Scope
+from flame_sdk.backends.base import Backend, Parts, Scope
 from flame_sdk.backends.dispatch import Dispatcher, Event, EventKind
 
 log = get_logger(__name__)
@@ -133,7 +133,7 @@ class LocalBackend(Backend):
         self._scopes.discard(scope)
         self._announce_leave(scope)
 
-    async def send(self, scope: Scope, end_id: str, data: bytes) -> None:
+    async def send(self, scope: Scope, end_id: str, data: Parts) -> None:
         self._check_joined(scope)
         peer = self.hub.peer(scope, end_id)
         if peer is None:
@@ -141,7 +141,7 @@ class LocalBackend(Backend):
             return
         peer.backend._post(Event(EventKind.MESSAGE, peer.scope, scope.end_id, _as_bytes(data)))
 
-    async def broadcast(self, scope: Scope, data: bytes) -> None:
+    async def broadcast(self, scope: Scope, data: Parts) -> None:
         self._check_joined(scope)
         payload = _as_bytes(data)
         for peer in self.hub.peers(scope):
@@ -188,5 +188,10 @@ class LocalBackend(Backend):
             raise RuntimeError(f"channel {scope.channel!r} group {scope.group!r} is not joined")
 
 
-def _as_bytes(data: bytes | bytearray | memoryview) -> bytes:
-    return data if isinstance(data, bytes) else bytes(data)
+def _as_bytes(data: Parts) -> bytes:
+    """One immutable buffer that every receiver may share (views of it stay read-only)."""
+    if isinstance(data, bytes):
+        return data
+    if isinstance(data, bytearray | memoryview):
+        return bytes(data)
+    return b"".join(data)

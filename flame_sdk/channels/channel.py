@@ -74,7 +74,8 @@ class Channel:
             del self._ends[end.id]
         return message
 
-    def on_message(self, end_id: str, data: bytes) -> None:
+    def on_message(self, end_id: str, data: bytes | bytearray) -> None:
+        """Decode and queue; the arrays view `data` (no copy), writable when `data` is."""
         try:
             message = wire.decode(data, self.max_message_bytes)
         except wire.WireError as exc:
@@ -152,18 +153,19 @@ class Channel:
         await self.multicast([end_id], message)
 
     async def multicast(self, end_ids: Iterable[str], message: Mapping[str, Any]) -> None:
-        """Send one message to several ends, encoding it once."""
-        data = wire.encode(message)
+        """Send one message to several ends, encoding it once (as parts: arrays are not copied)."""
+        parts = wire.encode_parts(message)
+        size = sum(len(p) for p in parts)
         for end_id in end_ids:
-            self.stats["send.bytes"] += len(data)
-            await self.backend.send(self.scope, end_id, data)
+            self.stats["send.bytes"] += size
+            await self.backend.send(self.scope, end_id, parts)
             if end_id in self._ends:
                 self._ends[end_id].properties[STATE] = SENT
 
     async def broadcast(self, message: Mapping[str, Any]) -> None:
-        data = wire.encode(message)
-        self.stats["broadcast.bytes"] += len(data)
-        await self.backend.broadcast(self.scope, data)
+        parts = wire.encode_parts(message)
+        self.stats["broadcast.bytes"] += sum(len(p) for p in parts)
+        await self.backend.broadcast(self.scope, parts)
 
     async def recv(self, end_id: str, timeout: float | None = None) -> wire.Message | None:
         """The next message of `end_id`; None if the end is (or becomes) absent or on timeout."""

@@ -26,7 +26,7 @@ class AsyncTopAggregator(TopAggregator):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.agg_goal = max(1, int(self.config.hyperparameters.get("aggGoal", 1)))
+        self.agg_goal = max(1, int(self.config.hyperparameter("aggGoal", 1)))
         self._in_flight: set[str] = set()
         self._aggregation: Any = None
 

@@ -12,6 +12,7 @@ from flame_sdk.channels import ChannelManager
 from flame_sdk.composer import Composer
 from flame_sdk.config import Config
 from flame_sdk.registries import create_registry
+from flame_sdk.roles.memory import tune_malloc
 from flame_sdk.weights import ModelAdapter, Weights, adapter_for
 
 log = get_logger(__name__)
@@ -99,6 +100,7 @@ class Role(abc.ABC):
         """Run the role to completion in its own process (configures logging, owns the loop)."""
         level = str(self.config.hyperparameters.get("logLevel", "INFO"))
         configure_logging(f"flame-{self.config.role}", level=level)
+        tune_malloc()
         asyncio.run(self.arun())
 
     async def arun(self) -> None:

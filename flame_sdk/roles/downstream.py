@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 from flame_sdk.channels import SEND, Channel
+from flame_sdk.digest import weights_digest
 from flame_sdk.roles.base import Role
 from flame_sdk.weights import Weights
 from flame_sdk.wire import Key, Message
@@ -101,3 +102,5 @@ class Downstream(Role):
         """Tell every end that training is over; the message carries the final model."""
         channel = self.cm.get_by_tag("distribute")
         await channel.broadcast({Key.EOT: True, Key.WEIGHTS: self.weights, Key.ROUND: self._round})
+        digest = None if self.weights is None else weights_digest(self.weights)
+        self.log.info("end of training sent", ends=len(channel.all_ends()), digest=digest)

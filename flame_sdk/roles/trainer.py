@@ -16,7 +16,8 @@ class Trainer(Upstream):
     """Chain: internal_init >> load_data >> initialize >> loop(fetch >> train >> evaluate >>
     upload >> save_metrics), until the aggregator sends EOT (which carries the final model).
 
-    Set `self.dataset_size` (the FedAvg weight) in `load_data` or `train`.
+    Set `self.dataset_size` (the FedAvg weight) in `load_data` or `train`. With a torch model,
+    add `self.regularizer_term()` to the loss to train with the optimizer's client term (FedProx).
     """
 
     func_tags = ("fetch", "upload")
@@ -34,11 +35,21 @@ class Trainer(Upstream):
         self.regularizer = optimizer.regularizer
         self.privacy = create_privacy(cfg.privacy.sort or "default", dict(cfg.privacy.kwargs))
 
+    def regularizer_term(self, model: Any = None) -> Any:
+        """The optimizer's client term for a torch `model` (default `self.model`), to add to the
+        loss in `train`: a scalar tensor against the global weights this round started from,
+        e.g. FedProx's `(mu/2)·‖w - w_t‖²` (zero for FedAvg). See `flame_sdk.torch_terms`."""
+        if self.weights is None or self.regularizer is None:
+            raise RuntimeError("regularizer_term is available in train(), after a model arrived")
+        from flame_sdk.torch_terms import loss_term
+
+        return loss_term(self.regularizer, self.model if model is None else model, self.weights)
+
     async def upload(self) -> None:
         """Send `local - fetched` (after privacy) with the sample count and model version."""
         if self.weights is None:
             return
-        delta = self.privacy.apply(subtract(self.get_weights(), self.weights))
+        delta = self.privacy.apply(subtract(self.get_weights(), self.weights, in_place=True))
         await self.send_upstream(
             {
                 Key.WEIGHTS: delta,

@@ -6,9 +6,10 @@ import asyncio
 from typing import Any
 
 from flame_sdk.channels import RECV, SEND
+from flame_sdk.digest import weights_digest
 from flame_sdk.roles.base import Role
 from flame_sdk.weights import Weights
-from flame_sdk.wire import Key
+from flame_sdk.wire import Key, Message
 
 FETCH_RETRY_SECONDS = 0.2
 
@@ -29,20 +30,25 @@ class Upstream(Role):
         end = self._aggregator if self._aggregator and channel.has(self._aggregator) else None
         end = end or await channel.one_end(RECV)
         message = None if end is None else await channel.recv(end)
-        if message is None:
+        if end is None or message is None:
             self._aggregator = None
             await asyncio.sleep(FETCH_RETRY_SECONDS)
             return
         self._aggregator = end
+        self.accept_global(end, message)
+
+    def accept_global(self, sender: str, message: Message) -> None:
+        """Take a message of the aggregator: a new global model, or EOT with the final one."""
         weights = message.get(Key.WEIGHTS)
         if message.get(Key.EOT):
-            self.log.info("end of training received", final_model=weights is not None)
+            digest = None if weights is None else weights_digest(weights)
+            self.log.info("end of training received", final_model=digest is not None, digest=digest)
             if weights is not None:
                 self._take_global(weights)
             self._work_done = True
             return
         if weights is None:
-            self.log.warning("message without weights ignored", sender=end)
+            self.log.warning("message without weights ignored", sender=sender)
             return
         self._take_global(weights)
         self._round = int(message.get(Key.ROUND) or self._round)

@@ -63,7 +63,7 @@ class ManifestServer:
         return f"http://127.0.0.1:{self.server.server_address[1]}"
 
     def add(self, job_id: str, task_id: str, key: str, role: str, script: str) -> None:
-        config = {
+        config: dict[str, Any] = {
             "backend": "rabbitmq",
             "job": {"id": job_id, "name": "j"},
             "role": role,

@@ -18,12 +18,14 @@ import psutil
 
 from flame_common.embedded import free_port
 from flame_sdk.client import FlameClient
+from flamelet.zygote import NAME
 from schemas.dataset import DatasetInfo
 from schemas.design import DesignSchema
 from schemas.events import EventBase
 from schemas.job import JobSpec, JobStatus, ModelSpec, RoleDatasetGroups
 from tests.agents.helpers import ROLES
 
+ZYGOTE = NAME.decode()
 EXAMPLES = Path(__file__).parents[1] / "data" / "flame_examples"
 
 
@@ -47,8 +49,9 @@ class LocalStack:
         return int(json.loads((self.home / "run" / f"{part}.pid").read_text())["pid"])
 
     def workers(self) -> list[psutil.Process]:
-        """Every process below the deployer (flamelets and their role code)."""
-        return psutil.Process(self.pid("deployer")).children(recursive=True)
+        """Every process below the deployer (flamelets and their role code), but its zygote."""
+        below = psutil.Process(self.pid("deployer")).children(recursive=True)
+        return [p for p in below if _name(p) != ZYGOTE]
 
     def role_pids(self, job_id: str) -> list[int]:
         files = (self.home / "work" / job_id).glob("*/role.pid")
@@ -56,6 +59,13 @@ class LocalStack:
 
     def client(self) -> FlameClient:
         return FlameClient(self.endpoint, "alice")
+
+
+def _name(proc: psutil.Process) -> str:
+    try:
+        return proc.name()
+    except psutil.Error:
+        return ""
 
 
 @contextmanager

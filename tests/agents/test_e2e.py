@@ -119,8 +119,10 @@ async def test_killed_flamelet_is_lost_and_fails_the_job(stack: LocalStack):
         await client.jobs.start(job_id)
         await wait_state(client, job_id, {"running"}, 60)
         trainer = next(t for t in await client.tasks.list(job_id) if t.role == "trainer")
-        flamelet = next(p for p in stack.workers() if trainer.task_id in p.cmdline())
-        os.kill(flamelet.pid, signal.SIGKILL)
+        registered = [e for e in await job_events(client, job_id) if e.type == "agent.registered"]
+        flamelet = next(e.payload.pid for e in registered if e.task_id == trainer.task_id)
+        assert flamelet in [p.pid for p in stack.workers()]
+        os.kill(flamelet, signal.SIGKILL)
         status = await wait_state(client, job_id, {"failed", "terminated", "completed"}, 20)
         assert status.state.value == "failed"
         lost = [e for e in await job_events(client, job_id) if e.type == "agent.lost"]

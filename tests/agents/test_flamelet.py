@@ -27,11 +27,12 @@ async def start_flamelet(
     key: str,
     apiserver: str,
     work: Path,
+    *options: str,
     **env: str,
 ) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
         sys.executable, "-m", "flamelet", "--job", job, "--task", task, "--apiserver", apiserver,
-        "--work-dir", str(work),
+        "--work-dir", str(work), *options,
         env={**flamelet_env(settings, key), **env},
         stdout=asyncio.subprocess.DEVNULL,
         stderr=open(work.parent / f"{task}.stderr", "ab"),
@@ -86,10 +87,32 @@ async def test_failing_role_reports_its_log_tail(
     assert "working on step 0\n" not in final.payload.log_tail  # only the tail
 
 
-async def test_wrong_key_fails_the_task(settings, db, notifier, recorder, manifests, tmp_path):
+async def test_prefetch_unpacks_before_the_assignment(
+    settings, db, notifier, recorder, manifests, tmp_path
+):
+    await TaskDoc(job_id="j1", task_id="t1", role="trainer", key="k").insert()
+    manifests.add("j1", "t1", "k", "trainer", "ok")
+    work = tmp_path / "w"
+    proc = await start_flamelet(settings, "j1", "t1", "k", manifests.url, work, "--prefetch")
+    await recorder.wait_for(lambda e: e.type == "agent.registered")
+    for _ in range(200):
+        if (work / "config").exists():
+            break
+        await asyncio.sleep(0.05)
+    assert (work / "code" / "trainer" / "main.py").is_file()
+    assert recorder.of("task.status_changed", "t1") == []  # nothing runs before the assignment
+    await publish(settings, make_event("task.assigned", {}, job_id="j1", task_id="t1"))
+    assert await asyncio.wait_for(proc.wait(), 30) == 0
+    assert statuses(recorder) == ["running", "completed"]
+
+
+@pytest.mark.parametrize("options", [(), ("--prefetch",)])
+async def test_wrong_key_fails_the_task(
+    settings, db, notifier, recorder, manifests, tmp_path, options
+):
     await TaskDoc(job_id="j1", task_id="t1", role="trainer", key="k").insert()
     manifests.add("j1", "t1", "other-key", "trainer", "ok")
-    proc = await start_flamelet(settings, "j1", "t1", "k", manifests.url, tmp_path / "w")
+    proc = await start_flamelet(settings, "j1", "t1", "k", manifests.url, tmp_path / "w", *options)
     await recorder.wait_for(lambda e: e.type == "agent.registered")
     await publish(settings, make_event("task.assigned", {}, job_id="j1", task_id="t1"))
     assert await asyncio.wait_for(proc.wait(), 30) == 0

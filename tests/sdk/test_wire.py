@@ -42,8 +42,26 @@ def test_round_trip_weights_and_fields() -> None:
         got = out[Key.WEIGHTS][name]
         assert got.dtype == value.dtype and got.shape == value.shape
         np.testing.assert_array_equal(got, value)
-        assert got.flags.writeable
+        assert not got.flags.writeable  # a view of the immutable bytes
     np.testing.assert_array_equal(out["scores"], np.arange(5))
+
+
+def test_decode_views_the_received_buffer_and_parts_join_to_encode() -> None:
+    w = _weights()
+    parts = wire.encode_parts({Key.WEIGHTS: w, Key.ROUND: 2})
+    data = bytearray(b"".join(parts))
+    assert bytes(data) == wire.encode({Key.WEIGHTS: w, Key.ROUND: 2})
+    first = next(iter(w.values()))
+    assert any(np.shares_memory(np.frombuffer(p, np.uint8), first) for p in parts[1:])
+    out = wire.decode(data)[Key.WEIGHTS]
+    header_end = len(parts[0])
+    assert header_end % wire.ALIGN == 0
+    for name, got in out.items():
+        assert got.flags.writeable and np.shares_memory(got, np.frombuffer(data, np.uint8))
+        np.testing.assert_array_equal(got, w[name])
+    name = next(iter(out))
+    out[name][...] = 0  # writes land in the received buffer, nowhere else
+    assert not np.any(wire.decode(data)[Key.WEIGHTS][name]) and np.any(w[name])
 
 
 def test_none_weights_and_empty_messages() -> None:

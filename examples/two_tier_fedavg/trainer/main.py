@@ -67,6 +67,7 @@ class DigitsTrainer(Trainer):
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()
+        optimizer.zero_grad(set_to_none=True)  # the gradients (one model's size) are not needed
 
     def evaluate(self) -> None:
         """No client-side evaluation in this workload."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from flame_sdk.backends.chunking import Reassembler, split
+from flame_sdk.backends.chunking import Reassembler, split, split_parts
 from flame_sdk.backends.frames import FrameError, Header, Kind
 
 
@@ -86,3 +86,32 @@ def test_forget_and_expiry_drop_partial_messages() -> None:
     r.add(g0, q0)
     r.add(h0, p0)  # expires the partial of t2 (ttl 0)
     assert r.pending == 1
+
+
+def test_split_cuts_several_buffers_as_their_concatenation() -> None:
+    parts = [b"ab", memoryview(b"cdefg"), b"", bytearray(b"hij")]
+    chunks = split(parts, 4)
+    assert [bytes(c) for c in chunks] == [b"abcd", b"efgh", b"ij"]
+    assert [[bytes(v) for v in c] for c in split_parts(parts, 4)] == [
+        [b"ab", b"cd"],
+        [b"efg", b"h"],
+        [b"ij"],
+    ]
+    assert [bytes(c) for c in split([b"", b""], 4)] == [b""]
+
+
+def test_reassembled_payload_is_one_writable_buffer() -> None:
+    data = bytes(range(256)) * 10
+    r = Reassembler()
+    out = [r.add(h, p) for h, p in _chunks(data, 700)[::-1]]
+    result = out[-1]
+    assert isinstance(result, bytearray) and result == data
+
+
+def test_chunk_of_the_wrong_size_drops_the_message() -> None:
+    r = Reassembler()
+    (h0, p0), (h1, _), _ = _chunks(b"x" * 3000, 1000)
+    r.add(h0, p0)
+    with pytest.raises(FrameError, match="expected 1000"):
+        r.add(h1, memoryview(b"x" * 999))
+    assert r.pending == 0

@@ -1,0 +1,189 @@
+"""Middle aggregator of 3-tier async FL (FedBuff): buffers its trainers, uploads to the top."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+from flame_sdk.channels import SEND
+from flame_sdk.composer import Loop, Tasklet
+from flame_sdk.optimizers import create_optimizer
+from flame_sdk.roles.downstream import Downstream
+from flame_sdk.roles.upstream import Upstream
+from flame_sdk.weights import subtract
+from flame_sdk.wire import Key, Message
+
+DEFAULT_TRAINER_WAIT_SECONDS = 60.0
+IDLE_SECONDS = 0.05
+
+
+class AsyncMiddleAggregator(Upstream, Downstream):
+    """Chain: internal_init >> load_data >> initialize >> loop(fetch >> begin_buffer >>
+    loop(distribute >> aggregate) >> upload >> evaluate >> save_metrics) >> end_of_training.
+
+    For each global model (version r) fetched from the top it sends that model to its trainers
+    that are not in flight (selector, e.g. `fedbuff` with `c`), folds in the first update to
+    arrive with the FedBuff rule until `aggGoal` updates (a per-role mapping is allowed), then
+    uploads `buffer result - global` with `DATASET_SIZE` = the sum of the buffered updates'
+    sizes and `MODEL_VERSION` = r. Updates still in flight are folded into a later buffer.
+    EOT from the top ends the work at once (even mid-buffer) and its final model is forwarded
+    to the trainers. Without trainers for `trainerWaitTime` seconds (default 60) it uploads
+    what it has (or an empty update) and waits for the next model. No `rounds` needed.
+    """
+
+    func_tags = ("fetch", "upload", "distribute", "aggregate")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.agg_goal = max(1, int(self.config.hyperparameter("aggGoal", 1)))
+        self._in_flight: set[str] = set()
+        self._aggregation: Any = None
+        self._examples = 0
+        self._no_trainer = False
+        self._watch: asyncio.Task[Message | None] | None = None
+        self._early: Message | None = None
+
+    def initialize(self) -> None:
+        """Nothing to build by default."""
+
+    def load_data(self) -> None:
+        """No data by default."""
+
+    def train(self) -> None:
+        """Not used by the middle aggregator's chain."""
+
+    def evaluate(self) -> None:
+        """Nothing to evaluate by default."""
+
+    async def internal_init(self) -> None:
+        await super().internal_init()
+        self.optimizer = create_optimizer("fedbuff", {})
+
+    async def fetch(self) -> None:
+        """Take the model the top sent while a buffer was open, else wait for the next one."""
+        if self._early is None or self._aggregator is None:
+            await super().fetch()
+            return
+        message, self._early = self._early, None
+        self._fetched = False
+        self.accept_global(self._aggregator, message)
+
+    async def begin_buffer(self) -> None:
+        """Open a buffer on the fetched model; watch the top for EOT while it fills."""
+        assert self.weights is not None
+        self._aggregation = self.optimizer.begin(self.weights, self._round)
+        self._examples = 0
+        self._no_trainer = False
+        top = self.cm.get_by_tag("fetch")
+        if self._aggregator is not None:
+            self._watch = asyncio.ensure_future(top.recv(self._aggregator))
+
+    async def distribute(self) -> None:
+        """Send the buffer's model to the trainers that are not in flight."""
+        assert self.weights is not None
+        wait = float(self.config.hyperparameter("trainerWaitTime", DEFAULT_TRAINER_WAIT_SECONDS))
+        channel = await self.await_ends(timeout=wait)
+        if channel.empty():
+            self.log.warning("no trainer joined; buffer closed", round=self._round)
+            self._no_trainer = True
+            return
+        channel.set_property("round", self._round)
+        self._in_flight &= set(channel.all_ends())
+        fresh = [e for e in await channel.ends(SEND) if e not in self._in_flight]
+        if fresh:
+            self._in_flight.update(fresh)
+            message: dict[str, Any] = {
+                Key.WEIGHTS: self.weights,
+                Key.ROUND: self._round,
+                Key.MODEL_VERSION: self._round,
+            }
+            await channel.multicast(fresh, message)
+
+    async def aggregate(self) -> None:
+        """Fold in the first trainer update to arrive, unless the top speaks first."""
+        channel = self.cm.get_by_tag("aggregate")
+        waiting = sorted(self._in_flight)
+        update = asyncio.ensure_future(
+            channel.recv_any(waiting) if waiting else asyncio.sleep(IDLE_SECONDS)
+        )
+        watched = [self._watch] if self._watch is not None else []
+        await asyncio.wait([update, *watched], return_when=asyncio.FIRST_COMPLETED)
+        if not update.done():
+            update.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await update
+        elif (got := update.result()) is not None:
+            end, message = got
+            self._in_flight.discard(end)
+            self._examples += await self.fold(self._aggregation, end, message) or 0
+        if self._watch is not None and self._watch.done():
+            self._from_top(self._watch.result())
+
+    def _from_top(self, message: Message | None) -> None:
+        """The top spoke while the buffer was open: EOT ends the work, a model is kept for later."""
+        self._watch = None
+        if message is None:
+            self.log.warning("top aggregator left while the buffer was open", round=self._round)
+        elif message.get(Key.EOT):
+            assert self._aggregator is not None
+            self.accept_global(self._aggregator, message)
+        else:
+            self._early = message
+
+    def buffer_closed(self) -> bool:
+        return (
+            self._aggregation.count >= self.agg_goal
+            or self._no_trainer
+            or self._work_done
+            or self._early is not None
+        )
+
+    async def upload(self) -> None:
+        """Send `result - global` with the buffered updates' total size (nothing after EOT)."""
+        if self._watch is not None:
+            self._watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watch
+            self._watch = None
+        if self._work_done:
+            return
+        assert self.weights is not None
+        count = self._aggregation.count
+        result = await asyncio.to_thread(self._aggregation.result) if count else None
+        delta = None if result is None else subtract(result, self.weights)
+        self.update_metrics({"updates": count, "examples": self._examples})
+        await self.send_upstream(
+            {Key.WEIGHTS: delta, Key.DATASET_SIZE: self._examples, Key.MODEL_VERSION: self._round}
+        )
+
+    async def cleanup(self) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
+        await super().cleanup()
+
+    def compose(self) -> None:
+        with self.composer:
+            init = Tasklet("internal_init", self.internal_init)
+            load = Tasklet("load_data", self.load_data)
+            initialize = Tasklet("initialize", self.initialize)
+            fetch = Tasklet("fetch", self.fetch)
+            fetch.set_continue_fn(self.fetch_failed)
+            begin = Tasklet("begin_buffer", self.begin_buffer)
+            distribute = Tasklet("distribute", self.distribute)
+            aggregate = Tasklet("aggregate", self.aggregate)
+            upload = Tasklet("upload", self.upload)
+            evaluate = Tasklet("evaluate", self.evaluate)
+            save = Tasklet("save_metrics", self.save_metrics)
+            eot = Tasklet("end_of_training", self.end_of_training)
+            versions = Loop(lambda: self._work_done)
+            buffer = Loop(self.buffer_closed)
+            (
+                init
+                >> load
+                >> initialize
+                >> versions(
+                    fetch >> begin >> buffer(distribute >> aggregate) >> upload >> evaluate >> save
+                )
+                >> eot
+            )
