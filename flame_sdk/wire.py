@@ -91,7 +91,7 @@ def encode_parts(message: Mapping[str, Any]) -> list[Buffer]:
         raise TypeError(f"message field is not JSON data nor arrays: {exc}") from exc
     header += b" " * (-(_PREFIX.size + len(header)) % ALIGN)
     parts: list[Buffer] = [_PREFIX.pack(MAGIC, len(header)) + header]
-    parts += [memoryview(b).cast("B") for b in buffers if b.nbytes]
+    parts += [b.data.cast("B") for b in buffers if b.nbytes]
     return parts
 
 

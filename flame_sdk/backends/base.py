@@ -49,7 +49,7 @@ Parts = Payload | Sequence[Payload]
 
 JoinHandler = Callable[[Scope, str], Awaitable[None]]
 LeaveHandler = Callable[[Scope, str], Awaitable[None]]
-MessageHandler = Callable[[Scope, str, bytes], Awaitable[None]]
+MessageHandler = Callable[[Scope, str, bytes | bytearray], Awaitable[None]]
 
 
 class Backend(abc.ABC):

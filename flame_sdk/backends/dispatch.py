@@ -24,7 +24,7 @@ class Event:
     kind: EventKind
     scope: Scope
     peer: str
-    data: bytes = b""
+    data: bytes | bytearray = b""
 
 
 class Dispatcher:

@@ -148,6 +148,6 @@ class ChannelManager:
         if (channel := self._route(scope)) is not None:
             channel.on_leave(end_id)
 
-    async def _on_message(self, scope: Scope, end_id: str, data: bytes) -> None:
+    async def _on_message(self, scope: Scope, end_id: str, data: bytes | bytearray) -> None:
         if (channel := self._route(scope)) is not None:
             channel.on_message(end_id, data)

@@ -1,4 +1,4 @@
-"""Fork server: imports modules once, then forks one `python <script> <args>` look-alike per request.
+"""Fork server: imports modules once, then forks one `python <script> <args>` per request.
 
 Run as `python -m flame_sdk.simulation.forkserver [module ...]`. The server imports the modules,
 freezes the garbage collector (so that no child ever traverses the inherited objects and their
@@ -45,6 +45,7 @@ def _child(request: dict[str, Any], inherited: list[int]) -> int:
     """Become the requested script (in the forked child); returns its exit code."""
     signal.set_wakeup_fd(-1)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     for fd in inherited:
         os.close(fd)
     null = os.open(os.devnull, os.O_RDONLY)

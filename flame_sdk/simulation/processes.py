@@ -1,24 +1,20 @@
 """Run a job as one OS process per task (`python <role>/main.py <config>`) over a real broker.
 
-With `preload` (module names, e.g. `("torch",)`), the tasks are forked from one server process
-that imported those modules once (`multiprocessing`'s forkserver), instead of each starting
-a fresh interpreter: start-up skips the imports and the imported modules' memory is shared
-copy-on-write by every task (their PSS splits it). The server lives as long as this process;
-its modules are the ones of the first job that started it.
+With `preload` (module names, e.g. `("torch",)`), the tasks are forked from a fork server
+(`flame_sdk.simulation.forkserver`) that imported those modules once, instead of each starting
+a fresh interpreter: start-up skips the imports, and the imported modules' memory is shared
+copy-on-write by every task (their PSS splits it). The server is started per job.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import json
-import multiprocessing
 import os
-import runpy
+import signal
 import sys
 from dataclasses import dataclass, field
-from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
 
@@ -30,55 +26,80 @@ _AGGREGATOR_LAST = ("aggregator",)  # roles whose name contains this start after
 class ForkedProcess:
     """A task forked by the fork server, with the `asyncio.subprocess.Process` calls we use."""
 
-    def __init__(self, process: BaseProcess) -> None:
-        self._process = process
-        self._exited: asyncio.Future[None] | None = None
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+        self._exited: asyncio.Future[int] = asyncio.get_running_loop().create_future()
 
-    @property
-    def pid(self) -> int:
-        assert self._process.pid is not None
-        return self._process.pid
-
-    @property
-    def returncode(self) -> int | None:
-        return self._process.exitcode
+    def exited(self, code: int) -> None:
+        self.returncode = code
+        if not self._exited.done():
+            self._exited.set_result(code)
 
     async def wait(self) -> int:
-        if self._process.exitcode is None:
-            if self._exited is None:
-                loop = asyncio.get_running_loop()
-                self._exited = exited = loop.create_future()
-                sentinel = self._process.sentinel
-
-                def on_exit() -> None:
-                    loop.remove_reader(sentinel)
-                    if not exited.done():
-                        exited.set_result(None)
-
-                loop.add_reader(sentinel, on_exit)
-            await asyncio.shield(self._exited)
-            self._process.join()
-        code = self._process.exitcode
-        assert code is not None
-        return code
+        return await asyncio.shield(self._exited)
 
     def kill(self) -> None:
-        self._process.kill()
+        if self.returncode is None:
+            os.kill(self.pid, signal.SIGKILL)
 
 
-def _run_forked(script: str, config: str, log: str, cwd: str, env: dict[str, str]) -> None:
-    """The body of a forked task: what `python <script> <config>` does, output to `log`."""
-    gc.freeze()  # the server's objects are never traversed here, so their pages stay shared
-    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    os.dup2(fd, 1)
-    os.dup2(fd, 2)
-    os.close(fd)
-    os.chdir(cwd)
-    os.environ.clear()
-    os.environ.update(env)
-    sys.argv = [script, config]
-    sys.path.insert(0, str(Path(script).parent))
-    runpy.run_path(script, run_name="__main__")
+class ForkServer:
+    """Client of one fork server process: `spawn` a task, learn when it exits."""
+
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self.process = process
+        self._ids = 0
+        self._spawned: dict[int, asyncio.Future[ForkedProcess]] = {}
+        self._children: dict[int, ForkedProcess] = {}
+        self._reader: asyncio.Task[None] | None = None
+
+    @classmethod
+    async def start(cls, modules: tuple[str, ...], env: dict[str, str]) -> ForkServer:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "flame_sdk.simulation.forkserver", *modules,
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, env=env,
+        )  # fmt: skip
+        server = cls(process)
+        assert process.stdout is not None
+        ready = json.loads(await process.stdout.readline() or b"{}")
+        if "ready" not in ready:
+            await process.wait()
+            raise RuntimeError(f"fork server failed to start (preload {list(modules)})")
+        server._reader = asyncio.create_task(server._read())
+        return server
+
+    async def spawn(
+        self, script: Path, argv: list[str], cwd: Path, env: dict[str, str], log: Path
+    ) -> ForkedProcess:
+        assert self.process.stdin is not None
+        self._ids += 1
+        reply = self._spawned[self._ids] = asyncio.get_running_loop().create_future()
+        request = {"id": self._ids, "script": str(script), "argv": argv, "cwd": str(cwd)}
+        request |= {"env": env, "log": str(log)}
+        self.process.stdin.write(json.dumps(request).encode() + b"\n")
+        await self.process.stdin.drain()
+        return await reply
+
+    async def _read(self) -> None:
+        assert self.process.stdout is not None
+        async for line in self.process.stdout:
+            message = json.loads(line)
+            if "exited" in message:
+                self._children[message["exited"]].exited(int(message["code"]))
+            elif "pid" in message:
+                child = self._children[message["pid"]] = ForkedProcess(int(message["pid"]))
+                self._spawned.pop(message["id"]).set_result(child)
+        for child in self._children.values():  # the server died: so did its children's reports
+            child.exited(child.returncode if child.returncode is not None else -signal.SIGKILL)
+
+    async def close(self) -> None:
+        """End the server (after its children: it exits once they are gone)."""
+        if self.process.stdin is not None:
+            self.process.stdin.close()
+        await self.process.wait()
+        if self._reader is not None:
+            await self._reader
 
 
 @dataclass
@@ -106,6 +127,7 @@ class ProcessJob:
     env: dict[str, str] | None = None
     preload: tuple[str, ...] = ()
     tasks: list[TaskProcess] = field(default_factory=list)
+    _server: ForkServer | None = field(default=None, repr=False)
 
     async def start(self) -> None:
         """Write every task config and start the processes (trainers before aggregators)."""
@@ -121,7 +143,11 @@ class ProcessJob:
             script = example / config["role"] / "main.py"
             process: asyncio.subprocess.Process | ForkedProcess
             if self.preload:
-                process = self._fork(script, config_path, log_path, example, env)
+                if self._server is None:
+                    self._server = await ForkServer.start(self.preload, env)
+                log_path.write_bytes(b"")
+                argv = [str(config_path)]
+                process = await self._server.spawn(script, argv, example, env, log_path)
             else:
                 with log_path.open("wb") as log:
                     process = await asyncio.create_subprocess_exec(
@@ -135,22 +161,11 @@ class ProcessJob:
                     )
             self.tasks.append(TaskProcess(task_id, config["role"], process, log_path))
 
-    def _fork(
-        self, script: Path, config: Path, log: Path, cwd: Path, env: dict[str, str]
-    ) -> ForkedProcess:
-        context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(list(self.preload))
-        args = (str(script), str(config), str(log), str(cwd), env)
-        process = context.Process(target=_run_forked, args=args, name=config.stem, daemon=False)
-        process.start()
-        return ForkedProcess(process)
-
     @property
     def pids(self) -> list[int]:
         """The task processes and, with `preload`, the fork server they came from."""
-        pids = [t.process.pid for t in self.tasks]
-        parents = {_parent(pid) for pid in pids} - {os.getpid(), None}
-        return [*pids, *sorted(p for p in parents if p is not None)]
+        server = [] if self._server is None else [self._server.process.pid]
+        return [*(t.process.pid for t in self.tasks), *server]
 
     async def wait(self, timeout: float | None = None) -> dict[str, int]:
         """Wait for every process; on timeout kill them all and raise TimeoutError."""
@@ -161,6 +176,7 @@ class ProcessJob:
         except TimeoutError:
             await self.kill()
             raise
+        await self._close_server()
         return {t.task_id: code for t, code in zip(self.tasks, codes, strict=True)}
 
     async def kill(self) -> None:
@@ -169,15 +185,12 @@ class ProcessJob:
                 with contextlib.suppress(ProcessLookupError):
                     task.process.kill()
         await asyncio.gather(*(t.process.wait() for t in self.tasks))
+        await self._close_server()
 
-
-def _parent(pid: int) -> int | None:
-    """The parent of a live process (Linux `/proc`), None when unknown."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return int(stat.rsplit(")", 1)[1].split()[1])
+    async def _close_server(self) -> None:
+        server, self._server = self._server, None
+        if server is not None:
+            await server.close()
 
 
 async def run_processes(

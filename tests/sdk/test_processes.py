@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import uuid
@@ -15,14 +16,25 @@ from flame_sdk.simulation.processes import ProcessJob, TaskProcess
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 TOP_ROLES = ("aggregator", "top-aggregator")
-# structlog renders JSON (`"digest": "…"`) or console lines (`digest=…`) in the task logs
-EOT_DIGEST = re.compile(r'end of training (sent|received).*?"?digest"?(?:=|": ")([0-9a-f]{16})')
+# task logs hold JSON log lines or console ones (`... end of training sent  digest=… ...`)
+CONSOLE_EOT = re.compile(r"end of training (sent|received) .*\bdigest=([0-9a-f]{16})")
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
 
 def _digests(task: TaskProcess, kind: str) -> list[str]:
-    return [m[2] for m in EOT_DIGEST.finditer(task.output()) if m[1] == kind]
+    """The model digests of the task's "end of training <kind>" log lines."""
+    out = []
+    for line in task.output().splitlines():
+        record: dict[str, object] = {}
+        if line.startswith("{"):
+            with contextlib.suppress(json.JSONDecodeError):
+                record = json.loads(line)
+        if record.get("event") == f"end of training {kind}":
+            out.append(str(record.get("digest")))
+        elif (match := CONSOLE_EOT.search(line)) and match[1] == kind:
+            out.append(match[2])
+    return out
 
 
 async def _run_processes(

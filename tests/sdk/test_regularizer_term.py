@@ -45,7 +45,7 @@ def test_fedavg_term_is_zero_and_numpy_models_are_refused() -> None:
     model = _linear([[1.0, 2.0]], [0.5])
     w_t = {"weight": np.zeros((1, 2), np.float32), "bias": np.zeros(1, np.float32)}
     assert loss_term(create_optimizer("fedavg", {}).regularizer, model, w_t).item() == 0.0
-    with pytest.raises(TypeError, match="torch.nn.Module"):
+    with pytest.raises(TypeError, match=r"torch\.nn\.Module"):
         loss_term(create_optimizer("fedprox", {"mu": 1.0}).regularizer, {"w": 1}, w_t)  # type: ignore[arg-type]
 
 
