@@ -1,9 +1,16 @@
 """The digits workload (variants A, B, C) three ways: framework-free floor, flame simulation,
 one process per role over RabbitMQ. Prints total s, startup s, round-1 s, median s/round, peak
-summed memory and final accuracy per mode, and checks accuracies against the workload spec.
+summed memory and final accuracy per mode, then whether each target of the workload issue is
+met, and last the key summary line.
 
     python bench/digits.py                       # A, B, C; floor + sim + rabbitmq (A and C)
     python bench/digits.py --variants A --modes floor,sim
+    python bench/digits.py --variants C --modes floor,rabbitmq --no-preload
+
+Flags: `--variants` (subset of A,B,C), `--modes` (subset of floor,sim,rabbitmq), `--no-preload`
+(rabbitmq tasks start as fresh interpreters instead of forking from a server that imported
+torch and the SDK once), `--rabbitmq-b` (also run B as 101 processes; skipped by default).
+Each (variant, mode) runs in a fresh interpreter. A, B, C with all modes take about 3 minutes.
 """
 
 from __future__ import annotations
@@ -32,6 +39,12 @@ EXAMPLE = ROOT / "examples" / "two_tier_fedavg"
 VARIANTS = {"A": (10, 20, "mlp"), "B": (100, 5, "mlp"), "C": (10, 5, "mlp10m")}
 EXPECTED = {"A": 0.8485, "B": 0.0875, "C": 0.1751}
 TOLERANCE = 0.002
+PROCESS_MODES = ("rabbitmq", "rabbit-ex")
+PRELOAD = ("torch", "flame_sdk.roles", "flame_sdk.backends.rabbitmq", "flame_sdk.datasets")
+SIM_VS_FLOOR_A = 2.0  # targets of the workload issue
+PROCESSES_VS_FLOOR_C = 3.0
+PROCESSES_PEAK_PSS_C_MB = 3000.0
+PROCESSES_ROUND_A_S = 0.15
 RABBIT_URL = os.environ.get("FLAME_BENCH_RABBIT_URL", "amqp://guest:guest@127.0.0.1:5672/")
 
 
@@ -51,11 +64,20 @@ class Result:
     def rounds(self) -> list[float]:
         return [b - a for a, b in zip(self.eval_times, self.eval_times[1:], strict=False)]
 
+    @property
+    def median(self) -> float:
+        r = self.rounds
+        return statistics.median(r[1:] or r) if r else float("nan")
+
+    @property
+    def accurate(self) -> bool:
+        return abs(self.accuracy - EXPECTED[self.variant]) <= TOLERANCE
+
     def row(self) -> str:
         r = self.rounds
         first = f"{r[0]:.3f}" if r else "-"
-        median = f"{statistics.median(r[1:] or r):.3f}" if r else "-"
-        ok = "ok" if abs(self.accuracy - EXPECTED[self.variant]) <= TOLERANCE else "MISMATCH"
+        median = f"{self.median:.3f}" if r else "-"
+        ok = "ok" if self.accurate else "MISMATCH"
         return (
             f"{self.variant:2} {self.mode:9} total {self.total:7.2f}s  "
             f"startup {self.startup:6.2f}s  "
@@ -241,14 +263,15 @@ def run_sim(variant: str) -> Result:
     return res
 
 
-def run_processes(variant: str) -> Result:
-    """One OS process per role, channels over RabbitMQ."""
+def run_processes(variant: str, preload: bool = True) -> Result:
+    """One OS process per role, channels over RabbitMQ (forked from a preloaded server)."""
     from flame_sdk.simulation.processes import ProcessJob
 
-    res = Result(variant, "rabbitmq")
+    res = Result(variant, "rabbitmq" if preload else "rabbit-ex")
     t0, start, cpu0 = time.time(), time.perf_counter(), _cpu_seconds()
     workdir = Path(tempfile.mkdtemp(prefix=f"flame-bench-{variant}-"))
-    job = ProcessJob(EXAMPLE, job_configs(variant, "rabbitmq"), workdir)
+    configs = job_configs(variant, "rabbitmq")
+    job = ProcessJob(EXAMPLE, configs, workdir, preload=PRELOAD if preload else ())
 
     async def go() -> None:
         await job.start()
@@ -267,7 +290,12 @@ def run_processes(variant: str) -> Result:
     return res
 
 
-MODES = {"floor": run_floor, "sim": run_sim, "rabbitmq": run_processes}
+MODES = {
+    "floor": run_floor,
+    "sim": run_sim,
+    "rabbitmq": run_processes,
+    "rabbit-ex": lambda variant: run_processes(variant, preload=False),
+}
 
 
 def run_isolated(variant: str, mode: str) -> Result:
@@ -285,10 +313,57 @@ def run_isolated(variant: str, mode: str) -> Result:
     return Result(**{f.name: data[f.name] for f in dataclasses.fields(Result)})
 
 
+def targets(results: list[Result]) -> list[tuple[str, bool | None]]:
+    """Each target of the workload issue: (description, met; None when its runs are missing)."""
+    by = {(r.variant, r.mode): r for r in results}
+    checks: list[tuple[str, bool | None]] = [
+        (f"{r.variant} {r.mode} accuracy {r.accuracy:.4f} = spec {EXPECTED[r.variant]:.4f}"
+         f" ±{TOLERANCE}", r.accurate)
+        for r in results
+    ]  # fmt: skip
+
+    def processes(variant: str) -> Result | None:
+        return next((by[variant, m] for m in PROCESS_MODES if (variant, m) in by), None)
+
+    def ratio(variant: str, mode: str, limit: float) -> None:
+        run = processes(variant) if mode in PROCESS_MODES else by.get((variant, mode))
+        floor = by.get((variant, "floor"))
+        if run is None or floor is None:
+            checks.append((f"{variant} {mode} median <= {limit:g}x floor: not run", None))
+            return
+        x = run.median / floor.median
+        checks.append(
+            (f"{variant} {run.mode} median {run.median:.3f} s/round = {x:.2f}x floor "
+             f"{floor.median:.3f} (<= {limit:g}x)", x <= limit)
+        )  # fmt: skip
+
+    ratio("A", "flame-sim", SIM_VS_FLOOR_A)
+    ratio("C", "rabbitmq", PROCESSES_VS_FLOOR_C)
+    c = processes("C")
+    checks.append(
+        (f"C {c.mode} peak summed PSS {c.peak_pss:.0f} MB (<= {PROCESSES_PEAK_PSS_C_MB:.0f} MB)",
+         c.peak_pss <= PROCESSES_PEAK_PSS_C_MB)
+        if c else ("C rabbitmq peak summed PSS: not run", None)
+    )  # fmt: skip
+    a = processes("A")
+    checks.append(
+        (f"A {a.mode} median {a.median:.3f} s/round (<= {PROCESSES_ROUND_A_S} s)",
+         a.median <= PROCESSES_ROUND_A_S)
+        if a else ("A rabbitmq median s/round: not run", None)
+    )  # fmt: skip
+    for mode in ("floor", "flame-sim"):
+        if ("B", mode) not in by:
+            checks.append((f"B {mode} runs and matches the spec: not run", None))
+    return checks
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--variants", default="A,B,C", help="comma-separated subset of A,B,C")
     parser.add_argument("--modes", default="floor,sim,rabbitmq", help="floor, sim, rabbitmq")
+    parser.add_argument(
+        "--no-preload", action="store_true", help="rabbitmq tasks as fresh interpreters"
+    )
     parser.add_argument("--rabbitmq-b", action="store_true", help="also run B over RabbitMQ")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # VARIANT:MODE, in a child process
     args = parser.parse_args()
@@ -301,20 +376,31 @@ def main() -> None:
     for variant in args.variants.split(","):
         for mode in args.modes.split(","):
             if mode == "rabbitmq" and variant == "B" and not args.rabbitmq_b:
-                print("B  rabbitmq  skipped (101 processes; pass --rabbitmq-b)", flush=True)
+                print(
+                    "B  rabbitmq  skipped: 101 processes of ~130 MB PSS each (~13 GB) and 101 "
+                    "broker connections on 2 cores; pass --rabbitmq-b to try",
+                    flush=True,
+                )
                 continue
+            if mode == "rabbitmq" and args.no_preload:
+                mode = "rabbit-ex"
             result = run_isolated(variant, mode)
             results.append(result)
             print(result.row(), flush=True)
-    floors = {r.variant: r for r in results if r.mode == "floor"}
-    for r in results:
-        base = floors.get(r.variant)
-        if r.mode != "floor" and base is not None and base.rounds and r.rounds:
-            mine, floor = (
-                statistics.median(r.rounds[1:] or r.rounds),
-                statistics.median(base.rounds[1:] or base.rounds),
-            )
-            print(f"{r.variant} {r.mode}: median {mine:.3f} s/round vs floor {floor:.3f} s/round")
+    checks = targets(results)
+    for text, met in checks:
+        print(f"target {'MET ' if met else 'MISS' if met is False else 'N/A '} {text}")
+    count = sum(1 for _, m in checks if m)
+    missed = [t for t, m in checks if m is False]
+    c = next((r for r in results if r.variant == "C" and r.mode in PROCESS_MODES), None)
+    key = (
+        f"C {c.mode} peak PSS {c.peak_pss:.0f} MB, median {c.median:.3f} s/round; "
+        if c else ""
+    )  # fmt: skip
+    print(
+        f"KEY: {key}targets met {count}/{len(checks)}"
+        + (f"; missed: {'; '.join(missed)}" if missed else "")
+    )
 
 
 if __name__ == "__main__":

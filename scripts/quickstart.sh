@@ -29,11 +29,22 @@ for entry in spec:
     for group, names in entry["datasetGroups"].items():
         ids = []
         for name in names:
-            out = subprocess.run(
-                ["flamectl", "--output", "json", "create", "dataset", str(example / f"{name}.json")],
-                check=True, capture_output=True, text=True,
-            ).stdout
-            ids.append(json.loads(out)["id"])
+            path = example / f"{name}.json"
+            made = subprocess.run(
+                ["flamectl", "--output", "json", "create", "dataset", str(path)],
+                capture_output=True, text=True,
+            )
+            if made.returncode == 0:
+                ids.append(json.loads(made.stdout)["id"])
+            elif made.returncode == 7:  # conflict: registered by an earlier run, reuse it
+                url = json.loads(path.read_text())["url"]
+                mine = subprocess.run(
+                    ["flamectl", "--output", "json", "get", "datasets"],
+                    check=True, capture_output=True, text=True,
+                ).stdout
+                ids.append(next(d["id"] for d in json.loads(mine) if d["url"] == url))
+            else:
+                sys.exit(made.stderr.strip() or f"flamectl create dataset {path} failed")
             print(f"  {name} -> {ids[-1]}")
         entry["datasetGroups"][group] = ids
 (work / "dataSpec.json").write_text(json.dumps(spec))
@@ -55,5 +66,17 @@ status=0
 flamectl job watch "$job_id" || status=$?
 flamectl get tasks "$job_id"
 flamectl get job "$job_id" --status
+echo "==> the aggregator's evaluation of the global model (last rounds, from its log tail):"
+flamectl --output json get tasks "$job_id" > "$work/tasks.json"
+python3 - "$work/tasks.json" <<'PY'
+import json, sys
+for task in json.load(open(sys.argv[1])):
+    if task["role"] == "aggregator":
+        for line in task["log"].splitlines():
+            if line.startswith("{") and "accuracy" in line:
+                row = json.loads(line)
+                print("  round %3d  loss %.4f  accuracy %.4f"
+                      % (row["evaluation"], row["loss"], row["accuracy"]))
+PY
 echo "==> logs: ~/.flame/logs/   stop the stack: flame down"
 exit "$status"

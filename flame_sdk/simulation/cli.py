@@ -39,6 +39,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--registry", default="dummy", help="registry sort[:uri], e.g. local:/tmp/reg")
     p.add_argument("--timeout", type=float, default=600.0, help="seconds before giving up")
     p.add_argument("--workdir", type=Path, help="configs and logs of a multi-process run")
+    p.add_argument(
+        "--preload",
+        default="",
+        metavar="MODULES",
+        help="multi-process run: comma-separated modules (e.g. torch,flame_sdk.roles) that a "
+        "fork server imports once; tasks fork from it and share that memory",
+    )
     p.add_argument("--log-level", default="WARNING")
     return p
 
@@ -89,7 +96,8 @@ async def _run(args: argparse.Namespace) -> int:
         hyperparameters=hp,
     )
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="flame-sim-"))
-    job = await run_processes(args.example, overrides, workdir, args.timeout)
+    preload = tuple(m for m in args.preload.split(",") if m)
+    job = await run_processes(args.example, overrides, workdir, args.timeout, preload)
     failed = [t for t in job.tasks if t.process.returncode != 0]
     for task in job.tasks:
         state = "ok" if task.process.returncode == 0 else f"exit {task.process.returncode}"

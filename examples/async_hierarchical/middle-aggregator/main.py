@@ -1,4 +1,4 @@
-"""Region aggregator of 3-tier asynchronous FL: buffers its trainers' updates, reports to the top."""
+"""Region aggregator of 3-tier async FL: buffers its trainers' updates, reports to the top."""
 
 from __future__ import annotations
 

@@ -1,0 +1,80 @@
+"""Tasks forked from a preloaded fork server behave like `python <script> <config>` processes."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from flame_sdk.simulation.processes import ForkedProcess, ProcessJob
+
+SCRIPT = """
+import json, os, sys
+import {role}_helper
+print(json.dumps({{"argv": sys.argv[1:], "cwd": os.getcwd(), "env": os.environ.get("PROBE"),
+                  "main": __name__, "preloaded": "email.mime.text" in sys.modules}}), flush=True)
+sys.exit(int(json.load(open(sys.argv[1]))["code"]))
+"""
+
+
+def _example(root: Path, roles: dict[str, str]) -> Path:
+    for role, body in roles.items():
+        (root / role).mkdir(parents=True)
+        (root / role / "main.py").write_text(body)
+        (root / role / f"{role}_helper.py").write_text("")  # found next to the script
+    return root
+
+
+async def test_forked_tasks_run_their_script_with_argv_cwd_env_and_exit_code(
+    tmp_path: Path,
+) -> None:
+    example = _example(tmp_path / "ex", {"trainer": SCRIPT.format(role="trainer")})
+    configs = [
+        {"taskid": "t-ok", "role": "trainer", "code": 0},
+        {"taskid": "t-bad", "role": "trainer", "code": 3},
+    ]
+    job = ProcessJob(
+        example, configs, tmp_path / "work", env={"PROBE": "yes"}, preload=("email.mime.text",)
+    )
+    await job.start()
+    assert all(isinstance(t.process, ForkedProcess) for t in job.tasks)
+    assert len(job.pids) == 3  # two tasks and their server
+    codes = await job.wait(timeout=60)
+    assert codes == {"t-ok": 0, "t-bad": 3}
+    for task in job.tasks:
+        line = json.loads(task.output().splitlines()[0])
+        assert line["argv"] == [str(tmp_path / "work" / f"{task.task_id}.json")]
+        assert line["cwd"] == str(example.resolve())
+        assert line["env"] == "yes" and line["main"] == "__main__" and line["preloaded"]
+
+
+async def test_failing_script_logs_its_traceback_and_kill_ends_a_hung_task(tmp_path: Path) -> None:
+    example = _example(
+        tmp_path / "ex",
+        {
+            "aggregator": "import time\ntime.sleep(60)\n",
+            "trainer": "raise RuntimeError('boom in the trainer')\n",
+        },
+    )
+    configs = [{"taskid": "t", "role": "trainer"}, {"taskid": "a", "role": "aggregator"}]
+    job = ProcessJob(example, configs, tmp_path / "work", preload=("json",))
+    await job.start()
+    trainer, aggregator = job.tasks
+    assert await trainer.process.wait() == 1
+    assert "RuntimeError: boom in the trainer" in trainer.output()
+    with pytest.raises(TimeoutError):
+        await job.wait(timeout=0.5)
+    assert aggregator.process.returncode is not None and aggregator.process.returncode < 0
+    with pytest.raises(ProcessLookupError):
+        os.kill(job.tasks[1].process.pid, 0)
+
+
+async def test_a_module_that_cannot_be_preloaded_fails_the_start(tmp_path: Path) -> None:
+    example = _example(tmp_path / "ex", {"trainer": "pass\n"})
+    job = ProcessJob(
+        example, [{"taskid": "t", "role": "trainer"}], tmp_path / "w", preload=("no_such_mod",)
+    )
+    with pytest.raises(RuntimeError, match="no_such_mod"):
+        await job.start()
