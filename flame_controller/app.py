@@ -11,8 +11,8 @@ from flame_common.db import init_db
 from flame_common.documents import JobDoc
 from flame_common.logs import get_logger
 from flame_common.settings import FlameSettings
-from flame_controller.batcher import EventBatcher
-from flame_controller.handlers import bind_consumed, build_router
+from flame_controller.consumer import EventConsumer
+from flame_controller.handlers import build_router
 from flame_controller.outbox import OutboxRelay
 from flame_controller.service import Controller
 from flame_controller.timers import run_timers
@@ -28,17 +28,17 @@ async def running_controller(settings: FlameSettings) -> AsyncIterator[Controlle
     broker = make_broker(settings)
     relay = OutboxRelay(broker, settings)
     controller = Controller(settings, relay.enqueue)
-    batcher = EventBatcher(controller.observe)
-    broker.include_router(build_router(settings, controller, batcher))
+    consumer = EventConsumer(settings, controller.observe)
+    broker.include_router(build_router(settings, controller))
     workers: list[asyncio.Task[None]] = []
     try:
         await broker.connect()
-        await bind_consumed(settings, broker)
+        await consumer.start()  # deliveries wait in its inbox until it runs, after recovery
         await relay.republish_pending()
         await controller.recover(await _open_jobs())
         workers = [
             asyncio.create_task(relay.run(), name="outbox"),
-            asyncio.create_task(batcher.run(), name="batcher"),
+            asyncio.create_task(consumer.run(), name="events"),
             asyncio.create_task(run_timers(controller, settings.tick_seconds), name="timers"),
         ]
         await broker.start()
@@ -47,6 +47,7 @@ async def running_controller(settings: FlameSettings) -> AsyncIterator[Controlle
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(relay.drained(), timeout=5)
     finally:
+        await consumer.close()
         await broker.stop()
         for worker in workers:
             worker.cancel()

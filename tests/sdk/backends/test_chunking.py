@@ -89,7 +89,12 @@ def test_forget_and_expiry_drop_partial_messages() -> None:
 
 
 def test_split_cuts_several_buffers_as_their_concatenation() -> None:
-    parts = [b"ab", memoryview(b"cdefg"), b"", bytearray(b"hij")]
+    parts: list[bytes | bytearray | memoryview] = [
+        b"ab",
+        memoryview(b"cdefg"),
+        b"",
+        bytearray(b"hij"),
+    ]
     chunks = split(parts, 4)
     assert [bytes(c) for c in chunks] == [b"abcd", b"efgh", b"ij"]
     assert [[bytes(v) for v in c] for c in split_parts(parts, 4)] == [
