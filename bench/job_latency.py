@@ -1,9 +1,11 @@
 """Job latency on the local stack: start -> first task running, start -> all 10 tasks completed,
 against the bare cost of starting the same 10 Python processes (no-op role code) in the same run.
 
-Usage: python bench/job_latency.py [--runs 3]    (needs RabbitMQ on 127.0.0.1:5672)
+Usage: python bench/job_latency.py [--runs 3] [--timeline] [--cpu]   (needs RabbitMQ on :5672)
 Starts its own stack with `flame up` in a temporary FLAME_HOME (embedded MongoDB, own namespace)
-and stops it with `flame down`. The key figure, the ratio, is printed last (target <= 2).
+and stops it with `flame down`. `--cpu` prints the CPU seconds each part of the stack spent per
+job (median over the runs; `workers` = flamelets and their role code, `roles (bare)` = the same
+role code started bare). The key figure, the ratio, is printed last (target <= 2).
 """
 
 from __future__ import annotations
@@ -12,31 +14,41 @@ import argparse
 import asyncio
 import itertools
 import json
+import resource
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
+
+import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from flame_sdk.client import FlameClient
 from schemas.events import EventBase
 from tests.agents.helpers import ROLES
-from tests.agents.stack import create_job, job_events, local_stack, wait_state
+from tests.agents.stack import ZYGOTE, LocalStack, create_job, job_events, local_stack, wait_state
 
 TASKS = 10  # the mnist two-tier design with 9 trainer datasets + 1 aggregator
 STEPS = ["worker.created", "agent.registered", "task.assigned", "task.running", "task.completed"]
 
 
-def bare_processes(work: Path) -> float:
-    """Wall time to start and finish 10 `python main.py config` processes at once."""
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def bare_processes(work: Path) -> tuple[float, float]:
+    """Wall time and CPU time to start and finish 10 `python main.py config` processes at once."""
     config = work / "config"
     config.write_text(json.dumps({"role": "trainer", "taskid": "bare"}))
     script = ROLES / "ok" / "main.py"
+    cpu0 = _children_cpu()
     t0 = time.perf_counter()
     procs = [
         subprocess.Popen([sys.executable, str(script), str(config)], stdout=subprocess.DEVNULL)
@@ -44,7 +56,39 @@ def bare_processes(work: Path) -> float:
     ]
     for p in procs:
         p.wait()
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0, _children_cpu() - cpu0
+
+
+def _cpu(proc: psutil.Process, *, children: bool = False) -> float:
+    """CPU seconds of `proc` (plus of its reaped descendants when `children`)."""
+    try:
+        t = proc.cpu_times()
+    except psutil.Error:
+        return 0.0
+    return t.user + t.system + ((t.children_user + t.children_system) if children else 0.0)
+
+
+def _broker() -> psutil.Process | None:
+    for proc in psutil.process_iter(["name"]):
+        if proc.info["name"] == "beam.smp":
+            return proc
+    return None
+
+
+def cpu_probes(stack: LocalStack) -> dict[str, Callable[[], float]]:
+    """CPU-time readers of each part of the stack (the broker is shared with other users)."""
+    probes: dict[str, Callable[[], float]] = {}
+    for part in ("mongo", "apiserver", "controller", "notifier", "deployer"):
+        proc = psutil.Process(stack.pid(part))
+        probes[part] = lambda p=proc: _cpu(p)
+    zygotes = [p for p in psutil.Process(stack.pid("deployer")).children() if p.name() == ZYGOTE]
+    if zygotes:
+        probes["zygote"] = lambda p=zygotes[0]: _cpu(p)
+        probes["workers"] = lambda p=zygotes[0]: _cpu(p, children=True) - _cpu(p)
+    broker = _broker()
+    if broker is not None:
+        probes["rabbitmq"] = lambda: _cpu(broker)
+    return probes
 
 
 def nine_trainer_example(tmp: Path) -> str:
@@ -98,20 +142,31 @@ async def one_job(client: FlameClient, example_dir: str, timeline: bool) -> tupl
     return (running - started).total_seconds(), (done - started).total_seconds()
 
 
-async def main(runs: int, timeline: bool) -> None:
+async def main(runs: int, timeline: bool, cpu: bool) -> None:
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         example = nine_trainer_example(tmp)
         results: list[tuple[float, float]] = []
-        bares: list[float] = []
+        bares: list[tuple[float, float]] = []
+        spent: dict[str, list[float]] = {}
         with local_stack(None, tmp) as stack:
             async with stack.client() as client:
+                probes = cpu_probes(stack)
                 for i in range(runs):  # interleaved: both see the same machine load
+                    before = {name: read() for name, read in probes.items()}
                     results.append(await one_job(client, example, i == 0 and timeline))
+                    await asyncio.sleep(0.3)  # let the last reports and clean-ups settle
+                    for name, read in probes.items():
+                        spent.setdefault(name, []).append(read() - before[name])
                     bares.append(bare_processes(tmp))
+    if cpu:
+        print("CPU seconds per job (median):")
+        for name, values in spent.items():
+            print(f"  {name:12} {statistics.median(values):.3f}")
+        print(f"  {'roles (bare)':12} {statistics.median(b[1] for b in bares):.3f}")
     first = statistics.median(r[0] for r in results)
     total = statistics.median(r[1] for r in results)
-    bare = statistics.median(bares)
+    bare = statistics.median(b[0] for b in bares)
     print(f"runs: {runs}, tasks per job: {TASKS}")
     print(f"start -> first task running:   {first:.3f} s (median)")
     print(f"start -> all tasks completed:  {total:.3f} s (median)")
@@ -123,5 +178,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--timeline", action="store_true", help="print the first job's events")
+    parser.add_argument("--cpu", action="store_true", help="print CPU seconds per part and job")
     args = parser.parse_args()
-    asyncio.run(main(args.runs, args.timeline))
+    asyncio.run(main(args.runs, args.timeline, args.cpu))

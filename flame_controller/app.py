@@ -6,6 +6,9 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
+import aio_pika
+from aio_pika.abc import AbstractRobustConnection
+
 from flame_common.bus import make_broker
 from flame_common.db import init_db
 from flame_common.documents import JobDoc
@@ -26,14 +29,18 @@ async def running_controller(settings: FlameSettings) -> AsyncIterator[Controlle
     """Start the controller (consumers, outbox, timers); yields it; shuts down cleanly."""
     client = await init_db(settings)
     broker = make_broker(settings)
-    relay = OutboxRelay(broker, settings)
+    relay = OutboxRelay(settings)
     controller = Controller(settings, relay.enqueue)
     consumer = EventConsumer(settings, controller.observe)
     broker.include_router(build_router(settings, controller))
     workers: list[asyncio.Task[None]] = []
+    amqp: AbstractRobustConnection | None = None
     try:
         await broker.connect()
-        await consumer.start()  # deliveries wait in its inbox until it runs, after recovery
+        # Hot paths (events in, outbox out) use aio-pika/aiormq directly; FastStream serves RPC.
+        amqp = await aio_pika.connect_robust(settings.rabbit_url)
+        await consumer.start(amqp)  # deliveries wait in its inbox until it runs, after recovery
+        await relay.open(amqp)
         await relay.republish_pending()
         await controller.recover(await _open_jobs())
         workers = [
@@ -47,11 +54,12 @@ async def running_controller(settings: FlameSettings) -> AsyncIterator[Controlle
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(relay.drained(), timeout=5)
     finally:
-        await consumer.close()
         await broker.stop()
         for worker in workers:
             worker.cancel()
         await asyncio.gather(*workers, return_exceptions=True)
+        if amqp is not None:  # unacked deliveries go back to the queue
+            await amqp.close()
         await client.close()
         log.info("controller stopped")
 

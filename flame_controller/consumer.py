@@ -1,8 +1,9 @@
-"""Consumer of the controller's event queue: aio-pika directly, batched writes, one ack per batch.
+"""Consumer of the controller's event queue on the AMQP channel itself, batched, one ack per batch.
 
-Deliveries wait in an inbox (up to `prefetch` unacked); each pass takes what is there, writes it
-as one batch per job (`handle`), and only then acks: one `multiple` ack when every job's write
-succeeded, else a requeue (nack) for the messages of the jobs whose write failed.
+Deliveries (raw aiormq messages: no per-message wrapper objects) wait in an inbox, at most
+`prefetch` unacked; each pass takes what is there, writes it as one batch per job (`handle`), and
+only then acks: one `multiple` ack when every job's write succeeded, else a requeue (nack) of the
+messages of the jobs whose write failed. After a reconnect the consumer is registered again.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 
 import aio_pika
-from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
+from aio_pika.abc import AbstractRobustChannel, AbstractRobustConnection
+from aiormq.abc import DeliveredMessage
 from pydantic import ValidationError
 
 from flame_common.bus import names
@@ -51,30 +53,29 @@ class EventConsumer:
         self.handle = handle
         self.prefetch = prefetch
         self.max_batch = max_batch
-        self._inbox: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
-        self._conn: AbstractRobustConnection | None = None
+        self._inbox: asyncio.Queue[DeliveredMessage] = asyncio.Queue()
+        self._queue = names(settings).queue(EVENTS_CONSUMER)
+        self._channel: AbstractRobustChannel | None = None
 
-    async def start(self) -> None:
+    async def start(self, connection: AbstractRobustConnection) -> None:
         """Declare the durable queue, bind every consumed type, start receiving into the inbox."""
-        bus = names(self.settings)
-        self._conn = await aio_pika.connect_robust(self.settings.rabbit_url)
-        channel = await self._conn.channel()
+        channel = self._channel = await connection.channel()
         await channel.set_qos(prefetch_count=self.prefetch)
         exchange = await channel.declare_exchange(
-            bus.events_exchange, aio_pika.ExchangeType.TOPIC, durable=True
+            names(self.settings).events_exchange, aio_pika.ExchangeType.TOPIC, durable=True
         )
-        queue = await channel.declare_queue(bus.queue(EVENTS_CONSUMER), durable=True)
+        queue = await channel.declare_queue(self._queue, durable=True)
         for routing_key in CONSUMED:
             await queue.bind(exchange, routing_key=routing_key)
-        await queue.consume(self._receive)
+        channel.reopen_callbacks.add(self._consume)  # the restored channel has no consumer
+        await self._consume()
 
-    async def close(self) -> None:
-        """Stop receiving; unacked deliveries go back to the queue."""
-        if self._conn is not None:
-            await self._conn.close()
-            self._conn = None
+    async def _consume(self, *_: object) -> None:
+        assert self._channel is not None
+        underlay = await self._channel.get_underlay_channel()
+        await underlay.basic_consume(self._queue, self._receive)
 
-    async def _receive(self, message: AbstractIncomingMessage) -> None:
+    async def _receive(self, message: DeliveredMessage) -> None:
         self._inbox.put_nowait(message)
 
     async def run(self) -> None:
@@ -85,7 +86,7 @@ class EventConsumer:
                 batch.append(self._inbox.get_nowait())
             await self.process(batch)
 
-    async def process(self, batch: Sequence[AbstractIncomingMessage]) -> None:
+    async def process(self, batch: Sequence[DeliveredMessage]) -> None:
         """Write one batch (one `handle` call per job, concurrently), then settle its messages."""
         groups: dict[str, list[EventBase]] = {}
         job_of: list[str] = []  # per message: its job ("" = dropped, acked as is)
@@ -106,15 +107,22 @@ class EventConsumer:
                 failed.add(job_id)
         try:
             if not failed:  # every earlier delivery is settled: one ack covers the batch
-                await batch[-1].ack(multiple=True)
+                last = batch[-1]
+                await last.channel.basic_ack(_tag(last), multiple=True)
                 return
             for message, job_id in zip(batch, job_of, strict=True):
                 if job_id in failed:
-                    await message.nack(requeue=True)
+                    await message.channel.basic_nack(_tag(message), requeue=True)
                 else:
-                    await message.ack()
+                    await message.channel.basic_ack(_tag(message))
         except Exception as exc:  # channel lost: the broker redelivers; duplicates are skipped
             log.warning("acknowledgement failed", error=repr(exc))
+
+
+def _tag(message: DeliveredMessage) -> int:
+    tag = message.delivery_tag
+    assert tag is not None  # always set on a consumed delivery
+    return tag
 
 
 def _decode(body: bytes) -> EventBase | None:

@@ -79,6 +79,13 @@ def decide(
     state: JobView | None, command: Command, correlation_id: str | None = None
 ) -> list[EventBase]:
     """What happens if `command` is applied to `state`; raises a FlameError if it may not."""
+    return decide_folded(state, command, correlation_id)[0]
+
+
+def decide_folded(
+    state: JobView | None, command: Command, correlation_id: str | None = None
+) -> tuple[list[EventBase], JobView]:
+    """`decide`, plus `state` with the events folded in (their `seq`s are not assigned yet)."""
     if isinstance(command, Create):
         if state is not None and not state.deleted:
             raise Conflict(f"job {command.job_id} already exists")
@@ -103,7 +110,7 @@ def decide(
             _tick(new, command)
         case Observe():
             _observe(new, command.event)
-    return new.events
+    return new.events, new.state
 
 
 class _Emitter:
@@ -164,7 +171,7 @@ def _task_payload(t: PlannedTask) -> dict[str, Any]:
     }
 
 
-def _create(c: Create, correlation_id: str | None) -> list[EventBase]:
+def _create(c: Create, correlation_id: str | None) -> tuple[list[EventBase], JobView]:
     created = make_event(
         "job.created",
         {"user_id": c.user_id, "spec": c.spec, "task_count": len(c.tasks)},
@@ -176,7 +183,7 @@ def _create(c: Create, correlation_id: str | None) -> list[EventBase]:
     new.events.append(created)
     for t in c.tasks:
         new.emit("task.created", _task_payload(t), task_id=t.task_id)
-    return new.events
+    return new.events, new.state
 
 
 def _update(new: _Emitter, c: Update) -> None:

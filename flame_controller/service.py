@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -115,12 +115,10 @@ class Controller:
     async def create(self, cmd: c.CreateJob) -> dict[str, Any]:
         job_id = str(ObjectId())
         spec, planned = await self.planner.plan(job_id, cmd.user_id, cmd.spec)
-        events = d.decide(None, d.Create(job_id, cmd.user_id, spec, planned), cmd.correlation_id)
+        create = d.Create(job_id, cmd.user_id, spec, planned)
+        events, folded = d.decide_folded(None, create, cmd.correlation_id)
         events = _stamp(events, 0)
-        state: JobView | None = None
-        for e in events:
-            state = evolve(state, e)
-        assert state is not None
+        state = replace(folded, last_seq=len(events))
         async with self._lock(job_id):
             await self.store.create(state, events, planned, new_keys(planned))
             self._cache[job_id] = _Entry(state)
@@ -159,16 +157,15 @@ class Controller:
                     continue
                 seen.add(event.id)
                 try:
-                    decided = d.decide(state, d.Observe(event))
+                    decided, folded = d.decide_folded(state, d.Observe(event))
                 except FlameError as exc:
                     log.warning(
                         "event rejected", job_id=job_id, event_id=event.id, error=exc.message
                     )
                     continue
-                decided = _stamp(decided, state.last_seq)
-                for e in decided:
-                    state = evolve(state, e)
-                new.extend(decided)
+                if decided:  # folded once by decide; only the seqs are new
+                    new.extend(_stamp(decided, state.last_seq))
+                    state = replace(folded, last_seq=state.last_seq + len(decided))
             observed = {e.id for e in events}
             await self._commit(entry, new, observed=observed, folded=state)
 

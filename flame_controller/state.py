@@ -131,7 +131,11 @@ def _apply(s: JobView, e: EventBase) -> JobView:
         case "task.created":
             assert e.task_id is not None
             task = TaskView(task_id=e.task_id, role=p.role, compute_id=p.compute_id)
-            return _with_tasks(s, {**s.tasks, e.task_id: task})
+            if e.task_id in s.tasks:  # replaced: recount
+                return _with_tasks(s, {**s.tasks, e.task_id: task})
+            census = dict(s.census)
+            census[(task.role, task.state)] = census.get((task.role, task.state), 0) + 1
+            return replace(s, tasks={**s.tasks, e.task_id: task}, census=census)
         case "task.removed":
             return _with_tasks(s, {k: v for k, v in s.tasks.items() if k != e.task_id})
         case "task.status_changed":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
@@ -64,18 +65,19 @@ class Notifier:
             await amqp.agent_inbox(self.channel, self.settings, event.task_id)
             self._inboxes.add(event.task_id)
         await self._agents.publish(amqp.event_message(event), routing_key=event.task_id)
-        log.info("delivered", type=event.type, job_id=event.job_id, task_id=event.task_id)
+        log.debug("delivered", type=event.type, job_id=event.job_id, task_id=event.task_id)
 
     # --- agent inbox -----------------------------------------------------------------------
 
     async def on_agent_message(self, message: AbstractIncomingMessage) -> None:
         async with message.process(requeue=True):
+            if message.type == "agent.heartbeat" and _heartbeat(self.book, message.body):
+                return  # the frequent case, without validating a whole event
             event = _decode(message)
             if event is None:
                 return
             if event.type == "agent.heartbeat":
-                if event.task_id and not self.book.heartbeat(event.task_id, event.payload.agent_id):
-                    log.debug("heartbeat of an unknown agent", task_id=event.task_id)
+                log.debug("heartbeat of an unknown agent", task_id=event.task_id)
             elif event.type == "agent.registered":
                 await self._register(event, str(message.headers.get(KEY_HEADER, "")))
             else:
@@ -109,7 +111,7 @@ class Notifier:
                     await self.deliver(event)
             elif isinstance(event.payload, TaskStatusChanged):
                 if event.payload.state.is_terminal and event.task_id:
-                    await self.book.mark([event.task_id], Presence.DONE)
+                    self.book.mark([event.task_id], Presence.DONE)  # saved by the next sweep
             elif (
                 isinstance(event.payload, JobStateChanged)
                 and event.payload.to_state.is_terminal
@@ -121,9 +123,9 @@ class Notifier:
         """Stop watching the job's agents and remove their inboxes."""
         task_ids = set(await self.book.finish_job(job_id))
         task_ids.update([t.task_id async for t in TaskDoc.find({"job_id": job_id})])
-        for task_id in task_ids:
-            await self.channel.queue_delete(names(self.settings).agent_queue(task_id))
-            self._inboxes.discard(task_id)
+        queues = names(self.settings)
+        await asyncio.gather(*(self.channel.queue_delete(queues.agent_queue(t)) for t in task_ids))
+        self._inboxes.difference_update(task_ids)
 
     # --- liveness --------------------------------------------------------------------------
 
@@ -140,7 +142,7 @@ class Notifier:
                 source="notifier",
             )
             await self.publish(lost)
-            await self.book.mark([doc.task_id], Presence.LOST)
+            self.book.mark([doc.task_id], Presence.LOST)
             stop = make_event(
                 "task.stop_requested",
                 {"reason": "agent lost"},
@@ -164,6 +166,18 @@ class Notifier:
                 log.exception("presence sweep failed")
 
 
+def _heartbeat(book: PresenceBook, body: bytes) -> bool:
+    """Note a heartbeat from its raw JSON; False when it is malformed or of an unknown agent."""
+    try:
+        data = json.loads(body)
+        task_id, agent_id = data["task_id"], data["payload"]["agent_id"]
+    except (ValueError, KeyError, TypeError):
+        return False
+    return (
+        isinstance(task_id, str) and isinstance(agent_id, str) and book.heartbeat(task_id, agent_id)
+    )
+
+
 def _decode(message: AbstractIncomingMessage) -> EventBase | None:
     try:
         return parse_event(message.body)
@@ -178,6 +192,7 @@ async def running_notifier(settings: FlameSettings) -> AsyncIterator[Notifier]:
     client = await init_db(settings, [*ALL_DOCUMENTS, AgentDoc])
     connection = await amqp.connect(settings, name="flame-notifier")
     watcher: asyncio.Task[Any] | None = None
+    notifier: Notifier | None = None
     try:
         channel = await connection.channel()
         await channel.set_qos(prefetch_count=64)
@@ -194,5 +209,8 @@ async def running_notifier(settings: FlameSettings) -> AsyncIterator[Notifier]:
             watcher.cancel()
             with suppress(asyncio.CancelledError):
                 await watcher
+        if notifier is not None:
+            with suppress(Exception):  # what is not saved now is corrected on the next start
+                await notifier.book.flush()
         await connection.close()
         await client.close()

@@ -6,12 +6,14 @@ import hmac
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from pymongo.errors import DuplicateKeyError
+
 from flame_common.documents import TaskDoc
-from flame_common.logs import get_logger
 from flame_notifier.documents import AgentDoc, Presence
 from schemas.events import AgentRegistered, EventBase
+from schemas.states import TERMINAL_STATES
 
-log = get_logger(__name__)
+_TERMINAL = frozenset(s.value for s in TERMINAL_STATES)
 
 
 def _now() -> datetime:
@@ -28,12 +30,17 @@ class Registration:
 
 
 class PresenceBook:
-    """Active agents in memory (heartbeats are frequent), persisted to `AgentDoc` for restarts."""
+    """Active agents in memory, persisted to `AgentDoc` only for what a restart needs.
+
+    A registration is one upsert. Heartbeats stay in memory (a restarted notifier gives every
+    active agent a full timeout anyway). Agents that stop being watched are written in bulk by
+    `flush()`; a restart also drops agents whose task is already terminal.
+    """
 
     def __init__(self, timeout: float) -> None:
         self._timeout = timedelta(seconds=timeout)
         self._active: dict[str, AgentDoc] = {}
-        self._dirty: set[str] = set()
+        self._ended: dict[str, tuple[str, Presence]] = {}  # task id -> (job id, presence), unsaved
 
     def __contains__(self, task_id: str) -> bool:
         return task_id in self._active
@@ -41,7 +48,17 @@ class PresenceBook:
     async def load(self) -> int:
         """Resume watching the active agents; each gets a full timeout from now (we were away)."""
         now = _now()
-        async for doc in AgentDoc.find({"presence": Presence.ACTIVE.value}):
+        docs = {d.task_id: d async for d in AgentDoc.find({"presence": Presence.ACTIVE.value})}
+        if docs:
+            ended = [
+                t.task_id
+                async for t in TaskDoc.find({"task_id": {"$in": list(docs)}})
+                if t.state in _TERMINAL
+            ]
+            for task_id in ended:
+                self._ended[task_id] = (docs.pop(task_id).job_id, Presence.DONE)
+            await self.flush()
+        for doc in docs.values():
             doc.last_seen = max(doc.last_seen, now)
             self._active[doc.task_id] = doc
         return len(self._active)
@@ -60,9 +77,6 @@ class PresenceBook:
         current = self._active.get(event.task_id)
         if current is not None and current.agent_id == payload.agent_id:
             return Registration(True, False)
-        doc = await AgentDoc.find_one({"task_id": event.task_id})
-        if doc is not None and doc.agent_id == payload.agent_id and doc.presence != Presence.ACTIVE:
-            return Registration(False, False, f"agent already {doc.presence.value}")
         now = _now()
         fields = {
             "task_id": event.task_id,
@@ -70,18 +84,20 @@ class PresenceBook:
             "agent_id": payload.agent_id,
             "hostname": payload.hostname,
             "pid": payload.pid,
-            "presence": Presence.ACTIVE,
+            "presence": Presence.ACTIVE.value,
             "registered_at": now,
             "last_seen": now,
         }
-        if doc is None:
-            doc = AgentDoc(**fields)
-            await doc.insert()
-        else:
-            for name, value in fields.items():
-                setattr(doc, name, value)
-            await doc.save()
-        self._active[event.task_id] = doc
+        try:  # replaces another agent's record; an ended record of this agent stays (unique key)
+            await AgentDoc.get_pymongo_collection().update_one(
+                {"task_id": event.task_id, "agent_id": {"$ne": payload.agent_id}},
+                {"$set": fields},
+                upsert=True,
+            )
+        except DuplicateKeyError:
+            return Registration(False, False, "agent already ended (lost or done)")
+        self._ended.pop(event.task_id, None)
+        self._active[event.task_id] = AgentDoc(**fields)
         return Registration(True, True)
 
     def heartbeat(self, task_id: str, agent_id: str) -> bool:
@@ -90,7 +106,6 @@ class PresenceBook:
         if doc is None or doc.agent_id != agent_id:
             return False
         doc.last_seen = _now()
-        self._dirty.add(task_id)
         return True
 
     def silent(self) -> list[AgentDoc]:
@@ -98,28 +113,35 @@ class PresenceBook:
         limit = _now() - self._timeout
         return [doc for doc in self._active.values() if doc.last_seen < limit]
 
-    async def mark(self, task_ids: list[str], presence: Presence) -> None:
-        """Stop watching these tasks' agents and persist their new presence."""
+    def mark(self, task_ids: list[str], presence: Presence) -> None:
+        """Stop watching these tasks' agents; their new presence is saved by the next `flush`."""
         for task_id in task_ids:
-            self._active.pop(task_id, None)
-            self._dirty.discard(task_id)
-        if task_ids:
-            await AgentDoc.find({"task_id": {"$in": task_ids}}).update(
-                {"$set": {"presence": presence.value}}
-            )
+            doc = self._active.pop(task_id, None)
+            if doc is not None:
+                self._ended[task_id] = (doc.job_id, presence)
 
     async def finish_job(self, job_id: str) -> list[str]:
-        """The job ended: stop watching its agents; returns their task ids."""
-        task_ids = [d.task_id async for d in AgentDoc.find({"job_id": job_id})]
-        await self.mark(task_ids, Presence.DONE)
+        """The job ended: stop watching its agents, mark all of them done; returns their tasks."""
+        task_ids = [t for t, doc in self._active.items() if doc.job_id == job_id]
+        task_ids += [t for t, (job, _) in self._ended.items() if job == job_id]
+        for task_id in task_ids:
+            self._active.pop(task_id, None)
+            self._ended.pop(task_id, None)
+        await AgentDoc.find({"job_id": job_id}).update({"$set": {"presence": Presence.DONE.value}})
         return task_ids
 
     async def flush(self) -> None:
-        """Persist the latest heartbeat times (so a restarted notifier knows them)."""
-        dirty, self._dirty = self._dirty, set()
-        for task_id in dirty:
-            doc = self._active.get(task_id)
-            if doc is not None:
-                await AgentDoc.find_one({"task_id": task_id}).update(
-                    {"$set": {"last_seen": doc.last_seen}}
-                )
+        """Save the presence of the agents no longer watched (one write per presence value)."""
+        ended, self._ended = self._ended, {}
+        try:
+            for presence in Presence:
+                task_ids = [t for t, (_, p) in ended.items() if p == presence]
+                if task_ids:
+                    await AgentDoc.find({"task_id": {"$in": task_ids}}).update(
+                        {"$set": {"presence": presence.value}}
+                    )
+                    for task_id in task_ids:
+                        ended.pop(task_id)
+        finally:
+            for task_id, entry in ended.items():  # not saved (database away): next time
+                self._ended.setdefault(task_id, entry)

@@ -124,7 +124,7 @@ class Agent:
         message.headers = {KEY_HEADER: self.task.key}
         inbox = names(self.settings).queue(amqp.NOTIFIER_INBOX)
         await publish_until_confirmed(self._channel.default_exchange, message, inbox)
-        log.info("registered", task_id=self.task.task_id, agent_id=self.agent_id)
+        log.debug("registered", task_id=self.task.task_id, agent_id=self.agent_id)
 
     async def _heartbeats(self) -> None:
         assert self._channel is not None
@@ -192,7 +192,7 @@ class Agent:
             return
         if child.stopped:  # a stop arrived while the process was being created
             await child.stop(self.settings.stop_grace_seconds)
-        log.info("role code started", pid=child.pid, script=str(script))
+        log.debug("role code started", pid=child.pid, script=str(script))
         await self._status(TaskStatusChanged(state=JobState.RUNNING))
         code = await child.wait()
         tail = log_tail(log_path)

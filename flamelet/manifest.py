@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
 import ssl
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote, urlencode, urlsplit
 
 import httpx
 from python_multipart.multipart import MultipartParser, parse_options_header
@@ -101,23 +103,85 @@ def tls_context() -> ssl.SSLContext:
     return httpx.create_ssl_context()
 
 
+MAX_HEADERS = 100
+
+
+async def _read_body(reader: asyncio.StreamReader, headers: dict[str, str]) -> bytes:
+    if "chunked" in headers.get("transfer-encoding", "").lower():
+        body = bytearray()
+        while size := int((await reader.readline()).split(b";", 1)[0].strip() or b"x", 16):
+            body += await reader.readexactly(size)
+            await reader.readexactly(2)  # CRLF after each chunk
+        while (await reader.readline()).strip():  # trailers
+            pass
+        return bytes(body)
+    if "content-length" in headers:
+        return await reader.readexactly(int(headers["content-length"]))
+    return await reader.read()  # delimited by the end of the connection
+
+
+async def http_get(url: str, accept: str, timeout: float) -> tuple[int, str, bytes]:
+    """A one-shot HTTP/1.1 GET: (status, content type, body); transport errors raise OSError.
+
+    Far cheaper than a full client for the one request an agent makes; no proxy, no redirects.
+    """
+    parts = urlsplit(url)
+    https = parts.scheme == "https"
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise OSError(f"not an http(s) URL: {url}")
+    host = parts.hostname
+    port = parts.port or (443 if https else 80)
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    authority = parts.netloc.rsplit("@", 1)[-1]
+    request = (
+        f"GET {target} HTTP/1.1\r\nHost: {authority}\r\nAccept: {accept}\r\n"
+        "Accept-Encoding: identity\r\nConnection: close\r\nUser-Agent: flamelet\r\n\r\n"
+    )
+    async with asyncio.timeout(timeout):
+        reader, writer = await asyncio.open_connection(
+            host, port, ssl=tls_context() if https else None, limit=1 << 20
+        )
+        try:
+            writer.write(request.encode("ascii"))
+            try:
+                version, code, *_ = (await reader.readline()).decode("latin-1").split(" ", 2)
+                if not version.startswith("HTTP/1."):
+                    raise ValueError(version)
+                headers: dict[str, str] = {}
+                for _ in range(MAX_HEADERS):
+                    line = (await reader.readline()).decode("latin-1").strip()
+                    if not line:
+                        break
+                    name, _, value = line.partition(":")
+                    headers[name.strip().lower()] = value.strip()
+                else:
+                    raise ValueError("too many headers")
+                body = await _read_body(reader, headers)
+                return int(code), headers.get("content-type", ""), body
+            except (ValueError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as exc:
+                raise OSError(f"malformed HTTP response: {exc}") from None
+        finally:
+            writer.close()
+
+
 async def fetch_manifest(
     apiserver: str, job_id: str, task_id: str, key: str, *, timeout: float = 30.0
 ) -> Manifest:
     """GET /jobs/{job}/{task}/task?key=... and parse it."""
-    url = f"{apiserver.rstrip('/')}/jobs/{job_id}/{task_id}/task"
+    url = (
+        f"{apiserver.rstrip('/')}/jobs/{quote(job_id, safe='')}/{quote(task_id, safe='')}/task"
+        f"?{urlencode({'key': key})}"
+    )
     try:
-        async with httpx.AsyncClient(timeout=timeout, verify=tls_context()) as client:
-            response = await client.get(
-                url, params={"key": key}, headers={"Accept": "multipart/form-data"}
-            )
-    except httpx.HTTPError as exc:
+        status, content_type, body = await http_get(url, "multipart/form-data", timeout)
+    except (OSError, TimeoutError) as exc:
         raise ManifestError(
-            f"cannot reach the apiserver at {apiserver}: {exc}", retryable=True
+            f"cannot reach the apiserver at {apiserver}: {exc or type(exc).__name__}",
+            retryable=True,
         ) from None
-    if response.status_code != 200:
+    if status != 200:
+        text = body[:200].decode("utf-8", errors="replace")
         raise ManifestError(
-            f"apiserver answered {response.status_code} for the manifest: {response.text[:200]}",
-            retryable=response.status_code >= 500,
+            f"apiserver answered {status} for the manifest: {text}", retryable=status >= 500
         )
-    return parse_manifest(response.content, response.headers.get("content-type", ""))
+    return parse_manifest(body, content_type)

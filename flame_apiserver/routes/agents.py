@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Depends, Request, Response
 
 from flame_apiserver.codezip import role_zip
 from flame_apiserver.context import Ctx
@@ -15,6 +15,7 @@ from flame_apiserver.lookups import task_of
 from flame_apiserver.multipart import Part, encode_form
 from flame_apiserver.routes.computes import ApiKey, authorized_compute
 from flame_apiserver.views import job_spec, job_status, task_config
+from flame_apiserver.zipcache import ZipCache
 from flame_common.documents import CodeDoc, JobDoc, TaskDoc
 from schemas.commands import ReportTaskStatus
 from schemas.errors import BadRequest, Invalid, NotFound, Unauthorized
@@ -39,14 +40,22 @@ async def _job(job_id: str) -> JobDoc:
     return doc
 
 
-@router.get("/{job_id}/{task_id}/task", response_class=Response, responses=_MANIFEST)
-async def task_manifest(job_id: str, task_id: str, ctx: Ctx, key: str = "") -> Response:
-    """What an agent needs to run its task; `key` must be the task's key (400 empty, 401 wrong)."""
-    if not key:
-        raise BadRequest("query parameter 'key' is required and cannot be empty")
-    task = await task_of(job_id, task_id)
-    if not secrets.compare_digest(task.key.encode(), key.encode()):
-        raise Unauthorized(f"wrong key for task '{task_id}'")
+def _role_zips(request: Request) -> ZipCache:
+    """The app's cache of role zips, keyed by (job, role).
+
+    A job pins its code revision, so its role zips never change. The key is the job, not
+    (user, design, revision): revision numbers restart after the code or the design is deleted.
+    """
+    cache: ZipCache | None = getattr(request.app.state, "role_zips", None)
+    if cache is None:
+        cache = request.app.state.role_zips = ZipCache()
+    return cache
+
+
+RoleZips = Annotated[ZipCache, Depends(_role_zips)]
+
+
+async def _build_role_zip(ctx: Ctx, job_id: str, role: str) -> bytes:
     job = await _job(job_id)
     revision = job_spec(job).code_revision
     code = await CodeDoc.find_one(
@@ -57,7 +66,23 @@ async def task_manifest(job_id: str, task_id: str, ctx: Ctx, key: str = "") -> R
             f"code revision {revision} of design '{job.design_id}' pinned by job '{job_id}' "
             "is not available"
         )
-    zipped = await asyncio.to_thread(role_zip, code.data, task.role, ctx.zip_limits)
+    return await asyncio.to_thread(role_zip, code.data, role, ctx.zip_limits)
+
+
+@router.get("/{job_id}/{task_id}/task", response_class=Response, responses=_MANIFEST)
+async def task_manifest(
+    job_id: str, task_id: str, ctx: Ctx, zips: RoleZips, key: str = ""
+) -> Response:
+    """What an agent needs to run its task; `key` must be the task's key (400 empty, 401 wrong).
+
+    One `TaskDoc` read per request; the job and its code are read once per (job, role).
+    """
+    if not key:
+        raise BadRequest("query parameter 'key' is required and cannot be empty")
+    task = await task_of(job_id, task_id)
+    if not secrets.compare_digest(task.key.encode(), key.encode()):
+        raise Unauthorized(f"wrong key for task '{task_id}'")
+    zipped = await zips.get((job_id, task.role), lambda: _build_role_zip(ctx, job_id, task.role))
     body, content_type = encode_form(
         [
             Part("config", json.dumps(task_config(task)).encode(), "application/json"),

@@ -3,7 +3,10 @@
 A flamelet spawned from scratch spends ~0.4 s importing its modules; forked from the zygote it
 starts at once. The zygote is a child of the deployer (it dies with it); its children are the
 flamelets, each in its own session. If the zygote cannot start or dies, `spawn` raises
-`ZygoteError` and the deployer spawns flamelets the plain way.
+`ZygoteError` and the deployer spawns flamelets the plain way. The wire protocol is
+`flame_common.forking`'s; this client stays apart from the simulation's (`ForkServer` in
+`flame_sdk.simulation.processes`) because a deployer must outlive its zygote: it bounds every
+wait, fails requests with `ZygoteError` and follows orphaned flamelets through pidfds.
 """
 
 from __future__ import annotations

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -78,3 +80,34 @@ async def test_a_module_that_cannot_be_preloaded_fails_the_start(tmp_path: Path)
     )
     with pytest.raises(RuntimeError, match="no_such_mod"):
         await job.start()
+
+
+def test_bad_requests_get_error_replies_and_end_of_input_waits_for_children(
+    tmp_path: Path,
+) -> None:
+    script = tmp_path / "main.py"
+    script.write_text("import sys, time\ntime.sleep(0.5)\nprint('done', sys.argv[1:])\n")
+    log = tmp_path / "child.log"
+    good = {"id": 3, "script": str(script), "argv": ["x"], "cwd": str(tmp_path), "env": {}}
+    requests = [
+        b"not json",
+        json.dumps({"id": 1, "script": str(script), "argv": "x", "env": {}}).encode(),
+        json.dumps({**good, "id": 2, "cwd": 7, "log": str(log)}).encode(),
+        json.dumps({**good, "log": str(log)}).encode(),
+    ]
+    server = subprocess.run(
+        [sys.executable, "-m", "flame_sdk.simulation.forkserver", "json"],
+        input=b"\n".join(requests) + b"\n",  # then end of input, with the child still running
+        capture_output=True,
+        timeout=60,
+        check=True,
+    )
+    ready, *replies = [json.loads(line) for line in server.stdout.splitlines()]
+    assert "ready" in ready
+    assert replies[0]["id"] is None and replies[0]["error"].startswith("bad request")
+    assert replies[1]["id"] == 1 and "'argv' (list)" in replies[1]["error"]
+    assert "'log' (str)" in replies[1]["error"]
+    assert replies[2] == {"id": 2, "error": "bad request: needs 'cwd' (str)"}
+    assert replies[3]["id"] == 3
+    assert replies[4] == {"exited": replies[3]["pid"], "code": 0}  # reported before the end
+    assert log.read_text() == "done ['x']\n"
