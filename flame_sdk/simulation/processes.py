@@ -90,8 +90,15 @@ class ForkServer:
             elif "pid" in message:
                 child = self._children[message["pid"]] = ForkedProcess(int(message["pid"]))
                 self._spawned.pop(message["id"]).set_result(child)
+            elif "error" in message and message.get("id") in self._spawned:
+                error = RuntimeError(f"fork server could not start the task: {message['error']}")
+                self._spawned.pop(message["id"]).set_exception(error)
         for child in self._children.values():  # the server died: so did its children's reports
             child.exited(child.returncode if child.returncode is not None else -signal.SIGKILL)
+        for pending in self._spawned.values():  # and it will not answer these any more
+            if not pending.done():
+                pending.set_exception(RuntimeError("fork server exited before starting the task"))
+        self._spawned.clear()
 
     async def close(self) -> None:
         """End the server (after its children: it exits once they are gone)."""
