@@ -105,24 +105,25 @@ class EventConsumer:
             if isinstance(result, BaseException):
                 log.error("event batch not written, requeued", job_id=job_id, error=repr(result))
                 failed.add(job_id)
-        try:
-            if not failed:  # every earlier delivery is settled: one ack covers the batch
-                last = batch[-1]
-                await last.channel.basic_ack(_tag(last), multiple=True)
-                return
-            for message, job_id in zip(batch, job_of, strict=True):
-                if job_id in failed:
-                    await message.channel.basic_nack(_tag(message), requeue=True)
-                else:
-                    await message.channel.basic_ack(_tag(message))
-        except Exception as exc:  # channel lost: the broker redelivers; duplicates are skipped
-            log.warning("acknowledgement failed", error=repr(exc))
+        if not failed:  # every earlier delivery is settled: one ack covers the batch
+            await _settle(batch[-1], ack=True, multiple=True)
+            return
+        for message, job_id in zip(batch, job_of, strict=True):
+            await _settle(message, ack=job_id not in failed)
 
 
-def _tag(message: DeliveredMessage) -> int:
+async def _settle(message: DeliveredMessage, *, ack: bool, multiple: bool = False) -> None:
+    """Ack, or nack with requeue; on a channel lost meanwhile the broker has requeued it anyway
+    (the redelivery is then skipped as a duplicate)."""
     tag = message.delivery_tag
     assert tag is not None  # always set on a consumed delivery
-    return tag
+    try:
+        if ack:
+            await message.channel.basic_ack(tag, multiple=multiple)
+        else:
+            await message.channel.basic_nack(tag, requeue=True)
+    except Exception as exc:
+        log.warning("acknowledgement failed", error=repr(exc))
 
 
 def _decode(body: bytes) -> EventBase | None:

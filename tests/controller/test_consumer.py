@@ -1,0 +1,65 @@
+"""EventConsumer on real RabbitMQ: per-job batches, ack after the write, requeue on failure."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+import aio_pika
+import pytest
+
+from flame_common.bus import make_broker, publish_event
+from flame_common.settings import FlameSettings
+from flame_controller.consumer import EventConsumer
+from schemas.events import EventBase, make_event
+
+pytestmark = pytest.mark.integration
+
+
+async def test_batches_in_order_ack_after_write_and_requeue_failed_job(
+    settings: FlameSettings,
+) -> None:
+    written: dict[str, list[str]] = {}
+    failures = {"job-b": 1}  # job-b's first write fails: its messages must come back
+
+    async def handle(job_id: str, events: Sequence[EventBase]) -> None:
+        if failures.get(job_id, 0) > 0:
+            failures[job_id] -= 1
+            raise RuntimeError("store unavailable")
+        written.setdefault(job_id, []).extend(e.id for e in events)
+
+    conn = await aio_pika.connect_robust(settings.rabbit_url)
+    consumer = EventConsumer(settings, handle)
+    await consumer.start(conn)
+    broker = make_broker(settings)
+    await broker.connect()
+    sent: dict[str, list[str]] = {"job-a": [], "job-b": []}
+    for i in range(40):
+        job_id = "job-a" if i % 2 else "job-b"
+        event = make_event("task.status_changed", {"state": "running"}, job_id=job_id, task_id="t")
+        await publish_event(broker, settings, event)
+        sent[job_id].append(event.id)
+    await publish_event(broker, settings, make_event("worker.created", {"compute_id": "c"}))
+    runner = asyncio.create_task(consumer.run())
+    try:
+
+        async def all_written() -> None:
+            while sorted(written.get("job-b", [])) != sorted(sent["job-b"]):
+                await asyncio.sleep(0.05)
+
+        await asyncio.wait_for(all_written(), 15)
+        assert failures["job-b"] == 0
+        assert written["job-a"] == sent["job-a"]  # delivery order, each event written once
+        assert len(written["job-b"]) == len(sent["job-b"])  # requeued, then written once
+    finally:
+        runner.cancel()
+        await asyncio.gather(runner, return_exceptions=True)
+        await broker.stop()
+    # Everything was settled: nothing is left unacked (redelivered) after the consumer closes.
+    await conn.close()
+    probe = await aio_pika.connect_robust(settings.rabbit_url)
+    async with probe:
+        channel = await probe.channel()
+        queue = await channel.declare_queue(f"{settings.namespace}.controller.events", passive=True)
+        assert queue.declaration_result.message_count == 0
+        await queue.delete(if_unused=False, if_empty=False)
