@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import itertools
 import json
 import resource
@@ -68,6 +69,11 @@ def _cpu(proc: psutil.Process, *, children: bool = False) -> float:
     return t.user + t.system + ((t.children_user + t.children_system) if children else 0.0)
 
 
+def _reaped(proc: psutil.Process) -> float:
+    """CPU seconds of the reaped descendants of `proc` only."""
+    return _cpu(proc, children=True) - _cpu(proc)
+
+
 def _broker() -> psutil.Process | None:
     for proc in psutil.process_iter(["name"]):
         if proc.info["name"] == "beam.smp":
@@ -80,14 +86,14 @@ def cpu_probes(stack: LocalStack) -> dict[str, Callable[[], float]]:
     probes: dict[str, Callable[[], float]] = {}
     for part in ("mongo", "apiserver", "controller", "notifier", "deployer"):
         proc = psutil.Process(stack.pid(part))
-        probes[part] = lambda p=proc: _cpu(p)
+        probes[part] = functools.partial(_cpu, proc)
     zygotes = [p for p in psutil.Process(stack.pid("deployer")).children() if p.name() == ZYGOTE]
     if zygotes:
-        probes["zygote"] = lambda p=zygotes[0]: _cpu(p)
-        probes["workers"] = lambda p=zygotes[0]: _cpu(p, children=True) - _cpu(p)
+        probes["zygote"] = functools.partial(_cpu, zygotes[0])
+        probes["workers"] = functools.partial(_reaped, zygotes[0])
     broker = _broker()
     if broker is not None:
-        probes["rabbitmq"] = lambda: _cpu(broker)
+        probes["rabbitmq"] = functools.partial(_cpu, broker)
     return probes
 
 

@@ -190,3 +190,56 @@ async def test_finished_task_and_job_are_no_longer_watched(settings, db, notifie
             await agent.channel.declare_queue(names(settings).agent_queue("t6"), passive=True)
     doc = await AgentDoc.find_one({"task_id": "t6"})
     assert doc is not None and doc.presence == Presence.DONE
+
+
+async def test_heartbeats_stay_in_memory(settings, db, notifier, recorder):
+    await seed_task("j7", "t7")
+    agent = FakeAgent(settings, "j7", "t7", "k3y")
+    async with agent.connected(consume=False):
+        await agent.register()
+        await recorder.wait_for(lambda e: e.type == "agent.registered")
+        registered = await AgentDoc.find_one({"task_id": "t7"})
+        assert registered is not None
+        agent.start_heartbeats()
+        await asyncio.sleep(settings.heartbeat_timeout + 1)
+        assert recorder.of("agent.lost") == []  # the beats were heard...
+        doc = await AgentDoc.find_one({"task_id": "t7"})
+    assert doc is not None and doc.last_seen == registered.last_seen  # ...and not written
+
+
+async def test_an_ended_agent_cannot_come_back_after_a_restart(settings, db, recorder):
+    await seed_task("j8", "t8")
+    agent = FakeAgent(settings, "j8", "t8", "k3y")
+    async with agent.connected(consume=False):
+        async with running_notifier(settings):
+            await agent.register()
+            await recorder.wait_for(lambda e: e.type == "agent.lost", timeout=10)
+        async with running_notifier(settings):
+            await agent.register()  # the same agent again: refused, still lost
+            await asyncio.sleep(0.5)
+            other = FakeAgent(settings, "j8", "t8", "k3y")  # a new agent for the task: accepted
+            async with other.connected(consume=False):
+                await other.register()
+                await recorder.wait_for(
+                    lambda e: e.type == "agent.registered" and e.payload.agent_id == other.agent_id
+                )
+            assert len(recorder.of("agent.registered")) == 2
+            doc = await AgentDoc.find_one({"task_id": "t8"})
+            assert doc is not None and doc.agent_id == other.agent_id
+            assert doc.presence == Presence.ACTIVE
+
+
+async def test_restart_drops_agents_of_finished_tasks(settings, db, recorder):
+    await seed_task("j9", "t9")
+    agent = FakeAgent(settings, "j9", "t9", "k3y")
+    async with agent.connected(consume=False), running_notifier(settings):
+        await agent.register()
+        await recorder.wait_for(lambda e: e.type == "agent.registered")
+        # the task ends unseen by the notifier (as while it is away): the controller saved it
+        await TaskDoc.find_one({"task_id": "t9"}).update({"$set": {"state": "completed"}})
+    async with running_notifier(settings) as notifier:
+        assert "t9" not in notifier.book
+        await asyncio.sleep(settings.heartbeat_timeout + 1)
+        assert recorder.of("agent.lost") == []
+        doc = await AgentDoc.find_one({"task_id": "t9"})
+        assert doc is not None and doc.presence == Presence.DONE

@@ -1,0 +1,62 @@
+"""The flamelet's one-shot HTTP GET: lengths, chunked bodies, errors as OSError."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from flamelet.manifest import ManifestError, fetch_manifest, http_get
+from tests.agents.helpers import ManifestServer
+
+
+@pytest.fixture
+async def raw_server() -> AsyncIterator[tuple[str, list[bytes], list[bytes]]]:
+    """A server answering each connection with the next canned response; records requests."""
+    answers: list[bytes] = []
+    requests: list[bytes] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        requests.append(await reader.readuntil(b"\r\n\r\n"))
+        writer.write(answers.pop(0))
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    yield f"http://127.0.0.1:{port}", answers, requests
+    server.close()
+
+
+async def test_chunked_and_length_delimited_bodies(raw_server):
+    url, answers, requests = raw_server
+    answers.append(
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"5\r\nhello\r\n7;ext=1\r\n, world\r\n0\r\n\r\n"
+    )
+    answers.append(b"HTTP/1.1 404 Not Found\r\nContent-Length: 4\r\n\r\nnope")
+    assert await http_get(f"{url}/a?x=1", "*/*", 5) == (200, "text/plain", b"hello, world")
+    assert await http_get(url, "*/*", 5) == (404, "", b"nope")
+    assert requests[0].startswith(b"GET /a?x=1 HTTP/1.1\r\n") and b"Host: 127.0.0.1:" in requests[0]
+
+
+async def test_malformed_or_truncated_answers_raise_oserror(raw_server):
+    url, answers, _ = raw_server
+    answers.append(b"SMTP ready\r\n\r\n")
+    answers.append(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort")
+    for _ in range(2):
+        with pytest.raises(OSError, match="malformed"):
+            await http_get(url, "*/*", 5)
+
+
+async def test_manifest_key_is_url_encoded_and_errors_are_classified(manifests: ManifestServer):
+    manifests.add("j2", "t2", "k", "trainer", "ok")
+    with pytest.raises(ManifestError) as wrong:
+        await fetch_manifest(manifests.url, "j2", "t2", "k&y=1")
+    assert "401" in str(wrong.value) and not wrong.value.retryable
+    manifest = await fetch_manifest(manifests.url, "j2", "t2", "k")
+    assert manifest.role == "trainer" and manifest.code_zip.startswith(b"PK")
+    with pytest.raises(ManifestError) as down:
+        await fetch_manifest("http://127.0.0.1:9", "j2", "t2", "k", timeout=2)
+    assert down.value.retryable
