@@ -1,4 +1,4 @@
-"""Event-bus names and helpers on RabbitMQ: the events exchange, the RPC queue, agent inboxes.
+"""FastStream helpers for the event bus: the events exchange, consumer queues, publishing.
 
 Every exchange and queue name is prefixed by `settings.namespace`, so stacks (and test runs) can
 share one broker without seeing each other's traffic.
@@ -15,10 +15,6 @@ from schemas.events import EventBase, event_json
 
 def events_exchange(settings: FlameSettings) -> RabbitExchange:
     return RabbitExchange(names(settings).events_exchange, type=ExchangeType.TOPIC, durable=True)
-
-
-def agents_exchange(settings: FlameSettings) -> RabbitExchange:
-    return RabbitExchange(names(settings).agents_exchange, type=ExchangeType.DIRECT, durable=True)
 
 
 def consumer_queue(settings: FlameSettings, consumer: str, routing_key: str = "#") -> RabbitQueue:
