@@ -1,15 +1,19 @@
 """Control flow of a role: Tasklets chained with `>>` inside a Composer, Loops, chain editing.
 
 A tasklet's function is either a coroutine function (awaited on the role's event loop) or a
-plain function (run in a worker thread with `asyncio.to_thread`, so user code may block).
+plain function (run in a worker thread, so user code may block): the composer's `executor` when
+one is set (a simulation shares one among its roles), else `asyncio.to_thread`'s.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import functools
 import inspect
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Executor
 from contextvars import ContextVar
 from typing import Any
 
@@ -81,7 +85,12 @@ class Tasklet:
         try:
             if inspect.iscoroutinefunction(self.func):
                 return await self.func(*self.args, **self.kwargs)
-            return await asyncio.to_thread(self.func, *self.args, **self.kwargs)
+            executor = self.composer.executor
+            if executor is None:
+                return await asyncio.to_thread(self.func, *self.args, **self.kwargs)
+            context = contextvars.copy_context()
+            call = functools.partial(context.run, self.func, *self.args, **self.kwargs)
+            return await asyncio.get_running_loop().run_in_executor(executor, call)
         finally:
             self.composer.runtimes[self.alias] = time.perf_counter() - started
 
@@ -147,9 +156,13 @@ class Tasklet:
 
 
 class Composer:
-    """Holds a role's tasklets and their chain; `with composer:` makes it the current one."""
+    """Holds a role's tasklets and their chain; `with composer:` makes it the current one.
+
+    `executor`, when set, runs the plain-function tasklets (default: `asyncio.to_thread`).
+    """
 
     def __init__(self) -> None:
+        self.executor: Executor | None = None
         self.tasklets: dict[str, Tasklet] = {}
         self._next: dict[Tasklet, Tasklet] = {}
         self._prev: dict[Tasklet, Tasklet] = {}

@@ -9,7 +9,7 @@ from typing import Any
 from flame_sdk.channels import SEND
 from flame_sdk.composer import Loop, Tasklet
 from flame_sdk.optimizers import create_optimizer
-from flame_sdk.roles.downstream import Downstream
+from flame_sdk.roles.downstream import Downstream, run_sized
 from flame_sdk.roles.upstream import Upstream
 from flame_sdk.weights import subtract
 from flame_sdk.wire import Key, Message
@@ -150,7 +150,8 @@ class AsyncMiddleAggregator(Upstream, Downstream):
             return
         assert self.weights is not None
         count = self._aggregation.count
-        result = await asyncio.to_thread(self._aggregation.result) if count else None
+        aggregation = self._aggregation
+        result = await run_sized(aggregation.base, aggregation.result) if count else None
         delta = None if result is None else subtract(result, self.weights)
         self.update_metrics({"updates": count, "examples": self._examples})
         await self.send_upstream(

@@ -7,6 +7,7 @@ from typing import Any
 
 from flame_sdk.channels import SEND
 from flame_sdk.composer import Loop, Tasklet
+from flame_sdk.roles.downstream import run_sized
 from flame_sdk.roles.top_aggregator import TopAggregator
 from flame_sdk.wire import Key
 
@@ -63,7 +64,7 @@ class AsyncTopAggregator(TopAggregator):
         return self._aggregation is not None and self._aggregation.count >= self.agg_goal
 
     async def finish_version(self) -> None:
-        result = await asyncio.to_thread(self._aggregation.result)
+        result = await run_sized(self._aggregation.base, self._aggregation.result)
         self.update_metrics({"updates": self._aggregation.count})
         if result is not None:
             self.weights = result

@@ -11,7 +11,7 @@ from flame_common.logs import configure_logging, get_logger
 from flame_sdk.channels import ChannelManager
 from flame_sdk.composer import Composer
 from flame_sdk.config import Config
-from flame_sdk.registries import create_registry
+from flame_sdk.registries import DummyRegistry, create_registry
 from flame_sdk.roles.memory import tune_malloc
 from flame_sdk.weights import ModelAdapter, Weights, adapter_for
 
@@ -124,7 +124,17 @@ class Role(abc.ABC):
             cfg.taskid,
             cfg.role,
         )
-        await asyncio.to_thread(self.registry.setup_run)
+        await self.call_registry("setup_run")
+
+    async def call_registry(self, method: str, *args: Any) -> Any:
+        """`self.registry.<method>(*args)` in a worker thread (registries do I/O); at once for
+        the dummy registry, which records nothing (a thread hop would cost more than the call)."""
+        registry = self.registry
+        if registry is None:
+            raise RuntimeError("the registry is not set up (internal_init has not run)")
+        if isinstance(registry, DummyRegistry):
+            return getattr(registry, method)(*args)
+        return await asyncio.to_thread(getattr(registry, method), *args)
 
     async def save_metrics(self) -> None:
         """Report this round's metrics (user ones, tasklet runtimes, bytes moved)."""
@@ -132,7 +142,7 @@ class Role(abc.ABC):
         metrics.update({f"{a}.runtime": t for a, t in self.composer.runtimes.items()})
         metrics.update(self.cm.stats())
         if self.registry is not None:
-            await asyncio.to_thread(self.registry.save_metrics, self._round - 1, metrics)
+            await self.call_registry("save_metrics", self._round - 1, metrics)
         self.metrics_history.append({"round": self._round, **metrics})
         self.metrics.clear()
         self.composer.runtimes.clear()

@@ -4,13 +4,27 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from flame_sdk.channels import SEND, Channel
 from flame_sdk.digest import weights_digest
 from flame_sdk.roles.base import Role
-from flame_sdk.weights import Weights
+from flame_sdk.weights import Weights, nbytes
 from flame_sdk.wire import Key, Message
+
+INLINE_BYTES = 1 << 20
+"""Aggregation work on models smaller than this runs on the event loop: it takes less time than
+handing it to a worker thread and back."""
+
+T = TypeVar("T")
+
+
+async def run_sized(weights: Weights, fn: Callable[..., T], *args: Any) -> T:
+    """`fn(*args)`, in a worker thread when `weights` (the model it works on) is large."""
+    if nbytes(weights) < INLINE_BYTES:
+        return fn(*args)
+    return await asyncio.to_thread(fn, *args)
 
 
 class Downstream(Role):
@@ -64,7 +78,7 @@ class Downstream(Role):
             return None
         version = int(message.get(Key.MODEL_VERSION) or self._round)
         try:
-            await asyncio.to_thread(aggregation.add, delta, size, version)
+            await run_sized(delta, aggregation.add, delta, size, version)
         except ValueError as exc:
             self.log.warning("update rejected", end=end, reason=str(exc))
             return None
@@ -95,7 +109,7 @@ class Downstream(Role):
             pending.discard(end)
             size = await self.fold(aggregation, end, message)
             total += size or 0
-        result = await asyncio.to_thread(aggregation.result)
+        result = await run_sized(base, aggregation.result)
         return result, total, aggregation.count
 
     async def end_of_training(self) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from flame_sdk.composer import Loop, Tasklet
@@ -42,7 +41,7 @@ class TopAggregator(Downstream):
         ref = self.config.base_model
         if not ref.name or ref.version <= 0:
             return
-        weights = await asyncio.to_thread(self.registry.load_model, ref.name, ref.version)
+        weights = await self.call_registry("load_model", ref.name, ref.version)
         if weights is None:
             self.log.warning("base model not found", name=ref.name, version=ref.version)
             return
@@ -70,13 +69,13 @@ class TopAggregator(Downstream):
         self.cm.get_by_tag("distribute").set_property("round", self._round)
 
     async def save_params(self) -> None:
-        await asyncio.to_thread(self.registry.save_params, dict(self.config.hyperparameters))
+        await self.call_registry("save_params", dict(self.config.hyperparameters))
 
     async def save_model(self) -> None:
         if self.weights is None:
             return
         name = f"{self.config.job.name}-{self.config.job.id}"
-        await asyncio.to_thread(self.registry.save_model, name, self.weights, self.model)
+        await self.call_registry("save_model", name, self.weights, self.model)
 
     def compose(self) -> None:
         with self.composer:

@@ -39,6 +39,32 @@ async def test_chain_runs_in_order_and_sync_functions_run_in_threads() -> None:
     assert set(c.runtimes) == {"a", "b"}
 
 
+async def test_sync_functions_run_on_the_composers_executor_with_its_context() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+    from contextvars import ContextVar
+
+    var: ContextVar[str] = ContextVar("var", default="unset")
+    seen: list[tuple[str, str]] = []
+
+    def record() -> str:
+        seen.append((threading.current_thread().name, var.get()))
+        return "done"
+
+    executor = ThreadPoolExecutor(1, thread_name_prefix="user-code")
+    composer = Composer()
+    composer.executor = executor
+    with composer:
+        first = Tasklet("a", record)
+        first >> Tasklet("b", record)
+    var.set("caller")
+    try:
+        await composer.run()
+    finally:
+        executor.shutdown()
+    assert [value for _, value in seen] == ["caller", "caller"]
+    assert all(name.startswith("user-code") for name, _ in seen)
+
+
 async def test_loop_repeats_until_predicate_and_continues_after() -> None:
     rec = Recorder()
     count = {"n": 0}
