@@ -10,6 +10,7 @@ from flame_sdk.channels import SEND
 from flame_sdk.composer import Loop, Tasklet
 from flame_sdk.optimizers import create_optimizer
 from flame_sdk.roles.downstream import Downstream, run_sized
+from flame_sdk.roles.middle_aggregator import OptionalUserMethods
 from flame_sdk.roles.upstream import Upstream
 from flame_sdk.weights import subtract
 from flame_sdk.wire import Key, Message
@@ -18,7 +19,7 @@ DEFAULT_TRAINER_WAIT_SECONDS = 60.0
 IDLE_SECONDS = 0.05
 
 
-class AsyncMiddleAggregator(Upstream, Downstream):
+class AsyncMiddleAggregator(OptionalUserMethods, Upstream, Downstream):
     """Chain: internal_init >> load_data >> initialize >> loop(fetch >> begin_buffer >>
     loop(distribute >> aggregate) >> upload >> evaluate >> save_metrics) >> end_of_training.
 
@@ -43,18 +44,6 @@ class AsyncMiddleAggregator(Upstream, Downstream):
         self._no_trainer = False
         self._watch: asyncio.Task[Message | None] | None = None
         self._early: Message | None = None
-
-    def initialize(self) -> None:
-        """Nothing to build by default."""
-
-    def load_data(self) -> None:
-        """No data by default."""
-
-    def train(self) -> None:
-        """Not used by the middle aggregator's chain."""
-
-    def evaluate(self) -> None:
-        """Nothing to evaluate by default."""
 
     async def internal_init(self) -> None:
         await super().internal_init()

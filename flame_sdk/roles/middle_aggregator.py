@@ -14,7 +14,23 @@ from flame_sdk.wire import Key
 DEFAULT_TRAINER_WAIT_SECONDS = 60.0
 
 
-class MiddleAggregator(Upstream, Downstream):
+class OptionalUserMethods:
+    """No-op user methods for roles whose chain needs no user code (middle aggregators)."""
+
+    def initialize(self) -> None:
+        """Nothing to build by default."""
+
+    def load_data(self) -> None:
+        """No data by default."""
+
+    def train(self) -> None:
+        """Not used by a middle aggregator's chain."""
+
+    def evaluate(self) -> None:
+        """Nothing to evaluate by default."""
+
+
+class MiddleAggregator(OptionalUserMethods, Upstream, Downstream):
     """Chain: internal_init >> load_data >> initialize >> loop(fetch >> distribute >> aggregate
     >> upload >> evaluate >> save_metrics) >> end_of_training.
 
@@ -31,18 +47,6 @@ class MiddleAggregator(Upstream, Downstream):
         super().__init__(*args, **kwargs)
         self._update: dict[str, Any] | None = None
         self._skip_round = False
-
-    def initialize(self) -> None:
-        """Nothing to build by default."""
-
-    def load_data(self) -> None:
-        """No data by default."""
-
-    def train(self) -> None:
-        """Not used by the middle aggregator's chain."""
-
-    def evaluate(self) -> None:
-        """Nothing to evaluate by default."""
 
     async def internal_init(self) -> None:
         await super().internal_init()
