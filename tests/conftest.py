@@ -52,12 +52,16 @@ _QUEUES = (
 _EXCHANGES = ("events", "agents")
 
 
+def track_namespace(ns: str) -> str:
+    """Have the session's end delete the durable queues/exchanges of namespace `ns`."""
+    _NAMESPACES.append(ns)
+    return ns
+
+
 @pytest.fixture
 def namespace() -> str:
     """A unique bus namespace / database name so tests never see each other's traffic."""
-    ns = f"t{uuid.uuid4().hex[:10]}"
-    _NAMESPACES.append(ns)
-    return ns
+    return track_namespace(f"t{uuid.uuid4().hex[:10]}")
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -24,6 +24,7 @@ from schemas.design import DesignSchema
 from schemas.events import EventBase
 from schemas.job import JobSpec, JobStatus, ModelSpec, RoleDatasetGroups
 from tests.agents.helpers import ROLES
+from tests.conftest import track_namespace
 
 ZYGOTE = NAME.decode()
 EXAMPLES = Path(__file__).parents[1] / "data" / "flame_examples"
@@ -70,7 +71,7 @@ def _name(proc: psutil.Process) -> str:
 
 @contextmanager
 def local_stack(mongo_url: str | None, tmp: Path, **settings: str) -> Iterator[LocalStack]:
-    namespace = f"e{uuid.uuid4().hex[:10]}"
+    namespace = track_namespace(f"e{uuid.uuid4().hex[:10]}")
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("FLAME_")}
     env.update(
