@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
-from flame_common.kwargs import ProviderKwargs, parse_kwargs
+from flame_common.kwargs import ProviderKwargs, build_provider
 from flame_sdk.optimizers.base import Optimizer
 from flame_sdk.optimizers.fedavg import FedAvg, FedProx
 from flame_sdk.optimizers.fedbuff import FedBuff
@@ -70,9 +70,4 @@ SORTS = tuple(_SORTS)
 
 def create_optimizer(sort: str, kwargs: Mapping[str, Any] | None = None) -> Optimizer:
     """Build optimizer `sort` ("" means fedavg); ValueError for an unknown sort or bad kwargs."""
-    sort = sort or DEFAULT_SORT
-    if sort not in _SORTS:
-        raise ValueError(f"unknown optimizer sort {sort!r}; known: {', '.join(SORTS)}")
-    model, build = _SORTS[sort]
-    params: BaseModel = parse_kwargs("optimizer", sort, model, kwargs)
-    return build(**params.model_dump())
+    return build_provider("optimizer", _SORTS, sort or DEFAULT_SORT, kwargs)

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import Field
 
-from flame_common.kwargs import ProviderKwargs, parse_kwargs
+from flame_common.kwargs import ProviderKwargs, build_provider
 from flame_sdk.privacy.base import NoPrivacy, Privacy
 from flame_sdk.privacy.dp import GaussianDP
 
@@ -34,8 +34,4 @@ SORTS = tuple(_SORTS)
 
 def create_privacy(sort: str, kwargs: Mapping[str, Any] | None = None) -> Privacy:
     """Build privacy `sort` ("" means default); ValueError for an unknown sort or bad kwargs."""
-    sort = sort or DEFAULT_SORT
-    if sort not in _SORTS:
-        raise ValueError(f"unknown privacy sort {sort!r}; known: {', '.join(SORTS)}")
-    model, build = _SORTS[sort]
-    return build(**parse_kwargs("privacy", sort, model, kwargs).model_dump())
+    return build_provider("privacy", _SORTS, sort or DEFAULT_SORT, kwargs)

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import Field
 
-from flame_common.kwargs import ProviderKwargs, parse_kwargs
+from flame_common.kwargs import ProviderKwargs, build_provider
 from flame_sdk.selectors.base import Selector
 from flame_sdk.selectors.default import DefaultSelector, RandomSelector
 from flame_sdk.selectors.fedbuff import FedBuffSelector
@@ -48,8 +48,4 @@ SORTS = tuple(_SORTS)
 
 def create_selector(sort: str, kwargs: Mapping[str, Any] | None = None) -> Selector:
     """Build selector `sort` ("" means default); ValueError for an unknown sort or bad kwargs."""
-    sort = sort or DEFAULT_SORT
-    if sort not in _SORTS:
-        raise ValueError(f"unknown selector sort {sort!r}; known: {', '.join(SORTS)}")
-    model, build = _SORTS[sort]
-    return build(**parse_kwargs("selector", sort, model, kwargs).model_dump())
+    return build_provider("selector", _SORTS, sort or DEFAULT_SORT, kwargs)
