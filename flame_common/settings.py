@@ -39,6 +39,9 @@ class FlameSettings(BaseSettings):
     heartbeat_interval: float = 2.0
     heartbeat_timeout: float = 10.0
     stop_grace_seconds: float = 5.0
+    # Run the role code in a child forked at agent start-up (no interpreter start-up, shared
+    # imports) instead of a fresh `python` process; Linux only.
+    warm_start: bool = True
     # Logging
     log_level: str = "INFO"
     log_json: bool = True

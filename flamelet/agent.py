@@ -23,6 +23,7 @@ from flamelet.manifest import ManifestError, fetch_manifest
 from flamelet.reporter import FinalReport, publish_until_confirmed
 from flamelet.runner import RoleProcess, log_tail
 from flamelet.unpack import UnsafeArchive, unpack_zip
+from flamelet.warm import WarmProcess
 from schemas.events import (
     AgentHeartbeat,
     AgentRegistered,
@@ -52,8 +53,15 @@ class TaskRef:
 class Agent:
     """One agent serving one task; `run()` returns once the final status is confirmed."""
 
-    def __init__(self, settings: FlameSettings, task: TaskRef, work_dir: Path) -> None:
+    def __init__(
+        self,
+        settings: FlameSettings,
+        task: TaskRef,
+        work_dir: Path,
+        warm: WarmProcess | None = None,
+    ) -> None:
         self.settings = settings
+        self.warm = warm
         self.task = task
         self.work_dir = work_dir
         self.agent_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
@@ -181,7 +189,7 @@ class Agent:
         env.update(
             FLAME_JOB_ID=self.task.job_id, FLAME_TASK_ID=self.task.task_id, PYTHONUNBUFFERED="1"
         )
-        child = self._child = RoleProcess(script, config, log_path, env)
+        child = self._child = RoleProcess(script, config, log_path, env, self.warm)
         if self._stop.is_set():
             await self._finish(JobState.TERMINATED, None, "", "stopped before start")
             return

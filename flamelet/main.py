@@ -11,6 +11,7 @@ from pathlib import Path
 
 from flame_common.logs import configure_logging, get_logger
 from flame_common.settings import FlameSettings
+from flamelet import warm
 from flamelet.agent import Agent, TaskRef
 
 
@@ -71,16 +72,20 @@ def main(argv: list[str] | None = None) -> None:
         _parser(settings).error(f"missing {', '.join(missing)}")
     if not args.apiserver.startswith(("http://", "https://")):
         _parser(settings).error(f"--apiserver must be an http(s) URL, got '{args.apiserver}'")
+    # Forked before logging is configured and before any loop, thread or connection exists.
+    role = warm.WarmProcess.fork() if settings.warm_start and warm.available() else None
     configure_logging("flamelet", level=settings.log_level, json=settings.log_json)
     work_dir = args.work_dir or settings.home / "work" / args.job / args.task
-    agent = Agent(
-        settings, TaskRef(args.job, args.task, args.key, args.apiserver, args.prefetch), work_dir
-    )
+    task = TaskRef(args.job, args.task, args.key, args.apiserver, args.prefetch)
+    agent = Agent(settings, task, work_dir, role)
     try:
         asyncio.run(_serve(agent))
     except Exception as exc:  # unreachable broker and the like: one line, non-zero exit
         get_logger(__name__).error("flamelet failed", error=str(exc) or type(exc).__name__)
         sys.exit(1)
+    finally:
+        if role is not None:  # unused (never assigned, stopped early): it exits on its own
+            role.reap()
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from flame_common.processes import die_with_parent, signal_group
+from flamelet.warm import WarmProcess
 from schemas.task import LOG_TAIL_BYTES
 
 # util-linux `setpriv --pdeathsig KILL -- python ...` arms the parent-death signal and execs the
@@ -33,21 +34,35 @@ def log_tail(path: Path, limit: int = LOG_TAIL_BYTES) -> str:
 
 
 class RoleProcess:
-    """One `python <role>/main.py <config>` child; output goes to `log_path`."""
+    """One `python <role>/main.py <config>` child; output goes to `log_path`.
 
-    def __init__(self, script: Path, config: Path, log_path: Path, env: dict[str, str]) -> None:
+    With `warm`, the agent's pre-forked child becomes the role process (`warm.py`); otherwise
+    the interpreter is started afresh.
+    """
+
+    def __init__(
+        self,
+        script: Path,
+        config: Path,
+        log_path: Path,
+        env: dict[str, str],
+        warm: WarmProcess | None = None,
+    ) -> None:
         self.script = script
         self.config = config
         self.log_path = log_path
         self.env = env
+        self.warm = warm
         self.stopped = False
+        self.pid: int | None = None
         self._proc: asyncio.subprocess.Process | None = None
-
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc else None
+        self.returncode: int | None = None
 
     async def start(self) -> None:
+        if self.warm is not None:
+            self.warm.launch(self.script, self.config, self.log_path, self.env)
+            self.pid = self.warm.pid
+            return
         command = [sys.executable, str(self.script), str(self.config)]
         if SETPRIV:  # no Python between fork and exec: the cheap vfork path of subprocess
             command = [SETPRIV, "--pdeathsig", "KILL", "--", *command]
@@ -62,26 +77,32 @@ class RoleProcess:
                 start_new_session=True,
                 preexec_fn=None if SETPRIV else die_with_parent(signal.SIGKILL),
             )
+        self.pid = self._proc.pid
+
+    async def _exit(self) -> int:
+        if self.warm is not None:
+            code = await self.warm.wait()
+        else:
+            assert self._proc is not None
+            code = await self._proc.wait()
+        self.returncode = code
+        return code
 
     async def wait(self) -> int:
         """Wait for the child's exit, then remove whatever it left running in its group."""
-        assert self._proc is not None
-        code = await self._proc.wait()
-        self._signal_group(signal.SIGKILL)
+        assert self.pid is not None
+        code = await self._exit()
+        signal_group(self.pid, signal.SIGKILL)
         return code
-
-    def _signal_group(self, sig: signal.Signals) -> None:
-        assert self._proc is not None
-        signal_group(self._proc.pid, sig)
 
     async def stop(self, grace: float) -> None:
         """SIGTERM the child's process group; SIGKILL it if still alive after `grace` seconds."""
         self.stopped = True
-        if self._proc is None or self._proc.returncode is not None:
+        if self.pid is None or self.returncode is not None:
             return
-        self._signal_group(signal.SIGTERM)
+        signal_group(self.pid, signal.SIGTERM)
         try:
-            await asyncio.wait_for(self._proc.wait(), grace)
+            await asyncio.wait_for(asyncio.shield(self._exit()), grace)
         except TimeoutError:
-            self._signal_group(signal.SIGKILL)
-            await self._proc.wait()
+            signal_group(self.pid, signal.SIGKILL)
+            await self._exit()

@@ -46,15 +46,22 @@ async def run_task(
     tmp_path: Path,
     script: str,
     task: str = "t1",
+    **env: str,
 ) -> tuple[asyncio.subprocess.Process, Path]:
     """Seed a task, start its flamelet, assign it once it registered (the controller's part)."""
     await TaskDoc(job_id="j1", task_id=task, role="trainer", key="k").insert()
     manifests.add("j1", task, "k", "trainer", script)
     work = tmp_path / task
-    proc = await start_flamelet(settings, "j1", task, "k", manifests.url, work)
+    proc = await start_flamelet(settings, "j1", task, "k", manifests.url, work, **env)
     await recorder.wait_for(lambda e: e.type == "agent.registered" and e.task_id == task)
     await publish(settings, make_event("task.assigned", {}, job_id="j1", task_id=task))
     return proc, work
+
+
+# The role code runs in the agent's pre-forked child (default) or in a fresh interpreter.
+LAUNCH = pytest.mark.parametrize(
+    "launch", [{}, {"FLAME_WARM_START": "false"}], ids=["warm", "exec"]
+)
 
 
 def statuses(recorder: EventRecorder, task: str = "t1") -> list[str]:
@@ -63,8 +70,11 @@ def statuses(recorder: EventRecorder, task: str = "t1") -> list[str]:
     return [e.payload.state.value for e in events.values()]
 
 
-async def test_role_code_runs_to_completion(settings, db, notifier, recorder, manifests, tmp_path):
-    proc, work = await run_task(settings, recorder, manifests, tmp_path, "ok")
+@LAUNCH
+async def test_role_code_runs_to_completion(
+    settings, db, notifier, recorder, manifests, tmp_path, launch
+):
+    proc, work = await run_task(settings, recorder, manifests, tmp_path, "ok", **launch)
     assert await asyncio.wait_for(proc.wait(), 30) == 0
     final = recorder.of("task.status_changed", "t1")[-1]
     assert statuses(recorder) == ["running", "completed"]
@@ -74,10 +84,11 @@ async def test_role_code_runs_to_completion(settings, db, notifier, recorder, ma
     assert not (work / "final-report.json").exists()
 
 
+@LAUNCH
 async def test_failing_role_reports_its_log_tail(
-    settings, db, notifier, recorder, manifests, tmp_path
+    settings, db, notifier, recorder, manifests, tmp_path, launch
 ):
-    proc, _ = await run_task(settings, recorder, manifests, tmp_path, "fail")
+    proc, _ = await run_task(settings, recorder, manifests, tmp_path, "fail", **launch)
     assert await asyncio.wait_for(proc.wait(), 30) == 0
     final = recorder.of("task.status_changed", "t1")[-1]
     assert statuses(recorder) == ["running", "failed"]
@@ -120,10 +131,11 @@ async def test_wrong_key_fails_the_task(
     assert final.payload.state.value == "failed" and "401" in final.payload.log_tail
 
 
+@LAUNCH
 async def test_stop_kills_the_role_code_and_reports_terminated(
-    settings, db, notifier, recorder, manifests, tmp_path
+    settings, db, notifier, recorder, manifests, tmp_path, launch
 ):
-    proc, work = await run_task(settings, recorder, manifests, tmp_path, "sleep")
+    proc, work = await run_task(settings, recorder, manifests, tmp_path, "sleep", **launch)
     await recorder.wait_for(lambda e: e.type == "task.status_changed")
     while not (work / "role.pid").exists():
         await asyncio.sleep(0.05)
@@ -136,10 +148,11 @@ async def test_stop_kills_the_role_code_and_reports_terminated(
     assert not psutil.pid_exists(role_pid) or psutil.Process(role_pid).status() == "zombie"
 
 
+@LAUNCH
 async def test_killed_flamelet_takes_its_role_code_along_and_is_lost(
-    settings, db, notifier, recorder, manifests, tmp_path
+    settings, db, notifier, recorder, manifests, tmp_path, launch
 ):
-    proc, work = await run_task(settings, recorder, manifests, tmp_path, "sleep")
+    proc, work = await run_task(settings, recorder, manifests, tmp_path, "sleep", **launch)
     while not (work / "role.pid").exists():
         await asyncio.sleep(0.05)
     role_pid = int((work / "role.pid").read_text())
