@@ -34,6 +34,7 @@ from flame_sdk.client import FlameClient
 from schemas.events import EventBase
 from tests.agents.helpers import ROLES
 from tests.agents.stack import ZYGOTE, LocalStack, create_job, job_events, local_stack, wait_state
+from tests.conftest import delete_namespaces
 
 TASKS = 10  # the mnist two-tier design with 9 trainer datasets + 1 aggregator
 STEPS = ["worker.created", "agent.registered", "task.assigned", "task.running", "task.completed"]
@@ -165,6 +166,7 @@ async def main(runs: int, timeline: bool, cpu: bool) -> None:
                     for name, read in probes.items():
                         spent.setdefault(name, []).append(read() - before[name])
                     bares.append(bare_processes(tmp))
+        await delete_namespaces([stack.env["FLAME_NAMESPACE"]])  # the stack's durable queues
     if cpu:
         print("CPU seconds per job (median):")
         for name, values in spent.items():

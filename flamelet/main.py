@@ -15,7 +15,7 @@ from flamelet import warm
 from flamelet.agent import Agent, TaskRef
 
 
-def _parser(settings: FlameSettings) -> argparse.ArgumentParser:
+def parser(settings: FlameSettings) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="flamelet", description="Flame agent: runs one task.")
     p.add_argument(
         "--job", default=os.environ.get("FLAME_JOB_ID"), help="job id (env FLAME_JOB_ID)"
@@ -66,12 +66,13 @@ async def _serve(agent: Agent) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     settings = FlameSettings()
-    args = _parser(settings).parse_args(argv)
+    options = parser(settings)
+    args = options.parse_args(argv)
     missing = [f"--{n}" for n in ("job", "task", "key") if not getattr(args, n)]
     if missing:
-        _parser(settings).error(f"missing {', '.join(missing)}")
+        options.error(f"missing {', '.join(missing)}")
     if not args.apiserver.startswith(("http://", "https://")):
-        _parser(settings).error(f"--apiserver must be an http(s) URL, got '{args.apiserver}'")
+        options.error(f"--apiserver must be an http(s) URL, got '{args.apiserver}'")
     # Forked before logging is configured and before any loop, thread or connection exists.
     role = warm.WarmProcess.fork() if settings.warm_start and warm.available() else None
     configure_logging("flamelet", level=settings.log_level, json=settings.log_json)

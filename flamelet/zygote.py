@@ -19,6 +19,7 @@ import sys
 
 import flamelet.main
 from flame_common.forking import ForkLoop, Request, set_process_name
+from flame_common.settings import FlameSettings
 from flamelet.manifest import tls_context
 
 NAME = b"flame-zygote"  # process names (`ps -o comm`, psutil's name()) of the zygote...
@@ -33,6 +34,8 @@ def warm_up() -> None:
         with contextlib.suppress(ImportError):
             importlib.import_module(name)
     tls_context()
+    # Settings and argument parsing compile regexes and fill lazy caches on first use.
+    flamelet.main.parser(FlameSettings())
 
 
 def run_flamelet(request: Request) -> None:

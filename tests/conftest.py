@@ -70,10 +70,11 @@ def _delete_test_queues() -> Iterator[None]:
     yield
     if not _NAMESPACES or not port_open("127.0.0.1", 5672):
         return
-    asyncio.run(_delete_names(list(_NAMESPACES)))
+    asyncio.run(delete_namespaces(list(_NAMESPACES)))
 
 
-async def _delete_names(namespaces: list[str]) -> None:
+async def delete_namespaces(namespaces: list[str]) -> None:
+    """Delete the durable queues and exchanges the services declare in these namespaces."""
     import aio_pika
 
     connection = await aio_pika.connect(RABBIT_URL)
