@@ -10,6 +10,7 @@ from flame_common import amqp
 from flame_common.db import init_db
 from flame_common.documents import TaskDoc
 from flame_common.settings import FlameSettings
+from flame_controller.deployers.base import Deployer
 from flame_controller.deployers.local import LocalDeployer
 from flame_controller.deployers.registration import api_key, register_compute
 from flame_controller.deployers.service import WATCHED, DeployerService
@@ -18,18 +19,25 @@ from schemas.compute import DEFAULT_COMPUTE, ComputeSpec
 
 @asynccontextmanager
 async def running_deployer(
-    settings: FlameSettings, compute_id: str = DEFAULT_COMPUTE, *, register: bool = True
-) -> AsyncIterator[LocalDeployer]:
-    """A local deployer serving `compute_id` until the context exits (its workers are stopped)."""
+    settings: FlameSettings,
+    compute_id: str = DEFAULT_COMPUTE,
+    *,
+    register: bool = True,
+    deployer: Deployer | None = None,
+) -> AsyncIterator[Deployer]:
+    """A deployer (default: local) serving `compute_id` until the context exits.
+
+    On exit the deployer is closed: local workers are stopped, cluster workers go on.
+    """
     client = await init_db(settings, [TaskDoc])
     connection = await amqp.connect(settings, name=f"flame-deployer-{compute_id}")
     registration: asyncio.Task[None] | None = None
-    deployer: LocalDeployer | None = None
+    opened: Deployer | None = None
     try:
         channel = await connection.channel()
         await channel.set_qos(prefetch_count=32)
         events = await amqp.events_exchange(channel, settings)
-        deployer = LocalDeployer(settings)
+        deployer = opened = deployer or LocalDeployer(settings)
         await deployer.open()
         service = DeployerService(settings, compute_id, deployer, events)
         deployer.on_failure = service.worker_failed
@@ -44,7 +52,7 @@ async def running_deployer(
             registration.cancel()
             with suppress(asyncio.CancelledError):
                 await registration
-        if deployer is not None:
-            await deployer.close()
+        if opened is not None:
+            await opened.close()
         await connection.close()
         await client.close()

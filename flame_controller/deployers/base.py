@@ -24,6 +24,11 @@ FailureCallback = Callable[[str, str, str], Awaitable[None]]
 class Deployer(abc.ABC):
     """Creates workers on one compute. Implementations must be idempotent per (job, task)."""
 
+    on_failure: FailureCallback | None = None
+
+    async def open(self) -> None:  # noqa: B027 - optional hook, a no-op by default
+        """Prepare before the first `start` (nothing by default)."""
+
     @abc.abstractmethod
     async def start(self, spec: WorkerSpec) -> str:
         """Start (or find already running) the worker of `spec`; returns its worker id."""

@@ -46,6 +46,26 @@ class ClusterApi:
         return self._batch.delete_namespaced_job(name, namespace, propagation_policy="Background")
 
 
+def cluster_api() -> ClusterApi:
+    """The cluster of the pod's service account, else of the kubeconfig (`KUBECONFIG`).
+
+    Raises `RuntimeError` naming both attempts when neither is available.
+    """
+    from kubernetes import config
+
+    try:
+        config.load_incluster_config()
+    except config.ConfigException as in_cluster:
+        try:
+            config.load_kube_config()
+        except (config.ConfigException, OSError) as kubeconfig:
+            raise RuntimeError(
+                f"no Kubernetes configuration: not in a cluster ({in_cluster}) and no usable "
+                f"kubeconfig ({kubeconfig})"
+            ) from None
+    return ClusterApi(k8s.ApiClient())
+
+
 def _dns_label(text: str, limit: int = 63) -> str:
     label = re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-")
     return label[:limit].rstrip("-") or "x"

@@ -1,4 +1,4 @@
-"""Console entry `flame-deployer [--compute ID]`: the local deployer, until SIGTERM/SIGINT."""
+"""Console entry `flame-deployer [--compute ID] [--kind local|kubernetes]`: until SIGTERM/SIGINT."""
 
 from __future__ import annotations
 
@@ -9,25 +9,56 @@ import signal
 from flame_common.logs import configure_logging
 from flame_common.settings import FlameSettings
 from flame_controller.deployers.app import running_deployer
+from flame_controller.deployers.base import Deployer
 from schemas.compute import DEFAULT_COMPUTE
 
 
-async def _serve(settings: FlameSettings, compute_id: str) -> None:
+async def _serve(settings: FlameSettings, compute_id: str, deployer: Deployer | None) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    async with running_deployer(settings, compute_id):
+    async with running_deployer(settings, compute_id, deployer=deployer):
         await stop.wait()
 
 
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="flame-deployer", description="Flame deployer: one worker per task of its compute."
+    )
+    p.add_argument("--compute", default=DEFAULT_COMPUTE, help="compute id served")
+    p.add_argument(
+        "--kind",
+        choices=("local", "kubernetes"),
+        default="local",
+        help="local: flamelet processes on this machine (default); kubernetes: one Job per task",
+    )
+    p.add_argument("--k8s-namespace", default="flame", help="namespace of the worker Jobs")
+    p.add_argument("--image", help="container image with flamelet installed (kubernetes)")
+    return p
+
+
+def build_deployer(args: argparse.Namespace, settings: FlameSettings) -> Deployer | None:
+    """The deployer `args` ask for (None: the local default); SystemExit(2) with the reason."""
+    if args.kind == "local":
+        return None
+    if not args.image:
+        parser().error("--kind kubernetes needs --image (an image with flamelet installed)")
+    from flame_controller.deployers.kubernetes import KubernetesDeployer, cluster_api
+
+    try:
+        api = cluster_api()
+    except RuntimeError as exc:
+        parser().error(str(exc))
+    return KubernetesDeployer(api, settings, namespace=args.k8s_namespace, image=args.image)
+
+
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="flame-deployer", description="Flame local deployer.")
-    parser.add_argument("--compute", default=DEFAULT_COMPUTE, help="compute id served")
-    args = parser.parse_args(argv)
+    args = parser().parse_args(argv)
     settings = FlameSettings()
+    deployer = build_deployer(args, settings)
     configure_logging(f"deployer.{args.compute}", level=settings.log_level, json=settings.log_json)
-    asyncio.run(_serve(settings, args.compute))
+    asyncio.run(_serve(settings, args.compute, deployer))
 
 
 if __name__ == "__main__":

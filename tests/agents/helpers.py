@@ -20,7 +20,7 @@ import aio_pika
 from flame_common import amqp
 from flame_common.busnames import names
 from flame_common.settings import FlameSettings
-from schemas.events import EventBase, parse_event
+from schemas.events import EventBase, make_event, parse_event
 
 ROLES = Path(__file__).parent / "data" / "roles"
 
@@ -162,6 +162,24 @@ async def delete_queues(settings: FlameSettings) -> None:
         channel = await connection.channel()
         for consumer in OWN_QUEUES:
             await channel.queue_delete(names(settings).queue(consumer))
+
+
+def requested(
+    job: str, tasks: list[str], compute: str = "default", type_: str = "worker.requested"
+) -> EventBase:
+    """A `worker.requested` (or `type_`, e.g. `worker.released`) event of the controller."""
+    return make_event(
+        type_, {"compute_id": compute, "task_ids": tasks}, job_id=job, source="controller"
+    )
+
+
+async def until(predicate: Callable[[], bool], timeout: float = 15.0) -> None:
+    """Poll `predicate` until it holds; fail the test after `timeout` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        assert loop.time() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.05)
 
 
 async def publish(settings: FlameSettings, event: EventBase) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import psutil
@@ -12,17 +11,9 @@ from flame_common.documents import TaskDoc
 from flame_common.settings import FlameSettings
 from flame_controller.deployers.app import running_deployer
 from schemas.events import make_event
-from tests.agents.helpers import EventRecorder, ManifestServer, publish
+from tests.agents.helpers import EventRecorder, ManifestServer, publish, requested, until
 
 pytestmark = pytest.mark.integration
-
-
-def requested(
-    job: str, tasks: list[str], compute: str = "default", type_: str = "worker.requested"
-):
-    return make_event(
-        type_, {"compute_id": compute, "task_ids": tasks}, job_id=job, source="controller"
-    )
 
 
 def gone(pid: int) -> bool:
@@ -30,14 +21,6 @@ def gone(pid: int) -> bool:
         return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return True
-
-
-async def until(predicate, timeout: float = 15.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        assert loop.time() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.05)
 
 
 async def seed(manifests: ManifestServer, job: str, tasks: list[str], script: str = "ok") -> None:

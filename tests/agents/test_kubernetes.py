@@ -8,7 +8,9 @@ import kubernetes_validate
 import pytest
 from kubernetes import client as k8s
 
+from flame_common.documents import TaskDoc
 from flame_common.settings import FlameSettings
+from flame_controller.deployers.app import running_deployer
 from flame_controller.deployers.base import WorkerSpec
 from flame_controller.deployers.kubernetes import (
     KubernetesDeployer,
@@ -16,6 +18,8 @@ from flame_controller.deployers.kubernetes import (
     secret_manifest,
     worker_name,
 )
+from flame_controller.deployers.main import main as deployer_main
+from tests.agents.helpers import EventRecorder, publish, requested, until
 
 SPEC = WorkerSpec("65f0c0ffee0123456789abcd", "A" * 40, "s3cret", "http://api:10100")
 K8S_VERSION = "1.30"
@@ -98,3 +102,41 @@ async def test_deployer_creates_and_deletes_jobs_idempotently() -> None:
     assert {k[0] for k in cluster.objects} == {"Job", "Secret"}
     await deployer.stop(SPEC.job_id, [SPEC.task_id, "unknown"])
     assert cluster.objects == {}
+
+
+@pytest.mark.integration
+async def test_flame_deployer_serves_a_compute_with_kubernetes_jobs(
+    settings: FlameSettings, db, recorder: EventRecorder
+) -> None:
+    cluster = FakeCluster()
+    deployer = KubernetesDeployer(cluster, settings, namespace="flame", image="flame:dev")
+    await TaskDoc(job_id="j1", task_id="a", role="trainer", key="key-a").insert()
+    name = worker_name(WorkerSpec("j1", "a", "", ""))
+    async with running_deployer(settings, "cluster", register=False, deployer=deployer):
+        await publish(settings, requested("j1", ["a"], compute="cluster"))
+        created = await recorder.wait_for(lambda e: e.type == "worker.created")
+        assert created.task_id == "a" and created.payload.worker_id == f"k8s-flame/{name}"
+        job = as_dict(cluster.objects[("Job", "flame", name)])
+        (container,) = job["spec"]["template"]["spec"]["containers"]
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        assert env["FLAME_NAMESPACE"] == settings.namespace
+        assert as_dict(cluster.objects[("Secret", "flame", name)])["stringData"] == {"key": "key-a"}
+        await publish(settings, requested("j1", ["a"], compute="cluster", type_="worker.released"))
+        await until(lambda: not cluster.objects)
+    assert not recorder.of("worker.failed")
+
+
+def test_kubernetes_deployer_needs_an_image(capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        deployer_main(["--kind", "kubernetes"])
+    assert exit_info.value.code == 2
+    assert "--kind kubernetes needs --image" in capsys.readouterr().err
+
+
+def test_kubernetes_deployer_without_a_cluster_says_so(monkeypatch, tmp_path, capsys) -> None:
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "missing-kubeconfig"))
+    with pytest.raises(SystemExit) as exit_info:
+        deployer_main(["--kind", "kubernetes", "--image", "flame:dev"])
+    assert exit_info.value.code == 2
+    assert "no Kubernetes configuration" in capsys.readouterr().err
