@@ -114,3 +114,23 @@ def test_scaffold_control_sent_earlier_is_not_changed_by_the_next_round() -> Non
     assert agg.result() is not None
     assert sent.tolist() == [0.0, 0.0]
     assert opt.server_state()[CONTROL]["x"].tolist() == [4.0, 4.0]  # M = 1 participant
+
+
+def test_small_arrays_skip_the_blas_thread_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[int] = []
+
+    def fake_axpy(dtype: np.dtype) -> Callable[..., None]:
+        def axpy(x: np.ndarray, y: np.ndarray, a: float) -> None:
+            calls.append(y.size)
+            y += a * x
+
+        return axpy
+
+    monkeypatch.setattr(kernels, "_axpy", fake_axpy)
+    add = ScaledAdd()
+    small = np.zeros(kernels.BLAS_MIN - 1, np.float32)
+    large = np.zeros(kernels.BLAS_MIN, np.float32)
+    add(small, np.ones_like(small), 0.5)
+    add(large, np.ones_like(large), 0.5)
+    assert calls == [kernels.BLAS_MIN]  # only the large one went to BLAS
+    assert small[0] == large[0] == 0.5
