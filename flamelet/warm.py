@@ -22,7 +22,6 @@ import runpy
 import signal
 import sys
 import threading
-import traceback
 from pathlib import Path
 from typing import Any
 
@@ -145,7 +144,7 @@ def _serve(read_fd: int, parent: int) -> int:
     except SystemExit as exc:
         code = exit_code(exc)
     except BaseException:
-        traceback.print_exc()
+        sys.excepthook(*sys.exc_info())  # what the interpreter does with an uncaught exception
         code = 1
     _finalize()
     return code
