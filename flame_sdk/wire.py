@@ -4,7 +4,9 @@ Layout: ``b"FLM1"`` | header length (u32, big endian) | header (UTF-8 JSON) | ar
 The header holds the JSON fields and, per tensor field, the ordered list of its arrays
 (name, dtype, shape); buffers follow in that order, C-contiguous, little endian. The encoder
 pads the header with spaces so that the first buffer starts at a multiple of `ALIGN` bytes.
-A tensor field is either one array or a `Weights` mapping of named arrays.
+A tensor field is either one array or a `Weights` mapping of named arrays; groups of such
+mappings (server state, upload extras) travel as one field per group under a prefix
+(`pack_groups` / `unpack_groups`, e.g. `"state.control"`).
 `encode_parts` returns the message as a list of buffers (the arrays' own memory, no copy) for
 backends that send parts; `decode` returns arrays that view the received buffer (writable
 when the buffer is, e.g. a `bytearray`; read-only over `bytes`).
@@ -47,9 +49,16 @@ class Key(StrEnum):
     MODEL_VERSION = "model_version"
     DATASAMPLER_METADATA = "datasampler_metadata"
     STAT_UTILITY = "stat_utility"
+    COEFFICIENT = "coefficient"
 
+
+STATE_PREFIX = "state."
+"""Prefix of the optimizer's server state (`Optimizer.server_state()`), sent with the model."""
+EXTRAS_PREFIX = "extras."
+"""Prefix of a trainer's upload extras (`Regularizer.after_training`), sent with its delta."""
 
 _INT_KEYS = (Key.DATASET_SIZE, Key.ROUND, Key.MODEL_VERSION)
+_GROUP_PREFIXES = (STATE_PREFIX, EXTRAS_PREFIX)
 
 
 class WireError(BadRequest):
@@ -143,6 +152,24 @@ def decode(
     return message
 
 
+def pack_groups(
+    prefix: str, groups: Mapping[str, Mapping[str, np.ndarray]]
+) -> dict[str, dict[str, np.ndarray]]:
+    """`{prefix + name: arrays}`: one message field per named group of arrays (a field is a
+    single level mapping); TypeError when a group is not a mapping of named arrays."""
+    fields: dict[str, dict[str, np.ndarray]] = {}
+    for name, arrays in groups.items():
+        if not name or not isinstance(arrays, Mapping) or not _all_arrays(arrays):
+            raise TypeError(f"group {name!r} under {prefix!r} must be a named mapping of arrays")
+        fields[prefix + name] = dict(arrays)
+    return fields
+
+
+def unpack_groups(message: Mapping[str, Any], prefix: str) -> dict[str, dict[str, np.ndarray]]:
+    """The groups `pack_groups` put under `prefix` in a decoded message (which checked them)."""
+    return {key[len(prefix) :]: value for key, value in message.items() if key.startswith(prefix)}
+
+
 def _all_arrays(value: Mapping[Any, Any]) -> bool:
     return all(isinstance(v, np.ndarray) for v in value.values())
 
@@ -194,3 +221,18 @@ def _check_known_keys(message: Message) -> None:
     weights = message.get(Key.WEIGHTS)
     if weights is not None and not isinstance(weights, dict):
         raise WireError("'weights' must be a mapping of named arrays")
+    coefficient = message.get(Key.COEFFICIENT)
+    if coefficient is not None and not (_is_number(coefficient) and coefficient > 0):
+        raise WireError(f"'coefficient' must be a positive number, got {coefficient!r}")
+    utility = message.get(Key.STAT_UTILITY)
+    if utility is not None and not _is_number(utility):
+        raise WireError(f"'stat_utility' must be a finite number, got {utility!r}")
+    for name, value in message.items():
+        if name.startswith(_GROUP_PREFIXES) and (
+            name in _GROUP_PREFIXES or not isinstance(value, dict) or not _all_arrays(value)
+        ):
+            raise WireError(f"'{name}' must be a named mapping of arrays")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)

@@ -59,7 +59,7 @@ class FedDyn(Optimizer):
             np.add(drift, total, out=drift)
             average[name] = theta = applied(ref, np.divide(total, count, out=total))
             if is_float(ref):
-                shifted = np.divide(drift, population)
+                shifted = np.divide(drift, population, out=np.empty_like(drift))
                 cloud[name] = np.add(shifted, theta, out=shifted).astype(ref.dtype, copy=False)
             else:
                 cloud[name] = theta.copy()

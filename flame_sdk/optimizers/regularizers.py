@@ -127,9 +127,12 @@ class ScaffoldTerm(Regularizer):
     `receive(omega_i, {"control": c})` installs the server's control `c` and this client's weight
     `omega_i = (n_i/N)·M`. Train exactly `k` local steps with learning rate `lr`; then
     `after_training(x, y, lr)` sets `c_i⁺ = c_i - c + (x - y)/(k·lr)` and returns
-    `{"control": omega_i·(c_i⁺ - c_i)}`. The weight makes the server's `c` the data-weighted mean of
-    the clients' controls; the correction is `c - c_i` as in the paper (the reference divided `c`
-    by `omega_i` there, which skews it when data sizes differ). `w_t` is not used by the term.
+    `{"control": omega_i·c_i⁺ - omega_i⁻·c_i}`, the change of the weighted control, where
+    `omega_i⁻` is the weight of the previous upload (1 until a coefficient arrived). The weight
+    makes the server's `c` the data-weighted mean of the clients' controls, also when `omega_i`
+    first arrives after round 1 or changes; the correction is `c - c_i` as in the paper (the
+    reference divided `c` by `omega_i` there, which skews it when data sizes differ). `w_t` is not
+    used by the term.
     """
 
     sort: ClassVar[str] = "scaffold"
@@ -137,6 +140,7 @@ class ScaffoldTerm(Regularizer):
     def __init__(self, k: int) -> None:
         self.k = k
         self.weight = 1.0
+        self.uploaded_weight = 1.0
         self.control: Weights = {}
         self.local: Weights = {}
 
@@ -168,6 +172,10 @@ class ScaffoldTerm(Regularizer):
             name: _get(self.local, name, y) - _get(self.control, name, y) + (x - y) / (self.k * lr)
             for name, y, x in _pairs(w, w_t)
         }
-        delta = {name: self.weight * (c - _get(self.local, name, c)) for name, c in fresh.items()}
+        delta = {
+            name: self.weight * c - self.uploaded_weight * _get(self.local, name, c)
+            for name, c in fresh.items()
+        }
         self.local.update(fresh)
+        self.uploaded_weight = self.weight
         return {CONTROL: delta}

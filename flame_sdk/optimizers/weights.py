@@ -52,10 +52,10 @@ def applied(ref: np.ndarray, step: np.ndarray) -> np.ndarray:
     `step` is used up: a float step of `ref`'s dtype is overwritten and returned.
     """
     if not is_float(ref):
-        return (ref + np.rint(step)).astype(ref.dtype, copy=False)
+        return np.asarray(ref + np.rint(step), dtype=ref.dtype)
     if step.dtype == ref.dtype and step.flags.writeable and step.shape == ref.shape:
         return np.add(step, ref, out=step)
-    return (ref + step).astype(ref.dtype, copy=False)
+    return np.asarray(ref + step, dtype=ref.dtype)
 
 
 def apply_step(base: Mapping[str, np.ndarray], step: Mapping[str, np.ndarray]) -> Weights:

@@ -5,13 +5,17 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any, TypeVar
 
 from flame_sdk.channels import SEND, Channel
+from flame_sdk.config import ConfigError
 from flame_sdk.digest import weights_digest
+from flame_sdk.optimizers import Optimizer, create_optimizer
 from flame_sdk.roles.base import Role
+from flame_sdk.selectors import ROUND_DURATION, STAT_UTILITY
 from flame_sdk.weights import Weights, nbytes
-from flame_sdk.wire import Key, Message
+from flame_sdk.wire import EXTRAS_PREFIX, STATE_PREFIX, Key, Message, pack_groups, unpack_groups
 
 INLINE_BYTES = 1 << 20
 """Aggregation work on models smaller than this runs on the event loop: it takes less time than
@@ -27,6 +31,16 @@ async def run_sized(weights: Weights, fn: Callable[..., T], *args: Any) -> T:
     return await asyncio.to_thread(fn, *args)
 
 
+def has_client_protocol(optimizer: Optimizer) -> bool:
+    """Whether `optimizer` sends its trainers per-client coefficients or server state (FedDyn,
+    SCAFFOLD): its math then holds only for trainers that report to it directly, in rounds."""
+    cls = type(optimizer)
+    return (
+        cls.client_coefficients is not Optimizer.client_coefficients
+        or cls.server_state is not Optimizer.server_state
+    )
+
+
 class Downstream(Role):
     """Sends the global model to selected ends and aggregates what they send back.
 
@@ -34,6 +48,16 @@ class Downstream(Role):
     per-role mapping is allowed), `joinTimeout` (seconds to wait for them, default: forever),
     `roundTimeout` (seconds a sync round waits for updates, default: until every selected end
     replied or left).
+
+    Per-client protocols: every end's dataset size is remembered from its accepted updates
+    (positive sizes only; ends that left stay in the population). With those sizes the model
+    message carries each end's `coefficient` (`optimizer.client_coefficients`, FedDyn alpha_i,
+    SCAFFOLD omega_i), and always the optimizer's server state (`state.<name>` fields). Ends
+    without a known size (everyone in round 1) get no coefficient and keep their neutral
+    default: the sizes arrive with the first updates, not in an extra exchange before round 1.
+    An update's `extras.<name>` fields go to `aggregation.add(..., extras=...)`. For Oort, an
+    update's `stat_utility` and the seconds from sending that end the model to receiving its
+    update (`round_duration`) become end properties of the distribute channel.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -41,6 +65,19 @@ class Downstream(Role):
         self.optimizer: Any = None
         self._ends: list[str] = []
         self._quorum_met = False
+        self._sizes: dict[str, int] = {}
+        self._sent_at: dict[str, float] = {}
+
+    def refuse_client_protocol(self, role: str) -> None:
+        """ConfigError when the job's optimizer has a per-client protocol this role cannot relay."""
+        cfg = self.config
+        sort = cfg.optimizer.sort or "fedavg"
+        if has_client_protocol(create_optimizer(sort, dict(cfg.optimizer.kwargs))):
+            raise ConfigError(
+                f"optimizer '{sort}' needs a two-tier topology with synchronous rounds (trainers "
+                f"reporting straight to a TopAggregator); {role} cannot carry its per-client "
+                "coefficients and server state"
+            )
 
     async def await_ends(self, timeout: float | None = None) -> Channel:
         """Wait for at least one end; before the first round for `minEnds` (up to `joinTimeout`)."""
@@ -63,8 +100,16 @@ class Downstream(Role):
             Key.WEIGHTS: weights,
             Key.ROUND: self._round,
             Key.MODEL_VERSION: self._round,
+            **pack_groups(STATE_PREFIX, self.optimizer.server_state()),
         }
-        await channel.multicast(ends, message)
+        coefficients = self.optimizer.client_coefficients(self._sizes) if self._sizes else {}
+        self._sent_at = dict.fromkeys(ends, time.monotonic())
+        if not coefficients:
+            await channel.multicast(ends, message)
+            return ends
+        for end in ends:
+            own = coefficients.get(end)
+            await channel.send(end, message if own is None else {**message, Key.COEFFICIENT: own})
         return ends
 
     async def fold(self, aggregation: Any, end: str, message: Message | None) -> int | None:
@@ -72,17 +117,31 @@ class Downstream(Role):
         if message is None:
             self.log.info("end left before its update arrived", end=end, round=self._round)
             return None
+        self._note_oort_properties(end, message)
         delta = message.get(Key.WEIGHTS)
         size = int(message.get(Key.DATASET_SIZE) or 0)
         if delta is None:
             return None
         version = int(message.get(Key.MODEL_VERSION) or self._round)
+        extras = unpack_groups(message, EXTRAS_PREFIX) or None
         try:
-            await run_sized(delta, aggregation.add, delta, size, version)
+            await run_sized(delta, partial(aggregation.add, extras=extras), delta, size, version)
         except ValueError as exc:
             self.log.warning("update rejected", end=end, reason=str(exc))
             return None
+        if size > 0:
+            self._sizes[end] = size
         return size
+
+    def _note_oort_properties(self, end: str, message: Message) -> None:
+        """Oort's end properties: the update's `stat_utility` and this end's round duration."""
+        channel = self.cm.get_by_tag("distribute")
+        utility = message.get(Key.STAT_UTILITY)
+        if utility is not None:
+            channel.set_end_property(end, STAT_UTILITY, float(utility))
+        sent = self._sent_at.pop(end, None)
+        if sent is not None:
+            channel.set_end_property(end, ROUND_DURATION, time.monotonic() - sent)
 
     async def collect(self, ends: list[str], base: Weights) -> tuple[Weights | None, int, int]:
         """Aggregate this round's update of every end (stale ones skipped); (weights, Σn, count)."""

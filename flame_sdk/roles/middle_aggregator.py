@@ -38,13 +38,15 @@ class MiddleAggregator(OptionalUserMethods, Upstream, Downstream):
     uploads `aggregate - global` weighted by the group's total sample count, so the top's FedAvg
     equals a flat FedAvg over every trainer. Without trainers for `trainerWaitTime` seconds
     (default 60) it uploads an empty update and waits for the next model. The user methods are
-    optional here; `model` may stay None.
+    optional here; `model` may stay None. A job whose optimizer has a per-client protocol
+    (`feddyn`, `scaffold`) is refused with a ConfigError: it needs a two-tier topology.
     """
 
     func_tags = ("fetch", "upload", "distribute", "aggregate")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.refuse_client_protocol("a middle aggregator")
         self._update: dict[str, Any] | None = None
         self._skip_round = False
 

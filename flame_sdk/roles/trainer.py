@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from flame_sdk.composer import Loop, Tasklet
-from flame_sdk.optimizers import create_optimizer
+from flame_sdk.optimizers import ScaffoldTerm, create_optimizer
 from flame_sdk.privacy import create_privacy
 from flame_sdk.roles.upstream import Upstream
 from flame_sdk.weights import subtract
-from flame_sdk.wire import Key
+from flame_sdk.wire import EXTRAS_PREFIX, STATE_PREFIX, Key, Message, pack_groups, unpack_groups
 
 
 class Trainer(Upstream):
@@ -17,7 +17,16 @@ class Trainer(Upstream):
     upload >> save_metrics), until the aggregator sends EOT (which carries the final model).
 
     Set `self.dataset_size` (the FedAvg weight) in `load_data` or `train`. With a torch model,
-    add `self.regularizer_term()` to the loss to train with the optimizer's client term (FedProx).
+    add `self.regularizer_term()` to the loss to train with the optimizer's client term (FedProx,
+    FedDyn, SCAFFOLD); numpy models use `self.regularizer.term` / `.gradient` against
+    `self.weights`. Each new global model hands `self.regularizer` this trainer's coefficient
+    and the server state (FedDyn alpha_i, SCAFFOLD omega_i and control; no coefficient in round 1,
+    when the aggregator has not seen the dataset sizes yet, so the neutral default holds).
+    `upload` sends the regularizer's extras (SCAFFOLD's control delta) with the delta.
+    SCAFFOLD needs `self.learning_rate` (the local learning rate; train exactly `k` local steps).
+    For the `oort` selector, set `self.stat_utility` in `train`, e.g. to
+    `flame_sdk.selectors.statistical_utility(per_sample_losses, self.dataset_size)`; it is sent
+    with every update while set.
     """
 
     func_tags = ("fetch", "upload")
@@ -25,6 +34,8 @@ class Trainer(Upstream):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.dataset_size = 0
+        self.learning_rate: float | None = None
+        self.stat_utility: float | None = None
         self.regularizer: Any = None
         self.privacy: Any = None
 
@@ -34,6 +45,13 @@ class Trainer(Upstream):
         optimizer = create_optimizer(cfg.optimizer.sort or "fedavg", dict(cfg.optimizer.kwargs))
         self.regularizer = optimizer.regularizer
         self.privacy = create_privacy(cfg.privacy.sort or "default", dict(cfg.privacy.kwargs))
+
+    def accept_global(self, sender: str, message: Message) -> None:
+        """Take the aggregator's message; a new model also brings the regularizer's inputs."""
+        super().accept_global(sender, message)
+        if self._fetched:
+            coefficient = message.get(Key.COEFFICIENT)
+            self.regularizer.receive(coefficient, unpack_groups(message, STATE_PREFIX))
 
     def regularizer_term(self, model: Any = None) -> Any:
         """The optimizer's client term for a torch `model` (default `self.model`), to add to the
@@ -46,17 +64,32 @@ class Trainer(Upstream):
         return loss_term(self.regularizer, self.model if model is None else model, self.weights)
 
     async def upload(self) -> None:
-        """Send `local - fetched` (after privacy) with the sample count and model version."""
+        """Send `local - fetched` (after privacy) with the sample count, model version, the
+        regularizer's extras and, when set, the Oort statistical utility."""
         if self.weights is None:
             return
-        delta = self.privacy.apply(subtract(self.get_weights(), self.weights, in_place=True))
-        await self.send_upstream(
-            {
-                Key.WEIGHTS: delta,
-                Key.DATASET_SIZE: int(self.dataset_size),
-                Key.MODEL_VERSION: self._round,
-            }
-        )
+        local = self.get_weights()
+        extras = self.regularizer.after_training(self.weights, local, self._learning_rate())
+        delta = self.privacy.apply(subtract(local, self.weights, in_place=True))
+        message: dict[str, Any] = {
+            Key.WEIGHTS: delta,
+            Key.DATASET_SIZE: int(self.dataset_size),
+            Key.MODEL_VERSION: self._round,
+            **pack_groups(EXTRAS_PREFIX, extras),
+        }
+        if self.stat_utility is not None:
+            message[Key.STAT_UTILITY] = float(self.stat_utility)
+        await self.send_upstream(message)
+
+    def _learning_rate(self) -> float:
+        """`self.learning_rate`; only SCAFFOLD's control update needs it (the others ignore it)."""
+        if self.learning_rate is not None:
+            return float(self.learning_rate)
+        if isinstance(self.regularizer, ScaffoldTerm):
+            raise RuntimeError(
+                "scaffold needs the local learning rate: set self.learning_rate in the trainer"
+            )
+        return 0.0
 
     def compose(self) -> None:
         with self.composer:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from flame_sdk.optimizers import Optimizer, Weights, create_optimizer
+from flame_sdk.optimizers import CONTROL, SORTS, Optimizer, Weights, create_optimizer
 
 
 def w(**arrays: list[float] | list[int] | float) -> Weights:
@@ -120,6 +120,24 @@ def test_fedbuff_discounts_stale_updates() -> None:
     assert out is not None
     # S = [3 + 2 + 1, 0 + 4 + 1] = [6, 5]; w + S/3
     np.testing.assert_allclose(out["a"], [3.0, 1 + 5 / 3], rtol=1e-6)
+
+
+REQUIRED_KWARGS = {"fedprox": {"mu": 1.0}, "feddyn": {"alpha": 1.0}, "scaffold": {"k": 1}}
+
+
+@pytest.mark.parametrize("sort", SORTS)
+def test_zero_dimensional_arrays_stay_arrays(sort: str) -> None:
+    # e.g. torch BatchNorm's num_batches_tracked; a numpy scalar cannot go on the wire
+    opt = create_optimizer(sort, REQUIRED_KWARGS.get(sort, {"f": 0} if sort == "krum" else {}))
+    base = {"n": np.array(3), "f": np.array(1.0, np.float32)}
+    agg = opt.begin(base, 1)
+    for i in range(3):
+        delta = {"n": np.array(i), "f": np.array(i, np.float32)}
+        agg.add(delta, 1, 1, extras={CONTROL: {"f": np.array(1.0)}})
+    out = agg.result()
+    assert out is not None
+    for name, ref in base.items():
+        assert isinstance(out[name], np.ndarray) and out[name].dtype == ref.dtype, name
 
 
 def test_factory_rejects_unknown_sort_and_bad_kwargs() -> None:

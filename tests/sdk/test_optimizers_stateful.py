@@ -109,3 +109,18 @@ def test_scaffold_clients_and_server_keep_c_the_weighted_mean_of_local_controls(
     term_a.receive(omegas["a"], server.server_state())
     np.testing.assert_allclose(term_a.gradient({"p": v(3.0)}, x)["p"], [-0.75])
     assert term_a.term({"p": v(3.0)}, x) == pytest.approx(-2.25)
+
+
+def test_scaffold_upload_is_the_change_of_the_weighted_control_when_omega_arrives_late() -> None:
+    term = create_optimizer("scaffold", {"k": 1}).regularizer
+    assert isinstance(term, ScaffoldTerm)
+    x = {"p": v(0.0)}
+    first = term.after_training(x, {"p": v(-2.0)}, lr=1.0)  # no coefficient yet: weight 1
+    np.testing.assert_allclose(first[CONTROL]["p"], [2.0])  # c_i = 2
+    term.receive(0.5, {CONTROL: {"p": v(1.0)}})
+    second = term.after_training(x, {"p": v(-1.0)}, lr=1.0)
+    # c_i+ = 2 - 1 + 1 = 2; upload 0.5*2 - 1*2, so the server holds 0.5*c_i from now on
+    assert term.local["p"].tolist() == [2.0]
+    np.testing.assert_allclose(second[CONTROL]["p"], [-1.0])
+    third = term.after_training(x, {"p": v(-1.0)}, lr=1.0)
+    np.testing.assert_allclose(third[CONTROL]["p"], [0.0])  # 0.5*2 - 0.5*2

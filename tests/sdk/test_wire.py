@@ -87,6 +87,38 @@ def test_encode_rejects_unsupported_values() -> None:
         wire.encode({"when": object()})
 
 
+def test_groups_coefficient_and_utility_round_trip() -> None:
+    control = {"fc.weight": np.ones((2, 2), np.float32), "fc.bias": np.zeros(2)}
+    message = {
+        Key.WEIGHTS: _weights(),
+        Key.COEFFICIENT: 0.25,
+        Key.STAT_UTILITY: 12.5,
+        **wire.pack_groups(wire.STATE_PREFIX, {"control": control, "empty": {}}),
+        **wire.pack_groups(wire.EXTRAS_PREFIX, {"control": control}),
+    }
+    assert "state.control" in message and "extras.control" in message
+    out = wire.decode(wire.encode(message))
+    assert out[Key.COEFFICIENT] == 0.25 and out[Key.STAT_UTILITY] == 12.5
+    state = wire.unpack_groups(out, wire.STATE_PREFIX)
+    extras = wire.unpack_groups(out, wire.EXTRAS_PREFIX)
+    assert set(state) == {"control", "empty"} and state["empty"] == {}
+    assert set(extras) == {"control"}
+    for group in (state["control"], extras["control"]):
+        assert list(group) == list(control)
+        for name, value in control.items():
+            assert group[name].dtype == value.dtype
+            np.testing.assert_array_equal(group[name], value)
+    assert wire.unpack_groups(wire.decode(wire.encode({Key.ROUND: 1})), wire.STATE_PREFIX) == {}
+
+
+@pytest.mark.parametrize(
+    "groups", [{"control": np.zeros(2)}, {"control": {"w": [1.0]}}, {"": {"w": np.zeros(1)}}]
+)
+def test_pack_groups_rejects_a_group_that_is_not_named_arrays(groups: dict[str, object]) -> None:
+    with pytest.raises(TypeError, match="must be a named mapping of arrays"):
+        wire.pack_groups(wire.EXTRAS_PREFIX, groups)
+
+
 def _forge(header: object, body: bytes = b"", magic: bytes = wire.MAGIC) -> bytes:
     raw = json.dumps(header).encode()
     return struct.pack(">4sI", magic, len(raw)) + raw + body
@@ -153,6 +185,26 @@ def _forge(header: object, body: bytes = b"", magic: bytes = wire.MAGIC) -> byte
         (_forge({"fields": {"dataset_size": -1}, "tensors": {}}), "must not be negative"),
         (_forge({"fields": {"eot": 1}, "tensors": {}}), "'eot' must be a boolean"),
         (_forge({"fields": {"weights": [1, 2]}, "tensors": {}}), "mapping of named arrays"),
+        (_forge({"fields": {"coefficient": 0}, "tensors": {}}), "'coefficient' must be"),
+        (_forge({"fields": {"coefficient": -1.5}, "tensors": {}}), "'coefficient' must be"),
+        (_forge({"fields": {"coefficient": True}, "tensors": {}}), "'coefficient' must be"),
+        (_forge({"fields": {"coefficient": "2"}, "tensors": {}}), "'coefficient' must be"),
+        (_forge({"fields": {"coefficient": float("inf")}, "tensors": {}}), "'coefficient' must"),
+        (_forge({"fields": {"stat_utility": "high"}, "tensors": {}}), "'stat_utility' must be"),
+        (_forge({"fields": {"stat_utility": float("nan")}, "tensors": {}}), "'stat_utility'"),
+        (_forge({"fields": {"state.control": 3}, "tensors": {}}), "'state.control' must be"),
+        (_forge({"fields": {"extras.control": {"w": 1}}, "tensors": {}}), "'extras.control'"),
+        (_forge({"fields": {"state.": {}}, "tensors": {}}), "'state.' must be"),
+        (
+            _forge(
+                {
+                    "fields": {},
+                    "tensors": {"extras.control": [{"name": None, "dtype": "int8", "shape": [1]}]},
+                },
+                b"x",
+            ),
+            "'extras.control' must be a named mapping of arrays",
+        ),
     ],
 )
 def test_decode_rejects_malformed_payloads(payload: bytes, reason: str) -> None:
