@@ -1,0 +1,76 @@
+"""`create_datasampler(sort, kwargs, hyperparameters)`: validate kwargs and build both halves."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from functools import partial
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from flame_common.kwargs import ProviderKwargs, build_provider
+from flame_sdk.datasamplers.base import DataSampler
+from flame_sdk.datasamplers.default import default_sampler
+from flame_sdk.datasamplers.fedbalancer import fedbalancer_sampler
+
+DEFAULT_SORT = "default"
+
+
+class _IgnoredKwargs(BaseModel):
+    """`default` takes no kwargs and ignores any it is given."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class _FedBalancerKwargs(ProviderKwargs):
+    w: int = Field(default=20, ge=1)
+    lss: float = Field(default=0.05, ge=0, le=1)
+    dss: float = Field(default=0.05, ge=0, le=1)
+    p: float = Field(default=1.0, ge=0, le=1)
+    noise_factor: float = Field(default=0.0, ge=0)
+    seed: int | None = None
+
+
+def _training_hyperparameter(hyperparameters: Mapping[str, Any], name: str) -> int:
+    if name not in hyperparameters:
+        raise ValueError(f"datasampler 'fedbalancer': hyperparameter {name!r} is required")
+    value = hyperparameters[name]
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(
+            f"datasampler 'fedbalancer': hyperparameter {name!r} must be a positive integer, "
+            f"got {value!r}"
+        )
+    return value
+
+
+def _default(hyperparameters: Mapping[str, Any]) -> DataSampler:
+    return default_sampler()
+
+
+def _fedbalancer(hyperparameters: Mapping[str, Any], **kwargs: Any) -> DataSampler:
+    return fedbalancer_sampler(
+        epochs=_training_hyperparameter(hyperparameters, "epochs"),
+        batch_size=_training_hyperparameter(hyperparameters, "batchSize"),
+        **kwargs,
+    )
+
+
+_SORTS: dict[str, tuple[type[BaseModel], Callable[..., DataSampler]]] = {
+    "default": (_IgnoredKwargs, _default),
+    "fedbalancer": (_FedBalancerKwargs, _fedbalancer),
+}
+
+SORTS = tuple(_SORTS)
+
+
+def create_datasampler(
+    sort: str,
+    kwargs: Mapping[str, Any] | None = None,
+    hyperparameters: Mapping[str, Any] | None = None,
+) -> DataSampler:
+    """Build data sampler `sort` ("" means default) from its kwargs and the job's (per-role
+    resolved) hyperparameters; ValueError for an unknown sort, a bad kwarg or a missing or bad
+    `epochs` / `batchSize` (fedbalancer)."""
+    training = dict(hyperparameters or {})
+    sorts = {name: (model, partial(build, training)) for name, (model, build) in _SORTS.items()}
+    return build_provider("datasampler", sorts, sort or DEFAULT_SORT, kwargs)
