@@ -155,6 +155,8 @@ def _template(
         base_model=model.base_model,
         optimizer=model.optimizer,
         selector=model.selector,
+        privacy=model.privacy,
+        datasampler=model.datasampler,
         hyperparameters=model.hyperparameters,
         dependencies=model.dependencies,
     )

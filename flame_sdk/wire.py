@@ -227,11 +227,27 @@ def _check_known_keys(message: Message) -> None:
     utility = message.get(Key.STAT_UTILITY)
     if utility is not None and not _is_number(utility):
         raise WireError(f"'stat_utility' must be a finite number, got {utility!r}")
+    meta = message.get(Key.DATASAMPLER_METADATA)
+    if meta is not None:
+        _check_metadata(meta)
     for name, value in message.items():
         if name.startswith(_GROUP_PREFIXES) and (
             name in _GROUP_PREFIXES or not isinstance(value, dict) or not _all_arrays(value)
         ):
             raise WireError(f"'{name}' must be a named mapping of arrays")
+
+
+def _check_metadata(meta: Any) -> None:
+    """`datasampler_metadata` is an object of JSON scalars (finite numbers, strings, booleans,
+    null)."""
+    if not isinstance(meta, dict):
+        raise WireError(f"'datasampler_metadata' must be an object, got {meta!r}")
+    for name, value in meta.items():
+        if not (value is None or isinstance(value, str | bool) or _is_number(value)):
+            raise WireError(
+                f"'datasampler_metadata' entry {name!r} must be a finite number, a string, a "
+                f"boolean or null, got {value!r}"
+            )
 
 
 def _is_number(value: Any) -> bool:

@@ -26,9 +26,14 @@ class Plugin(WireModel):
 
 
 class ModelSpec(WireModel):
+    """How the job trains; `privacy` and `datasampler` (Flame extensions of the reference's
+    model spec) reach every task config as they are, like `optimizer` and `selector`."""
+
     base_model: BaseModelRef = Field(default_factory=BaseModelRef)
     optimizer: Plugin = Field(default_factory=Plugin)
     selector: Plugin = Field(default_factory=Plugin)
+    privacy: Plugin = Field(default_factory=Plugin)
+    datasampler: Plugin = Field(default_factory=Plugin)
     hyperparameters: dict[str, Any] = Field(default_factory=dict)
     dependencies: list[str] = Field(default_factory=list)
 

@@ -31,7 +31,8 @@ class AsyncMiddleAggregator(OptionalUserMethods, Upstream, Downstream):
     EOT from the top ends the work at once (even mid-buffer) and its final model is forwarded
     to the trainers. Without trainers for `trainerWaitTime` seconds (default 60) it uploads
     what it has (or an empty update) and waits for the next model. No `rounds` needed.
-    A job whose optimizer has a per-client protocol (`feddyn`, `scaffold`) is refused.
+    A job whose optimizer has a per-client protocol (`feddyn`, `scaffold`) or whose data
+    sampler steers the trainers (`fedbalancer`) is refused.
     """
 
     func_tags = ("fetch", "upload", "distribute", "aggregate")
@@ -39,6 +40,7 @@ class AsyncMiddleAggregator(OptionalUserMethods, Upstream, Downstream):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.refuse_client_protocol("an async middle aggregator")
+        self.refuse_datasampler("an async middle aggregator")
         self.agg_goal = max(1, int(self.config.hyperparameter("aggGoal", 1)))
         self._in_flight: set[str] = set()
         self._aggregation: Any = None

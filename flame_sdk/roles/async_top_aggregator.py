@@ -23,12 +23,14 @@ class AsyncTopAggregator(TopAggregator):
     with its `model_version` (staleness is the optimizer's business, e.g. `fedbuff`). After
     `hyperparameters.aggGoal` updates the version's result becomes the new global model.
     Updates that arrive after a version closed are folded into the next one. Optimizers with a
-    per-client protocol (`feddyn`, `scaffold`) need synchronous rounds and are refused.
+    per-client protocol (`feddyn`, `scaffold`) and data samplers that steer the trainers
+    (`fedbalancer`) need synchronous rounds and are refused.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.refuse_client_protocol("an async aggregator")
+        self.refuse_datasampler("an async aggregator")
         self.agg_goal = max(1, int(self.config.hyperparameter("aggGoal", 1)))
         self._in_flight: set[str] = set()
         self._aggregation: Any = None

@@ -11,6 +11,7 @@ from flame_common.logs import configure_logging, get_logger
 from flame_sdk.channels import ChannelManager
 from flame_sdk.composer import Composer
 from flame_sdk.config import Config
+from flame_sdk.datasamplers import DataSampler, create_datasampler
 from flame_sdk.registries import DummyRegistry, create_registry
 from flame_sdk.roles.memory import tune_malloc
 from flame_sdk.weights import ModelAdapter, Weights, adapter_for
@@ -78,6 +79,15 @@ class Role(abc.ABC):
     def set_weights(self, weights: Weights) -> None:
         if self.model is not None:
             self.adapter.set_weights(self.model, weights)
+
+    def build_datasampler(self) -> DataSampler:
+        """The job's data sampler (`datasampler` sort and kwargs) with the hyperparameters
+        resolved for this role; ValueError for a bad sort, kwarg or training hyperparameter."""
+        cfg = self.config
+        hyperparameters = {name: cfg.hyperparameter(name) for name in cfg.hyperparameters}
+        return create_datasampler(
+            cfg.datasampler.sort, dict(cfg.datasampler.kwargs), hyperparameters
+        )
 
     @property
     def round(self) -> int:

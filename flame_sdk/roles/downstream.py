@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 from flame_sdk.channels import SEND, Channel
 from flame_sdk.config import ConfigError
+from flame_sdk.datasamplers import SORTS, AggregatorSampler, DefaultAggregatorSampler
 from flame_sdk.digest import weights_digest
 from flame_sdk.optimizers import Optimizer, create_optimizer
 from flame_sdk.roles.base import Role
@@ -58,6 +59,11 @@ class Downstream(Role):
     An update's `extras.<name>` fields go to `aggregation.add(..., extras=...)`. For Oort, an
     update's `stat_utility` and the seconds from sending that end the model to receiving its
     update (`round_duration`) become end properties of the distribute channel.
+
+    Data sampler: `self.datasampler` is the aggregator half of the job's `datasampler`. Its
+    metadata for a round goes with that round's model (when there is any), and an update's
+    `datasampler_metadata` goes to it with the end's round duration; metadata it rejects is
+    ignored with a warning.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -67,6 +73,11 @@ class Downstream(Role):
         self._quorum_met = False
         self._sizes: dict[str, int] = {}
         self._sent_at: dict[str, float] = {}
+        self.datasampler: AggregatorSampler = DefaultAggregatorSampler()
+
+    async def internal_init(self) -> None:
+        await super().internal_init()
+        self.datasampler = self.build_datasampler().aggregator
 
     def refuse_client_protocol(self, role: str) -> None:
         """ConfigError when the job's optimizer has a per-client protocol this role cannot relay."""
@@ -77,6 +88,16 @@ class Downstream(Role):
                 f"optimizer '{sort}' needs a two-tier topology with synchronous rounds (trainers "
                 f"reporting straight to a TopAggregator); {role} cannot carry its per-client "
                 "coefficients and server state"
+            )
+
+    def refuse_datasampler(self, role: str) -> None:
+        """ConfigError when the job's data sampler steers its trainers round by round, which
+        `role` (sending models end by end, not in rounds) cannot do."""
+        sort = self.config.datasampler.sort
+        if sort in SORTS and sort != DefaultAggregatorSampler.sort:
+            raise ConfigError(
+                f"datasampler '{sort}' needs synchronous rounds (it steers the trainers from "
+                f"each round's reports); {role} cannot run it"
             )
 
     async def await_ends(self, timeout: float | None = None) -> Channel:
@@ -102,6 +123,9 @@ class Downstream(Role):
             Key.MODEL_VERSION: self._round,
             **pack_groups(STATE_PREFIX, self.optimizer.server_state()),
         }
+        meta = self.datasampler.get_metadata(self._round, ends)
+        if meta:
+            message[Key.DATASAMPLER_METADATA] = meta
         coefficients = self.optimizer.client_coefficients(self._sizes) if self._sizes else {}
         self._sent_at = dict.fromkeys(ends, time.monotonic())
         if not coefficients:
@@ -117,7 +141,9 @@ class Downstream(Role):
         if message is None:
             self.log.info("end left before its update arrived", end=end, round=self._round)
             return None
-        self._note_oort_properties(end, message)
+        duration = self._round_duration(end)
+        self._note_oort_properties(end, message, duration)
+        self._note_datasampler_metadata(end, message, duration)
         delta = message.get(Key.WEIGHTS)
         size = int(message.get(Key.DATASET_SIZE) or 0)
         if delta is None:
@@ -133,15 +159,33 @@ class Downstream(Role):
             self._sizes[end] = size
         return size
 
-    def _note_oort_properties(self, end: str, message: Message) -> None:
+    def _round_duration(self, end: str) -> float | None:
+        """Seconds from sending `end` this round's model to now (None if it was not sent one)."""
+        sent = self._sent_at.pop(end, None)
+        return None if sent is None else time.monotonic() - sent
+
+    def _note_oort_properties(self, end: str, message: Message, duration: float | None) -> None:
         """Oort's end properties: the update's `stat_utility` and this end's round duration."""
         channel = self.cm.get_by_tag("distribute")
         utility = message.get(Key.STAT_UTILITY)
         if utility is not None:
             channel.set_end_property(end, STAT_UTILITY, float(utility))
-        sent = self._sent_at.pop(end, None)
-        if sent is not None:
-            channel.set_end_property(end, ROUND_DURATION, time.monotonic() - sent)
+        if duration is not None:
+            channel.set_end_property(end, ROUND_DURATION, duration)
+
+    def _note_datasampler_metadata(
+        self, end: str, message: Message, duration: float | None
+    ) -> None:
+        """Hand the update's data-sampler metadata to the aggregator half (warn if rejected)."""
+        meta = message.get(Key.DATASAMPLER_METADATA)
+        if meta is None:
+            return
+        try:
+            self.datasampler.handle_metadata_from_trainer(meta, end, duration)
+        except ValueError as exc:
+            self.log.warning(
+                "datasampler metadata ignored", end=end, round=self._round, reason=str(exc)
+            )
 
     async def collect(self, ends: list[str], base: Weights) -> tuple[Weights | None, int, int]:
         """Aggregate this round's update of every end (stale ones skipped); (weights, Σn, count)."""

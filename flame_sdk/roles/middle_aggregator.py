@@ -40,6 +40,8 @@ class MiddleAggregator(OptionalUserMethods, Upstream, Downstream):
     (default 60) it uploads an empty update and waits for the next model. The user methods are
     optional here; `model` may stay None. A job whose optimizer has a per-client protocol
     (`feddyn`, `scaffold`) is refused with a ConfigError: it needs a two-tier topology.
+    The aggregator half of the job's data sampler steers this aggregator's own trainers; no
+    sampler metadata goes upstream, and any the top sends down is ignored.
     """
 
     func_tags = ("fetch", "upload", "distribute", "aggregate")

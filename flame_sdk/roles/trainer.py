@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from flame_sdk.composer import Loop, Tasklet
+from flame_sdk.datasamplers import DefaultTrainerSampler, TrainerSampler
 from flame_sdk.optimizers import ScaffoldTerm, create_optimizer
 from flame_sdk.privacy import create_privacy
 from flame_sdk.roles.upstream import Upstream
@@ -27,6 +28,16 @@ class Trainer(Upstream):
     For the `oort` selector, set `self.stat_utility` in `train`, e.g. to
     `flame_sdk.selectors.statistical_utility(per_sample_losses, self.dataset_size)`; it is sent
     with every update while set.
+
+    `self.datasampler` (the job's `datasampler`, see `flame_sdk.datasamplers`) picks the samples
+    of a round. In `train`, every round: `idx = self.datasampler.sample(len(data))` first, then
+    train on `data[idx]` only and set `self.dataset_size = len(idx)` (the samples this update
+    learned from); in the first epoch `self.datasampler.record_losses(batch_idx, losses)` with
+    the dataset positions of a batch and its per-sample losses, and after every batch
+    `self.datasampler.record_batch_time(seconds)`. The `default` sampler returns every index and
+    ignores the `record_*` calls, so one loop serves both sorts. Each new model hands the
+    sampler the aggregator's metadata (ignored with a warning when malformed); `upload` sends
+    the sampler's metadata with the delta when there is any.
     """
 
     func_tags = ("fetch", "upload")
@@ -38,6 +49,7 @@ class Trainer(Upstream):
         self.stat_utility: float | None = None
         self.regularizer: Any = None
         self.privacy: Any = None
+        self.datasampler: TrainerSampler = DefaultTrainerSampler()
 
     async def internal_init(self) -> None:
         await super().internal_init()
@@ -45,13 +57,21 @@ class Trainer(Upstream):
         optimizer = create_optimizer(cfg.optimizer.sort or "fedavg", dict(cfg.optimizer.kwargs))
         self.regularizer = optimizer.regularizer
         self.privacy = create_privacy(cfg.privacy.sort or "default", dict(cfg.privacy.kwargs))
+        self.datasampler = self.build_datasampler().trainer
 
     def accept_global(self, sender: str, message: Message) -> None:
-        """Take the aggregator's message; a new model also brings the regularizer's inputs."""
+        """Take the aggregator's message; a new model also brings the regularizer's inputs and
+        the data sampler's metadata."""
         super().accept_global(sender, message)
         if self._fetched:
             coefficient = message.get(Key.COEFFICIENT)
             self.regularizer.receive(coefficient, unpack_groups(message, STATE_PREFIX))
+            meta = message.get(Key.DATASAMPLER_METADATA)
+            if meta is not None:
+                try:
+                    self.datasampler.handle_metadata_from_aggregator(meta)
+                except ValueError as exc:
+                    self.log.warning("datasampler metadata ignored", sender=sender, reason=str(exc))
 
     def regularizer_term(self, model: Any = None) -> Any:
         """The optimizer's client term for a torch `model` (default `self.model`), to add to the
@@ -65,7 +85,8 @@ class Trainer(Upstream):
 
     async def upload(self) -> None:
         """Send `local - fetched` (after privacy) with the sample count, model version, the
-        regularizer's extras and, when set, the Oort statistical utility."""
+        regularizer's extras and, when set, the Oort statistical utility and the data sampler's
+        metadata."""
         if self.weights is None:
             return
         local = self.get_weights()
@@ -79,6 +100,9 @@ class Trainer(Upstream):
         }
         if self.stat_utility is not None:
             message[Key.STAT_UTILITY] = float(self.stat_utility)
+        meta = self.datasampler.get_metadata()
+        if meta:
+            message[Key.DATASAMPLER_METADATA] = meta
         await self.send_upstream(message)
 
     def _learning_rate(self) -> float:

@@ -60,6 +60,8 @@ def expand(example: Path, overrides: JobOverrides | None = None) -> list[dict[st
         "baseModel": model.base_model.wire(),
         "optimizer": model.optimizer.wire(),
         "selector": model.selector.wire(),
+        "privacy": model.privacy.wire(),
+        "datasampler": model.datasampler.wire(),
         "hyperparameters": {**model.hyperparameters, **over.hyperparameters},
         "dependencies": model.dependencies,
     }

@@ -12,6 +12,7 @@ import pytest
 from flame_controller.expansion import DatasetRef, code_roles, expand
 from schemas.design import DesignSchema
 from schemas.errors import Forbidden, Invalid
+from schemas.job import Plugin
 from schemas.task_config import Broker, Registry
 from tests.controller.examples import load_example
 
@@ -275,6 +276,33 @@ def test_mnist_trainer_config_matches_flame_wire_format() -> None:
         "dependencies": ["numpy >= 1.2.0"],
         "dataset": U + "mnist.npz",
     }
+
+
+def test_privacy_and_datasampler_of_the_model_spec_reach_every_task() -> None:
+    files, data_spec, _ = EXPECTED["mnist"]
+    ex = load_example("mnist", files, data_spec)
+    spec = ex.job_spec(JOB_ID)
+    model = spec.model_spec.model_copy(
+        update={
+            "privacy": Plugin(sort="dp", kwargs={"clip_threshold": 1.0, "noise_factor": 0.1}),
+            "datasampler": Plugin(sort="fedbalancer", kwargs={"w": 5}),
+        }
+    )
+    tasks = expand(
+        spec.model_copy(update={"model_spec": model}),
+        ex.schema,
+        code_roles(ex.code_zip()),
+        ex.datasets,
+        brokers=BROKERS,
+        registry=REGISTRY,
+    )
+    for task in tasks:
+        wire = task.config.to_wire()
+        assert wire["privacy"] == {
+            "sort": "dp",
+            "kwargs": {"clip_threshold": 1.0, "noise_factor": 0.1},
+        }
+        assert wire["datasampler"] == {"sort": "fedbalancer", "kwargs": {"w": 5}}
 
 
 def test_hybrid_channels_keep_their_per_channel_backend() -> None:

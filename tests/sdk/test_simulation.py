@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import uuid
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import pytest
 from flame_sdk.config import Config
 from flame_sdk.simulation import asimulate
 from flame_sdk.simulation.cli import main as flame_sim
+from flame_sdk.simulation.expand import expand
 from tests.sdk.helpers import task_config
 from tests.sdk.roles import CountingTrainer, SumAggregator
 
@@ -171,3 +173,15 @@ async def test_registry_gets_metrics_per_round_and_the_final_model(tmp_path: Pat
     trainer = result.by_role("trainer")[0]
     trainer_metrics = tmp_path / job_id / trainer.config.taskid / "metrics.jsonl"
     assert trainer_metrics.read_text().count("\n") == 2
+
+
+def test_simulated_tasks_get_the_model_specs_privacy_and_datasampler(tmp_path: Path) -> None:
+    example = tmp_path / "two_tier"
+    shutil.copytree(EXAMPLES / "two_tier_fedavg", example)
+    spec = json.loads((example / "modelSpec.json").read_text())
+    spec["privacy"] = {"sort": "dp", "kwargs": {"clip_threshold": 1.0, "noise_factor": 0.0}}
+    spec["datasampler"] = {"sort": "fedbalancer", "kwargs": {"w": 5}}
+    (example / "modelSpec.json").write_text(json.dumps(spec))
+    tasks = expand(example)
+    assert tasks and all(t["privacy"] == spec["privacy"] for t in tasks)
+    assert all(t["datasampler"] == spec["datasampler"] for t in tasks)

@@ -32,11 +32,11 @@ def test_round_trip_weights_and_fields() -> None:
         Key.DATASET_SIZE: 150,
         Key.EOT: False,
         "scores": np.arange(5, dtype=np.int32),
-        Key.DATASAMPLER_METADATA: {"loss": [0.5, 1.0]},
+        Key.DATASAMPLER_METADATA: {"loss_low": 0.5, "deadline": None},
     }
     out = wire.decode(wire.encode(message))
     assert out[Key.ROUND] == 3 and out[Key.DATASET_SIZE] == 150 and out[Key.EOT] is False
-    assert out[Key.DATASAMPLER_METADATA] == {"loss": [0.5, 1.0]}
+    assert out[Key.DATASAMPLER_METADATA] == {"loss_low": 0.5, "deadline": None}
     assert list(out[Key.WEIGHTS]) == list(w)
     for name, value in w.items():
         got = out[Key.WEIGHTS][name]
@@ -109,6 +109,13 @@ def test_groups_coefficient_and_utility_round_trip() -> None:
             assert group[name].dtype == value.dtype
             np.testing.assert_array_equal(group[name], value)
     assert wire.unpack_groups(wire.decode(wire.encode({Key.ROUND: 1})), wire.STATE_PREFIX) == {}
+
+
+def test_datasampler_metadata_round_trips() -> None:
+    meta = {"loss_threshold": 0.5, "deadline": None, "selected_len": 3, "sort": "x", "on": True}
+    out = wire.decode(wire.encode({Key.ROUND: 2, Key.DATASAMPLER_METADATA: meta}))
+    assert out[Key.DATASAMPLER_METADATA] == meta
+    assert wire.decode(wire.encode({Key.DATASAMPLER_METADATA: {}}))[Key.DATASAMPLER_METADATA] == {}
 
 
 @pytest.mark.parametrize(
@@ -192,6 +199,34 @@ def _forge(header: object, body: bytes = b"", magic: bytes = wire.MAGIC) -> byte
         (_forge({"fields": {"coefficient": float("inf")}, "tensors": {}}), "'coefficient' must"),
         (_forge({"fields": {"stat_utility": "high"}, "tensors": {}}), "'stat_utility' must be"),
         (_forge({"fields": {"stat_utility": float("nan")}, "tensors": {}}), "'stat_utility'"),
+        (
+            _forge({"fields": {"datasampler_metadata": [1.0]}, "tensors": {}}),
+            "'datasampler_metadata' must be an object",
+        ),
+        (
+            _forge({"fields": {"datasampler_metadata": {"deadline": [1]}}, "tensors": {}}),
+            "'datasampler_metadata' entry 'deadline' must be",
+        ),
+        (
+            _forge({"fields": {"datasampler_metadata": {"a": {"b": 1}}}, "tensors": {}}),
+            "entry 'a' must be",
+        ),
+        (
+            _forge({"fields": {"datasampler_metadata": {"loss": float("nan")}}, "tensors": {}}),
+            "entry 'loss' must be",
+        ),
+        (
+            _forge(
+                {
+                    "fields": {},
+                    "tensors": {
+                        "datasampler_metadata": [{"name": "a", "dtype": "int8", "shape": [1]}]
+                    },
+                },
+                b"x",
+            ),
+            "entry 'a' must be",
+        ),
         (_forge({"fields": {"state.control": 3}, "tensors": {}}), "'state.control' must be"),
         (_forge({"fields": {"extras.control": {"w": 1}}, "tensors": {}}), "'extras.control'"),
         (_forge({"fields": {"state.": {}}, "tensors": {}}), "'state.' must be"),
