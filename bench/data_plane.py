@@ -156,12 +156,14 @@ def rss_child(kind: str) -> None:
     (lazy imports: numpy.random, scipy's BLAS), so both children count model data only."""
     np.random.default_rng(0).standard_normal(8, dtype=np.float32)
     if kind == "fedavg":
-        from flame_sdk.optimizers import create_optimizer
+        from flame_sdk.optimizers import create_optimizer, kernels
 
         optimizer = create_optimizer("fedavg", {})
-        warm = optimizer.begin({"w": np.zeros(8, np.float32)}, 0)
-        warm.add({"w": np.ones(8, np.float32)}, 3, 0)
+        n = kernels.BLAS_MIN  # the smallest array that takes (and so imports) the BLAS path
+        warm = optimizer.begin({"w": np.zeros(n, np.float32)}, 0)
+        warm.add({"w": np.ones(n, np.float32)}, 3, 0)
         assert warm.result() is not None
+        del warm
     before = _status_bytes("VmRSS")
     base = model(0)
     size = sum(a.nbytes for a in base.values())
