@@ -10,6 +10,7 @@ from flame_controller.expansion import DatasetRef, PlannedTask, code_roles, expa
 from schemas.design import DesignSchema
 from schemas.errors import Invalid, NotFound
 from schemas.job import JobSpec
+from schemas.plugins import model_spec_errors
 from schemas.task_config import Broker, Registry
 
 
@@ -24,6 +25,8 @@ class Planner:
         self, job_id: str, user_id: str, spec: JobSpec
     ) -> tuple[JobSpec, list[PlannedTask]]:
         """The spec as stored (id, user, pinned revisions) and its tasks; raises FlameError."""
+        if errors := model_spec_errors(spec.model_spec):
+            raise Invalid("modelSpec: " + "; ".join(errors))
         design = await DesignDoc.find_one({"user_id": user_id, "design_id": spec.design_id})
         if design is None:
             raise NotFound(f"design {spec.design_id} not found")

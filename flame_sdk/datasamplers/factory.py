@@ -6,29 +6,10 @@ from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
-
-from flame_common.kwargs import ProviderKwargs, build_provider
+from flame_common.kwargs import build_provider
 from flame_sdk.datasamplers.base import DataSampler
 from flame_sdk.datasamplers.default import default_sampler
 from flame_sdk.datasamplers.fedbalancer import fedbalancer_sampler
-
-DEFAULT_SORT = "default"
-
-
-class _IgnoredKwargs(BaseModel):
-    """`default` takes no kwargs and ignores any it is given."""
-
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-
-class _FedBalancerKwargs(ProviderKwargs):
-    w: int = Field(default=20, ge=1)
-    lss: float = Field(default=0.05, ge=0, le=1)
-    dss: float = Field(default=0.05, ge=0, le=1)
-    p: float = Field(default=1.0, ge=0, le=1)
-    noise_factor: float = Field(default=0.0, ge=0)
-    seed: int | None = None
 
 
 def _training_hyperparameter(hyperparameters: Mapping[str, Any], name: str) -> int:
@@ -55,12 +36,12 @@ def _fedbalancer(hyperparameters: Mapping[str, Any], **kwargs: Any) -> DataSampl
     )
 
 
-_SORTS: dict[str, tuple[type[BaseModel], Callable[..., DataSampler]]] = {
-    "default": (_IgnoredKwargs, _default),
-    "fedbalancer": (_FedBalancerKwargs, _fedbalancer),
+_BUILDERS: dict[str, Callable[..., DataSampler]] = {
+    "default": _default,
+    "fedbalancer": _fedbalancer,
 }
 
-SORTS = tuple(_SORTS)
+SORTS = tuple(_BUILDERS)
 
 
 def create_datasampler(
@@ -72,5 +53,5 @@ def create_datasampler(
     resolved) hyperparameters; ValueError for an unknown sort, a bad kwarg or a missing or bad
     `epochs` / `batchSize` (fedbalancer)."""
     training = dict(hyperparameters or {})
-    sorts = {name: (model, partial(build, training)) for name, (model, build) in _SORTS.items()}
-    return build_provider("datasampler", sorts, sort or DEFAULT_SORT, kwargs)
+    builders = {name: partial(build, training) for name, build in _BUILDERS.items()}
+    return build_provider("datasampler", builders, sort, kwargs)

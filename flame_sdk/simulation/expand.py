@@ -18,6 +18,7 @@ from typing import Any
 from schemas.design import DesignSchema, Role
 from schemas.errors import Invalid
 from schemas.job import ModelSpec, RoleDatasetGroups
+from schemas.plugins import model_spec_errors
 
 
 @dataclass
@@ -45,7 +46,10 @@ def expand(example: Path, overrides: JobOverrides | None = None) -> list[dict[st
     if errors := schema.semantic_errors():
         raise Invalid(f"{example / 'schema.json'}: " + "; ".join(errors))
     job = _read(example / "job.json")
-    model = ModelSpec.model_validate(_read(example / job.get("modelSpecPath", "modelSpec.json")))
+    model_path = example / job.get("modelSpecPath", "modelSpec.json")
+    model = ModelSpec.model_validate(_read(model_path))
+    if errors := model_spec_errors(model):
+        raise Invalid(f"{model_path}: " + "; ".join(errors))
     specs = [
         RoleDatasetGroups.model_validate(item)
         for item in _read(example / job.get("dataSpecPath", "dataSpec.json"))

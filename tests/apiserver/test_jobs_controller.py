@@ -159,3 +159,24 @@ async def test_controller_refusals(app_client: httpx.AsyncClient, controller: No
     await _wait_state(app_client, job_id, "terminated")
     assert (await app_client.get("/users/bob/jobs")).json() == []
     assert (await app_client.delete(f"/users/bob/jobs/{job_id}")).status_code == 404
+
+
+async def test_a_model_spec_with_unknown_providers_creates_nothing(
+    app_client: httpx.AsyncClient, controller: None
+) -> None:
+    dataset_id = await _mnist_design(app_client)
+    model = example("mnist", "modelSpec.json")
+    bad = {
+        **model,
+        "optimizer": {"sort": "fedavgg"},
+        "privacy": {"sort": "dp", "kwargs": {"clip_threshold": -1, "noise_factor": 0.1}},
+    }
+    r = await app_client.post(f"/users/{U}/jobs", json=_job(dataset_id, modelSpec=bad))
+    assert r.status_code == 422, r.text  # well-formed, semantically invalid
+    message = r.json()["message"]
+    assert "unknown optimizer sort 'fedavgg'" in message
+    assert "privacy 'dp': bad kwargs: clip_threshold" in message
+    assert (await app_client.get(f"/users/{U}/jobs")).json() == []
+    good = {**model, "datasampler": {"sort": "fedbalancer"}}
+    r = await app_client.post(f"/users/{U}/jobs", json=_job(dataset_id, modelSpec=good))
+    assert r.status_code == 422 and "needs hyperparameter(s) epochs" in r.json()["message"]

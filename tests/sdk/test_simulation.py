@@ -185,3 +185,17 @@ def test_simulated_tasks_get_the_model_specs_privacy_and_datasampler(tmp_path: P
     tasks = expand(example)
     assert tasks and all(t["privacy"] == spec["privacy"] for t in tasks)
     assert all(t["datasampler"] == spec["datasampler"] for t in tasks)
+
+
+def test_flame_sim_refuses_an_unknown_optimizer_before_running(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    example = tmp_path / "two_tier"
+    shutil.copytree(EXAMPLES / "two_tier_fedavg", example)
+    spec = json.loads((example / "modelSpec.json").read_text())
+    spec["optimizer"] = {"sort": "fedavgg"}
+    (example / "modelSpec.json").write_text(json.dumps(spec))
+    with pytest.raises(SystemExit) as exit_info:
+        flame_sim([str(example)])
+    assert exit_info.value.code == 2
+    assert "unknown optimizer sort 'fedavgg'" in capsys.readouterr().err
