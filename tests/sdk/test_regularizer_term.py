@@ -119,3 +119,41 @@ async def test_fedprox_training_differs_from_fedavg_and_stays_closer_to_the_glob
     assert any(not np.allclose(prox[n], avg[n], atol=1e-3) for n in avg)
     assert len(prox_moves) == len(avg_moves) == 4
     assert max(prox_moves) < min(avg_moves), (prox_moves, avg_moves)
+
+
+class StepTrainer(ProxTrainer):
+    """20 SGD steps at lr 0.5 with the optimizer's client term (SCAFFOLD's k, learning rate)."""
+
+    def initialize(self) -> None:
+        super().initialize()
+        self.learning_rate = 0.5
+
+
+async def _run_roles(optimizer: dict[str, Any], rounds: int) -> tuple[Any, list[StepTrainer]]:
+    job = uuid.uuid4().hex
+    extra = {"hyperparameters": {"rounds": rounds, "minEnds": 2}, "optimizer": optimizer}
+    agg = PlainAggregator(Config.load(task_config("aggregator", "agg", job, **extra)))
+    trainers = [
+        StepTrainer(Config.load(task_config("trainer", f"t{i}", job, **extra))) for i in (1, 2)
+    ]
+    await run_roles([agg, *trainers], timeout=60)
+    return agg, trainers
+
+
+async def test_torch_scaffold_through_the_roles_keeps_c_the_mean_of_the_clients_controls() -> None:
+    agg, trainers = await _run_roles({"sort": "scaffold", "kwargs": {"k": 20}}, rounds=3)
+    control = agg.optimizer.control
+    assert control, "the server control was never updated"
+    for name, c in control.items():  # equal dataset sizes: c is the plain mean of the c_i
+        mean = np.mean([t.regularizer.local[name] for t in trainers], axis=0)
+        np.testing.assert_allclose(c, mean, rtol=1e-5, atol=1e-6)
+    assert all(len(t.deltas) == 3 for t in trainers)
+
+
+async def test_torch_feddyn_through_the_roles_accumulates_each_clients_drift() -> None:
+    agg, trainers = await _run_roles({"sort": "feddyn", "kwargs": {"alpha": 0.1}}, rounds=2)
+    for t in trainers:
+        assert t.regularizer.alpha == pytest.approx(0.1)  # equal sizes: alpha_i = alpha
+        assert set(t.regularizer.history) == {"weight", "bias"}
+    avg, _ = await _run({"sort": "fedavg", "kwargs": {}})
+    assert any(not np.allclose(agg.get_weights()[n], avg[n], atol=1e-4) for n in avg)
