@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import structlog
 
 from flame_common.embedded import EmbeddedMongo, port_open, start_embedded_mongo
 from flame_common.settings import FlameSettings
@@ -56,6 +58,19 @@ def track_namespace(ns: str) -> str:
     """Have the session's end delete the durable queues/exchanges of namespace `ns`."""
     _NAMESPACES.append(ns)
     return ns
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """Undo what an entry point run by a test configures: its loggers write to that test's
+    captured stderr, closed once the test ends (later writes would raise in other tests)."""
+    config = structlog.get_config()
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    structlog.configure(**config)
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 @pytest.fixture

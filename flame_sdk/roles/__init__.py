@@ -1,8 +1,16 @@
-"""Role base classes users subclass: Trainer, TopAggregator, MiddleAggregator, async variants."""
+"""Role base classes users subclass: trainers and aggregators of every mode, the coordinator."""
 
 from flame_sdk.roles.async_middle_aggregator import AsyncMiddleAggregator
 from flame_sdk.roles.async_top_aggregator import AsyncTopAggregator
 from flame_sdk.roles.base import Role
+from flame_sdk.roles.coordinated import (
+    CoordinatedMiddleAggregator,
+    CoordinatedTopAggregator,
+    CoordinatedTrainer,
+)
+from flame_sdk.roles.coordinator import Coordinator
+from flame_sdk.roles.distributed import DistributedTrainer
+from flame_sdk.roles.hybrid import HybridTopAggregator, HybridTrainer
 from flame_sdk.roles.middle_aggregator import MiddleAggregator
 from flame_sdk.roles.top_aggregator import TopAggregator
 from flame_sdk.roles.trainer import Trainer
@@ -10,6 +18,13 @@ from flame_sdk.roles.trainer import Trainer
 __all__ = [
     "AsyncMiddleAggregator",
     "AsyncTopAggregator",
+    "CoordinatedMiddleAggregator",
+    "CoordinatedTopAggregator",
+    "CoordinatedTrainer",
+    "Coordinator",
+    "DistributedTrainer",
+    "HybridTopAggregator",
+    "HybridTrainer",
     "MiddleAggregator",
     "Role",
     "TopAggregator",

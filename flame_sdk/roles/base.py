@@ -146,6 +146,18 @@ class Role(abc.ABC):
             return getattr(registry, method)(*args)
         return await asyncio.to_thread(getattr(registry, method), *args)
 
+    async def load_base_model(self) -> None:
+        """Start from the registry's base model when `baseModel` names one."""
+        ref = self.config.base_model
+        if not ref.name or ref.version <= 0:
+            return
+        weights = await self.call_registry("load_model", ref.name, ref.version)
+        if weights is None:
+            self.log.warning("base model not found", name=ref.name, version=ref.version)
+            return
+        self.weights = weights
+        self.set_weights(weights)
+
     async def save_metrics(self) -> None:
         """Report this round's metrics (user ones, tasklet runtimes, bytes moved)."""
         metrics = dict(self.metrics)

@@ -122,6 +122,7 @@ class Downstream(Role):
             Key.ROUND: self._round,
             Key.MODEL_VERSION: self._round,
             **pack_groups(STATE_PREFIX, self.optimizer.server_state()),
+            **self.model_fields(ends),
         }
         meta = self.datasampler.get_metadata(self._round, ends)
         if meta:
@@ -135,6 +136,10 @@ class Downstream(Role):
             own = coefficients.get(end)
             await channel.send(end, message if own is None else {**message, Key.COEFFICIENT: own})
         return ends
+
+    def model_fields(self, ends: list[str]) -> dict[str, Any]:
+        """Fields a mode adds to the round's model message for `ends` (none by default)."""
+        return {}
 
     async def fold(self, aggregation: Any, end: str, message: Message | None) -> int | None:
         """Add one update to `aggregation`; returns its sample count, None if it was skipped."""

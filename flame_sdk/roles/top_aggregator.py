@@ -36,18 +36,6 @@ class TopAggregator(Downstream):
         )
         self._work_done = self._round > self._rounds
 
-    async def load_base_model(self) -> None:
-        """Start from the registry's base model when `baseModel` names one."""
-        ref = self.config.base_model
-        if not ref.name or ref.version <= 0:
-            return
-        weights = await self.call_registry("load_model", ref.name, ref.version)
-        if weights is None:
-            self.log.warning("base model not found", name=ref.name, version=ref.version)
-            return
-        self.weights = weights
-        self.set_weights(weights)
-
     async def distribute(self) -> None:
         channel = await self.await_ends()
         self.weights = self.get_weights()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from flame_sdk.composer import Loop, Tasklet
 from flame_sdk.datasamplers import DefaultTrainerSampler, TrainerSampler
@@ -40,7 +40,7 @@ class Trainer(Upstream):
     the sampler's metadata with the delta when there is any.
     """
 
-    func_tags = ("fetch", "upload")
+    func_tags: ClassVar[tuple[str, ...]] = ("fetch", "upload")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -66,10 +66,11 @@ def _hyperparameters(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _summary(roles: list[Any]) -> list[dict[str, Any]]:
+    """The last metrics of the aggregators (of every role in a job without one)."""
+    shown = [r for r in roles if "aggregator" in r.config.role] or roles
     return [
         {"role": r.config.role, "task": r.config.taskid[:12], **(r.metrics_history or [{}])[-1]}
-        for r in roles
-        if "aggregator" in r.config.role
+        for r in shown
     ]
 
 

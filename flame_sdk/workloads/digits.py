@@ -1,9 +1,10 @@
 """The digits workload's role code (PyTorch): the MLP, shard training, test-set evaluation.
 
 The examples' `<role>/main.py` put these mixins in front of a mode class, e.g.
-`class DigitsTrainer(DigitsTraining, Trainer)` or `class A(DigitsEvaluation, TopAggregator)`.
+`class DigitsTrainer(DigitsTraining, Trainer)` or `class A(DigitsEvaluation, TopAggregator)`;
+trainers of jobs without an aggregator use `DigitsPeerTraining`, which also evaluates.
 Hyperparameters read: `model` (`mlp` or `mlp10m`), `epochs`, `batchSize`, `learningRate`
-(default 0.1) and, on the aggregator, `testDataset` (default `digits://test`).
+(default 0.1) and, where a role evaluates, `testDataset` (default `digits://test`).
 """
 
 from __future__ import annotations
@@ -47,6 +48,16 @@ def build_model(kind: str, seed: int | None = None) -> nn.Module:
     return model
 
 
+def score(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+    """(cross-entropy loss, accuracy) of `model` on `(x, y)`."""
+    model.eval()
+    with torch.no_grad():
+        logits = model(x)
+        loss = F.cross_entropy(logits, y).item()
+        accuracy = (logits.argmax(1) == y).float().mean().item()
+    return loss, accuracy
+
+
 class DigitsTraining(Role):
     """Trainer mixin: SGD on the `config.dataset` shard, batches shuffled per (round, shard)."""
 
@@ -82,6 +93,25 @@ class DigitsTraining(Role):
         """No client-side evaluation in this workload."""
 
 
+class DigitsPeerTraining(DigitsTraining):
+    """Trainer mixin for jobs without an aggregator (distributed): `DigitsTraining` from the
+    model of seed 0 (as the aggregator's), and each round's final model scored on the central
+    test set (`testDataset`, default `digits://test`) as `test_loss` and `test_accuracy`."""
+
+    def initialize(self) -> None:
+        torch.set_num_threads(1)
+        self.model = build_model(self.config.hyperparameters.get("model", "mlp"), seed=0)
+
+    def load_data(self) -> None:
+        super().load_data()
+        test = load_dataset(self.config.hyperparameters.get("testDataset", "digits://test"))
+        self.x_test, self.y_test = torch.from_numpy(test.x), torch.from_numpy(test.y)
+
+    def evaluate(self) -> None:
+        loss, accuracy = score(self.model, self.x_test, self.y_test)
+        self.update_metrics({"test_loss": loss, "test_accuracy": accuracy})
+
+
 class DigitsEvaluation(Role):
     """Top aggregator mixin: the model from seed 0, scored on the central test set each round.
 
@@ -109,12 +139,7 @@ class DigitsEvaluation(Role):
         self._report(self.round, loss, accuracy)
 
     def _score(self) -> tuple[float, float]:
-        self.model.eval()
-        with torch.no_grad():
-            logits = self.model(self.x)
-            loss = F.cross_entropy(logits, self.y).item()
-            accuracy = (logits.argmax(1) == self.y).float().mean().item()
-        return loss, accuracy
+        return score(self.model, self.x, self.y)
 
     def _report(self, round_: int, loss: float, accuracy: float) -> None:
         line = {"evaluation": round_, "loss": loss, "accuracy": accuracy, "time": time.time()}
