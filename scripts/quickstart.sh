@@ -66,17 +66,20 @@ status=0
 flamectl job watch "$job_id" || status=$?
 flamectl get tasks "$job_id"
 flamectl get job "$job_id" --status
-echo "==> the aggregator's evaluation of the global model (last rounds, from its log tail):"
+echo "==> the evaluation of the global model (last rounds, from the log tail of the top role):"
 flamectl --output json get tasks "$job_id" > "$work/tasks.json"
 python3 - "$work/tasks.json" <<'PY'
 import json, sys
-for task in json.load(open(sys.argv[1])):
-    if task["role"] == "aggregator":
-        for line in task["log"].splitlines():
-            if line.startswith("{") and "accuracy" in line:
-                row = json.loads(line)
-                print("  round %3d  loss %.4f  accuracy %.4f"
-                      % (row["evaluation"], row["loss"], row["accuracy"]))
+tasks = json.load(open(sys.argv[1]))
+# The aggregator at the top evaluates; without one (ring all-reduce) every trainer does.
+order = ["aggregator", "top-aggregator", "trainer"]
+top = min((t for t in tasks if t["role"] in order), key=lambda t: order.index(t["role"]))
+print(f"  ({top['role']} {top['taskId'][:12]})")
+for line in top["log"].splitlines():
+    if line.startswith("{") and "accuracy" in line:
+        row = json.loads(line)
+        print("  round %3d  loss %.4f  accuracy %.4f"
+              % (row["evaluation"], row["loss"], row["accuracy"]))
 PY
 echo "==> logs: ~/.flame/logs/   stop the stack: flame down"
 exit "$status"

@@ -48,6 +48,13 @@ def build_model(kind: str, seed: int | None = None) -> nn.Module:
     return model
 
 
+def report(round_: int, loss: float, accuracy: float) -> None:
+    """Print one evaluation as a JSON line `{"evaluation", "loss", "accuracy", "time"}` (read
+    by the benchmarks and the quickstart)."""
+    line = {"evaluation": round_, "loss": loss, "accuracy": accuracy, "time": time.time()}
+    print(json.dumps(line), flush=True)
+
+
 def score(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
     """(cross-entropy loss, accuracy) of `model` on `(x, y)`."""
     model.eval()
@@ -96,7 +103,8 @@ class DigitsTraining(Role):
 class DigitsPeerTraining(DigitsTraining):
     """Trainer mixin for jobs without an aggregator (distributed): `DigitsTraining` from the
     model of seed 0 (as the aggregator's), and each round's final model scored on the central
-    test set (`testDataset`, default `digits://test`) as `test_loss` and `test_accuracy`."""
+    test set (`testDataset`, default `digits://test`) as `test_loss` and `test_accuracy`, and
+    printed as a JSON line like `DigitsEvaluation`'s."""
 
     def initialize(self) -> None:
         torch.set_num_threads(1)
@@ -110,13 +118,13 @@ class DigitsPeerTraining(DigitsTraining):
     def evaluate(self) -> None:
         loss, accuracy = score(self.model, self.x_test, self.y_test)
         self.update_metrics({"test_loss": loss, "test_accuracy": accuracy})
+        report(self.round, loss, accuracy)
 
 
 class DigitsEvaluation(Role):
     """Top aggregator mixin: the model from seed 0, scored on the central test set each round.
 
-    Each evaluation (0 = the initial model) is also printed as one JSON line
-    `{"evaluation": round, "loss": …, "accuracy": …, "time": …}` for benchmarks to read.
+    Each evaluation (0 = the initial model) is also printed as one JSON line (`report`).
     """
 
     framework = "torch"
@@ -128,7 +136,7 @@ class DigitsEvaluation(Role):
     def initialize(self) -> None:
         torch.set_num_threads(1)
         self.model = build_model(self.config.hyperparameters.get("model", "mlp"), seed=0)
-        self._report(0, *self._score())
+        report(0, *self._score())
 
     def train(self) -> None:
         """The server does not train."""
@@ -136,11 +144,7 @@ class DigitsEvaluation(Role):
     def evaluate(self) -> None:
         loss, accuracy = self._score()
         self.update_metrics({"test_loss": loss, "test_accuracy": accuracy})
-        self._report(self.round, loss, accuracy)
+        report(self.round, loss, accuracy)
 
     def _score(self) -> tuple[float, float]:
         return score(self.model, self.x, self.y)
-
-    def _report(self, round_: int, loss: float, accuracy: float) -> None:
-        line = {"evaluation": round_, "loss": loss, "accuracy": accuracy, "time": time.time()}
-        print(json.dumps(line), flush=True)
