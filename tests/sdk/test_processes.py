@@ -91,6 +91,12 @@ async def test_hierarchical_over_rabbitmq(rabbit_url: str, tmp_path: Path) -> No
     assert accuracies[-1] > accuracies[0] + 0.2
 
 
+async def test_hybrid_over_rabbitmq(rabbit_url: str, tmp_path: Path) -> None:
+    accuracies = await _run_processes("hybrid", "rabbitmq", rabbit_url, tmp_path, 2)
+    assert accuracies[1:] == await _in_process("hybrid", "aggregator", 2)
+    assert accuracies[-1] > accuracies[0] + 0.2
+
+
 # Asynchronous runs are not reproducible (arrival order decides staleness). In one process,
 # FedBuff is at 0.72-0.82 after 10 versions in 2 and 3 tiers alike, from about 0.1.
 ASYNC_VERSIONS = 10
