@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import socket
@@ -37,6 +38,7 @@ log = get_logger(__name__)
 
 KEY_HEADER = "x-flame-task-key"  # read by the notifier to authenticate the registration
 FETCH_ATTEMPTS = 5
+INBOX_DELETE = 2.0  # seconds an ending agent gives the broker to delete its inbox
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,9 @@ class Agent:
             await self._register()
             self._spawn(self._heartbeats())
             await self.done.wait()
+            # Nothing is sent to an agent once its task ended: its inbox goes with it.
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(inbox.delete(if_unused=False, if_empty=False), INBOX_DELETE)
         finally:
             for task in self._tasks:
                 task.cancel()

@@ -8,9 +8,11 @@ import os
 import sys
 from pathlib import Path
 
+import aio_pika
 import psutil
 import pytest
 
+from flame_common.busnames import names
 from flame_common.documents import TaskDoc
 from flame_common.settings import FlameSettings
 from flame_controller.deployers.local import flamelet_env
@@ -58,6 +60,17 @@ async def run_task(
     return proc, work
 
 
+async def inbox_exists(settings: FlameSettings, task_id: str) -> bool:
+    connection = await aio_pika.connect(settings.rabbit_url)
+    async with connection:
+        channel = await connection.channel()
+        try:
+            await channel.declare_queue(names(settings).agent_queue(task_id), passive=True)
+        except aio_pika.exceptions.ChannelNotFoundEntity:
+            return False
+        return True
+
+
 # The role code runs in the agent's pre-forked child (default) or in a fresh interpreter.
 LAUNCH = pytest.mark.parametrize(
     "launch", [{}, {"FLAME_WARM_START": "false"}], ids=["warm", "exec"]
@@ -82,6 +95,7 @@ async def test_role_code_runs_to_completion(
     config = json.loads((work / "config").read_text())
     assert config["taskid"] == "t1" and config["role"] == "trainer"
     assert not (work / "final-report.json").exists()
+    assert not await inbox_exists(settings, "t1")  # the agent removed its inbox on the way out
 
 
 @LAUNCH

@@ -112,8 +112,8 @@ async def test_flame_deployer_serves_a_compute_with_kubernetes_jobs(
     deployer = KubernetesDeployer(cluster, settings, namespace="flame", image="flame:dev")
     await TaskDoc(job_id="j1", task_id="a", role="trainer", key="key-a").insert()
     name = worker_name(WorkerSpec("j1", "a", "", ""))
-    async with running_deployer(settings, "cluster", register=False, deployer=deployer):
-        await publish(settings, requested("j1", ["a"], compute="cluster"))
+    async with running_deployer(settings, register=False, deployer=deployer):
+        await publish(settings, requested("j1", ["a"]))
         created = await recorder.wait_for(lambda e: e.type == "worker.created")
         assert created.task_id == "a" and created.payload.worker_id == f"k8s-flame/{name}"
         job = as_dict(cluster.objects[("Job", "flame", name)])
@@ -121,7 +121,7 @@ async def test_flame_deployer_serves_a_compute_with_kubernetes_jobs(
         env = {e["name"]: e.get("value") for e in container["env"]}
         assert env["FLAME_NAMESPACE"] == settings.namespace
         assert as_dict(cluster.objects[("Secret", "flame", name)])["stringData"] == {"key": "key-a"}
-        await publish(settings, requested("j1", ["a"], compute="cluster", type_="worker.released"))
+        await publish(settings, requested("j1", ["a"], type_="worker.released"))
         await until(lambda: not cluster.objects)
     assert not recorder.of("worker.failed")
 
