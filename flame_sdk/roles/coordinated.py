@@ -106,9 +106,9 @@ class Coordinated(Role):
         self.log.info("end of coordination received")
         return None
 
-    async def await_assigned(self, timeout: float | None = None) -> Channel:
+    async def await_ends(self, timeout: float | None = None) -> Channel:
         """The data channel, once the assigned ends are on it (or `timeout` seconds passed,
-        default `livenessTimeout`)."""
+        default `livenessTimeout`); replaces the aggregators' wait for `minEnds`."""
         channel = self.cm.get_by_tag(self.data_tag)
         ends = self.selection.assigned or []
         limit = self.liveness_timeout if timeout is None else timeout
@@ -139,9 +139,6 @@ class CoordinatedTopAggregator(Coordinated, TopAggregator):
             self.log.warning("coordinator assigned a round past the last one; ending")
         else:
             self.selection.assigned = _ids(message.get(COORDINATED_ENDS))
-
-    async def await_ends(self, timeout: float | None = None) -> Channel:
-        return await self.await_assigned(timeout)
 
     def compose(self) -> None:
         super().compose()
@@ -193,9 +190,6 @@ class CoordinatedMiddleAggregator(Coordinated, MiddleAggregator):
         """Continue-function of `coordinate`: no trainer this round, wait for the next one."""
         return self._idle
 
-    async def await_ends(self, timeout: float | None = None) -> Channel:
-        return await self.await_assigned(timeout)
-
     def compose(self) -> None:
         super().compose()
         with self.composer:
@@ -230,7 +224,7 @@ class CoordinatedTrainer(Coordinated, Trainer):
         ends = _ids(message.get(COORDINATED_ENDS))[:1]
         self.selection.assigned = ends
         self._aggregator = ends[0] if ends else None
-        await self.await_assigned()
+        await self.await_ends()
 
     def compose(self) -> None:
         super().compose()
