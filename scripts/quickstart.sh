@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# From a fresh clone on Debian/Ubuntu with Python 3.11: install everything (RabbitMQ too), bring the
+# From a fresh clone on Debian/Ubuntu with Python 3.11+: install everything into .venv (RabbitMQ too), bring the
 # local stack up and run the two-tier FedAvg example (4 trainers on scikit-learn digits) to completion
 # through flamectl, showing its progress and final state. The stack stays up: `flame down` stops it.
 set -euo pipefail
@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 EXAMPLE=${1:-examples/two_tier_fedavg}
 
 bash scripts/install.sh
+# shellcheck disable=SC1091
+source "${FLAME_VENV:-.venv}/bin/activate"   # flame, flamectl and python3 from the project's venv
 bash scripts/services.sh
 flame up
 
@@ -82,4 +84,5 @@ for line in top["log"].splitlines():
               % (row["evaluation"], row["loss"], row["accuracy"]))
 PY
 echo "==> logs: ~/.flame/logs/   stop the stack: flame down"
+echo "==> to use flame and flamectl in your shell: source ${FLAME_VENV:-.venv}/bin/activate"
 exit "$status"
