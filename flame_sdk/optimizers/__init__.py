@@ -3,7 +3,7 @@
 from flame_sdk.optimizers.base import Aggregation, Optimizer
 from flame_sdk.optimizers.factory import SORTS, create_optimizer
 from flame_sdk.optimizers.regularizers import CONTROL, DynTerm, ProxTerm, Regularizer, ScaffoldTerm
-from flame_sdk.optimizers.weights import Weights
+from flame_sdk.weights import Weights
 
 __all__ = [
     "CONTROL",

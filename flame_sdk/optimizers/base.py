@@ -9,7 +9,7 @@ from typing import ClassVar
 import numpy as np
 
 from flame_sdk.optimizers.regularizers import Regularizer
-from flame_sdk.optimizers.weights import Weights, check_like, check_numeric
+from flame_sdk.weights import Weights, check_like, check_numeric
 
 Extras = Mapping[str, Mapping[str, np.ndarray]]
 

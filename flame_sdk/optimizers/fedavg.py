@@ -10,7 +10,7 @@ import numpy as np
 from flame_sdk.optimizers.base import Aggregation, Extras, Optimizer
 from flame_sdk.optimizers.kernels import ScaledAdd
 from flame_sdk.optimizers.regularizers import ProxTerm
-from flame_sdk.optimizers.weights import Weights, apply_step, zeros_like
+from flame_sdk.weights import Weights, apply_step, zeros_like
 
 
 class WeightedSum:

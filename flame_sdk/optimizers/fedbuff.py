@@ -15,7 +15,7 @@ import numpy as np
 
 from flame_sdk.optimizers.base import Aggregation, Extras, Optimizer
 from flame_sdk.optimizers.fedavg import MeanAggregation
-from flame_sdk.optimizers.weights import Weights, apply_step
+from flame_sdk.weights import Weights, apply_step
 
 
 class _BufferAggregation(MeanAggregation):

@@ -20,7 +20,7 @@ import numpy as np
 from flame_sdk.optimizers.base import Aggregation, Optimizer, total_examples
 from flame_sdk.optimizers.fedavg import MeanAggregation
 from flame_sdk.optimizers.regularizers import DynTerm
-from flame_sdk.optimizers.weights import Weights, applied, check_like, is_float, zeros_like
+from flame_sdk.weights import Weights, applied, check_like, is_float, zeros_like
 
 
 class FedDyn(Optimizer):

@@ -16,7 +16,7 @@ import numpy as np
 from flame_sdk.optimizers.base import Aggregation, Optimizer
 from flame_sdk.optimizers.fedavg import MeanAggregation
 from flame_sdk.optimizers.kernels import ScaledAdd
-from flame_sdk.optimizers.weights import Weights, apply_step, check_like, is_float, zeros_like
+from flame_sdk.weights import Weights, apply_step, check_like, is_float, zeros_like
 
 
 class FedOpt(Optimizer):

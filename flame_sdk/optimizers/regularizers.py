@@ -17,7 +17,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from flame_sdk.optimizers.weights import Weights, is_float
+from flame_sdk.weights import Weights, is_float
 
 Arrays = Mapping[str, np.ndarray]
 CONTROL = "control"  # SCAFFOLD's control variate (server state) / control delta (client extras)

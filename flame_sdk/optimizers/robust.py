@@ -14,7 +14,7 @@ from typing import ClassVar
 import numpy as np
 
 from flame_sdk.optimizers.base import Aggregation, Extras, Optimizer
-from flame_sdk.optimizers.weights import Weights, apply_step
+from flame_sdk.weights import Weights, apply_step
 
 Delta = Mapping[str, np.ndarray]
 

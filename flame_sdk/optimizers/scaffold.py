@@ -19,7 +19,7 @@ import numpy as np
 from flame_sdk.optimizers.base import Aggregation, Extras, Optimizer, total_examples
 from flame_sdk.optimizers.fedavg import MeanAggregation, WeightedSum
 from flame_sdk.optimizers.regularizers import CONTROL, ScaffoldTerm
-from flame_sdk.optimizers.weights import Weights, check_like, check_numeric, is_float, zeros_like
+from flame_sdk.weights import Weights, check_like, check_numeric, is_float, zeros_like
 
 
 def _float_part(weights: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:

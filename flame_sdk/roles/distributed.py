@@ -6,7 +6,6 @@ from typing import Any
 
 from flame_sdk.composer import Loop, Tasklet
 from flame_sdk.datasamplers import DefaultTrainerSampler, TrainerSampler
-from flame_sdk.digest import weights_digest
 from flame_sdk.roles.base import Role
 from flame_sdk.roles.ring import (
     ABORT,
@@ -25,6 +24,7 @@ from flame_sdk.roles.ring import (
     ring_timeout,
     view_digest,
 )
+from flame_sdk.weights import weights_digest
 from flame_sdk.wire import Key, Message
 
 

@@ -11,11 +11,10 @@ from typing import Any, TypeVar
 from flame_sdk.channels import SEND, Channel
 from flame_sdk.config import ConfigError
 from flame_sdk.datasamplers import SORTS, AggregatorSampler, DefaultAggregatorSampler
-from flame_sdk.digest import weights_digest
 from flame_sdk.optimizers import Optimizer, create_optimizer
 from flame_sdk.roles.base import Role
 from flame_sdk.selectors import ROUND_DURATION, STAT_UTILITY
-from flame_sdk.weights import Weights, nbytes
+from flame_sdk.weights import Weights, nbytes, weights_digest
 from flame_sdk.wire import EXTRAS_PREFIX, STATE_PREFIX, Key, Message, pack_groups, unpack_groups
 
 INLINE_BYTES = 1 << 20

@@ -12,7 +12,7 @@ import numpy as np
 
 from flame_sdk.channels import Channel
 from flame_sdk.roles.downstream import run_sized
-from flame_sdk.weights import Weights
+from flame_sdk.weights import Weights, add, divided, nbytes, scaled, sum_dtype
 from flame_sdk.wire import Key, Message
 
 KIND = "ring.kind"
@@ -249,7 +249,7 @@ def split_chunks(weights: Mapping[str, np.ndarray], n: int) -> list[list[str]]:
     """`n` contiguous groups of whole arrays (in `weights` order), balanced by bytes; groups may
     be empty when there are fewer arrays than members."""
     chunks: list[list[str]] = [[] for _ in range(n)]
-    total = sum(int(a.nbytes) for a in weights.values())
+    total = nbytes(weights)
     offset = 0
     for name, array in weights.items():
         middle = offset + array.nbytes / 2
@@ -257,35 +257,6 @@ def split_chunks(weights: Mapping[str, np.ndarray], n: int) -> list[list[str]]:
         chunks[index].append(name)
         offset += int(array.nbytes)
     return chunks
-
-
-def _sum_dtype(dtype: np.dtype[Any]) -> np.dtype[Any]:
-    """The dtype partial sums travel in: float32/float64 as they are, anything else float64."""
-    return dtype if dtype in (np.float32, np.float64) else np.dtype(np.float64)
-
-
-def _scaled(weights: Mapping[str, np.ndarray], names: list[str], size: int) -> Weights:
-    out: Weights = {}
-    for name in names:
-        array = weights[name]
-        out[name] = np.asarray(np.multiply(array, size, dtype=_sum_dtype(array.dtype)))
-    return out
-
-
-def _added(acc: Weights, part: Mapping[str, np.ndarray]) -> Weights:
-    return {name: np.asarray(np.add(value, part[name])) for name, value in acc.items()}
-
-
-def _mean(acc: Weights, total: int, like: Mapping[str, np.ndarray]) -> Weights:
-    """`acc / total` in the dtypes of `like` (non-float arrays rounded)."""
-    out: Weights = {}
-    for name, value in acc.items():
-        dtype = like[name].dtype
-        mean = np.asarray(value / total)
-        if not np.issubdtype(dtype, np.floating):
-            mean = np.rint(mean)
-        out[name] = np.asarray(mean.astype(dtype, copy=False))
-    return out
 
 
 def _fits(
@@ -297,7 +268,7 @@ def _fits(
         return False
     for name in names:
         got, ref = part[name], like[name]
-        dtype = _sum_dtype(ref.dtype) if phase == REDUCE else ref.dtype
+        dtype = sum_dtype(ref.dtype) if phase == REDUCE else ref.dtype
         if not isinstance(got, np.ndarray) or got.shape != ref.shape or got.dtype != dtype:
             return False
     return True
@@ -361,20 +332,20 @@ async def allreduce(
         return reply[Key.WEIGHTS], int(reply[Key.DATASET_SIZE])
 
     sizes = [max(int(size), 0)] * n
-    acc = [_scaled(weights, names, sizes[0]) for names in chunks]
+    acc = [scaled(weights, names, sizes[0]) for names in chunks]
     final: list[Weights] = [{} for _ in range(n)]
     own = (rank + 1) % n  # the chunk this end finishes
     try:
         for step in range(n - 1):  # reduce-scatter
             send, recv = (rank - step) % n, (rank - step - 1) % n
             part, count = await exchange(REDUCE, step, send, recv, acc[send], sizes[send])
-            acc[recv] = await run_sized(part, _added, acc[recv], part)
+            acc[recv] = await run_sized(part, add, acc[recv], part)
             sizes[recv] += count
         total = sizes[own]
         if total <= 0:  # every member has the same total: all give up alike, without messages
             mailbox.log.warning("ring all-reduce skipped: no samples", round=round_, members=n)
             return None
-        final[own] = await run_sized(acc[own], _mean, acc[own], total, weights)
+        final[own] = await run_sized(acc[own], divided, acc[own], total, weights)
         for step in range(n - 1):  # all-gather
             send, recv = (rank + 1 - step) % n, (rank - step) % n
             final[recv], _ = await exchange(GATHER, step, send, recv, final[send], total)

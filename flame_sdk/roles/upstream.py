@@ -6,9 +6,8 @@ import asyncio
 from typing import Any
 
 from flame_sdk.channels import RECV, SEND
-from flame_sdk.digest import weights_digest
 from flame_sdk.roles.base import Role
-from flame_sdk.weights import Weights
+from flame_sdk.weights import Weights, weights_digest
 from flame_sdk.wire import Key, Message
 
 FETCH_RETRY_SECONDS = 0.2
