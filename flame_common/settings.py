@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -29,8 +29,9 @@ class FlameSettings(BaseSettings):
     max_code_files: int = 2000  # entries in a code zip
     max_code_unpacked_bytes: int = 100 * 1024 * 1024  # total uncompressed size (zip bombs)
     rpc_timeout: float = 10.0
-    # Controller
+    # Controller; its store: `mongo` (shared with the apiserver) or `memory` (one process only)
     tick_seconds: float = 0.5
+    controller_store: Literal["mongo", "memory"] = "mongo"
     job_brokers: list[dict[str, str]] = Field(
         default_factory=lambda: [{"sort": "rabbitmq", "host": "amqp://guest:guest@127.0.0.1:5672/"}]
     )

@@ -1,36 +1,74 @@
-"""Wiring of the controller: MongoDB, handlers, outbox relay, timers (`running_controller`)."""
+"""The controller's composition root: builds the store adapters, injects them, runs everything.
+
+Nothing else constructs stores: `open_stores(settings)` picks the adapters of
+`settings.controller_store` (`mongo` or `memory`), and `running_controller` hands them to the
+`Controller`, the outbox relay and the timers (tests may pass their own `Stores`).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 import aio_pika
 from aio_pika.abc import AbstractRobustConnection
 
 from flame_common.bus import make_broker
 from flame_common.db import init_db
-from flame_common.documents import JobDoc
 from flame_common.logs import get_logger
 from flame_common.settings import FlameSettings
 from flame_controller.consumer import EventConsumer
 from flame_controller.handlers import build_router
+from flame_controller.memory import MemoryCatalog, MemoryJobStore
+from flame_controller.mongo import MongoCatalog, MongoJobStore
 from flame_controller.outbox import OutboxRelay
+from flame_controller.ports import Catalog, JobStore
 from flame_controller.service import Controller
 from flame_controller.timers import run_timers
-from schemas.states import TERMINAL_STATES
 
 log = get_logger(__name__)
 
 
+@dataclass(frozen=True)
+class Stores:
+    """The adapters behind the controller's ports."""
+
+    jobs: JobStore
+    catalog: Catalog
+
+
 @contextlib.asynccontextmanager
-async def running_controller(settings: FlameSettings) -> AsyncIterator[Controller]:
-    """Start the controller (consumers, outbox, timers); yields it; shuts down cleanly."""
+async def open_stores(settings: FlameSettings) -> AsyncIterator[Stores]:
+    """The adapters `settings.controller_store` names (MongoDB: connected, closed on exit)."""
+    if settings.controller_store == "memory":
+        yield Stores(MemoryJobStore(settings.stop_grace_seconds), MemoryCatalog())
+        return
     client = await init_db(settings)
+    try:
+        yield Stores(MongoJobStore(settings.stop_grace_seconds), MongoCatalog())
+    finally:
+        await client.close()
+
+
+@contextlib.asynccontextmanager
+async def running_controller(
+    settings: FlameSettings, stores: Stores | None = None
+) -> AsyncIterator[Controller]:
+    """Start the controller (consumers, outbox, timers); yields it; shuts down cleanly."""
+    async with contextlib.AsyncExitStack() as stack:
+        if stores is None:
+            stores = await stack.enter_async_context(open_stores(settings))
+        async with _serving(settings, stores) as controller:
+            yield controller
+
+
+@contextlib.asynccontextmanager
+async def _serving(settings: FlameSettings, stores: Stores) -> AsyncIterator[Controller]:
     broker = make_broker(settings)
-    relay = OutboxRelay(settings)
-    controller = Controller(settings, relay.enqueue)
+    relay = OutboxRelay(settings, stores.jobs)
+    controller = Controller(settings, stores.jobs, stores.catalog, relay.enqueue)
     consumer = EventConsumer(settings, controller.observe)
     broker.include_router(build_router(settings, controller))
     workers: list[asyncio.Task[None]] = []
@@ -42,11 +80,13 @@ async def running_controller(settings: FlameSettings) -> AsyncIterator[Controlle
         await consumer.start(amqp)  # deliveries wait in its inbox until it runs, after recovery
         await relay.open(amqp)
         await relay.republish_pending()
-        await controller.recover(await _open_jobs())
+        await controller.recover(await stores.jobs.open_jobs())
         workers = [
             asyncio.create_task(relay.run(), name="outbox"),
             asyncio.create_task(consumer.run(), name="events"),
-            asyncio.create_task(run_timers(controller, settings.tick_seconds), name="timers"),
+            asyncio.create_task(
+                run_timers(controller, stores.jobs, settings.tick_seconds), name="timers"
+            ),
         ]
         await broker.start()
         log.info("controller started", namespace=settings.namespace)
@@ -60,12 +100,4 @@ async def running_controller(settings: FlameSettings) -> AsyncIterator[Controlle
         await asyncio.gather(*workers, return_exceptions=True)
         if amqp is not None:  # unacked deliveries go back to the queue
             await amqp.close()
-        await client.close()
         log.info("controller stopped")
-
-
-async def _open_jobs() -> list[str]:
-    """Jobs that may still change: replayed at start so projections and deadlines are current."""
-    finished = [s.value for s in TERMINAL_STATES]
-    cursor = JobDoc.get_pymongo_collection().find({"state": {"$nin": finished}}, {"job_id": 1})
-    return [raw["job_id"] async for raw in cursor]

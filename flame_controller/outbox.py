@@ -10,10 +10,10 @@ from aio_pika.abc import AbstractRobustChannel, AbstractRobustConnection
 from pamqp.commands import Basic
 
 from flame_common.bus import names
-from flame_common.documents import EventDoc
 from flame_common.logs import get_logger
 from flame_common.settings import FlameSettings
-from schemas.events import EventBase, event_json, parse_event
+from flame_controller.ports import JobStore
+from schemas.events import EventBase, event_json
 
 log = get_logger(__name__)
 
@@ -25,8 +25,9 @@ MARK_DELAY = 1.0  # ...or after this many seconds without new events
 class OutboxRelay:
     """Publishes events handed over by the controller; the log's `published` flag is the outbox."""
 
-    def __init__(self, settings: FlameSettings) -> None:
+    def __init__(self, settings: FlameSettings, store: JobStore) -> None:
         self.settings = settings
+        self.store = store
         self._queue: asyncio.Queue[Sequence[EventBase]] = asyncio.Queue()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -48,10 +49,7 @@ class OutboxRelay:
 
     async def republish_pending(self) -> int:
         """Publish what a previous run appended but did not publish (in per-job order)."""
-        cursor = EventDoc.get_pymongo_collection().find(
-            {"published": False}, sort=[("job_id", 1), ("seq", 1)]
-        )
-        pending = [parse_event(raw["body"]) async for raw in cursor]
+        pending = await self.store.pending()
         await self._publish(pending)
         if pending:
             log.info("outbox re-published", count=len(pending))
@@ -82,7 +80,7 @@ class OutboxRelay:
     async def _mark_all(self) -> None:
         """Set `published` on what went out (bookkeeping for restarts, off the hot path)."""
         try:
-            await self._mark(self._unmarked)
+            await self.store.mark_published(self._unmarked)
             self._unmarked = []
         except Exception:  # retried on the next pass; at worst a restart re-publishes
             log.exception("outbox marking failed", count=len(self._unmarked))
@@ -111,13 +109,7 @@ class OutboxRelay:
                 )
             )
             if mark:
-                await self._mark([e.id for e in chunk])
-
-    async def _mark(self, event_ids: list[str]) -> None:
-        if event_ids:
-            await EventDoc.get_pymongo_collection().update_many(
-                {"event_id": {"$in": event_ids}}, {"$set": {"published": True}}
-            )
+                await self.store.mark_published([e.id for e in chunk])
 
 
 def _properties(event: EventBase) -> Basic.Properties:

@@ -18,9 +18,9 @@ from flame_common.logs import get_logger
 from flame_common.settings import FlameSettings
 from flame_controller import decide as d
 from flame_controller.expansion import PlannedTask
-from flame_controller.planning import Planner, new_keys, unmanaged_computes
+from flame_controller.planning import Planner, new_keys
+from flame_controller.ports import Catalog, JobStore
 from flame_controller.state import JobView, evolve
-from flame_controller.store import JobStore
 from schemas import commands as c
 from schemas.errors import FlameError, NotFound
 from schemas.events import EventBase, make_event
@@ -55,10 +55,13 @@ def job_status(s: JobView) -> dict[str, Any]:
 class Controller:
     """Serialises all writes of a job behind its lock; caches job states (single writer)."""
 
-    def __init__(self, settings: FlameSettings, publish: Publish) -> None:
+    def __init__(
+        self, settings: FlameSettings, store: JobStore, catalog: Catalog, publish: Publish
+    ) -> None:
         self.settings = settings
-        self.store = JobStore(settings.stop_grace_seconds)
-        self.planner = Planner(settings)
+        self.store = store
+        self.catalog = catalog
+        self.planner = Planner(settings, catalog)
         self.publish = publish
         self._locks: dict[str, asyncio.Lock] = {}
         self._cache: dict[str, _Entry] = {}
@@ -100,7 +103,7 @@ class Controller:
             elif isinstance(cmd, c.DeleteJob):
                 command = d.Delete()
             elif isinstance(cmd, c.StartJob):
-                command = d.Start(await unmanaged_computes())
+                command = d.Start(await self.catalog.unmanaged_computes())
             elif isinstance(cmd, c.StopJob):
                 command = d.Stop()
             else:
