@@ -1,0 +1,161 @@
+"""What the controller needs from storage: the job store (log + projections) and the catalog.
+
+Adapters: `mongo.py` (MongoDB through Beanie/pymongo, what the services share) and `memory.py`
+(in-process, for simulation and tests). `app.py` builds one of each and injects them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from collections.abc import Set as AbstractSet
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from flame_controller.expansion import DatasetRef, PlannedTask
+from flame_controller.state import JobView
+from schemas.events import EventBase
+
+
+class DuplicateEvent(Exception):
+    """An appended event's id is already in the log (nothing of that write was stored)."""
+
+
+@dataclass(frozen=True)
+class Design:
+    """What planning reads of a design: its schema and the revisions a job pins."""
+
+    schema: dict[str, Any] | None
+    schema_revision: int
+    code_revision: int
+
+
+@dataclass(frozen=True)
+class LoggedEvent:
+    """One entry of a job's log."""
+
+    event: EventBase
+    published: bool
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    """The job projection (what `flamectl get job` shows; `deadline_at` drives the timers)."""
+
+    job_id: str
+    user_id: str
+    design_id: str
+    name: str
+    spec: dict[str, Any]
+    state: str
+    reason: str
+    task_count: int
+    created_at: datetime | None
+    started_at: datetime | None
+    updated_at: datetime | None
+    ended_at: datetime | None
+    deadline_at: datetime | None
+    last_seq: int
+
+
+@dataclass(frozen=True)
+class TaskRecord:
+    """The task projection (what agents fetch with their key)."""
+
+    job_id: str
+    task_id: str
+    role: str
+    group_association: dict[str, str] | None
+    compute_id: str
+    key: str
+    dataset: str
+    config: dict[str, Any]
+    state: str
+    log: str
+    exit_code: int | None
+    agent_id: str
+
+
+class JobStore(Protocol):
+    """The job event log (unique event ids, per-job `seq`) and the job/task projections.
+
+    The caller holds the job's lock: one writer per job.
+    """
+
+    async def load(self, job_id: str) -> tuple[JobView | None, set[str]]:
+        """Replay the job's log in `seq` order: its state and the ids of every applied event."""
+        ...
+
+    async def create(
+        self,
+        state: JobView,
+        events: Sequence[EventBase],
+        tasks: Sequence[PlannedTask],
+        keys: dict[str, str],
+    ) -> None:
+        """Write a new job (log, job and tasks) all-or-nothing."""
+        ...
+
+    async def append(
+        self,
+        state: JobView,
+        events: Sequence[EventBase],
+        *,
+        observed: AbstractSet[str] = frozenset(),
+        planned: Sequence[PlannedTask] = (),
+        keys: dict[str, str] | None = None,
+        before: JobView | None = None,
+    ) -> None:
+        """Append stamped `events` (ids in `observed` came from the bus: already published),
+        then project `state` (the fold of `before` and `events`); raises DuplicateEvent."""
+        ...
+
+    async def reproject(self, state: JobView) -> None:
+        """Bring the projections in line with a replayed state (recovery)."""
+        ...
+
+    async def purge(self, job_id: str) -> None:
+        """Remove every trace of a job (undoes a failed create)."""
+        ...
+
+    async def pending(self) -> list[EventBase]:
+        """Events not yet marked published, in per-job `seq` order (the outbox)."""
+        ...
+
+    async def mark_published(self, event_ids: Sequence[str]) -> None: ...
+
+    async def due(self, now: datetime) -> list[str]:
+        """Jobs whose deadline (maxRunTime or stop grace) is at or before `now`."""
+        ...
+
+    async def open_jobs(self) -> list[str]:
+        """Jobs not in a terminal state (replayed at start)."""
+        ...
+
+
+class JobRecords(Protocol):
+    """Reads of the log and projections (tests, simulation, monitors)."""
+
+    async def log(self, job_id: str) -> list[LoggedEvent]: ...
+
+    async def job(self, job_id: str) -> JobRecord | None: ...
+
+    async def tasks(self, job_id: str) -> list[TaskRecord]: ...
+
+
+class Catalog(Protocol):
+    """What planning reads: designs, code, datasets and computes (written by the apiserver)."""
+
+    async def design(self, user_id: str, design_id: str) -> Design | None: ...
+
+    async def code(self, user_id: str, design_id: str, revision: int) -> bytes | None:
+        """The code zip of that revision."""
+        ...
+
+    async def datasets(self, dataset_ids: Sequence[str]) -> dict[str, DatasetRef]:
+        """The datasets that exist among `dataset_ids`."""
+        ...
+
+    async def unmanaged_computes(self) -> frozenset[str]:
+        """Computes on which nobody deploys workers (users start flamelets by hand)."""
+        ...

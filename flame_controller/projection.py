@@ -1,0 +1,82 @@
+"""The job and task projections as plain fields (pure): what every store adapter writes."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from flame_controller.expansion import PlannedTask
+from flame_controller.state import JobView
+from schemas.events import EventBase
+from schemas.states import JobState
+
+
+def job_fields(s: JobView, grace: float) -> dict[str, Any]:
+    """The job projection's fields that follow the log (`user_id`/`design_id` are set at create)."""
+    return {
+        "job_id": s.job_id,
+        "name": s.spec.name,
+        "spec": s.spec.model_dump(mode="json", by_alias=True),
+        "state": s.state.value,
+        "reason": s.reason,
+        "task_count": len(s.tasks),
+        "created_at": s.created_at,
+        "started_at": s.started_at,
+        "updated_at": s.updated_at,
+        "ended_at": s.ended_at,
+        "deadline_at": s.deadline(grace),
+        "last_seq": s.last_seq,
+    }
+
+
+def job_summary(s: JobView, grace: float) -> dict[str, Any]:
+    """The job-level fields whose change makes the job projection worth rewriting."""
+    fields = job_fields(s, grace)
+    del fields["spec"], fields["last_seq"]
+    return fields
+
+
+def new_task(job_id: str, t: PlannedTask, key: str) -> dict[str, Any]:
+    """A fresh task projection; its `config` is the wire config including `taskid`."""
+    return {
+        "job_id": job_id,
+        "task_id": t.task_id,
+        "role": t.role,
+        "group_association": t.group_association,
+        "compute_id": t.compute_id,
+        "key": key,
+        "state": JobState.READY.value,
+        "log": "",
+        "exit_code": None,
+        "agent_id": "",
+        "dataset": t.dataset,
+        "config": t.config.model_copy(update={"taskid": t.task_id}).to_wire(),
+        "timestamp": now(),
+    }
+
+
+def task_change(e: EventBase) -> dict[str, Any] | None:
+    """What a task event sets on its task (None: the event changes no single task)."""
+    p = e.payload
+    if e.type == "task.status_changed":
+        fields: dict[str, Any] = {"state": p.state.value, "exit_code": p.exit_code}
+        if p.log_tail or p.reason:  # a report without a log keeps the previous one
+            fields["log"] = p.log_tail or p.reason
+        return fields
+    if e.type == "agent.registered":
+        return {"agent_id": p.agent_id}
+    return None
+
+
+def start_reset(e: EventBase) -> dict[str, Any] | None:
+    """What a (re)start sets on every task of the job (None: `e` is not a start)."""
+    if e.type != "job.state_changed" or e.payload.to_state is not JobState.STARTING:
+        return None
+    reset: dict[str, Any] = {"state": JobState.READY.value, "log": "", "exit_code": None}
+    if e.payload.from_state.is_terminal:  # a re-run: the previous run's agents are gone
+        reset["agent_id"] = ""
+    return reset
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
