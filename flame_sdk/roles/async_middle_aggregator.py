@@ -9,9 +9,9 @@ from typing import Any
 from flame_sdk.channels import SEND
 from flame_sdk.composer import Loop, Tasklet
 from flame_sdk.optimizers import create_optimizer
-from flame_sdk.roles.downstream import Downstream, run_sized
-from flame_sdk.roles.middle_aggregator import OptionalUserMethods
-from flame_sdk.roles.upstream import Upstream
+from flame_sdk.roles.aggregator import Aggregator, run_sized
+from flame_sdk.roles.aggregator_client import AggregatorClient
+from flame_sdk.roles.base import OptionalUserMethods
 from flame_sdk.weights import subtract
 from flame_sdk.wire import Key, Message
 
@@ -19,7 +19,7 @@ DEFAULT_TRAINER_WAIT_SECONDS = 60.0
 IDLE_SECONDS = 0.05
 
 
-class AsyncMiddleAggregator(OptionalUserMethods, Upstream, Downstream):
+class AsyncMiddleAggregator(OptionalUserMethods, AggregatorClient, Aggregator):
     """Chain: internal_init >> load_data >> initialize >> loop(fetch >> begin_buffer >>
     loop(distribute >> aggregate) >> upload >> evaluate >> save_metrics) >> end_of_training.
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from flame_sdk.channels import SEND
 from flame_sdk.composer import Loop, Tasklet
-from flame_sdk.roles.downstream import run_sized
+from flame_sdk.roles.aggregator import run_sized
 from flame_sdk.roles.top_aggregator import TopAggregator
 from flame_sdk.wire import Key
 

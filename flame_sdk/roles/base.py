@@ -177,3 +177,20 @@ class Role(abc.ABC):
             if self.registry is not None:
                 registry, self.registry = self.registry, None
                 await asyncio.to_thread(registry.close)
+
+
+class OptionalUserMethods:
+    """No-op user methods for roles whose chain needs no user code (middle aggregators, the
+    coordinator); mix in before the role class."""
+
+    def initialize(self) -> None:
+        """Nothing to build by default."""
+
+    def load_data(self) -> None:
+        """No data by default."""
+
+    def train(self) -> None:
+        """Nothing to train by default."""
+
+    def evaluate(self) -> None:
+        """Nothing to evaluate by default."""

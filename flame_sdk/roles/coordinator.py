@@ -10,8 +10,7 @@ from typing import Any
 from flame_sdk.channels import Channel
 from flame_sdk.composer import Loop, Tasklet
 from flame_sdk.config import ConfigError
-from flame_sdk.roles.base import Role
-from flame_sdk.roles.middle_aggregator import OptionalUserMethods
+from flame_sdk.roles.base import OptionalUserMethods, Role
 from flame_sdk.wire import Key
 
 # message keys of the control channels (JSON values)

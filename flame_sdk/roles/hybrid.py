@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 from flame_sdk.composer import Tasklet
 from flame_sdk.config import Config, ConfigError
 from flame_sdk.optimizers import create_optimizer
-from flame_sdk.roles.downstream import has_client_protocol
+from flame_sdk.roles.aggregator import has_client_protocol
 from flame_sdk.roles.ring import (
     DEFAULT_TIMEOUT,
     TIMEOUT_PARAMETER,

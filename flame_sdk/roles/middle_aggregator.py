@@ -6,31 +6,16 @@ from typing import Any
 
 from flame_sdk.composer import Loop, Tasklet
 from flame_sdk.optimizers import create_optimizer
-from flame_sdk.roles.downstream import Downstream
-from flame_sdk.roles.upstream import Upstream
+from flame_sdk.roles.aggregator import Aggregator
+from flame_sdk.roles.aggregator_client import AggregatorClient
+from flame_sdk.roles.base import OptionalUserMethods
 from flame_sdk.weights import subtract
 from flame_sdk.wire import Key
 
 DEFAULT_TRAINER_WAIT_SECONDS = 60.0
 
 
-class OptionalUserMethods:
-    """No-op user methods for roles whose chain needs no user code (middle aggregators)."""
-
-    def initialize(self) -> None:
-        """Nothing to build by default."""
-
-    def load_data(self) -> None:
-        """No data by default."""
-
-    def train(self) -> None:
-        """Not used by a middle aggregator's chain."""
-
-    def evaluate(self) -> None:
-        """Nothing to evaluate by default."""
-
-
-class MiddleAggregator(OptionalUserMethods, Upstream, Downstream):
+class MiddleAggregator(OptionalUserMethods, AggregatorClient, Aggregator):
     """Chain: internal_init >> load_data >> initialize >> loop(fetch >> distribute >> aggregate
     >> upload >> evaluate >> save_metrics) >> end_of_training.
 

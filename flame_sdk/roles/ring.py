@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from flame_sdk.channels import Channel
-from flame_sdk.roles.downstream import run_sized
+from flame_sdk.roles.aggregator import run_sized
 from flame_sdk.weights import Weights, add, divided, nbytes, scaled, sum_dtype
 from flame_sdk.wire import Key, Message
 

@@ -6,10 +6,10 @@ from typing import Any
 
 from flame_sdk.composer import Loop, Tasklet
 from flame_sdk.optimizers import create_optimizer
-from flame_sdk.roles.downstream import Downstream
+from flame_sdk.roles.aggregator import Aggregator
 
 
-class TopAggregator(Downstream):
+class TopAggregator(Aggregator):
     """Chain: internal_init >> load_data >> initialize >> loop(distribute >> aggregate >> train
     >> evaluate >> save_metrics >> inc_round) >> end_of_training >> save_params >> save_model.
 

@@ -8,12 +8,12 @@ from flame_sdk.composer import Loop, Tasklet
 from flame_sdk.datasamplers import DefaultTrainerSampler, TrainerSampler
 from flame_sdk.optimizers import ScaffoldTerm, create_optimizer
 from flame_sdk.privacy import create_privacy
-from flame_sdk.roles.upstream import Upstream
+from flame_sdk.roles.aggregator_client import AggregatorClient
 from flame_sdk.weights import subtract
 from flame_sdk.wire import EXTRAS_PREFIX, STATE_PREFIX, Key, Message, pack_groups, unpack_groups
 
 
-class Trainer(Upstream):
+class Trainer(AggregatorClient):
     """Chain: internal_init >> load_data >> initialize >> loop(fetch >> train >> evaluate >>
     upload >> save_metrics), until the aggregator sends EOT (which carries the final model).
 

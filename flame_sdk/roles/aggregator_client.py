@@ -1,4 +1,4 @@
-"""The downstream half of a round, shared by trainers and middle aggregators: fetch and upload."""
+"""The half of a role that reports to the aggregator above: fetch its model, upload updates."""
 
 from __future__ import annotations
 
@@ -13,8 +13,12 @@ from flame_sdk.wire import Key, Message
 FETCH_RETRY_SECONDS = 0.2
 
 
-class Upstream(Role):
-    """Receives the global model from its aggregator (`fetch`) and sends updates (`upload`)."""
+class AggregatorClient(Role):
+    """The half of trainers and middle aggregators that talks to the aggregator above them.
+
+    `fetch` receives the global model (or EOT with the final one) on the channel of func tag
+    `fetch`; `send_upstream` sends an update to that aggregator on the `upload` channel.
+    """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

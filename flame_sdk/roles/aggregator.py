@@ -1,4 +1,4 @@
-"""The upstream half of a round, shared by aggregators: distribute the model, fold in updates."""
+"""The half of a role that serves the ends below: distribute the model, aggregate the updates."""
 
 from __future__ import annotations
 
@@ -41,8 +41,10 @@ def has_client_protocol(optimizer: Optimizer) -> bool:
     )
 
 
-class Downstream(Role):
-    """Sends the global model to selected ends and aggregates what they send back.
+class Aggregator(Role):
+    """The half of top and middle aggregators that serves the ends below them (trainers, or
+    middle aggregators under a top): sends the global model to the selected ends on the
+    `distribute` channel and aggregates the updates they send back on the `aggregate` channel.
 
     Hyperparameters: `minEnds` (ends to wait for before the first round, default 1; a
     per-role mapping is allowed), `joinTimeout` (seconds to wait for them, default: forever),
