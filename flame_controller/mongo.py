@@ -12,7 +12,7 @@ import hashlib
 from collections.abc import Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import fields
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from bson import ObjectId
@@ -45,6 +45,7 @@ from schemas.states import TERMINAL_STATES
 DUPLICATE_KEY = 11000
 _JOB_FIELDS = [f.name for f in fields(JobRecord)]
 _TASK_FIELDS = [f.name for f in fields(TaskRecord)]
+_JOB_TIMES = {"created_at", "started_at", "updated_at", "ended_at", "deadline_at"}
 
 
 def event_doc(event: EventBase, *, published: bool) -> dict[str, Any]:
@@ -178,7 +179,11 @@ class MongoJobStore:
 
     async def job(self, job_id: str) -> JobRecord | None:
         raw = await JobDoc.get_pymongo_collection().find_one({"job_id": job_id})
-        return None if raw is None else JobRecord(**{k: raw.get(k) for k in _JOB_FIELDS})
+        if raw is None:
+            return None
+        return JobRecord(
+            **{k: _utc(raw.get(k)) if k in _JOB_TIMES else raw.get(k) for k in _JOB_FIELDS}
+        )
 
     async def tasks(self, job_id: str) -> list[TaskRecord]:
         cursor = TaskDoc.get_pymongo_collection().find({"job_id": job_id}, sort=[("task_id", 1)])
@@ -225,6 +230,15 @@ async def _insert_events(docs: list[dict[str, Any]]) -> None:
             event_id = docs[errors[0]["index"]]["event_id"]
             raise DuplicateEvent(f"event {event_id} already logged") from exc
         raise
+
+
+def _utc(value: Any) -> datetime | None:
+    """A stored time as an aware UTC datetime (nx-27017 answers ISO strings without a zone)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 def _task_doc(job_id: str, t: PlannedTask, key: str) -> dict[str, Any]:

@@ -14,6 +14,8 @@ from flame_common.bus import make_broker, names, publish_event
 from flame_common.db import init_db
 from flame_common.documents import CodeDoc, ComputeDoc, DatasetDoc, DesignDoc, EventDoc
 from flame_common.settings import FlameSettings
+from flame_controller.memory import MemoryCatalog
+from flame_controller.ports import Design
 from schemas.commands import CommandReply
 from schemas.events import EventBase, make_event, parse_event
 from tests.controller.examples import COMPUTES, Example, load_example
@@ -55,6 +57,19 @@ async def seed_example(ex: Example, user: str = "alice", design_id: str | None =
     for compute_id, region in COMPUTES.items():
         if await ComputeDoc.find_one({"compute_id": compute_id}) is None:
             await ComputeDoc(compute_id=compute_id, region=region).insert()
+
+
+def memory_catalog(ex: Example, user: str = "alice") -> MemoryCatalog:
+    """An in-memory catalog holding what `seed_example` writes to MongoDB."""
+    catalog = MemoryCatalog()
+    design = Design(ex.schema.wire(), schema_revision=1, code_revision=1)
+    catalog.add_design(user, ex.spec["designId"], design)
+    catalog.add_code(user, ex.spec["designId"], 1, ex.code_zip())
+    for ref in ex.datasets.values():
+        catalog.add_dataset(ref)
+    for compute_id in COMPUTES:
+        catalog.add_compute(compute_id)
+    return catalog
 
 
 def mnist() -> Example:
