@@ -7,9 +7,11 @@ import uvicorn
 from flame_apiserver.app import create_app
 from flame_common.logs import configure_logging
 from flame_common.settings import FlameSettings
+from flame_common.titles import set_title
 
 
 def main() -> None:
+    set_title("flame-apiserver")
     settings = FlameSettings()
     configure_logging("apiserver", level=settings.log_level, json=settings.log_json)
     uvicorn.run(

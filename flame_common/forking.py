@@ -29,16 +29,12 @@ import traceback
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from flame_common.titles import set_process_name
+
 Request = dict[str, Any]
 REQUIRED: dict[str, type] = {"argv": list, "env": dict, "log": str}
 OPTIONAL: dict[str, type] = {"cwd": str}
 _PR_SET_PDEATHSIG = 1
-_PR_SET_NAME = 15
-
-
-def set_process_name(name: bytes) -> None:
-    """Name this process (`ps -o comm`, psutil's `name()`; 15 bytes at most)."""
-    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_NAME, name, 0, 0, 0)
 
 
 def send(fd: int, message: dict[str, Any]) -> None:

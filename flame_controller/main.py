@@ -7,6 +7,7 @@ import signal
 
 from flame_common.logs import configure_logging, get_logger
 from flame_common.settings import FlameSettings
+from flame_common.titles import set_title
 from flame_controller.app import running_controller
 
 
@@ -21,6 +22,7 @@ async def serve(settings: FlameSettings) -> None:
 
 
 def main() -> None:
+    set_title("flame-controller")
     settings = FlameSettings()
     configure_logging("controller", level=settings.log_level, json=settings.log_json)
     asyncio.run(serve(settings))

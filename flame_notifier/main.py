@@ -7,6 +7,7 @@ import signal
 
 from flame_common.logs import configure_logging
 from flame_common.settings import FlameSettings
+from flame_common.titles import set_title
 from flame_notifier.app import running_notifier
 
 
@@ -20,6 +21,7 @@ async def _serve(settings: FlameSettings) -> None:
 
 
 def main() -> None:
+    set_title("flame-notifier")
     settings = FlameSettings()
     configure_logging("notifier", level=settings.log_level, json=settings.log_json)
     asyncio.run(_serve(settings))

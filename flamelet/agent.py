@@ -20,6 +20,7 @@ from flame_common import amqp
 from flame_common.busnames import names
 from flame_common.logs import get_logger
 from flame_common.settings import FlameSettings
+from flame_common.titles import flamelet_title, role_title, set_title
 from flamelet.manifest import ManifestError, fetch_manifest
 from flamelet.reporter import FinalReport, publish_until_confirmed
 from flamelet.runner import RoleProcess, log_tail
@@ -194,7 +195,8 @@ class Agent:
         env.update(
             FLAME_JOB_ID=self.task.job_id, FLAME_TASK_ID=self.task.task_id, PYTHONUNBUFFERED="1"
         )
-        child = self._child = RoleProcess(script, config, log_path, env, self.warm)
+        title = role_title(script.parent.name, self.task.job_id, self.task.task_id)
+        child = self._child = RoleProcess(script, config, log_path, env, title, self.warm)
         if self._stop.is_set():
             await self._finish(JobState.TERMINATED, None, "", "stopped before start")
             return
@@ -234,6 +236,7 @@ class Agent:
         code_dir = self.work_dir / "code"
         if code_dir.exists():
             raise OSError(f"work directory {self.work_dir} was already used by another run")
+        set_title(flamelet_title(self.task.job_id, self.task.task_id, manifest.role))
         unpack_zip(manifest.code_zip, code_dir)
         script = code_dir / manifest.role / "main.py"
         if not script.is_file():

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from flame_common.logs import configure_logging, get_logger
 from flame_common.settings import FlameSettings
+from flame_common.titles import IDLE, flamelet_title, role_title, set_title
 from flamelet import warm
 from flamelet.agent import Agent, TaskRef
 
@@ -73,8 +74,10 @@ def main(argv: list[str] | None = None) -> None:
         options.error(f"missing {', '.join(missing)}")
     if not args.apiserver.startswith(("http://", "https://")):
         options.error(f"--apiserver must be an http(s) URL, got '{args.apiserver}'")
+    set_title(flamelet_title(args.job, args.task))  # `role=` joins once the task is fetched
     # Forked before logging is configured and before any loop, thread or connection exists.
-    role = warm.WarmProcess.fork() if settings.warm_start and warm.available() else None
+    idle = role_title(IDLE, args.job, args.task)
+    role = warm.WarmProcess.fork(idle) if settings.warm_start and warm.available() else None
     configure_logging("flamelet", level=settings.log_level, json=settings.log_json)
     work_dir = args.work_dir or settings.home / "work" / args.job / args.task
     task = TaskRef(args.job, args.task, args.key, args.apiserver, args.prefetch)

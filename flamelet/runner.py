@@ -16,6 +16,7 @@ from schemas.task import LOG_TAIL_BYTES
 # util-linux `setpriv --pdeathsig KILL -- python ...` arms the parent-death signal and execs the
 # role code, so spawning needs no `preexec_fn` (which forces a full fork of this process).
 SETPRIV = shutil.which("setpriv") if sys.platform.startswith("linux") else None
+ROLEMAIN = "flamelet.rolemain"  # titles the fresh interpreter, then runs the script
 
 
 def log_tail(path: Path, limit: int = LOG_TAIL_BYTES) -> str:
@@ -34,10 +35,10 @@ def log_tail(path: Path, limit: int = LOG_TAIL_BYTES) -> str:
 
 
 class RoleProcess:
-    """One `python <role>/main.py <config>` child; output goes to `log_path`.
+    """One `python <role>/main.py <config>` child shown as `title`; output goes to `log_path`.
 
     With `warm`, the agent's pre-forked child becomes the role process (`warm.py`); otherwise
-    the interpreter is started afresh.
+    the interpreter is started afresh, through `flamelet.rolemain` (which sets the title).
     """
 
     def __init__(
@@ -46,9 +47,11 @@ class RoleProcess:
         config: Path,
         log_path: Path,
         env: dict[str, str],
+        title: str,
         warm: WarmProcess | None = None,
     ) -> None:
         self.script = script
+        self.title = title
         self.config = config
         self.log_path = log_path
         self.env = env
@@ -60,10 +63,10 @@ class RoleProcess:
 
     async def start(self) -> None:
         if self.warm is not None:
-            self.warm.launch(self.script, self.config, self.log_path, self.env)
+            self.warm.launch(self.script, self.config, self.log_path, self.env, self.title)
             self.pid = self.warm.pid
             return
-        command = [sys.executable, str(self.script), str(self.config)]
+        command = [sys.executable, "-m", ROLEMAIN, self.title, str(self.script), str(self.config)]
         if SETPRIV:  # no Python between fork and exec: the cheap vfork path of subprocess
             command = [SETPRIV, "--pdeathsig", "KILL", "--", *command]
         with open(self.log_path, "ab") as out:

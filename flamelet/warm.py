@@ -18,7 +18,6 @@ import ctypes
 import io
 import json
 import os
-import runpy
 import signal
 import sys
 import threading
@@ -26,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from flame_common.forking import exit_code
+from flame_common.titles import set_title
+from flamelet import script
 
 _PR_SET_PDEATHSIG = 1
 
@@ -50,8 +51,8 @@ class WarmProcess:
         self.code: int | None = None
 
     @classmethod
-    def fork(cls) -> WarmProcess:
-        """Fork the warm child (call before any thread, loop or connection exists)."""
+    def fork(cls, title: str) -> WarmProcess:
+        """Fork the warm child, shown as `title` (call before any thread, loop or connection)."""
         for stream in (sys.stdout, sys.stderr):  # the child must not inherit buffered output
             stream.flush()
         parent = os.getpid()
@@ -61,17 +62,21 @@ class WarmProcess:
             os.close(write_fd)
             code = 1
             try:
+                set_title(title)
                 code = _serve(read_fd, parent)
             finally:
                 os._exit(code)
         os.close(read_fd)
         return cls(pid, write_fd)
 
-    def launch(self, script: Path, config: Path, log_path: Path, env: dict[str, str]) -> None:
-        """Turn the child into `python <script> <config>` in the config's directory."""
+    def launch(
+        self, script: Path, config: Path, log_path: Path, env: dict[str, str], title: str
+    ) -> None:
+        """Turn the child into `python <script> <config>` in the config's directory, titled."""
         if self._request_fd is None:
             raise OSError("the warm process was already used")
         request = {
+            "title": title,
             "argv": [str(script), str(config)],
             "cwd": str(config.parent),
             "env": env,
@@ -131,20 +136,19 @@ def _serve(read_fd: int, parent: int) -> int:
     if not data:
         return 0
     request: dict[str, Any] = json.loads(data)
+    set_title(request["title"])
     _redirect(request["log"])
     os.chdir(request["cwd"])
     os.environ.clear()
     os.environ.update(request["env"])
-    script = request["argv"][0]
-    sys.argv = list(request["argv"])
-    sys.path[0] = os.path.dirname(os.path.abspath(script))
+    argv = list(request["argv"])
     try:
-        runpy.run_path(script, run_name="__main__")
+        script.run(argv)
         code = 0
     except SystemExit as exc:
         code = exit_code(exc)
     except BaseException:
-        sys.excepthook(*sys.exc_info())  # what the interpreter does with an uncaught exception
+        script.report_uncaught(argv[0])  # what the interpreter does with an uncaught exception
         code = 1
     _finalize()
     return code

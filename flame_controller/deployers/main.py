@@ -8,6 +8,7 @@ import signal
 
 from flame_common.logs import configure_logging
 from flame_common.settings import FlameSettings
+from flame_common.titles import set_title
 from flame_controller.deployers.app import running_deployer
 from flame_controller.deployers.base import Deployer
 from schemas.compute import DEFAULT_COMPUTE
@@ -57,6 +58,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
     settings = FlameSettings()
     deployer = build_deployer(args, settings)
+    set_title(f"flame-deployer compute={args.compute} kind={args.kind}")
     configure_logging(f"deployer.{args.compute}", level=settings.log_level, json=settings.log_json)
     asyncio.run(_serve(settings, args.compute, deployer))
 

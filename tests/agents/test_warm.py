@@ -26,11 +26,12 @@ DRIVER = textwrap.dedent(
     from flamelet.warm import WarmProcess
 
     script, config, log, mode = sys.argv[1:5]
-    child = WarmProcess.fork()
+    TITLE = "flame-role trainer task=t1 job=j1"
+    child = WarmProcess.fork("flame-role (idle) task=t1 job=j1")
     print(json.dumps({"pid": child.pid}), flush=True)
     env = {"ONLY": "this", "PATH": os.environ["PATH"], "CODE": mode}
     if mode == "orphan":  # the role code runs (sleeps) when its agent dies
-        child.launch(Path(script), Path(config), Path(log), env)
+        child.launch(Path(script), Path(config), Path(log), env, TITLE)
         for _ in range(500):
             if os.path.exists(log) and "to stderr" in open(log).read():
                 os.kill(os.getpid(), signal.SIGKILL)
@@ -40,7 +41,7 @@ DRIVER = textwrap.dedent(
         if mode == "unused":
             child.close()
         else:
-            child.launch(Path(script), Path(config), Path(log), env)
+            child.launch(Path(script), Path(config), Path(log), env, TITLE)
         return await child.wait()
 
     print(json.dumps({"code": asyncio.run(main())}), flush=True)
@@ -58,6 +59,7 @@ ROLE = textwrap.dedent(
         "name": __name__, "argv": sys.argv, "cwd": os.getcwd(), "env": dict(os.environ),
         "path0": sys.path[0], "sibling": sibling.VALUE, "stdin": sys.stdin.read(),
         "leader": os.getpgid(0) == os.getpid() == os.getsid(0), "pid": os.getpid(),
+        "title": open("/proc/self/cmdline", "rb").read().split(b"\\0")[0].decode(),
     }))
     print("to stderr", file=sys.stderr)
     if os.environ["CODE"] == "raise":
@@ -101,6 +103,7 @@ def test_role_runs_as_a_fresh_script_would(tmp_path):
     assert seen["env"] == {"ONLY": "this", "PATH": os.environ["PATH"], "CODE": "7"}
     assert seen["path0"] == str(script.parent) and seen["sibling"] == 42
     assert seen["stdin"] == "" and seen["leader"] and seen["pid"] == lines[0]["pid"]
+    assert seen["title"] == "flame-role trainer task=t1 job=j1"  # what `ps -eo args` shows
     # stderr shares the log; non-daemon threads finish before atexit handlers, as at shutdown
     assert output[1:] == ["to stderr", "thread finished", "atexit ran"]
 
@@ -111,6 +114,9 @@ def test_uncaught_exception_prints_a_traceback_and_exits_1(tmp_path):
     text = log.read_text()
     assert "Traceback (most recent call last)" in text
     assert "RuntimeError: role code broke" in text
+    # as from `python main.py`: the traceback starts in the script, no frame of the warm start
+    frames = [line for line in text.splitlines() if line.startswith('  File "')]
+    assert frames and all("main.py" in line for line in frames), frames
 
 
 def test_unused_child_exits_at_once(tmp_path):

@@ -92,8 +92,9 @@ async def test_without_zygote_flamelets_are_spawned(
         await start(deployer, "c")
         pid = deployer.pid("jz", "c")
         assert pid is not None and psutil.Process(pid).parent().pid == os.getpid()
-        assert "flamelet" in psutil.Process(pid).cmdline()
         await registered(recorder, "c")
+        # titled by the flamelet itself (`ps -eo args`), the same whether forked or spawned
+        assert " ".join(psutil.Process(pid).cmdline()).strip() == "flamelet job=jz task=c"
     finally:
         await deployer.close()
     assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
