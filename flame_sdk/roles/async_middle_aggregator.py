@@ -7,11 +7,10 @@ import contextlib
 from typing import Any
 
 from flame_sdk.channels import SEND
-from flame_sdk.composer import Loop, Tasklet
 from flame_sdk.optimizers import create_optimizer
 from flame_sdk.roles.aggregator import Aggregator, run_sized
 from flame_sdk.roles.aggregator_client import AggregatorClient
-from flame_sdk.roles.base import OptionalUserMethods
+from flame_sdk.roles.base import OptionalUserMethods, Until
 from flame_sdk.weights import subtract
 from flame_sdk.wire import Key, Message
 
@@ -157,27 +156,15 @@ class AsyncMiddleAggregator(OptionalUserMethods, AggregatorClient, Aggregator):
         await super().cleanup()
 
     def compose(self) -> None:
-        with self.composer:
-            init = Tasklet("internal_init", self.internal_init)
-            load = Tasklet("load_data", self.load_data)
-            initialize = Tasklet("initialize", self.initialize)
-            fetch = Tasklet("fetch", self.fetch)
-            fetch.set_continue_fn(self.fetch_failed)
-            begin = Tasklet("begin_buffer", self.begin_buffer)
-            distribute = Tasklet("distribute", self.distribute)
-            aggregate = Tasklet("aggregate", self.aggregate)
-            upload = Tasklet("upload", self.upload)
-            evaluate = Tasklet("evaluate", self.evaluate)
-            save = Tasklet("save_metrics", self.save_metrics)
-            eot = Tasklet("end_of_training", self.end_of_training)
-            versions = Loop(lambda: self._work_done)
-            buffer = Loop(self.buffer_closed)
+        self.compose_rounds(
             (
-                init
-                >> load
-                >> initialize
-                >> versions(
-                    fetch >> begin >> buffer(distribute >> aggregate) >> upload >> evaluate >> save
-                )
-                >> eot
-            )
+                "fetch",
+                "begin_buffer",
+                Until(self.buffer_closed, "distribute", "aggregate"),
+                "upload",
+                "evaluate",
+                "save_metrics",
+            ),
+            finish=("end_of_training",),
+            retry={"fetch": self.fetch_failed},
+        )

@@ -6,8 +6,8 @@ import asyncio
 from typing import Any
 
 from flame_sdk.channels import SEND
-from flame_sdk.composer import Loop, Tasklet
 from flame_sdk.roles.aggregator import run_sized
+from flame_sdk.roles.base import Until
 from flame_sdk.roles.top_aggregator import TopAggregator
 from flame_sdk.wire import Key
 
@@ -75,39 +75,16 @@ class AsyncTopAggregator(TopAggregator):
             self.set_weights(result)
 
     def compose(self) -> None:
-        with self.composer:
-            init = Tasklet("internal_init", self.internal_init)
-            load = Tasklet("load_data", self.load_data)
-            initialize = Tasklet("initialize", self.initialize)
-            base = Tasklet("load_base_model", self.load_base_model)
-            begin = Tasklet("begin_version", self.begin_version)
-            distribute = Tasklet("distribute", self.distribute)
-            aggregate = Tasklet("aggregate", self.aggregate)
-            finish = Tasklet("finish_version", self.finish_version)
-            train = Tasklet("train", self.train)
-            evaluate = Tasklet("evaluate", self.evaluate)
-            save = Tasklet("save_metrics", self.save_metrics)
-            inc = Tasklet("inc_round", self.inc_round)
-            eot = Tasklet("end_of_training", self.end_of_training)
-            params = Tasklet("save_params", self.save_params)
-            model = Tasklet("save_model", self.save_model)
-            versions = Loop(lambda: self._work_done)
-            buffer = Loop(self.goal_reached)
+        self.compose_rounds(
             (
-                init
-                >> load
-                >> initialize
-                >> base
-                >> versions(
-                    begin
-                    >> buffer(distribute >> aggregate)
-                    >> finish
-                    >> train
-                    >> evaluate
-                    >> save
-                    >> inc
-                )
-                >> eot
-                >> params
-                >> model
-            )
+                "begin_version",
+                Until(self.goal_reached, "distribute", "aggregate"),
+                "finish_version",
+                "train",
+                "evaluate",
+                "save_metrics",
+                "inc_round",
+            ),
+            setup=("load_base_model",),
+            finish=("end_of_training", "save_params", "save_model"),
+        )

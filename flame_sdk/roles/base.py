@@ -1,15 +1,16 @@
-"""Role: what every mode base class shares (config, channels, registry, metrics, run loop)."""
+"""Role: what every mode base class shares (config, channels, registry, metrics, chain, running)."""
 
 from __future__ import annotations
 
 import abc
 import asyncio
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
 from flame_common.logs import configure_logging, get_logger
 from flame_sdk.channels import ChannelManager
-from flame_sdk.composer import Composer
+from flame_sdk.composer import Composer, ComposerError, Loop, Tasklet
 from flame_sdk.config import Config
 from flame_sdk.datasamplers import DataSampler, create_datasampler
 from flame_sdk.registries import DummyRegistry, create_registry
@@ -17,6 +18,20 @@ from flame_sdk.roles.memory import tune_malloc
 from flame_sdk.weights import ModelAdapter, Weights, adapter_for
 
 log = get_logger(__name__)
+
+SETUP = ("internal_init", "load_data", "initialize")
+"""The tasklets every role's chain starts with."""
+
+Retry = Mapping[str, Callable[[], bool]]
+
+
+class Until:
+    """An inner loop of a role's chain (see `Role.compose_rounds`): the tasklets named by
+    `steps` (or further `Until`s) repeat until `done()` is true."""
+
+    def __init__(self, done: Callable[[], bool], *steps: str | Until) -> None:
+        self.done = done
+        self.steps = steps
 
 
 class Role(abc.ABC):
@@ -105,6 +120,68 @@ class Role(abc.ABC):
     @abc.abstractmethod
     def compose(self) -> None:
         """Build the tasklet chain in `self.composer`."""
+
+    def compose_rounds(
+        self,
+        rounds: Sequence[str | Until],
+        *,
+        setup: Sequence[str] = (),
+        finish: Sequence[str] = (),
+        retry: Retry | None = None,
+    ) -> None:
+        """Build the chain every mode shares: `internal_init >> load_data >> initialize >>
+        *setup >> loop(*rounds) >> *finish`, the loop repeating until the work is done.
+
+        Each name becomes a tasklet of that alias running the method of that name, so chains
+        stay editable by tasklet name (`self.composer.get_tasklet(name)`). `Until(done, ...)`
+        in `rounds` is an inner loop; `retry` maps a tasklet name to its continue function
+        (when true after the tasklet, its loop's iteration restarts).
+        """
+        loop = Until(lambda: self._work_done, *rounds)
+        steps: list[str | Until] = [*SETUP, *setup, loop, *finish]
+        with self.composer:
+            self._link(steps, retry or {})
+
+    def insert_tasklet(
+        self,
+        alias: str,
+        *,
+        before: str | None = None,
+        after: str | None = None,
+        fn: Callable[..., Any] | None = None,
+        retry: Callable[[], bool] | None = None,
+    ) -> Tasklet:
+        """Add tasklet `alias` (running `fn`, default the method named `alias`) right before or
+        right after the tasklet named so; it joins that tasklet's loops."""
+        if (before is None) == (after is None):
+            raise ComposerError(f"tasklet '{alias}': name exactly one of before= and after=")
+        with self.composer:
+            tasklet = Tasklet(alias, fn or getattr(self, alias))
+        if retry is not None:
+            tasklet.set_continue_fn(retry)
+        if before is not None:
+            self.composer.get_tasklet(before).insert_before(tasklet)
+        else:
+            self.composer.get_tasklet(str(after)).insert_after(tasklet)
+        return tasklet
+
+    def _link(self, steps: Sequence[str | Until], retry: Retry) -> Tasklet:
+        """Chain `steps` with `>>`; returns what `>>` continues from (for a loop, its first)."""
+        handle: Tasklet | None = None
+        for step in steps:
+            if isinstance(step, Until):
+                inner = self._link(step.steps, retry)
+                loop = inner.exits_to
+                last = loop.end if loop is not None and loop.end is not None else inner
+                node = Loop(step.done)(last)
+            else:
+                node = Tasklet(step, getattr(self, step))
+                if step in retry:
+                    node.set_continue_fn(retry[step])
+            handle = node if handle is None else handle >> node
+        if handle is None:
+            raise ComposerError("a chain needs at least one tasklet")
+        return handle
 
     def run(self) -> None:
         """Run the role to completion in its own process (configures logging, owns the loop)."""

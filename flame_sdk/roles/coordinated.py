@@ -7,7 +7,6 @@ from collections.abc import Mapping
 from typing import Any
 
 from flame_sdk.channels import Channel
-from flame_sdk.composer import Tasklet
 from flame_sdk.roles.base import Role
 from flame_sdk.roles.coordinator import (
     COORDINATE,
@@ -142,11 +141,8 @@ class CoordinatedTopAggregator(Coordinated, TopAggregator):
 
     def compose(self) -> None:
         super().compose()
-        with self.composer:
-            coordinate = Tasklet("coordinate", self.coordinate)
-            coordinate_end = Tasklet("coordinate_end", self.coordinate)
-        self.composer.get_tasklet("distribute").insert_before(coordinate)
-        self.composer.get_tasklet("end_of_training").insert_before(coordinate_end)
+        self.insert_tasklet("coordinate", before="distribute")
+        self.insert_tasklet("coordinate_end", before="end_of_training", fn=self.coordinate)
 
 
 class CoordinatedMiddleAggregator(Coordinated, MiddleAggregator):
@@ -192,10 +188,7 @@ class CoordinatedMiddleAggregator(Coordinated, MiddleAggregator):
 
     def compose(self) -> None:
         super().compose()
-        with self.composer:
-            coordinate = Tasklet("coordinate", self.coordinate)
-            coordinate.set_continue_fn(self.idle)
-        self.composer.get_tasklet("fetch").insert_before(coordinate)
+        self.insert_tasklet("coordinate", before="fetch", retry=self.idle)
 
 
 class CoordinatedTrainer(Coordinated, Trainer):
@@ -228,6 +221,4 @@ class CoordinatedTrainer(Coordinated, Trainer):
 
     def compose(self) -> None:
         super().compose()
-        with self.composer:
-            coordinate = Tasklet("coordinate", self.coordinate)
-        self.composer.get_tasklet("fetch").insert_before(coordinate)
+        self.insert_tasklet("coordinate", before="fetch")

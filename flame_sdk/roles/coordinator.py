@@ -8,7 +8,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from flame_sdk.channels import Channel
-from flame_sdk.composer import Loop, Tasklet
 from flame_sdk.config import ConfigError
 from flame_sdk.roles.base import OptionalUserMethods, Role
 from flame_sdk.wire import Key
@@ -210,23 +209,8 @@ class Coordinator(OptionalUserMethods, Role):
         self.log.info("end of coordination sent", rounds=len(self.assignments))
 
     def compose(self) -> None:
-        with self.composer:
-            init = Tasklet("internal_init", self.internal_init)
-            load = Tasklet("load_data", self.load_data)
-            initialize = Tasklet("initialize", self.initialize)
-            ends = Tasklet("await_ends", self.await_ends)
-            liveness = Tasklet("check_liveness", self.check_liveness)
-            pair = Tasklet("pair", self.pair)
-            assign = Tasklet("assign", self.assign)
-            save = Tasklet("save_metrics", self.save_metrics)
-            inc = Tasklet("inc_round", self.inc_round)
-            eot = Tasklet("end_of_training", self.end_of_training)
-            loop = Loop(lambda: self._work_done)
-            (
-                init
-                >> load
-                >> initialize
-                >> ends
-                >> loop(liveness >> pair >> assign >> save >> inc)
-                >> eot
-            )
+        self.compose_rounds(
+            ("check_liveness", "pair", "assign", "save_metrics", "inc_round"),
+            setup=("await_ends",),
+            finish=("end_of_training",),
+        )

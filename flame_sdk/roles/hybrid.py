@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from flame_sdk.composer import Tasklet
 from flame_sdk.config import Config, ConfigError
 from flame_sdk.optimizers import create_optimizer
 from flame_sdk.roles.aggregator import has_client_protocol
@@ -142,9 +141,7 @@ class HybridTrainer(Trainer):
 
     def compose(self) -> None:
         super().compose()
-        with self.composer:
-            reduce = Tasklet("ring_allreduce", self.ring_allreduce)
-        self.composer.get_tasklet("train").insert_after(reduce)
+        self.insert_tasklet("ring_allreduce", after="train")
 
 
 class HybridTopAggregator(TopAggregator):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from flame_sdk.composer import Loop, Tasklet
 from flame_sdk.optimizers import create_optimizer
 from flame_sdk.roles.aggregator import Aggregator
 from flame_sdk.roles.aggregator_client import AggregatorClient
@@ -71,24 +70,8 @@ class MiddleAggregator(OptionalUserMethods, AggregatorClient, Aggregator):
             self._update = None
 
     def compose(self) -> None:
-        with self.composer:
-            init = Tasklet("internal_init", self.internal_init)
-            load = Tasklet("load_data", self.load_data)
-            initialize = Tasklet("initialize", self.initialize)
-            fetch = Tasklet("fetch", self.fetch)
-            fetch.set_continue_fn(self.fetch_failed)
-            distribute = Tasklet("distribute", self.distribute)
-            distribute.set_continue_fn(self.no_trainer)
-            aggregate = Tasklet("aggregate", self.aggregate)
-            upload = Tasklet("upload", self.upload)
-            evaluate = Tasklet("evaluate", self.evaluate)
-            save = Tasklet("save_metrics", self.save_metrics)
-            eot = Tasklet("end_of_training", self.end_of_training)
-            loop = Loop(lambda: self._work_done)
-            (
-                init
-                >> load
-                >> initialize
-                >> loop(fetch >> distribute >> aggregate >> upload >> evaluate >> save)
-                >> eot
-            )
+        self.compose_rounds(
+            ("fetch", "distribute", "aggregate", "upload", "evaluate", "save_metrics"),
+            finish=("end_of_training",),
+            retry={"fetch": self.fetch_failed, "distribute": self.no_trainer},
+        )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from flame_sdk.composer import Loop, Tasklet
 from flame_sdk.optimizers import create_optimizer
 from flame_sdk.roles.aggregator import Aggregator
 
@@ -66,28 +65,8 @@ class TopAggregator(Aggregator):
         await self.call_registry("save_model", name, self.weights, self.model)
 
     def compose(self) -> None:
-        with self.composer:
-            init = Tasklet("internal_init", self.internal_init)
-            load = Tasklet("load_data", self.load_data)
-            initialize = Tasklet("initialize", self.initialize)
-            base = Tasklet("load_base_model", self.load_base_model)
-            distribute = Tasklet("distribute", self.distribute)
-            aggregate = Tasklet("aggregate", self.aggregate)
-            train = Tasklet("train", self.train)
-            evaluate = Tasklet("evaluate", self.evaluate)
-            save = Tasklet("save_metrics", self.save_metrics)
-            inc = Tasklet("inc_round", self.inc_round)
-            eot = Tasklet("end_of_training", self.end_of_training)
-            params = Tasklet("save_params", self.save_params)
-            model = Tasklet("save_model", self.save_model)
-            loop = Loop(lambda: self._work_done)
-            (
-                init
-                >> load
-                >> initialize
-                >> base
-                >> loop(distribute >> aggregate >> train >> evaluate >> save >> inc)
-                >> eot
-                >> params
-                >> model
-            )
+        self.compose_rounds(
+            ("distribute", "aggregate", "train", "evaluate", "save_metrics", "inc_round"),
+            setup=("load_base_model",),
+            finish=("end_of_training", "save_params", "save_model"),
+        )

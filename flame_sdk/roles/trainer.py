@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from flame_sdk.composer import Loop, Tasklet
 from flame_sdk.datasamplers import DefaultTrainerSampler, TrainerSampler
 from flame_sdk.optimizers import ScaffoldTerm, create_optimizer
 from flame_sdk.privacy import create_privacy
@@ -116,15 +115,7 @@ class Trainer(AggregatorClient):
         return 0.0
 
     def compose(self) -> None:
-        with self.composer:
-            init = Tasklet("internal_init", self.internal_init)
-            load = Tasklet("load_data", self.load_data)
-            initialize = Tasklet("initialize", self.initialize)
-            fetch = Tasklet("fetch", self.fetch)
-            fetch.set_continue_fn(self.fetch_failed)
-            train = Tasklet("train", self.train)
-            evaluate = Tasklet("evaluate", self.evaluate)
-            upload = Tasklet("upload", self.upload)
-            save = Tasklet("save_metrics", self.save_metrics)
-            loop = Loop(lambda: self._work_done)
-            init >> load >> initialize >> loop(fetch >> train >> evaluate >> upload >> save)
+        self.compose_rounds(
+            ("fetch", "train", "evaluate", "upload", "save_metrics"),
+            retry={"fetch": self.fetch_failed},
+        )
