@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import timedelta
+from pathlib import Path
 from typing import Any, Protocol
 
 import pytest
@@ -13,13 +14,14 @@ from bson import ObjectId
 from flame_common.documents import ComputeDoc
 from flame_common.settings import FlameSettings
 from flame_controller import decide as d
+from flame_controller.app import open_stores
 from flame_controller.expansion import PlannedTask
 from flame_controller.memory import MemoryCatalog, MemoryJobStore
 from flame_controller.mongo import MongoCatalog, MongoJobStore
 from flame_controller.planning import Planner, new_keys
 from flame_controller.ports import Catalog, DuplicateEvent, JobRecords, JobStore
 from flame_controller.state import JobView, evolve
-from schemas.events import EventBase, make_event
+from schemas.events import EventBase, parse_event
 from schemas.states import JobState
 from tests.controller.conftest import MNIST_DATASET, memory_catalog, mnist, seed_example
 
@@ -86,7 +88,8 @@ class StoreContract:
     async def _observe(
         self, a: Adapters, job: Job, type_: str, payload: dict[str, Any], **env: Any
     ) -> list[EventBase]:
-        event = make_event(type_, payload, job_id=job.state.job_id, source="test", **env)
+        raw = {"type": type_, "payload": payload, "job_id": job.state.job_id, "source": "test"}
+        event = parse_event({**raw, **env})
         return await self._step(a, job, d.Observe(event), observed={event.id})
 
     # --- catalog ---------------------------------------------------------------------------------
@@ -299,3 +302,17 @@ class TestMongoStore(StoreContract):
 
     async def add_unmanaged(self, a: Adapters, compute_id: str) -> None:
         await ComputeDoc(compute_id=compute_id, managed=False).insert()
+
+
+async def test_the_composition_root_builds_the_configured_adapters(tmp_path: Path) -> None:
+    settings = FlameSettings(home=tmp_path, controller_store="memory")
+    async with open_stores(settings) as stores:
+        assert isinstance(stores.jobs, MemoryJobStore)
+        assert isinstance(stores.catalog, MemoryCatalog)
+
+
+@pytest.mark.integration
+async def test_the_composition_root_connects_mongo_by_default(settings: FlameSettings) -> None:
+    async with open_stores(settings) as stores:
+        assert isinstance(stores.jobs, MongoJobStore)
+        assert await stores.jobs.open_jobs() == []
