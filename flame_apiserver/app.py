@@ -10,7 +10,16 @@ from fastapi import FastAPI
 from flame_apiserver.context import ApiContext
 from flame_apiserver.errors import install_error_handlers
 from flame_apiserver.middleware import BodyLimit, SlashTolerance
-from flame_apiserver.routes import agents, code, computes, datasets, designs, events, jobs
+from flame_apiserver.routes import (
+    agents,
+    code,
+    computes,
+    datasets,
+    deadletters,
+    designs,
+    events,
+    jobs,
+)
 from flame_apiserver.rpc import ControllerClient
 from flame_apiserver.sse import StreamTiming
 from flame_common.bus import events_exchange, make_broker
@@ -59,6 +68,7 @@ def create_app(settings: FlameSettings, *, stream_timing: StreamTiming | None = 
         events.router,
         computes.router,
         agents.router,
+        deadletters.router,
     ):
         app.include_router(router)
     app.add_middleware(BodyLimit, max_bytes=settings.max_code_bytes + _MULTIPART_OVERHEAD)

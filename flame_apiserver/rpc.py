@@ -15,13 +15,14 @@ import uuid
 from typing import Any
 
 from aio_pika.exceptions import AMQPError
-from faststream.rabbit import RabbitBroker, RabbitQueue
+from faststream.rabbit import RabbitBroker
 from faststream.rabbit.annotations import RabbitMessage
 from pamqp.commands import Basic
 
-from flame_common.bus import names
+from flame_common.bus import rabbit_queue
 from flame_common.logs import get_logger
 from flame_common.settings import FlameSettings
+from flame_common.topology import topology
 from schemas.commands import Command, CommandReply
 from schemas.errors import Unavailable
 
@@ -34,14 +35,9 @@ class ControllerClient:
     def __init__(self, broker: RabbitBroker, settings: FlameSettings) -> None:
         self._broker = broker
         self._timeout = settings.rpc_timeout
-        self._command_queue = names(settings).command_queue
+        self._command_queue = topology(settings).commands.name
         self._pending: dict[str, asyncio.Future[Any]] = {}
-        self.reply_queue = RabbitQueue(
-            f"{names(settings).queue('apiserver.replies')}.{uuid.uuid4().hex[:12]}",
-            durable=False,
-            exclusive=True,
-            auto_delete=True,
-        )
+        self.reply_queue = rabbit_queue(topology(settings).replies(uuid.uuid4().hex[:12]))
 
         async def on_reply(body: Any, message: RabbitMessage) -> None:
             future = self._pending.get(message.correlation_id or "")

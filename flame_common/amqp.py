@@ -1,6 +1,7 @@
-"""aio-pika plumbing of the notifier, flamelets and deployers: robust connections, queue layouts.
+"""aio-pika plumbing of the notifier, flamelets and deployers: robust connections, declarations
+of the namespace's exchanges and queues (as `flame_common.topology` describes them), event messages.
 
-Both sides of a queue declare it through these functions, so the arguments always match
+Both sides of a queue declare it through `topology.declare_queue`, so the arguments always match
 (RabbitMQ refuses a re-declaration with different arguments).
 """
 
@@ -14,14 +15,11 @@ from aio_pika.abc import (
     AbstractRobustConnection,
 )
 
-from flame_common.busnames import names
 from flame_common.settings import FlameSettings
+from flame_common.topology import NOTIFIER_INBOX, declare_exchange, declare_queue, topology
 from schemas.events import EventBase, event_json
 
-NOTIFIER_INBOX = "notifier.agents"  # registrations and heartbeats of agents, read by the notifier
-AGENT_INBOX_EXPIRES_MS = (
-    24 * 3600 * 1000
-)  # an agent inbox unused for a day is removed by the broker
+__all__ = ["NOTIFIER_INBOX"]  # the notifier inbox's consumer name, for agents addressing it
 
 
 async def connect(settings: FlameSettings, *, name: str) -> AbstractRobustConnection:
@@ -32,47 +30,33 @@ async def connect(settings: FlameSettings, *, name: str) -> AbstractRobustConnec
 
 
 async def events_exchange(channel: AbstractChannel, settings: FlameSettings) -> AbstractExchange:
-    """The durable topic exchange of events (same declaration as `flame_common.bus`)."""
-    return await channel.declare_exchange(
-        names(settings).events_exchange, aio_pika.ExchangeType.TOPIC, durable=True
-    )
+    """The durable topic exchange of events."""
+    return await declare_exchange(channel, topology(settings).events)
 
 
 async def agents_exchange(channel: AbstractChannel, settings: FlameSettings) -> AbstractExchange:
     """The durable direct exchange of agent inboxes (routing key = task id)."""
-    return await channel.declare_exchange(
-        names(settings).agents_exchange, aio_pika.ExchangeType.DIRECT, durable=True
-    )
+    return await declare_exchange(channel, topology(settings).agents)
 
 
 async def agent_inbox(
     channel: AbstractChannel, settings: FlameSettings, task_id: str
 ) -> AbstractQueue:
     """Declare (idempotently) the durable inbox of one task's agent on the agents exchange."""
-    exchange = await agents_exchange(channel, settings)
-    queue = await channel.declare_queue(
-        names(settings).agent_queue(task_id),
-        durable=True,
-        arguments={"x-expires": AGENT_INBOX_EXPIRES_MS},
-    )
-    await queue.bind(exchange, routing_key=task_id)
-    return queue
+    return await declare_queue(channel, topology(settings).agent_inbox(task_id))
 
 
 async def notifier_inbox(channel: AbstractChannel, settings: FlameSettings) -> AbstractQueue:
     """Declare the durable queue agents send registrations and heartbeats to."""
-    return await channel.declare_queue(names(settings).queue(NOTIFIER_INBOX), durable=True)
+    return await declare_queue(channel, topology(settings).notifier_inbox)
 
 
 async def consumer_queue(
     channel: AbstractChannel, settings: FlameSettings, consumer: str, event_types: list[str]
 ) -> AbstractQueue:
-    """A durable queue of one consumer bound to the events exchange for the given event types."""
-    exchange = await events_exchange(channel, settings)
-    queue = await channel.declare_queue(names(settings).queue(consumer), durable=True)
-    for event_type in event_types:
-        await queue.bind(exchange, routing_key=event_type)
-    return queue
+    """The quorum queue of one consumer bound to the events exchange for the given event types
+    (dead-letters after `settings.delivery_limit` attempts)."""
+    return await declare_queue(channel, topology(settings).consumer(consumer, event_types))
 
 
 def event_message(

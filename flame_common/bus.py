@@ -1,4 +1,4 @@
-"""FastStream helpers for the event bus: the events exchange, consumer queues, publishing.
+"""FastStream helpers for the event bus: objects derived from `flame_common.topology`, publishing.
 
 Every exchange and queue name is prefixed by `settings.namespace`, so stacks (and test runs) can
 share one broker without seeing each other's traffic.
@@ -6,19 +6,34 @@ share one broker without seeing each other's traffic.
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 from faststream.rabbit import ExchangeType, RabbitBroker, RabbitExchange, RabbitQueue
 
 from flame_common.busnames import BusNames, names  # noqa: F401  (BusNames re-exported)
 from flame_common.settings import FlameSettings
+from flame_common.topology import Exchange, Queue, topology
 from schemas.events import EventBase, event_json
 
 
+def rabbit_exchange(exchange: Exchange) -> RabbitExchange:
+    return RabbitExchange(exchange.name, type=ExchangeType(exchange.kind), durable=True)
+
+
+def rabbit_queue(queue: Queue) -> RabbitQueue:
+    """The FastStream queue of a topology queue (bind it with its exchange and routing key)."""
+    return RabbitQueue(
+        queue.name,
+        durable=queue.durable,
+        exclusive=queue.exclusive,
+        auto_delete=queue.exclusive,
+        # FastStream types arguments per queue type; an `x-queue-type` in them wins
+        arguments=cast(Any, dict(queue.arguments) or None),
+    )
+
+
 def events_exchange(settings: FlameSettings) -> RabbitExchange:
-    return RabbitExchange(names(settings).events_exchange, type=ExchangeType.TOPIC, durable=True)
-
-
-def consumer_queue(settings: FlameSettings, consumer: str, routing_key: str = "#") -> RabbitQueue:
-    return RabbitQueue(names(settings).queue(consumer), durable=True, routing_key=routing_key)
+    return rabbit_exchange(topology(settings).events)
 
 
 def make_broker(settings: FlameSettings) -> RabbitBroker:

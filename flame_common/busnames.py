@@ -24,6 +24,11 @@ class BusNames:
         return f"{self.namespace}.agents"
 
     @property
+    def dead_letters(self) -> str:
+        """Exchange and queue of messages no consumer could handle (`flame_common.topology`)."""
+        return f"{self.namespace}.dead-letters"
+
+    @property
     def command_queue(self) -> str:
         """RPC queue of the controller (job commands)."""
         return f"{self.namespace}.controller.commands"

@@ -21,6 +21,10 @@ class FlameSettings(BaseSettings):
     # RabbitMQ and the namespace that prefixes every exchange and queue (tests use a unique one).
     rabbit_url: str = "amqp://guest:guest@127.0.0.1:5672/"
     namespace: str = "flame"
+    # Consumer queues: attempts at a message before the broker moves it to <ns>.dead-letters,
+    # and the wait before a failed message goes back to its queue (doubles with each attempt).
+    delivery_limit: int = Field(default=5, ge=1)
+    redelivery_delay: float = Field(default=0.5, ge=0)
     # REST API
     api_host: str = "127.0.0.1"
     api_port: int = 10100

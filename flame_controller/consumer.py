@@ -2,8 +2,11 @@
 
 Deliveries (raw aiormq messages: no per-message wrapper objects) wait in an inbox, at most
 `prefetch` unacked; each pass takes what is there, writes it as one batch per job (`handle`), and
-only then acks: one `multiple` ack when every job's write succeeded, else a requeue (nack) of the
-messages of the jobs whose write failed. After a reconnect the consumer is registered again.
+only then acks: one `multiple` ack when every job's write succeeded. Otherwise each message is
+settled alone: the messages of a job whose write failed go back to the queue after a delay
+(`flame_common.redelivery`; the quorum queue dead-letters them after `delivery_limit` attempts),
+undecodable ones are rejected straight to the dead letters. After a reconnect the consumer is
+registered again.
 """
 
 from __future__ import annotations
@@ -11,14 +14,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 
-import aio_pika
 from aio_pika.abc import AbstractRobustChannel, AbstractRobustConnection
 from aiormq.abc import DeliveredMessage
 from pydantic import ValidationError
 
-from flame_common.bus import names
 from flame_common.logs import get_logger
+from flame_common.redelivery import attempt, before_return
 from flame_common.settings import FlameSettings
+from flame_common.topology import declare_queue, topology
 from schemas.events import EventBase, parse_event
 
 log = get_logger(__name__)
@@ -54,19 +57,15 @@ class EventConsumer:
         self.prefetch = prefetch
         self.max_batch = max_batch
         self._inbox: asyncio.Queue[DeliveredMessage] = asyncio.Queue()
-        self._queue = names(settings).queue(EVENTS_CONSUMER)
+        self._spec = topology(settings).consumer(EVENTS_CONSUMER, CONSUMED)
+        self._queue = self._spec.name
         self._channel: AbstractRobustChannel | None = None
 
     async def start(self, connection: AbstractRobustConnection) -> None:
         """Declare the durable queue, bind every consumed type, start receiving into the inbox."""
         channel = self._channel = await connection.channel()
         await channel.set_qos(prefetch_count=self.prefetch)
-        exchange = await channel.declare_exchange(
-            names(self.settings).events_exchange, aio_pika.ExchangeType.TOPIC, durable=True
-        )
-        queue = await channel.declare_queue(self._queue, durable=True)
-        for routing_key in CONSUMED:
-            await queue.bind(exchange, routing_key=routing_key)
+        await declare_queue(channel, self._spec)
         channel.reopen_callbacks.add(self._consume)  # the restored channel has no consumer
         await self._consume()
 
@@ -89,50 +88,71 @@ class EventConsumer:
     async def process(self, batch: Sequence[DeliveredMessage]) -> None:
         """Write one batch (one `handle` call per job, concurrently), then settle its messages."""
         groups: dict[str, list[EventBase]] = {}
-        job_of: list[str] = []  # per message: its job ("" = dropped, acked as is)
+        job_of: list[str | None] = []  # per message: its job ("" = dropped; None = undecodable)
         for message in batch:
             event = _decode(message.body)
-            job_id = (event.job_id or "") if event is not None else ""
-            if event is not None:
+            job_id = (event.job_id or "") if isinstance(event, EventBase) else event
+            if isinstance(event, EventBase) and job_id:
                 groups.setdefault(job_id, []).append(event)
             job_of.append(job_id)
         jobs = list(groups)
         results = await asyncio.gather(
             *(self.handle(job_id, groups[job_id]) for job_id in jobs), return_exceptions=True
         )
-        failed = set()
+        failed: dict[str, BaseException] = {}
         for job_id, result in zip(jobs, results, strict=True):
             if isinstance(result, BaseException):
                 log.error("event batch not written, requeued", job_id=job_id, error=repr(result))
-                failed.add(job_id)
-        if not failed:  # every earlier delivery is settled: one ack covers the batch
+                failed[job_id] = result
+        if not failed and None not in job_of:  # one ack covers the batch and earlier deliveries
             await _settle(batch[-1], ack=True, multiple=True)
             return
+        if failed:
+            await self._before_return(batch, job_of, failed)
         for message, job_id in zip(batch, job_of, strict=True):
-            await _settle(message, ack=job_id not in failed)
+            if job_id is None:
+                await _settle(message, ack=False, requeue=False)
+            else:
+                await _settle(message, ack=job_id not in failed)
+
+    async def _before_return(
+        self,
+        batch: Sequence[DeliveredMessage],
+        job_of: Sequence[str | None],
+        failed: dict[str, BaseException],
+    ) -> None:
+        """Wait before the failed messages go back (the last attempt of a message: log it)."""
+        returned = [m for m, j in zip(batch, job_of, strict=True) if j in failed]
+        attempts = max(attempt(m.header.properties.headers) for m in returned)
+        ids = [m.header.properties.message_id or "" for m in returned]
+        errors = "; ".join(f"{job_id}: {exc!r}" for job_id, exc in failed.items())
+        await before_return(self.settings, self._queue, attempts, ids, errors)
 
 
-async def _settle(message: DeliveredMessage, *, ack: bool, multiple: bool = False) -> None:
-    """Ack, or nack with requeue; on a channel lost meanwhile the broker has requeued it anyway
-    (the redelivery is then skipped as a duplicate)."""
+async def _settle(
+    message: DeliveredMessage, *, ack: bool, multiple: bool = False, requeue: bool = True
+) -> None:
+    """Ack, or nack (requeue, or dead-letter); on a channel lost meanwhile the broker has requeued
+    it anyway (the redelivery is then skipped as a duplicate)."""
     tag = message.delivery_tag
     assert tag is not None  # always set on a consumed delivery
     try:
         if ack:
             await message.channel.basic_ack(tag, multiple=multiple)
         else:
-            await message.channel.basic_nack(tag, requeue=True)
+            await message.channel.basic_nack(tag, requeue=requeue)
     except Exception as exc:
         log.warning("acknowledgement failed", error=repr(exc))
 
 
-def _decode(body: bytes) -> EventBase | None:
+def _decode(body: bytes) -> EventBase | str | None:
+    """The event; "" for one without a job (dropped); None when undecodable (dead-lettered)."""
     try:
         event = parse_event(body)
     except ValidationError as exc:
-        log.warning("undecodable event dropped", error=str(exc.errors()[0]["msg"]))
+        log.error("undecodable event dead-lettered", error=str(exc.errors()[0]["msg"]))
         return None
     if not event.job_id:
         log.warning("event without job id dropped", event_id=event.id, type=event.type)
-        return None
+        return ""
     return event

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from faststream.rabbit import RabbitQueue, RabbitRouter
+from faststream.rabbit import RabbitRouter
 from pydantic import ValidationError
 
-from flame_common.bus import names
+from flame_common.bus import rabbit_queue
 from flame_common.logs import get_logger
 from flame_common.settings import FlameSettings
+from flame_common.topology import topology
 from flame_controller.service import Controller
 from schemas.commands import COMMAND_ADAPTER, CommandReply
 from schemas.errors import BadRequest, FlameError
@@ -37,7 +38,7 @@ async def handle_command(controller: Controller, body: Any) -> dict[str, Any]:
 def build_router(settings: FlameSettings, controller: Controller) -> RabbitRouter:
     router = RabbitRouter()
 
-    @router.subscriber(RabbitQueue(names(settings).command_queue, durable=True))
+    @router.subscriber(rabbit_queue(topology(settings).commands))
     async def on_command(body: dict[str, Any]) -> dict[str, Any]:
         return await handle_command(controller, body)
 

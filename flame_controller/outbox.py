@@ -9,9 +9,9 @@ import aio_pika
 from aio_pika.abc import AbstractRobustChannel, AbstractRobustConnection
 from pamqp.commands import Basic
 
-from flame_common.bus import names
 from flame_common.logs import get_logger
 from flame_common.settings import FlameSettings
+from flame_common.topology import declare_exchange, topology
 from flame_controller.ports import JobStore
 from schemas.events import EventBase, event_json
 
@@ -31,16 +31,14 @@ class OutboxRelay:
         self._queue: asyncio.Queue[Sequence[EventBase]] = asyncio.Queue()
         self._idle = asyncio.Event()
         self._idle.set()
-        self._exchange = names(settings).events_exchange
+        self._exchange = topology(settings).events.name
         self._channel: AbstractRobustChannel | None = None
         self._unmarked: list[str] = []
 
     async def open(self, connection: AbstractRobustConnection) -> None:
         """Open the publishing channel (publisher confirms) and declare the events exchange."""
         self._channel = await connection.channel(publisher_confirms=True)
-        await self._channel.declare_exchange(
-            self._exchange, aio_pika.ExchangeType.TOPIC, durable=True
-        )
+        await declare_exchange(self._channel, topology(self.settings).events)
 
     def enqueue(self, events: Sequence[EventBase]) -> None:
         if events:

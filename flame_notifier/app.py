@@ -17,6 +17,7 @@ from flame_common.busnames import names
 from flame_common.db import init_db
 from flame_common.documents import ALL_DOCUMENTS, TaskDoc
 from flame_common.logs import get_logger
+from flame_common.redelivery import processing
 from flame_common.settings import FlameSettings
 from flame_notifier.documents import AgentDoc, Presence
 from flame_notifier.presence import PresenceBook
@@ -102,7 +103,7 @@ class Notifier:
     # --- events from the controller --------------------------------------------------------
 
     async def on_event(self, message: AbstractIncomingMessage) -> None:
-        async with message.process(requeue=True):
+        async with processing(message, self.settings, CONSUMER):
             event = _decode(message)
             if event is None:
                 return

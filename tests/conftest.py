@@ -50,8 +50,9 @@ _QUEUES = (
     "notifier",
     "notifier.agents",
     "deployer.default",
+    "dead-letters",
 )
-_EXCHANGES = ("events", "agents")
+_EXCHANGES = ("events", "agents", "dead-letters")
 
 
 def track_namespace(ns: str) -> str:

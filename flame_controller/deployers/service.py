@@ -12,6 +12,7 @@ from aio_pika.abc import AbstractExchange, AbstractIncomingMessage
 from flame_common import amqp
 from flame_common.documents import TaskDoc
 from flame_common.logs import get_logger
+from flame_common.redelivery import processing
 from flame_common.settings import FlameSettings
 from flame_controller.deployers.base import Deployer, WorkerSpec
 from schemas.events import EventBase, WorkerCreated, WorkerFailed, make_event, parse_event
@@ -50,7 +51,7 @@ class DeployerService:
         await self._publish("worker.failed", payload, job_id, task_id, uuid.uuid4().hex)
 
     async def on_message(self, message: AbstractIncomingMessage) -> None:
-        async with message.process(requeue=True):
+        async with processing(message, self.settings, f"deployer.{self.compute_id}"):
             try:
                 event = parse_event(message.body)
             except (pydantic.ValidationError, ValueError):

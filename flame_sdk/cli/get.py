@@ -1,4 +1,4 @@
-"""`flamectl get design(s)|schema|code|coderevision|dataset(s)|job(s)|task(s)`."""
+"""`flamectl get design(s)|schema|code|coderevision|dataset(s)|job(s)|task(s)|deadletters`."""
 
 from __future__ import annotations
 
@@ -152,4 +152,29 @@ def tasks(ctx: typer.Context, job_id: JobId, limit: Limit = 100) -> None:
         print_table(
             ["Job ID", "Task ID", "Role", "Compute", "State", "Timestamp"],
             [[t.job_id, t.task_id, t.role, t.compute_id, t.state, t.timestamp] for t in found],
+        )
+
+
+@app.command("deadletters")
+def deadletters(ctx: typer.Context, limit: Limit = 100) -> None:
+    """List messages the control plane gave up on (oldest first; they are left in place)."""
+    found = run(ctx, lambda c: c.deadletters.list(limit=limit))
+    if json_output(ctx):
+        print_json([d.model_dump(mode="json") for d in found])
+    elif not found:
+        print_message("No dead letters")
+    else:
+        print_table(
+            ["Message ID", "Routing key", "Queue", "Reason", "Count", "Dead-lettered at"],
+            [
+                [
+                    d.message_id,
+                    d.routing_key,
+                    d.queue,
+                    d.reason,
+                    str(d.count),
+                    d.dead_lettered_at.isoformat() if d.dead_lettered_at else "",
+                ]
+                for d in found
+            ],
         )

@@ -8,6 +8,7 @@ import httpx
 
 from flame_sdk.client.computes import ComputesClient
 from flame_sdk.client.datasets import DatasetsClient
+from flame_sdk.client.deadletters import DeadLettersClient
 from flame_sdk.client.designs import CodeClient, DesignsClient, SchemasClient
 from flame_sdk.client.http import Transport
 from flame_sdk.client.jobs import JobsClient
@@ -42,6 +43,7 @@ class FlameClient:
         self.tasks = TasksClient(self._transport, user)
         self.jobs = JobsClient(self._transport, user, self.tasks)
         self.computes = ComputesClient(self._transport, user)
+        self.deadletters = DeadLettersClient(self._transport, user)
 
     @property
     def endpoint(self) -> str:

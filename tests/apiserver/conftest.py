@@ -20,7 +20,7 @@ from faststream.rabbit import RabbitBroker, RabbitQueue
 
 from flame_apiserver.app import create_app
 from flame_apiserver.sse import StreamTiming
-from flame_common.bus import consumer_queue, events_exchange, names
+from flame_common.bus import events_exchange, names
 from flame_common.settings import FlameSettings
 from schemas.commands import COMMAND_ADAPTER, CommandReply
 from schemas.errors import FlameError
@@ -115,8 +115,8 @@ class EventSink:
 async def event_sink(settings: FlameSettings) -> AsyncIterator[EventSink]:
     sink = EventSink()
     broker = RabbitBroker(settings.rabbit_url, logger=None)
-    queue = consumer_queue(settings, f"test-sink-{uuid.uuid4().hex[:6]}")
-    queue = RabbitQueue(queue.name, auto_delete=True, routing_key="#")
+    name = names(settings).queue(f"test-sink-{uuid.uuid4().hex[:6]}")
+    queue = RabbitQueue(name, auto_delete=True, routing_key="#")
 
     @broker.subscriber(queue, events_exchange(settings), no_reply=True)
     async def collect(body: dict[str, Any]) -> None:

@@ -1,0 +1,91 @@
+"""Poison messages on the real RabbitMQ: dead-lettered after N attempts, shown by the API."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+import aio_pika
+import httpx
+import pytest
+
+from flame_common import amqp
+from flame_common.deadletters import peek
+from flame_common.settings import FlameSettings
+from flame_controller.consumer import EventConsumer
+from schemas.deadletters import DeadLetter
+from schemas.events import EventBase, parse_event
+
+pytestmark = pytest.mark.integration
+
+ATTEMPTS = 3
+
+
+def _status(job_id: str) -> EventBase:
+    return parse_event(
+        {
+            "type": "task.status_changed",
+            "job_id": job_id,
+            "task_id": "t1",
+            "payload": {"state": "running"},
+        }
+    )
+
+
+async def _dead_letters(settings: FlameSettings, count: int) -> list[DeadLetter]:
+    async with asyncio.timeout(20):
+        while len(letters := await peek(settings, 100)) < count:
+            await asyncio.sleep(0.1)
+    return letters
+
+
+async def test_poison_events_end_in_the_dead_letters_and_are_listed(
+    settings: FlameSettings, app_client: httpx.AsyncClient
+) -> None:
+    settings = settings.with_overrides(delivery_limit=ATTEMPTS, redelivery_delay=0.01)
+    attempts: dict[str, int] = {}
+
+    async def handle(job_id: str, events: Sequence[EventBase]) -> None:
+        attempts[job_id] = attempts.get(job_id, 0) + 1
+        if job_id == "poison":
+            raise RuntimeError("this event breaks the store every time")
+
+    connection = await aio_pika.connect_robust(settings.rabbit_url)
+    consumer = EventConsumer(settings, handle)
+    await consumer.start(connection)
+    runner = asyncio.create_task(consumer.run())
+    poison, good = _status("poison"), _status("good")
+    try:
+        channel = await connection.channel()
+        exchange = await amqp.events_exchange(channel, settings)
+        for event in (poison, good):
+            await exchange.publish(amqp.event_message(event), routing_key=event.type)
+        garbage = aio_pika.Message(b"{not json", message_id="garbage")
+        await exchange.publish(garbage, routing_key="task.status_changed")
+        letters = await _dead_letters(settings, 2)
+    finally:
+        runner.cancel()
+        await asyncio.gather(runner, return_exceptions=True)
+        await connection.close()
+
+    assert attempts == {"poison": ATTEMPTS, "good": 1}  # tried N times; the rest went on
+    by_id = {letter.message_id: letter for letter in letters}
+    assert set(by_id) == {poison.id, "garbage"}
+    queue = f"{settings.namespace}.controller.events"
+    assert (by_id[poison.id].reason, by_id[poison.id].queue) == ("delivery_limit", queue)
+    assert by_id[poison.id].routing_key == "task.status_changed"
+    assert parse_event(by_id[poison.id].body).id == poison.id
+    assert (by_id["garbage"].reason, by_id["garbage"].body) == ("rejected", "{not json")
+
+    response = await app_client.get("/deadletters", params={"limit": 10})
+    assert response.status_code == 200, response.text
+    listed = [DeadLetter.model_validate(d) for d in response.json()]
+    assert [d.message_id for d in listed] == [d.message_id for d in letters]  # still there
+    one = await app_client.get("/deadletters", params={"limit": 1})
+    assert len(one.json()) == 1
+
+
+async def test_dead_letters_of_an_empty_namespace(app_client: httpx.AsyncClient) -> None:
+    response = await app_client.get("/deadletters")
+    assert response.status_code == 200 and response.json() == []
+    assert (await app_client.get("/deadletters", params={"limit": 0})).status_code == 400
