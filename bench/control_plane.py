@@ -39,8 +39,16 @@ from flame_common.logs import configure_logging
 from flame_common.settings import FlameSettings
 from flame_controller.app import running_controller
 from schemas.commands import CommandReply, CreateJob, StartJob
-from schemas.events import make_event
+from schemas.events import (
+    AgentRegistered,
+    AgentRegisteredEvent,
+    Envelope,
+    EventBase,
+    TaskStatusChanged,
+    TaskStatusChangedEvent,
+)
 from schemas.job import JobSpec
+from schemas.states import JobState
 
 TASKS = 1000
 ROUNDS = int(
@@ -63,8 +71,8 @@ def _code() -> bytes:
 
 async def raw_rate(url: str) -> float:
     """aio-pika alone: publish (confirms, pipelined) and consume event-sized messages."""
-    body = make_event(
-        "task.status_changed", {"state": "running"}, job_id="j" * 24, task_id="t" * 40
+    body = TaskStatusChangedEvent(
+        payload=TaskStatusChanged(state=JobState.RUNNING), job_id="j" * 24, task_id="t" * 40
     )
     payload = body.model_dump_json().encode()
     conn = await aio_pika.connect_robust(url)
@@ -152,28 +160,41 @@ class Agents:
             await queue.bind(self.exchange, routing_key=key)
         await queue.consume(self.on_message, no_ack=True)
 
-    async def publish(self, type_: str, payload: dict[str, object], task_id: str) -> None:
-        event = make_event(type_, payload, job_id=self.job_id, task_id=task_id, source="bench")
+    def status(self, task_id: str, state: JobState) -> EventBase:
+        payload = TaskStatusChanged(state=state)
+        return TaskStatusChangedEvent(payload=payload, **self.envelope(task_id))
+
+    def envelope(self, task_id: str) -> Envelope:
+        return Envelope(job_id=self.job_id, task_id=task_id, source="bench")
+
+    async def publish(self, event: EventBase) -> None:
         message = aio_pika.Message(
             event.model_dump_json().encode(),
             content_type="application/json",
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
             message_id=event.id,
         )
-        await self.exchange.publish(message, routing_key=type_)
+        await self.exchange.publish(message, routing_key=event.type)
         self.sent += 1
 
-    async def publish_all(self, type_: str, payloads: list[tuple[dict[str, object], str]]) -> None:
-        for i in range(0, len(payloads), 250):
-            await asyncio.gather(*(self.publish(type_, p, t) for p, t in payloads[i : i + 250]))
+    async def publish_all(self, events: list[EventBase]) -> None:
+        for i in range(0, len(events), 250):
+            await asyncio.gather(*(self.publish(e) for e in events[i : i + 250]))
 
     async def on_message(self, message: aio_pika.abc.AbstractIncomingMessage) -> None:
         data = json.loads(message.body)
         if data["type"] == "worker.requested":
             ids = data["payload"]["task_ids"]
-            await self.publish_all("agent.registered", [({"agent_id": f"a-{t}"}, t) for t in ids])
+            await self.publish_all(
+                [
+                    AgentRegisteredEvent(
+                        payload=AgentRegistered(agent_id=f"a-{t}"), **self.envelope(t)
+                    )
+                    for t in ids
+                ]
+            )
         elif data["type"] == "task.assigned":
-            await self.publish("task.status_changed", {"state": "running"}, data["task_id"])
+            await self.publish(self.status(data["task_id"], JobState.RUNNING))
         elif data["job_id"] == self.job_id and data["payload"]["to_state"] == "completed":
             self.completed.set()
 
@@ -234,7 +255,7 @@ async def run_round(settings: FlameSettings, call: Call, ids: list[str]) -> Roun
     await wait_all_tasks(job_id, "running")
     all_running = time.perf_counter() - t_start
     t_c = time.perf_counter()
-    await agents.publish_all("task.status_changed", [({"state": "completed"}, t) for t in task_ids])
+    await agents.publish_all([agents.status(t, JobState.COMPLETED) for t in task_ids])
     await agents.completed.wait()
     done = time.perf_counter()
     job_doc = await JobDoc.get_pymongo_collection().find_one({"job_id": job_id}, {"state": 1})

@@ -31,7 +31,7 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from flame_sdk.client import FlameClient
-from schemas.events import EventBase
+from schemas.events import EventBase, TaskStatusChangedEvent
 from tests.agents.helpers import ROLES
 from tests.agents.stack import ZYGOTE, LocalStack, create_job, job_events, local_stack, wait_state
 from tests.conftest import delete_namespaces
@@ -112,7 +112,7 @@ def nine_trainer_example(tmp: Path) -> str:
 
 
 def _key(e: EventBase) -> str:
-    return e.type if e.type != "task.status_changed" else f"task.{e.payload.state.value}"
+    return f"task.{e.payload.state.value}" if isinstance(e, TaskStatusChangedEvent) else e.type
 
 
 def print_timeline(started: datetime, events: list[EventBase]) -> None:
@@ -140,7 +140,7 @@ async def one_job(client: FlameClient, example_dir: str, timeline: bool) -> tupl
     if status.state.value != "completed":
         raise SystemExit(f"job ended {status.state.value}: {status.reason}")
     events = await job_events(client, job_id)
-    changes = [e for e in events if e.type == "task.status_changed"]
+    changes = [e for e in events if isinstance(e, TaskStatusChangedEvent)]
     running = min(e.occurred_at for e in changes if e.payload.state.value == "running")
     done = max(e.occurred_at for e in changes if e.payload.state.value == "completed")
     assert len({e.task_id for e in changes}) == TASKS

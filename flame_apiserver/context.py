@@ -14,7 +14,7 @@ from flame_apiserver.rpc import ControllerClient
 from flame_common.bus import publish_event
 from flame_common.logs import get_logger
 from flame_common.settings import FlameSettings
-from schemas.events import ResourceChanged, make_event
+from schemas.events import ResourceChanged, ResourceEventType, resource_event
 
 log = get_logger(__name__)
 
@@ -34,7 +34,7 @@ class ApiContext:
 
     async def announce(
         self,
-        event_type: str,
+        event_type: ResourceEventType,
         user_id: str,
         resource_id: str,
         revision: int = 0,
@@ -47,7 +47,7 @@ class ApiContext:
         payload = ResourceChanged(
             user_id=user_id, resource_id=resource_id, revision=revision, detail=detail
         )
-        event = make_event(event_type, payload, source="apiserver")
+        event = resource_event(event_type, payload, source="apiserver")
         try:
             await publish_event(self.broker, self.settings, event)
         except (AMQPError, ConnectionError, RuntimeError) as exc:

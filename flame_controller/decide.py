@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from flame_controller.expansion import PlannedTask
 from flame_controller.state import (
@@ -21,7 +20,36 @@ from flame_controller.state import (
     evolve,
 )
 from schemas.errors import Conflict, Invalid, NotFound
-from schemas.events import EventBase, make_event
+from schemas.events import (
+    AgentLostEvent,
+    AgentRegisteredEvent,
+    Envelope,
+    EventBase,
+    JobCreated,
+    JobCreatedEvent,
+    JobDeleted,
+    JobDeletedEvent,
+    JobStateChanged,
+    JobStateChangedEvent,
+    JobUpdated,
+    JobUpdatedEvent,
+    TaskAssigned,
+    TaskAssignedEvent,
+    TaskCreated,
+    TaskCreatedEvent,
+    TaskRemoved,
+    TaskRemovedEvent,
+    TaskStatusChanged,
+    TaskStatusChangedEvent,
+    TaskStopRequested,
+    TaskStopRequestedEvent,
+    WorkerCreatedEvent,
+    WorkerFailedEvent,
+    WorkerReleased,
+    WorkerReleasedEvent,
+    WorkerRequested,
+    WorkerRequestedEvent,
+)
 from schemas.job import JobSpec
 from schemas.states import AGENT_REPORTABLE_STATES, JobState
 
@@ -99,7 +127,7 @@ def decide_folded(
             _update(new, command)
         case Delete():
             _require_editable(state, "delete")
-            new.emit("job.deleted", {"user_id": state.user_id})
+            new.add(JobDeletedEvent(payload=JobDeleted(user_id=state.user_id), **new.envelope()))
         case Start():
             _require(state, JobState.STARTING, "start")
             _start(new, command)
@@ -126,23 +154,19 @@ class _Emitter:
         self.state = evolve(self.state, event)
         self.events.append(event)
 
-    def emit(self, type_: str, payload: dict[str, Any], task_id: str | None = None) -> None:
-        self.add(
-            make_event(
-                type_,
-                payload,
-                job_id=self.state.job_id,
-                task_id=task_id,
-                source=SOURCE,
-                correlation_id=self.correlation_id,
-                causation_id=self.cause,
-            )
+    def envelope(self, task_id: str | None = None) -> Envelope:
+        """The envelope fields of the next event (of the job, or of `task_id`)."""
+        return Envelope(
+            job_id=self.state.job_id,
+            task_id=task_id,
+            source=SOURCE,
+            correlation_id=self.correlation_id,
+            causation_id=self.cause,
         )
 
     def move(self, to: JobState, reason: str = "") -> None:
-        self.emit(
-            "job.state_changed", {"from_state": self.state.state, "to_state": to, "reason": reason}
-        )
+        payload = JobStateChanged(from_state=self.state.state, to_state=to, reason=reason)
+        self.add(JobStateChangedEvent(payload=payload, **self.envelope()))
 
 
 def _require(state: JobView, target: JobState, action: str) -> None:
@@ -162,19 +186,19 @@ def _require_editable(state: JobView, action: str) -> None:
         )
 
 
-def _task_payload(t: PlannedTask) -> dict[str, Any]:
-    return {
-        "role": t.role,
-        "group_association": t.group_association,
-        "compute_id": t.compute_id,
-        "dataset": t.dataset,
-    }
+def _task_created(new: _Emitter, t: PlannedTask) -> None:
+    payload = TaskCreated(
+        role=t.role,
+        group_association=t.group_association,
+        compute_id=t.compute_id,
+        dataset=t.dataset,
+    )
+    new.add(TaskCreatedEvent(payload=payload, **new.envelope(t.task_id)))
 
 
 def _create(c: Create, correlation_id: str | None) -> tuple[list[EventBase], JobView]:
-    created = make_event(
-        "job.created",
-        {"user_id": c.user_id, "spec": c.spec, "task_count": len(c.tasks)},
+    created = JobCreatedEvent(
+        payload=JobCreated(user_id=c.user_id, spec=c.spec, task_count=len(c.tasks)),
         job_id=c.job_id,
         source=SOURCE,
         correlation_id=correlation_id,
@@ -182,18 +206,20 @@ def _create(c: Create, correlation_id: str | None) -> tuple[list[EventBase], Job
     new = _Emitter(evolve(None, created), correlation_id)
     new.events.append(created)
     for t in c.tasks:
-        new.emit("task.created", _task_payload(t), task_id=t.task_id)
+        _task_created(new, t)
     return new.events, new.state
 
 
 def _update(new: _Emitter, c: Update) -> None:
     old = new.state
-    new.emit("job.updated", {"user_id": old.user_id, "spec": c.spec, "task_count": len(c.tasks)})
+    payload = JobUpdated(user_id=old.user_id, spec=c.spec, task_count=len(c.tasks))
+    new.add(JobUpdatedEvent(payload=payload, **new.envelope()))
     keep = {t.task_id for t in c.tasks}
     for task_id in sorted(set(old.tasks) - keep):
-        new.emit("task.removed", {"reason": "not part of the updated job"}, task_id=task_id)
+        removed = TaskRemoved(reason="not part of the updated job")
+        new.add(TaskRemovedEvent(payload=removed, **new.envelope(task_id)))
     for t in c.tasks:
-        new.emit("task.created", _task_payload(t), task_id=t.task_id)
+        _task_created(new, t)
     if old.state is not JobState.READY:
         new.move(JobState.READY, "job updated")
 
@@ -205,18 +231,18 @@ def _start(new: _Emitter, c: Start) -> None:
         by_compute.setdefault(t.compute_id, []).append(t.task_id)
     for compute_id in sorted(by_compute):
         if compute_id not in c.unmanaged_computes:
-            payload = {"compute_id": compute_id, "task_ids": by_compute[compute_id]}
-            new.emit("worker.requested", payload)
+            payload = WorkerRequested(compute_id=compute_id, task_ids=by_compute[compute_id])
+            new.add(WorkerRequestedEvent(payload=payload, **new.envelope()))
     new.move(JobState.DEPLOYING)
     for t in list(new.state.tasks.values()):
         if t.agent_id:
-            new.emit("task.assigned", {"agent_id": t.agent_id}, task_id=t.task_id)
+            _assign(new, t.task_id, t.agent_id)
 
 
 def _stop(new: _Emitter, reason: str) -> None:
     new.move(JobState.STOPPING, reason)
     for t in new.state.live_tasks():
-        new.emit("task.stop_requested", {"reason": reason}, task_id=t.task_id)
+        _ask_stop(new, t.task_id, reason)
     _settle(new)
 
 
@@ -238,39 +264,39 @@ def _tick(new: _Emitter, c: Tick) -> None:
 def _observe(new: _Emitter, e: EventBase) -> None:
     if e.job_id != new.state.job_id:
         raise Invalid(f"event {e.id} belongs to job {e.job_id}, not {new.state.job_id}")
-    if e.type not in _OBSERVED:
+    if not isinstance(e, _OBSERVED):
         raise Invalid(f"the controller does not consume {e.type} events")
     task = new.state.tasks.get(e.task_id or "")
-    if task is None and (e.task_id or e.type in _TASK_EVENTS):
+    if task is None and (e.task_id or isinstance(e, _TASK_EVENTS)):
         raise NotFound(f"task {e.task_id} not found in job {new.state.job_id}")
     new.cause = e.id
-    p = e.payload
     s = new.state
-    if e.type == "task.status_changed":
+    if isinstance(e, TaskStatusChangedEvent):
         assert task is not None
-        if p.state not in AGENT_REPORTABLE_STATES:
-            raise Invalid(f"a task cannot report state {p.state}")
+        reported = e.payload.state
+        if reported not in AGENT_REPORTABLE_STATES:
+            raise Invalid(f"a task cannot report state {reported}")
         if s.state is JobState.READY:
             raise Conflict(f"job {s.job_id} is ready: it accepts task reports once started")
-        if task.live and task.state != p.state:  # else a duplicate or late report
+        if task.live and task.state != reported:  # else a duplicate or late report
             new.add(e)
             _settle(new)
         return
     new.add(e)
-    if e.type == "agent.registered":
+    if isinstance(e, AgentRegisteredEvent):
         assert task is not None
         if s.state in ACTIVE_STATES and task.live:
-            new.emit("task.assigned", {"agent_id": p.agent_id}, task_id=task.task_id)
-    elif e.type == "agent.lost":
+            _assign(new, task.task_id, e.payload.agent_id)
+    elif isinstance(e, AgentLostEvent):
         assert task is not None
         if s.state in _RUNNABLE and task.live:
-            _fail_task(new, task.task_id, f"agent lost: {p.reason}")
+            _fail_task(new, task.task_id, f"agent lost: {e.payload.reason}")
             _settle(new)
-    elif e.type == "worker.failed" and s.state in _RUNNABLE:
-        targets = [task] if task else _waiting_on(s, p.compute_id)
+    elif isinstance(e, WorkerFailedEvent) and s.state in _RUNNABLE:
+        targets = [task] if task else _waiting_on(s, e.payload.compute_id)
         for t in targets:
             if t.live:
-                _fail_task(new, t.task_id, f"worker failed: {p.reason}")
+                _fail_task(new, t.task_id, f"worker failed: {e.payload.reason}")
         _settle(new)
 
 
@@ -278,15 +304,33 @@ def _waiting_on(s: JobView, compute_id: str) -> list[TaskView]:
     return [t for t in s.tasks.values() if t.compute_id == compute_id and t.state is JobState.READY]
 
 
-_OBSERVED = frozenset(
-    {"task.status_changed", "agent.registered", "agent.lost", "worker.created", "worker.failed"}
+_OBSERVED = (
+    TaskStatusChangedEvent,
+    AgentRegisteredEvent,
+    AgentLostEvent,
+    WorkerCreatedEvent,
+    WorkerFailedEvent,
 )
-_TASK_EVENTS = frozenset({"task.status_changed", "agent.registered", "agent.lost"})
+_TASK_EVENTS = (TaskStatusChangedEvent, AgentRegisteredEvent, AgentLostEvent)
 _RUNNABLE = frozenset({*ACTIVE_STATES, JobState.STOPPING})
 
 
+def _assign(new: _Emitter, task_id: str, agent_id: str) -> None:
+    new.add(TaskAssignedEvent(payload=TaskAssigned(agent_id=agent_id), **new.envelope(task_id)))
+
+
+def _ask_stop(new: _Emitter, task_id: str, reason: str) -> None:
+    payload = TaskStopRequested(reason=reason)
+    new.add(TaskStopRequestedEvent(payload=payload, **new.envelope(task_id)))
+
+
+def _close_task(new: _Emitter, task_id: str, state: JobState, reason: str) -> None:
+    payload = TaskStatusChanged(state=state, reason=reason)
+    new.add(TaskStatusChangedEvent(payload=payload, **new.envelope(task_id)))
+
+
 def _fail_task(new: _Emitter, task_id: str, reason: str) -> None:
-    new.emit("task.status_changed", {"state": JobState.FAILED, "reason": reason}, task_id=task_id)
+    _close_task(new, task_id, JobState.FAILED, reason)
 
 
 def _settle(new: _Emitter) -> None:
@@ -319,9 +363,9 @@ def _finish(new: _Emitter, to: JobState, reason: str, task_reason: str) -> None:
     already_asked = new.state.state is JobState.STOPPING
     for t in new.state.live_tasks():
         if not already_asked:
-            new.emit("task.stop_requested", {"reason": task_reason}, task_id=t.task_id)
-        payload = {"state": JobState.TERMINATED, "reason": task_reason}
-        new.emit("task.status_changed", payload, task_id=t.task_id)
+            _ask_stop(new, t.task_id, task_reason)
+        _close_task(new, t.task_id, JobState.TERMINATED, task_reason)
     new.move(to, reason)
     for compute_id, task_ids in sorted(new.state.requested_computes.items()):
-        new.emit("worker.released", {"compute_id": compute_id, "task_ids": list(task_ids)})
+        payload = WorkerReleased(compute_id=compute_id, task_ids=list(task_ids))
+        new.add(WorkerReleasedEvent(payload=payload, **new.envelope()))

@@ -7,7 +7,12 @@ from typing import Any
 
 from flame_controller.expansion import PlannedTask
 from flame_controller.state import JobView
-from schemas.events import EventBase
+from schemas.events import (
+    AgentRegisteredEvent,
+    EventBase,
+    JobStateChangedEvent,
+    TaskStatusChangedEvent,
+)
 from schemas.states import JobState
 
 
@@ -57,20 +62,20 @@ def new_task(job_id: str, t: PlannedTask, key: str) -> dict[str, Any]:
 
 def task_change(e: EventBase) -> dict[str, Any] | None:
     """What a task event sets on its task (None: the event changes no single task)."""
-    p = e.payload
-    if e.type == "task.status_changed":
+    if isinstance(e, TaskStatusChangedEvent):
+        p = e.payload
         fields: dict[str, Any] = {"state": p.state.value, "exit_code": p.exit_code}
         if p.log_tail or p.reason:  # a report without a log keeps the previous one
             fields["log"] = p.log_tail or p.reason
         return fields
-    if e.type == "agent.registered":
-        return {"agent_id": p.agent_id}
+    if isinstance(e, AgentRegisteredEvent):
+        return {"agent_id": e.payload.agent_id}
     return None
 
 
 def start_reset(e: EventBase) -> dict[str, Any] | None:
     """What a (re)start sets on every task of the job (None: `e` is not a start)."""
-    if e.type != "job.state_changed" or e.payload.to_state is not JobState.STARTING:
+    if not isinstance(e, JobStateChangedEvent) or e.payload.to_state is not JobState.STARTING:
         return None
     reset: dict[str, Any] = {"state": JobState.READY.value, "log": "", "exit_code": None}
     if e.payload.from_state.is_terminal:  # a re-run: the previous run's agents are gone

@@ -23,7 +23,7 @@ from flame_controller.ports import Catalog, JobStore
 from flame_controller.state import JobView, evolve
 from schemas import commands as c
 from schemas.errors import FlameError, NotFound
-from schemas.events import EventBase, make_event
+from schemas.events import EventBase, TaskStatusChanged, TaskStatusChangedEvent
 from schemas.job import JobStatus
 
 log = get_logger(__name__)
@@ -131,9 +131,8 @@ class Controller:
 
     async def _report(self, cmd: c.ReportTaskStatus) -> None:
         status = cmd.status
-        event = make_event(
-            "task.status_changed",
-            {"state": status.state, "log_tail": status.log},
+        event = TaskStatusChangedEvent(
+            payload=TaskStatusChanged(state=status.state, log_tail=status.log),
             job_id=cmd.job_id,
             task_id=cmd.task_id,
             source="apiserver",

@@ -7,7 +7,19 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from types import MappingProxyType
 
-from schemas.events import EventBase
+from schemas.events import (
+    AgentRegisteredEvent,
+    EventBase,
+    JobCreatedEvent,
+    JobDeletedEvent,
+    JobStateChangedEvent,
+    JobUpdatedEvent,
+    TaskCreatedEvent,
+    TaskRemovedEvent,
+    TaskStatusChangedEvent,
+    WorkerReleasedEvent,
+    WorkerRequestedEvent,
+)
 from schemas.job import JobSpec
 from schemas.states import TERMINAL_STATES, JobState
 
@@ -99,7 +111,7 @@ class JobView:
         return None
 
 
-def initial(event: EventBase) -> JobView:
+def initial(event: JobCreatedEvent) -> JobView:
     """The state a `job.created` event opens."""
     p = event.payload
     assert event.job_id is not None
@@ -111,7 +123,7 @@ def initial(event: EventBase) -> JobView:
 def evolve(state: JobView | None, event: EventBase) -> JobView:
     """Apply one event; events that do not change the state leave it as is (but advance seq)."""
     if state is None:
-        if event.type != "job.created":
+        if not isinstance(event, JobCreatedEvent):
             raise ValueError(f"a job stream must start with job.created, not {event.type}")
         state = initial(event)
     else:
@@ -122,13 +134,12 @@ def evolve(state: JobView | None, event: EventBase) -> JobView:
 
 
 def _apply(s: JobView, e: EventBase) -> JobView:
-    p = e.payload
-    match e.type:
-        case "job.updated":
+    match e:
+        case JobUpdatedEvent(payload=p):
             return replace(s, spec=p.spec, updated_at=e.occurred_at)
-        case "job.deleted":
+        case JobDeletedEvent():
             return replace(s, deleted=True)
-        case "task.created":
+        case TaskCreatedEvent(payload=p):
             assert e.task_id is not None
             task = TaskView(task_id=e.task_id, role=p.role, compute_id=p.compute_id)
             if e.task_id in s.tasks:  # replaced: recount
@@ -136,23 +147,23 @@ def _apply(s: JobView, e: EventBase) -> JobView:
             census = dict(s.census)
             census[(task.role, task.state)] = census.get((task.role, task.state), 0) + 1
             return replace(s, tasks={**s.tasks, e.task_id: task}, census=census)
-        case "task.removed":
+        case TaskRemovedEvent():
             return _with_tasks(s, {k: v for k, v in s.tasks.items() if k != e.task_id})
-        case "task.status_changed":
+        case TaskStatusChangedEvent(payload=p):
             return _with_task(s, e.task_id, state=p.state)
-        case "agent.registered":
+        case AgentRegisteredEvent(payload=p):
             return _with_task(s, e.task_id, agent_id=p.agent_id)
-        case "worker.requested":
+        case WorkerRequestedEvent(payload=p):
             requested = {**s.requested_computes, p.compute_id: tuple(p.task_ids)}
             return replace(s, requested_computes=requested)
-        case "worker.released":
+        case WorkerReleasedEvent(payload=p):
             return replace(
                 s,
                 requested_computes={
                     k: v for k, v in s.requested_computes.items() if k != p.compute_id
                 },
             )
-        case "job.state_changed":
+        case JobStateChangedEvent(payload=p):
             return _changed_state(s, p.to_state, p.reason, e.occurred_at)
     return s
 

@@ -22,11 +22,15 @@ from flame_common.settings import FlameSettings
 from flame_notifier.documents import AgentDoc, Presence
 from flame_notifier.presence import PresenceBook
 from schemas.events import (
+    AgentHeartbeatEvent,
     AgentLost,
+    AgentLostEvent,
+    AgentRegisteredEvent,
     EventBase,
-    JobStateChanged,
-    TaskStatusChanged,
-    make_event,
+    JobStateChangedEvent,
+    TaskStatusChangedEvent,
+    TaskStopRequested,
+    TaskStopRequestedEvent,
     parse_event,
 )
 
@@ -77,14 +81,14 @@ class Notifier:
             event = _decode(message)
             if event is None:
                 return
-            if event.type == "agent.heartbeat":
+            if isinstance(event, AgentHeartbeatEvent):
                 log.debug("heartbeat of an unknown agent", task_id=event.task_id)
-            elif event.type == "agent.registered":
+            elif isinstance(event, AgentRegisteredEvent):
                 await self._register(event, str(message.headers.get(KEY_HEADER, "")))
             else:
                 log.warning("unexpected agent message", type=event.type)
 
-    async def _register(self, event: EventBase, key: str) -> None:
+    async def _register(self, event: AgentRegisteredEvent, key: str) -> None:
         outcome = await self.book.register(event, key)
         if not outcome.accepted:
             log.warning("registration refused", task_id=event.task_id, reason=outcome.reason)
@@ -107,14 +111,14 @@ class Notifier:
             event = _decode(message)
             if event is None:
                 return
-            if event.type in DELIVERED:
+            if event.type in DELIVERED:  # routed to the agent as it is
                 if event.task_id:
                     await self.deliver(event)
-            elif isinstance(event.payload, TaskStatusChanged):
+            elif isinstance(event, TaskStatusChangedEvent):
                 if event.payload.state.is_terminal and event.task_id:
                     self.book.mark([event.task_id], Presence.DONE)  # saved by the next sweep
             elif (
-                isinstance(event.payload, JobStateChanged)
+                isinstance(event, JobStateChangedEvent)
                 and event.payload.to_state.is_terminal
                 and event.job_id
             ):
@@ -134,9 +138,8 @@ class Notifier:
         """Declare silent agents lost (and ask them to stop, should they come back)."""
         for doc in self.book.silent():
             reason = f"no heartbeat for {self.settings.heartbeat_timeout:g} s"
-            lost = make_event(
-                "agent.lost",
-                AgentLost(agent_id=doc.agent_id, reason=reason),
+            lost = AgentLostEvent(
+                payload=AgentLost(agent_id=doc.agent_id, reason=reason),
                 id=uuid.uuid5(uuid.NAMESPACE_URL, f"lost/{doc.task_id}/{doc.agent_id}").hex,
                 job_id=doc.job_id,
                 task_id=doc.task_id,
@@ -144,9 +147,8 @@ class Notifier:
             )
             await self.publish(lost)
             self.book.mark([doc.task_id], Presence.LOST)
-            stop = make_event(
-                "task.stop_requested",
-                {"reason": "agent lost"},
+            stop = TaskStopRequestedEvent(
+                payload=TaskStopRequested(reason="agent lost"),
                 job_id=doc.job_id,
                 task_id=doc.task_id,
                 source="notifier",

@@ -10,7 +10,7 @@ from pymongo.errors import DuplicateKeyError
 
 from flame_common.documents import TaskDoc
 from flame_notifier.documents import AgentDoc, Presence
-from schemas.events import AgentRegistered, EventBase
+from schemas.events import AgentRegisteredEvent
 from schemas.states import TERMINAL_STATES
 
 _TERMINAL = frozenset(s.value for s in TERMINAL_STATES)
@@ -63,10 +63,9 @@ class PresenceBook:
             self._active[doc.task_id] = doc
         return len(self._active)
 
-    async def register(self, event: EventBase, key: str) -> Registration:
+    async def register(self, event: AgentRegisteredEvent, key: str) -> Registration:
         """Record the agent of `event.task_id` if `key` is that task's key."""
         payload = event.payload
-        assert isinstance(payload, AgentRegistered)
         if not event.task_id or not event.job_id:
             return Registration(False, False, "registration names no job/task")
         task = await TaskDoc.find_one({"job_id": event.job_id, "task_id": event.task_id})

@@ -28,9 +28,14 @@ from flamelet.unpack import UnsafeArchive, unpack_zip
 from flamelet.warm import WarmProcess
 from schemas.events import (
     AgentHeartbeat,
+    AgentHeartbeatEvent,
     AgentRegistered,
+    AgentRegisteredEvent,
+    Envelope,
+    TaskAssignedEvent,
     TaskStatusChanged,
-    make_event,
+    TaskStatusChangedEvent,
+    TaskStopRequestedEvent,
     parse_event,
 )
 from schemas.states import JobState
@@ -78,10 +83,8 @@ class Agent:
         self._stop = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
 
-    def _event(self, type_: str, payload: Any) -> Any:
-        return make_event(
-            type_, payload, job_id=self.task.job_id, task_id=self.task.task_id, source="flamelet"
-        )
+    def _envelope(self) -> Envelope:
+        return Envelope(job_id=self.task.job_id, task_id=self.task.task_id, source="flamelet")
 
     # --- life cycle ------------------------------------------------------------------------
 
@@ -130,9 +133,11 @@ class Agent:
 
     async def _register(self) -> None:
         assert self._channel is not None
-        event = self._event(
-            "agent.registered",
-            AgentRegistered(agent_id=self.agent_id, hostname=socket.gethostname(), pid=os.getpid()),
+        event = AgentRegisteredEvent(
+            payload=AgentRegistered(
+                agent_id=self.agent_id, hostname=socket.gethostname(), pid=os.getpid()
+            ),
+            **self._envelope(),
         )
         message = amqp.event_message(event)
         message.headers = {KEY_HEADER: self.task.key}
@@ -145,7 +150,8 @@ class Agent:
         inbox = names(self.settings).queue(amqp.NOTIFIER_INBOX)
         while True:
             await asyncio.sleep(self.settings.heartbeat_interval)  # registering counts as a beat
-            beat = self._event("agent.heartbeat", AgentHeartbeat(agent_id=self.agent_id))
+            payload = AgentHeartbeat(agent_id=self.agent_id)
+            beat = AgentHeartbeatEvent(payload=payload, **self._envelope())
             message = amqp.event_message(
                 beat, persistent=False, ttl=self.settings.heartbeat_timeout
             )
@@ -165,9 +171,9 @@ class Agent:
                 return
             if event.task_id != self.task.task_id:
                 log.warning("dropping message for another task", task_id=event.task_id)
-            elif event.type == "task.assigned" and self._runner is None:
+            elif isinstance(event, TaskAssignedEvent) and self._runner is None:
                 self._runner = self._spawn(self._execute())
-            elif event.type == "task.stop_requested":
+            elif isinstance(event, TaskStopRequestedEvent):
                 self._spawn(self._request_stop(event.payload.reason or "stop requested"))
 
     async def _request_stop(self, reason: str) -> None:
@@ -247,15 +253,15 @@ class Agent:
 
     async def _status(self, payload: TaskStatusChanged) -> None:
         assert self._events is not None
-        event = self._event("task.status_changed", payload)
+        event = TaskStatusChangedEvent(payload=payload, **self._envelope())
         await publish_until_confirmed(self._events, amqp.event_message(event), event.type)
 
     async def _finish(self, state: JobState, code: int | None, tail: str, reason: str) -> None:
         """Persist, then deliver the final status; the agent is done once the broker has it."""
         assert self._events is not None
-        event = self._event(
-            "task.status_changed",
-            TaskStatusChanged(state=state, exit_code=code, log_tail=tail, reason=reason),
+        event = TaskStatusChangedEvent(
+            payload=TaskStatusChanged(state=state, exit_code=code, log_tail=tail, reason=reason),
+            **self._envelope(),
         )
         self.report.keep(event)
         await self.report.send(self._events, event)

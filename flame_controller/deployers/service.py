@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from typing import Any
 
 import pydantic
 from aio_pika.abc import AbstractExchange, AbstractIncomingMessage
@@ -15,7 +14,16 @@ from flame_common.logs import get_logger
 from flame_common.redelivery import processing
 from flame_common.settings import FlameSettings
 from flame_controller.deployers.base import Deployer, WorkerSpec
-from schemas.events import EventBase, WorkerCreated, WorkerFailed, make_event, parse_event
+from schemas.events import (
+    EventBase,
+    WorkerCreated,
+    WorkerCreatedEvent,
+    WorkerFailed,
+    WorkerFailedEvent,
+    WorkerReleasedEvent,
+    WorkerRequestedEvent,
+    parse_event,
+)
 
 log = get_logger(__name__)
 
@@ -32,23 +40,22 @@ class DeployerService:
         self.compute_id = compute_id
         self.deployer = deployer
         self.events = events
+        self.source = f"deployer.{compute_id}"
 
-    async def _publish(self, type_: str, payload: Any, job_id: str, task_id: str, key: str) -> None:
-        event = make_event(
-            type_,
-            payload,
-            id=uuid.uuid5(uuid.NAMESPACE_URL, f"{type_}/{job_id}/{task_id}/{key}").hex,
-            job_id=job_id,
-            task_id=task_id,
-            source=f"deployer.{self.compute_id}",
-        )
+    async def _publish(self, event: EventBase, key: str) -> None:
+        """Publish `event` under an id derived from its type, job, task and `key`."""
+        name = f"{event.type}/{event.job_id}/{event.task_id}/{key}"
+        event = event.model_copy(update={"id": uuid.uuid5(uuid.NAMESPACE_URL, name).hex})
         await self.events.publish(amqp.event_message(event), routing_key=event.type)
 
     async def worker_failed(self, job_id: str, task_id: str, reason: str) -> None:
         """Report a worker that could not start or died on its own."""
         log.warning("worker failed", job_id=job_id, task_id=task_id, reason=reason)
         payload = WorkerFailed(compute_id=self.compute_id, reason=reason)
-        await self._publish("worker.failed", payload, job_id, task_id, uuid.uuid4().hex)
+        event = WorkerFailedEvent(
+            payload=payload, job_id=job_id, task_id=task_id, source=self.source
+        )
+        await self._publish(event, uuid.uuid4().hex)
 
     async def on_message(self, message: AbstractIncomingMessage) -> None:
         async with processing(message, self.settings, f"deployer.{self.compute_id}"):
@@ -57,15 +64,17 @@ class DeployerService:
             except (pydantic.ValidationError, ValueError):
                 log.warning("dropping malformed message", message_id=message.message_id)
                 return
+            if not isinstance(event, WorkerRequestedEvent | WorkerReleasedEvent):
+                return
             if event.payload.compute_id != self.compute_id or not event.job_id:
                 return
-            if event.type == "worker.requested":
+            if isinstance(event, WorkerRequestedEvent):
                 await self.deploy(event)
-            elif event.type == "worker.released":
+            else:
                 await self.deployer.stop(event.job_id, list(event.payload.task_ids))
                 log.info("workers released", job_id=event.job_id, count=len(event.payload.task_ids))
 
-    async def deploy(self, event: EventBase) -> None:
+    async def deploy(self, event: WorkerRequestedEvent) -> None:
         """Start the requested workers, all at once."""
         job_id = str(event.job_id)
         task_ids = list(dict.fromkeys(event.payload.task_ids))
@@ -86,4 +95,7 @@ class DeployerService:
             await self.worker_failed(job_id, task_id, f"cannot start worker: {exc}")
             return
         payload = WorkerCreated(compute_id=self.compute_id, worker_id=worker_id)
-        await self._publish("worker.created", payload, job_id, task_id, worker_id)
+        event = WorkerCreatedEvent(
+            payload=payload, job_id=job_id, task_id=task_id, source=self.source
+        )
+        await self._publish(event, worker_id)

@@ -11,7 +11,12 @@ from flame_sdk.cli.exit_codes import for_job_state
 from flame_sdk.cli.output import print_json, print_message, timestamp
 from flame_sdk.cli.runtime import json_output, run
 from flame_sdk.client import FlameClient, JobProgress
-from schemas.events import EventBase, JobStateChanged, TaskStatusChanged, WorkerRequested
+from schemas.events import (
+    EventBase,
+    JobStateChangedEvent,
+    TaskStatusChangedEvent,
+    WorkerRequestedEvent,
+)
 
 app = typer.Typer(help="Follow jobs: events and progress.", no_args_is_help=True)
 
@@ -60,18 +65,18 @@ def watch(ctx: typer.Context, job_id: JobId) -> None:
 
 def describe_event(event: EventBase) -> str:
     """One line: seq, time, type, task and what happened."""
-    payload = event.payload
-    if isinstance(payload, JobStateChanged):
-        detail = f"{payload.from_state} -> {payload.to_state}"
-        detail += f" ({payload.reason})" if payload.reason else ""
-    elif isinstance(payload, TaskStatusChanged):
-        detail = str(payload.state)
-        detail += f" exit={payload.exit_code}" if payload.exit_code is not None else ""
-        detail += f" ({payload.reason})" if payload.reason else ""
-    elif isinstance(payload, WorkerRequested):
-        detail = f"compute={payload.compute_id} tasks={len(payload.task_ids)}"
-    else:
-        detail = ""
+    match event:
+        case JobStateChangedEvent(payload=change):
+            detail = f"{change.from_state} -> {change.to_state}"
+            detail += f" ({change.reason})" if change.reason else ""
+        case TaskStatusChangedEvent(payload=status):
+            detail = str(status.state)
+            detail += f" exit={status.exit_code}" if status.exit_code is not None else ""
+            detail += f" ({status.reason})" if status.reason else ""
+        case WorkerRequestedEvent(payload=request):
+            detail = f"compute={request.compute_id} tasks={len(request.task_ids)}"
+        case _:
+            detail = ""
     task = event.task_id or "-"
     when = timestamp(event.occurred_at)
     return f"{event.seq or 0:>5}  {when}  {event.type:<20}  {task}  {detail}".rstrip()

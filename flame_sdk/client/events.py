@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from flame_sdk.client.http import SseMessage, Transport
 from schemas.errors import FlameError, Unavailable
-from schemas.events import EVENT_TYPES, EventBase, parse_event
+from schemas.events import EVENT_CLASSES, EventBase, parse_event
 
 RECONNECT_ATTEMPTS = 8
 RECONNECT_DELAY = 0.25  # seconds, doubled after each failed attempt up to RECONNECT_DELAY_MAX
@@ -25,7 +25,7 @@ def decode_event(data: Any) -> EventBase | None:
             data = json.loads(data)
         except json.JSONDecodeError as exc:
             raise FlameError(f"malformed event from the apiserver: {exc.msg}") from exc
-    if not isinstance(data, dict) or data.get("type") not in EVENT_TYPES:
+    if not isinstance(data, dict) or data.get("type") not in EVENT_CLASSES:
         return None
     try:
         return parse_event(data)

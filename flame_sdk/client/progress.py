@@ -5,7 +5,13 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field, replace
 
-from schemas.events import EventBase, JobStateChanged, TaskStatusChanged
+from schemas.events import (
+    EventBase,
+    JobStateChangedEvent,
+    TaskCreatedEvent,
+    TaskRemovedEvent,
+    TaskStatusChangedEvent,
+)
 from schemas.states import JobState
 
 
@@ -33,27 +39,27 @@ class JobProgress:
 def apply(progress: JobProgress, event: EventBase) -> JobProgress:
     """The progress after `event`; the same object when the event changes nothing we track."""
     seq = max(progress.seq, event.seq or 0)
-    payload = event.payload
     tasks = progress.tasks
-    if isinstance(payload, JobStateChanged):
-        if payload.to_state is JobState.STARTING:  # a new run: every task starts over
+    if isinstance(event, JobStateChangedEvent):
+        change = event.payload
+        if change.to_state is JobState.STARTING:  # a new run: every task starts over
             tasks = dict.fromkeys(tasks, JobState.READY)
         return replace(
             progress,
-            state=payload.to_state,
-            reason=payload.reason,
+            state=change.to_state,
+            reason=change.reason,
             tasks=tasks,
             seq=seq,
             event=event,
         )
     if event.task_id is None:
         return progress
-    if event.type == "task.created":
+    if isinstance(event, TaskCreatedEvent):
         tasks = {**tasks, event.task_id: JobState.READY}
-    elif event.type == "task.removed":
+    elif isinstance(event, TaskRemovedEvent):
         tasks = {k: v for k, v in tasks.items() if k != event.task_id}
-    elif isinstance(payload, TaskStatusChanged):
-        tasks = {**tasks, event.task_id: payload.state}
+    elif isinstance(event, TaskStatusChangedEvent):
+        tasks = {**tasks, event.task_id: event.payload.state}
     else:
         return progress
     return replace(progress, tasks=tasks, seq=seq, event=event)

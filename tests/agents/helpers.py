@@ -20,7 +20,14 @@ import aio_pika
 from flame_common import amqp
 from flame_common.busnames import names
 from flame_common.settings import FlameSettings
-from schemas.events import EventBase, make_event, parse_event
+from schemas.events import (
+    EventBase,
+    WorkerReleased,
+    WorkerReleasedEvent,
+    WorkerRequested,
+    WorkerRequestedEvent,
+    parse_event,
+)
 
 ROLES = Path(__file__).parent / "data" / "roles"
 
@@ -168,9 +175,11 @@ def requested(
     job: str, tasks: list[str], compute: str = "default", type_: str = "worker.requested"
 ) -> EventBase:
     """A `worker.requested` (or `type_`, e.g. `worker.released`) event of the controller."""
-    return make_event(
-        type_, {"compute_id": compute, "task_ids": tasks}, job_id=job, source="controller"
-    )
+    if type_ == "worker.released":
+        released = WorkerReleased(compute_id=compute, task_ids=tasks)
+        return WorkerReleasedEvent(payload=released, job_id=job, source="controller")
+    payload = WorkerRequested(compute_id=compute, task_ids=tasks)
+    return WorkerRequestedEvent(payload=payload, job_id=job, source="controller")
 
 
 async def until(predicate: Callable[[], bool], timeout: float = 15.0) -> None:

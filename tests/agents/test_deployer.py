@@ -10,7 +10,7 @@ import pytest
 from flame_common.documents import TaskDoc
 from flame_common.settings import FlameSettings
 from flame_controller.deployers.app import running_deployer
-from schemas.events import make_event
+from schemas.events import TaskAssigned, TaskAssignedEvent
 from tests.agents.helpers import EventRecorder, ManifestServer, publish, requested, until
 
 pytestmark = pytest.mark.integration
@@ -65,7 +65,7 @@ async def test_shutdown_leaves_no_orphans(
     async with running_deployer(settings, register=False) as deployer:
         await publish(settings, requested("j2", ["s"]))
         await recorder.wait_for(lambda e: e.type == "agent.registered")
-        await publish(settings, make_event("task.assigned", {}, job_id="j2", task_id="s"))
+        await publish(settings, TaskAssignedEvent(payload=TaskAssigned(), job_id="j2", task_id="s"))
         await recorder.wait_for(lambda e: e.type == "task.status_changed")
         flamelet = deployer.pid("j2", "s")
         assert flamelet is not None

@@ -16,10 +16,22 @@ from flame_common.busnames import names
 from flame_common.documents import TaskDoc
 from flame_common.settings import FlameSettings
 from flame_controller.deployers.local import flamelet_env
-from schemas.events import make_event
+from schemas.events import (
+    TaskAssigned,
+    TaskAssignedEvent,
+    TaskStatusChanged,
+    TaskStatusChangedEvent,
+    TaskStopRequested,
+    TaskStopRequestedEvent,
+)
+from schemas.states import JobState
 from tests.agents.helpers import CutOffProxy, EventRecorder, ManifestServer, publish
 
 pytestmark = pytest.mark.integration
+
+
+def assigned(job: str, task: str) -> TaskAssignedEvent:
+    return TaskAssignedEvent(payload=TaskAssigned(), job_id=job, task_id=task)
 
 
 async def start_flamelet(
@@ -56,7 +68,7 @@ async def run_task(
     work = tmp_path / task
     proc = await start_flamelet(settings, "j1", task, "k", manifests.url, work, **env)
     await recorder.wait_for(lambda e: e.type == "agent.registered" and e.task_id == task)
-    await publish(settings, make_event("task.assigned", {}, job_id="j1", task_id=task))
+    await publish(settings, assigned("j1", task))
     return proc, work
 
 
@@ -126,7 +138,7 @@ async def test_prefetch_unpacks_before_the_assignment(
         await asyncio.sleep(0.05)
     assert (work / "code" / "trainer" / "main.py").is_file()
     assert recorder.of("task.status_changed", "t1") == []  # nothing runs before the assignment
-    await publish(settings, make_event("task.assigned", {}, job_id="j1", task_id="t1"))
+    await publish(settings, assigned("j1", "t1"))
     assert await asyncio.wait_for(proc.wait(), 30) == 0
     assert statuses(recorder) == ["running", "completed"]
 
@@ -139,7 +151,7 @@ async def test_wrong_key_fails_the_task(
     manifests.add("j1", "t1", "other-key", "trainer", "ok")
     proc = await start_flamelet(settings, "j1", "t1", "k", manifests.url, tmp_path / "w", *options)
     await recorder.wait_for(lambda e: e.type == "agent.registered")
-    await publish(settings, make_event("task.assigned", {}, job_id="j1", task_id="t1"))
+    await publish(settings, assigned("j1", "t1"))
     assert await asyncio.wait_for(proc.wait(), 30) == 0
     final = recorder.of("task.status_changed", "t1")[-1]
     assert final.payload.state.value == "failed" and "401" in final.payload.log_tail
@@ -155,7 +167,8 @@ async def test_stop_kills_the_role_code_and_reports_terminated(
         await asyncio.sleep(0.05)
     role_pid = int((work / "role.pid").read_text())
     await publish(
-        settings, make_event("task.stop_requested", {"reason": "user"}, job_id="j1", task_id="t1")
+        settings,
+        TaskStopRequestedEvent(payload=TaskStopRequested(reason="user"), job_id="j1", task_id="t1"),
     )
     assert await asyncio.wait_for(proc.wait(), 30) == 0
     assert statuses(recorder) == ["running", "terminated"]
@@ -191,7 +204,7 @@ async def test_final_report_survives_a_broker_outage(
     )
     try:
         await recorder.wait_for(lambda e: e.type == "agent.registered")
-        await publish(settings, make_event("task.assigned", {}, job_id="j1", task_id="t1"))
+        await publish(settings, assigned("j1", "t1"))
         await recorder.wait_for(lambda e: e.type == "task.status_changed")
         await asyncio.sleep(0.5)  # let the confirm of `running` reach the agent
         proxy.cut()  # the broker is gone for the agent while its role code finishes
@@ -212,9 +225,8 @@ async def test_final_report_survives_a_broker_outage(
 async def test_restarted_flamelet_resends_a_pending_final_report(settings, recorder, tmp_path):
     work = tmp_path / "t9"
     work.mkdir()
-    event = make_event(
-        "task.status_changed",
-        {"state": "completed", "exit_code": 0},
+    event = TaskStatusChangedEvent(
+        payload=TaskStatusChanged(state=JobState.COMPLETED, exit_code=0),
         job_id="j9",
         task_id="t9",
         source="flamelet",

@@ -17,7 +17,23 @@ from flame_common.documents import TaskDoc
 from flame_common.settings import FlameSettings
 from flame_notifier.app import KEY_HEADER, running_notifier
 from flame_notifier.documents import AgentDoc, Presence
-from schemas.events import EventBase, make_event, parse_event
+from schemas.events import (
+    AgentHeartbeat,
+    AgentHeartbeatEvent,
+    AgentRegistered,
+    AgentRegisteredEvent,
+    EventBase,
+    JobStateChanged,
+    JobStateChangedEvent,
+    TaskAssigned,
+    TaskAssignedEvent,
+    TaskStatusChanged,
+    TaskStatusChangedEvent,
+    TaskStopRequested,
+    TaskStopRequestedEvent,
+    parse_event,
+)
+from schemas.states import JobState
 from tests.agents.helpers import EventRecorder, publish
 
 pytestmark = pytest.mark.integration
@@ -53,20 +69,26 @@ class FakeAgent:
     async def _on(self, message: Any) -> None:
         await self.inbox.put(parse_event(message.body))
 
-    async def send(self, type_: str, payload: dict[str, Any], key: str | None = None) -> None:
-        event = make_event(type_, payload, job_id=self.job_id, task_id=self.task_id)
+    async def send(self, event: EventBase, key: str | None = None) -> None:
         message = amqp.event_message(event)
         message.headers = {KEY_HEADER: self.key if key is None else key}
         route = names(self.settings).queue(amqp.NOTIFIER_INBOX)
         await self.channel.default_exchange.publish(message, routing_key=route)
 
     async def register(self, key: str | None = None) -> None:
-        await self.send("agent.registered", {"agent_id": self.agent_id}, key)
+        await self.send(self.registered(self.agent_id), key)
+
+    def registered(self, agent_id: str) -> AgentRegisteredEvent:
+        payload = AgentRegistered(agent_id=agent_id)
+        return AgentRegisteredEvent(payload=payload, job_id=self.job_id, task_id=self.task_id)
 
     def start_heartbeats(self) -> None:
         async def beat() -> None:
             while True:
-                await self.send("agent.heartbeat", {"agent_id": self.agent_id})
+                payload = AgentHeartbeat(agent_id=self.agent_id)
+                await self.send(
+                    AgentHeartbeatEvent(payload=payload, job_id=self.job_id, task_id=self.task_id)
+                )
                 await asyncio.sleep(self.settings.heartbeat_interval)
 
         self._beating = asyncio.create_task(beat())
@@ -80,8 +102,8 @@ class FakeAgent:
 
 
 def assigned(job_id: str, task_id: str) -> EventBase:
-    return make_event(
-        "task.assigned", {"agent_id": ""}, job_id=job_id, task_id=task_id, source="controller"
+    return TaskAssignedEvent(
+        payload=TaskAssigned(agent_id=""), job_id=job_id, task_id=task_id, source="controller"
     )
 
 
@@ -90,7 +112,7 @@ async def test_registration_needs_the_task_key(settings, db, notifier, recorder:
     agent = FakeAgent(settings, "j1", "t1", "right")
     async with agent.connected():
         await agent.register(key="wrong")
-        await agent.send("agent.registered", {"agent_id": "other"}, key="")
+        await agent.send(agent.registered("other"), key="")
         await agent.register()
         event = await recorder.wait_for(lambda e: e.type == "agent.registered")
         assert event.task_id == "t1" and event.payload.agent_id == agent.agent_id
@@ -118,7 +140,10 @@ async def test_delivery_goes_only_to_the_addressed_agent(settings, db, notifier)
     a, b = FakeAgent(settings, "j3", "ta", "k3y"), FakeAgent(settings, "j3", "tb", "k3y")
     async with a.connected(), b.connected():
         await publish(
-            settings, make_event("task.stop_requested", {"reason": "x"}, job_id="j3", task_id="tb")
+            settings,
+            TaskStopRequestedEvent(
+                payload=TaskStopRequested(reason="x"), job_id="j3", task_id="tb"
+            ),
         )
         event = await b.next()
         assert event.type == "task.stop_requested"
@@ -174,15 +199,18 @@ async def test_finished_task_and_job_are_no_longer_watched(settings, db, notifie
         await recorder.wait_for(lambda e: e.type == "agent.registered")
         await publish(
             settings,
-            make_event("task.status_changed", {"state": "completed"}, job_id="j6", task_id="t6"),
+            TaskStatusChangedEvent(
+                payload=TaskStatusChanged(state=JobState.COMPLETED), job_id="j6", task_id="t6"
+            ),
         )
         await publish(settings, assigned("j6", "t6"))  # declares t6's inbox
         await asyncio.sleep(settings.heartbeat_timeout + 1)
         assert recorder.of("agent.lost") == []
         await publish(
             settings,
-            make_event(
-                "job.state_changed", {"from_state": "running", "to_state": "completed"}, job_id="j6"
+            JobStateChangedEvent(
+                payload=JobStateChanged(from_state=JobState.RUNNING, to_state=JobState.COMPLETED),
+                job_id="j6",
             ),
         )
         await asyncio.sleep(0.5)

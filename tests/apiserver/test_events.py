@@ -15,7 +15,7 @@ from flame_apiserver.app import create_app
 from flame_common.documents import EventDoc, JobDoc
 from flame_common.embedded import free_port
 from flame_common.settings import FlameSettings
-from schemas.events import make_event, parse_event
+from schemas.events import parse_event
 from schemas.states import JobState
 from tests.apiserver.conftest import FAST_STREAM, sse_frames
 
@@ -32,7 +32,8 @@ async def _job(state: str = "running", job_id: str = "j1") -> JobDoc:
 
 async def _append(job_id: str, seq: int, event_type: str, payload: dict[str, Any]) -> None:
     """Append one event the way the controller logs it (body = envelope with seq)."""
-    event = make_event(event_type, payload, job_id=job_id, source="controller", seq=seq)
+    raw = {"type": event_type, "payload": payload, "job_id": job_id, "source": "controller"}
+    event = parse_event({**raw, "seq": seq})
     await EventDoc(
         event_id=event.id, type=event.type, job_id=job_id, seq=seq, published=True,
         body=event.model_dump(mode="json"),

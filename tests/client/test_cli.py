@@ -14,7 +14,7 @@ from typer.testing import CliRunner, Result
 from flame_common.embedded import free_port
 from flame_sdk.cli.app import app
 from flame_sdk.cli.exit_codes import ExitCode
-from schemas.events import event_json, make_event
+from schemas.events import event_json, parse_event
 from tests.client.fakes import FakeApi, json_response, sse_response
 
 MNIST = Path(__file__).parents[1] / "data" / "flame_examples" / "mnist"
@@ -28,7 +28,8 @@ def flamectl(*args: str) -> Result:
 def job_event(
     seq: int, type_: str, payload: dict[str, Any], task: str | None = None
 ) -> dict[str, Any]:
-    return json.loads(event_json(make_event(type_, payload, job_id="j1", task_id=task, seq=seq)))
+    raw = {"type": type_, "payload": payload, "job_id": "j1", "task_id": task, "seq": seq}
+    return json.loads(event_json(parse_event(raw)))
 
 
 def test_get_designs_table_and_json(cli_env: FakeApi) -> None:

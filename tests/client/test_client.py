@@ -14,7 +14,7 @@ from flame_sdk.client import events as events_module
 from schemas.dataset import DatasetInfo
 from schemas.design import DesignSchema
 from schemas.errors import Unavailable
-from schemas.events import event_json, make_event
+from schemas.events import event_json, parse_event
 from schemas.job import JobSpec
 from schemas.states import JobState
 from tests.client.fakes import FakeApi, json_response, sse_response
@@ -23,7 +23,9 @@ JOB = "/users/alice/jobs/j1"
 
 
 def event(seq: int, type_: str, payload: dict[str, Any], task: str | None = None) -> dict[str, Any]:
-    e = make_event(type_, payload, job_id="j1", task_id=task, seq=seq)
+    e = parse_event(
+        {"type": type_, "payload": payload, "job_id": "j1", "task_id": task, "seq": seq}
+    )
     return json.loads(event_json(e))
 
 

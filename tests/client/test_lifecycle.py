@@ -22,7 +22,7 @@ import pytest
 from flame_common.settings import FlameSettings
 from flame_sdk.cli.exit_codes import ExitCode
 from flame_sdk.client import FlameClient
-from schemas.events import make_event
+from schemas.events import TaskStatusChanged, TaskStatusChangedEvent
 from schemas.states import JobState
 from tests.client.live import LiveStack, flamectl
 
@@ -94,9 +94,11 @@ async def wait_state(client: FlameClient, job_id: str, states: set[JobState]) ->
 async def report_all(stack: LiveStack, client: FlameClient, job_id: str, state: JobState) -> None:
     """Play every agent of the job: publish its task's new state."""
     for task in await client.tasks.list(job_id):
-        payload = {"state": state, "exit_code": 0 if state is JobState.COMPLETED else None}
-        event = make_event(
-            "task.status_changed", payload, job_id=job_id, task_id=task.task_id, source="test-agent"
+        payload = TaskStatusChanged(
+            state=state, exit_code=0 if state is JobState.COMPLETED else None
+        )
+        event = TaskStatusChangedEvent(
+            payload=payload, job_id=job_id, task_id=task.task_id, source="test-agent"
         )
         await stack.publish(event)
 

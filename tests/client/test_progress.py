@@ -3,24 +3,36 @@
 from __future__ import annotations
 
 from flame_sdk.client.progress import JobProgress, apply
-from schemas.events import make_event
+from schemas.events import (
+    JobStateChanged,
+    JobStateChangedEvent,
+    TaskAssigned,
+    TaskAssignedEvent,
+    TaskCreated,
+    TaskCreatedEvent,
+    TaskRemoved,
+    TaskRemovedEvent,
+    TaskStatusChanged,
+    TaskStatusChangedEvent,
+    WorkerRequested,
+    WorkerRequestedEvent,
+)
 from schemas.states import JobState
 
 
-def ev(type_: str, payload: dict[str, object], seq: int, task: str | None = None):  # type: ignore[no-untyped-def]
-    return make_event(type_, payload, job_id="j", task_id=task, seq=seq)
+def state(frm: JobState, to: JobState, seq: int, reason: str = "") -> JobStateChangedEvent:
+    payload = JobStateChanged(from_state=frm, to_state=to, reason=reason)
+    return JobStateChangedEvent(payload=payload, job_id="j", seq=seq)
 
 
-def state(frm: JobState, to: JobState, seq: int, reason: str = ""):  # type: ignore[no-untyped-def]
-    return ev("job.state_changed", {"from_state": frm, "to_state": to, "reason": reason}, seq)
+def status(task: str, st: JobState, seq: int) -> TaskStatusChangedEvent:
+    payload = TaskStatusChanged(state=st)
+    return TaskStatusChangedEvent(payload=payload, job_id="j", task_id=task, seq=seq)
 
 
-def status(task: str, st: JobState, seq: int):  # type: ignore[no-untyped-def]
-    return ev("task.status_changed", {"state": st}, seq, task)
-
-
-def created(task: str, seq: int):  # type: ignore[no-untyped-def]
-    return ev("task.created", {"role": "trainer", "compute_id": "default"}, seq, task)
+def created(task: str, seq: int) -> TaskCreatedEvent:
+    payload = TaskCreated(role="trainer", compute_id="default")
+    return TaskCreatedEvent(payload=payload, job_id="j", task_id=task, seq=seq)
 
 
 def test_fold_tracks_job_and_tasks() -> None:
@@ -43,8 +55,10 @@ def test_fold_tracks_job_and_tasks() -> None:
 
 def test_untracked_events_return_the_same_object() -> None:
     p = apply(JobProgress(job_id="j"), created("a", 1))
-    assert apply(p, ev("worker.requested", {"compute_id": "c", "task_ids": ["a"]}, 2)) is p
-    assert apply(p, ev("task.assigned", {"agent_id": "x"}, 3, "a")) is p
+    requested = WorkerRequested(compute_id="c", task_ids=["a"])
+    assert apply(p, WorkerRequestedEvent(payload=requested, job_id="j", seq=2)) is p
+    assigned = TaskAssigned(agent_id="x")
+    assert apply(p, TaskAssignedEvent(payload=assigned, job_id="j", task_id="a", seq=3)) is p
 
 
 def test_a_new_run_resets_task_states_and_removed_tasks_go() -> None:
@@ -58,5 +72,7 @@ def test_a_new_run_resets_task_states_and_removed_tasks_go() -> None:
     ]:
         p = apply(p, e)
     assert p.tasks == {"a": JobState.READY, "b": JobState.READY}
-    p = apply(p, ev("task.removed", {"reason": "update"}, 6, "b"))
+    p = apply(
+        p, TaskRemovedEvent(payload=TaskRemoved(reason="update"), job_id="j", task_id="b", seq=6)
+    )
     assert p.tasks == {"a": JobState.READY}

@@ -17,7 +17,8 @@ from flame_common.settings import FlameSettings
 from flame_controller.memory import MemoryCatalog
 from flame_controller.ports import Design
 from schemas.commands import CommandReply
-from schemas.events import EventBase, make_event, parse_event
+from schemas.events import EventBase, TaskStatusChanged, TaskStatusChangedEvent, parse_event
+from schemas.states import JobState
 from tests.controller.examples import COMPUTES, Example, load_example
 
 MNIST_DATASET = "64132c15981345ad7b31da47"
@@ -113,8 +114,10 @@ class Bus:
         )
         return CommandReply.model_validate_json(msg.body)
 
-    async def publish(self, type_: str, payload: dict[str, Any], **envelope: Any) -> EventBase:
-        event = make_event(type_, payload, source="test", **envelope)
+    async def report(self, state: JobState, **envelope: Any) -> EventBase:
+        """Publish a task's `task.status_changed`, as its agent would."""
+        payload = TaskStatusChanged(state=state)
+        event = TaskStatusChangedEvent(payload=payload, source="test", **envelope)
         await publish_event(self.broker, self.settings, event)
         return event
 

@@ -11,7 +11,14 @@ import pytest
 from flame_common.bus import make_broker, publish_event
 from flame_common.settings import FlameSettings
 from flame_controller.consumer import EventConsumer
-from schemas.events import EventBase, make_event
+from schemas.events import (
+    EventBase,
+    TaskStatusChanged,
+    TaskStatusChangedEvent,
+    WorkerCreated,
+    WorkerCreatedEvent,
+)
+from schemas.states import JobState
 
 pytestmark = pytest.mark.integration
 
@@ -36,10 +43,12 @@ async def test_batches_in_order_ack_after_write_and_requeue_failed_job(
     sent: dict[str, list[str]] = {"job-a": [], "job-b": []}
     for i in range(40):
         job_id = "job-a" if i % 2 else "job-b"
-        event = make_event("task.status_changed", {"state": "running"}, job_id=job_id, task_id="t")
+        running = TaskStatusChanged(state=JobState.RUNNING)
+        event = TaskStatusChangedEvent(payload=running, job_id=job_id, task_id="t")
         await publish_event(broker, settings, event)
         sent[job_id].append(event.id)
-    await publish_event(broker, settings, make_event("worker.created", {"compute_id": "c"}))
+    created = WorkerCreatedEvent(payload=WorkerCreated(compute_id="c"))
+    await publish_event(broker, settings, created)
     runner = asyncio.create_task(consumer.run())
     try:
 

@@ -12,7 +12,18 @@ from flame_controller.expansion import DatasetRef, PlannedTask, expand
 from flame_controller.state import TRANSITIONS, JobView, evolve
 from schemas.design import DesignSchema
 from schemas.errors import Conflict, Invalid, NotFound
-from schemas.events import EventBase, make_event
+from schemas.events import (
+    AgentLost,
+    AgentLostEvent,
+    AgentRegistered,
+    AgentRegisteredEvent,
+    EventBase,
+    JobStateChangedEvent,
+    TaskStatusChanged,
+    TaskStatusChangedEvent,
+    WorkerFailed,
+    WorkerFailedEvent,
+)
 from schemas.job import JobSpec
 from schemas.states import JobState
 
@@ -74,9 +85,8 @@ class Job:
 
     def report(self, task_id: str, state: JobState, event_id: str | None = None) -> list[EventBase]:
         extra = {"id": event_id} if event_id else {}
-        ev = make_event(
-            "task.status_changed", {"state": state}, job_id=JOB, task_id=task_id, **extra
-        )
+        payload = TaskStatusChanged(state=state)
+        ev = TaskStatusChangedEvent(payload=payload, job_id=JOB, task_id=task_id, **extra)
         return self.run(Observe(ev))
 
     @property
@@ -91,7 +101,7 @@ class Job:
         return [
             (e.payload.from_state, e.payload.to_state)
             for e in self.log
-            if e.type == "job.state_changed"
+            if isinstance(e, JobStateChangedEvent)
         ]
 
 
@@ -287,12 +297,16 @@ def test_reports_before_start_and_for_unknown_tasks_are_rejected() -> None:
 
 def test_agent_registered_before_and_after_start_gets_assigned() -> None:
     job = Job()
-    early = make_event("agent.registered", {"agent_id": "a1"}, job_id=JOB, task_id=job.trainers[0])
+    early = AgentRegisteredEvent(
+        payload=AgentRegistered(agent_id="a1"), job_id=JOB, task_id=job.trainers[0]
+    )
     assert job.types(job.run(Observe(early))) == ["agent.registered"]
     started = job.run(Start())
     assigned = [e for e in started if e.type == "task.assigned"]
     assert [(e.task_id, e.payload.agent_id) for e in assigned] == [(job.trainers[0], "a1")]
-    late = make_event("agent.registered", {"agent_id": "a2"}, job_id=JOB, task_id=job.trainers[1])
+    late = AgentRegisteredEvent(
+        payload=AgentRegistered(agent_id="a2"), job_id=JOB, task_id=job.trainers[1]
+    )
     assert job.types(job.run(Observe(late))) == ["agent.registered", "task.assigned"]
 
 
@@ -300,9 +314,8 @@ def test_agent_lost_fails_its_task() -> None:
     job = Job()
     job.run(Start())
     job.report(job.aggregator, JobState.RUNNING)
-    lost = make_event(
-        "agent.lost",
-        {"agent_id": "a", "reason": "no heartbeat"},
+    lost = AgentLostEvent(
+        payload=AgentLost(agent_id="a", reason="no heartbeat"),
         job_id=JOB,
         task_id=job.aggregator,
     )
@@ -314,7 +327,7 @@ def test_agent_lost_fails_its_task() -> None:
 def test_worker_failed_fails_the_waiting_tasks_of_its_compute() -> None:
     job = Job()
     job.run(Start())
-    failed = make_event("worker.failed", {"compute_id": "edge", "reason": "boom"}, job_id=JOB)
+    failed = WorkerFailedEvent(payload=WorkerFailed(compute_id="edge", reason="boom"), job_id=JOB)
     events = job.run(Observe(failed))
     assert [e.task_id for e in events if e.type == "task.status_changed"] == [job.trainers[2]]
     assert job.s.state is JobState.DEPLOYING

@@ -16,6 +16,7 @@ from flame_common.documents import JobDoc, TaskDoc
 from flame_common.settings import FlameSettings
 from schemas import commands as c
 from schemas.job import JobSpec
+from schemas.states import JobState
 from tests.controller.conftest import Bus, job_log, mnist, seed_example, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
@@ -112,28 +113,18 @@ async def test_sigkill_restart_loses_and_duplicates_nothing(
     tasks = {t.role: t.task_id for t in await TaskDoc.find({"job_id": job}).to_list()}
     for job_id in (job, slow):
         await bus.call(c.StartJob(user_id="alice", job_id=job_id))
-    first = await bus.publish(
-        "task.status_changed", {"state": "running"}, job_id=job, task_id=tasks["aggregator"]
-    )
+    first = await bus.report(JobState.RUNNING, job_id=job, task_id=tasks["aggregator"])
     await wait_until(lambda: _is(job, "running"))
 
     process.kill()
     # While the controller is down its durable queue keeps these (one is a redelivery).
-    for event in [
-        ("running", "trainer"),
-        ("completed", "trainer"),
-        ("completed", "aggregator"),
+    for state, role in [
+        (JobState.RUNNING, "trainer"),
+        (JobState.COMPLETED, "trainer"),
+        (JobState.COMPLETED, "aggregator"),
     ]:
-        await bus.publish(
-            "task.status_changed", {"state": event[0]}, job_id=job, task_id=tasks[event[1]]
-        )
-    await bus.publish(
-        "task.status_changed",
-        {"state": "running"},
-        job_id=job,
-        task_id=tasks["aggregator"],
-        id=first.id,
-    )
+        await bus.report(state, job_id=job, task_id=tasks[role])
+    await bus.report(JobState.RUNNING, job_id=job, task_id=tasks["aggregator"], id=first.id)
     await asyncio.sleep(3.2)  # the slow job's maxRunTime passes while nobody is watching
 
     process.start()
