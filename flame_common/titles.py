@@ -10,6 +10,7 @@ import setproctitle
 
 _PR_SET_NAME = 15
 TASK_CHARS = 12  # task ids are shown shortened to this many characters
+ZYGOTE = "flame-zygote"  # the local deployer's fork server of flamelets
 FLAMELET = "flamelet"
 ROLE = "flame-role"
 IDLE = "(idle)"  # a role process waiting for its task's code

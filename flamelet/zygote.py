@@ -20,10 +20,9 @@ import sys
 import flamelet.main
 from flame_common.forking import ForkLoop, Request
 from flame_common.settings import FlameSettings
-from flame_common.titles import set_title
+from flame_common.titles import ZYGOTE, set_title
 from flamelet.manifest import tls_context
 
-NAME = b"flame-zygote"  # process name (`ps -o comm`, psutil's name()) and title of the zygote
 CHILD_NAME = b"flamelet"  # children's name until the flamelet titles itself with its task
 # Imported lazily by httpx/httpcore on the first request: load them here, once for all children.
 LAZY_MODULES = ("anyio._backends._asyncio", "httpcore._backends.anyio", "httpcore._async")
@@ -47,7 +46,7 @@ def run_flamelet(request: Request) -> None:
 
 
 def main() -> None:
-    set_title(NAME.decode())
+    set_title(ZYGOTE)  # also its process name (`ps -o comm`, psutil's name())
     warm_up()
     ignore = (signal.SIGTERM, signal.SIGINT)
     ForkLoop(run_flamelet, session=True, ignore=ignore, child_name=CHILD_NAME).serve()

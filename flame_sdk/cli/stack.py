@@ -23,6 +23,7 @@ from flame_common.embedded import free_port, port_open
 from flame_common.settings import FlameSettings
 from flame_sdk.cli import probes
 from flame_sdk.cli.stack_state import Stack
+from flame_sdk.cli.workers import workers
 
 RABBIT_HINT = "apt-get install -y rabbitmq-server && rabbitmq-server -detached"
 MONGO_PORT = 27017
@@ -135,7 +136,7 @@ def _safe(url: str) -> str:
 
 @app.command()
 def status() -> None:
-    """Show each part of the stack: pid alive, and whether its port answers."""
+    """Show each part of the stack (pid alive, port answers) and the live workers per job."""
     settings = FlameSettings()
     stack = Stack(settings)
     healthy = True
@@ -161,8 +162,23 @@ def status() -> None:
     typer.echo(
         f"{'rabbitmq':<11}{'ok' if rabbit else 'not answering':<24}{_safe(settings.rabbit_url)}"
     )
+    _show_workers(stack)
     if not (healthy and rabbit):
         raise typer.Exit(1)
+
+
+def _show_workers(stack: Stack) -> None:
+    """One line per job, then one per live worker: task, role, flamelet pid, role code pid."""
+    deployer = stack.process("deployer")
+    found = workers(deployer) if deployer else []
+    jobs = sorted({w.job_id for w in found})
+    typer.echo(f"{'workers':<11}{len(found)} in {len(jobs)} job(s)")
+    for job_id in jobs:
+        typer.echo(f"  job {job_id}")
+        for w in (w for w in found if w.job_id == job_id):
+            role = f"role pid {w.role_pid}" if w.role_pid else "role not running"
+            line = f"task {w.task_id}  role {w.role or '-':<20} flamelet pid {w.pid}  {role}"
+            typer.echo(f"    {line}")
 
 
 @app.command()

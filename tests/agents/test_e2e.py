@@ -13,7 +13,15 @@ import pytest
 
 from flame_common.embedded import EmbeddedMongo
 from schemas.events import EventBase
-from tests.agents.stack import EXAMPLES, LocalStack, create_job, job_events, local_stack, wait_state
+from tests.agents.stack import (
+    EXAMPLES,
+    LocalStack,
+    create_job,
+    job_events,
+    local_stack,
+    role_pids,
+    wait_state,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -100,8 +108,8 @@ async def test_stop_terminates_every_worker(stack: LocalStack):
         )
         await client.jobs.start(job_id)
         await wait_state(client, job_id, {"running"}, 60)
-        await until(lambda: len(stack.role_pids(job_id)) == 7, 30)
-        roles = stack.role_pids(job_id)
+        await until(lambda: len(role_pids(stack, job_id)) == 7, 30)
+        roles = role_pids(stack, job_id)
         await client.jobs.stop(job_id)
         status = await wait_state(client, job_id, {"terminated", "failed", "completed"}, 10)
         assert status.state.value == "terminated"
