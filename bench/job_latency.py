@@ -2,10 +2,11 @@
 against the bare cost of starting the same 10 Python processes (no-op role code) in the same run.
 
 Usage: python bench/job_latency.py [--runs 3] [--timeline] [--cpu]   (needs RabbitMQ on :5672)
-Starts its own stack with `flame up` in a temporary FLAME_HOME (embedded MongoDB, own namespace)
-and stops it with `flame down`. `--cpu` prints the CPU seconds each part of the stack spent per
-job (median over the runs; `workers` = flamelets and their role code, `roles (bare)` = the same
-role code started bare). The key figure, the ratio, is printed last (target <= 2).
+Starts its own stack with `flame up` in a temporary FLAME_HOME (embedded MongoDB, own namespace;
+`flame_sdk.localstack`) and stops it with `flame down`; the role code is `noop_role.py`. `--cpu`
+prints the CPU seconds each part of the stack spent per job (median over the runs; `workers` =
+flamelets and their role code, `roles (bare)` = the same role code started bare). The key figure,
+the ratio, is printed last (target <= 2).
 """
 
 from __future__ import annotations
@@ -28,15 +29,23 @@ from pathlib import Path
 
 import psutil
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
+from flame_common.settings import FlameSettings
 from flame_sdk.client import FlameClient
+from flame_sdk.localstack import (
+    LocalStack,
+    create_job,
+    delete_namespace,
+    job_events,
+    local_stack,
+    wait_state,
+)
 from schemas.events import EventBase, TaskStatusChangedEvent
-from tests.agents.helpers import ROLES
-from tests.agents.stack import ZYGOTE, LocalStack, create_job, job_events, local_stack, wait_state
-from tests.conftest import delete_namespaces
 
-TASKS = 10  # the mnist two-tier design with 9 trainer datasets + 1 aggregator
+TASKS = 10  # the two-tier design with 9 trainer datasets + 1 aggregator
+ROOT = Path(__file__).resolve().parents[1]
+NOOP = Path(__file__).resolve().parent / "noop_role.py"
 STEPS = ["worker.created", "agent.registered", "task.assigned", "task.running", "task.completed"]
 
 
@@ -49,7 +58,7 @@ def bare_processes(work: Path) -> tuple[float, float]:
     """Wall time and CPU time to start and finish 10 `python main.py config` processes at once."""
     config = work / "config"
     config.write_text(json.dumps({"role": "trainer", "taskid": "bare"}))
-    script = ROLES / "ok" / "main.py"
+    script = NOOP
     cpu0 = _children_cpu()
     t0 = time.perf_counter()
     procs = [
@@ -88,10 +97,10 @@ def cpu_probes(stack: LocalStack) -> dict[str, Callable[[], float]]:
     for part in ("mongo", "apiserver", "controller", "notifier", "deployer"):
         proc = psutil.Process(stack.pid(part))
         probes[part] = functools.partial(_cpu, proc)
-    zygotes = [p for p in psutil.Process(stack.pid("deployer")).children() if p.name() == ZYGOTE]
-    if zygotes:
-        probes["zygote"] = functools.partial(_cpu, zygotes[0])
-        probes["workers"] = functools.partial(_reaped, zygotes[0])
+    zygote = stack.zygote()
+    if zygote is not None:
+        probes["zygote"] = functools.partial(_cpu, zygote)
+        probes["workers"] = functools.partial(_reaped, zygote)
     broker = _broker()
     if broker is not None:
         probes["rabbitmq"] = functools.partial(_cpu, broker)
@@ -99,14 +108,14 @@ def cpu_probes(stack: LocalStack) -> dict[str, Callable[[], float]]:
 
 
 def nine_trainer_example(tmp: Path) -> str:
-    """A copy of the mnist example whose dataSpec has 9 trainer datasets."""
-    src = Path(__file__).resolve().parents[1] / "tests" / "data" / "flame_examples" / "mnist"
-    dst = tmp / "examples" / "mnist10"
+    """The two-tier example's design with a dataSpec of 9 trainer datasets."""
+    src = ROOT / "examples" / "two_tier_fedavg"
+    dst = tmp / "examples" / "two_tier10"
     dst.mkdir(parents=True)
     (dst / "schema.json").write_text((src / "schema.json").read_text())
     ids = [uuid.uuid4().hex[:24] for _ in range(TASKS - 1)]
     (dst / "dataSpec.json").write_text(
-        json.dumps([{"role": "trainer", "datasetGroups": {"us": ids}}])
+        json.dumps([{"role": "trainer", "datasetGroups": {"default": ids}}])
     )
     return str(dst)
 
@@ -133,7 +142,7 @@ def print_timeline(started: datetime, events: list[EventBase]) -> None:
 
 
 async def one_job(client: FlameClient, example_dir: str, timeline: bool) -> tuple[float, float]:
-    job_id = await create_job(client, Path(example_dir), {"trainer": "ok", "aggregator": "ok"})
+    job_id = await create_job(client, Path(example_dir), {"trainer": NOOP, "aggregator": NOOP})
     started = datetime.now().astimezone()
     await client.jobs.start(job_id)
     status = await wait_state(client, job_id, {"completed", "failed", "terminated"}, 120)
@@ -166,7 +175,7 @@ async def main(runs: int, timeline: bool, cpu: bool) -> None:
                     for name, read in probes.items():
                         spent.setdefault(name, []).append(read() - before[name])
                     bares.append(bare_processes(tmp))
-        await delete_namespaces([stack.env["FLAME_NAMESPACE"]])  # the stack's durable queues
+        await delete_namespace(FlameSettings().rabbit_url, stack.namespace)  # durable queues
     if cpu:
         print("CPU seconds per job (median):")
         for name, values in spent.items():
