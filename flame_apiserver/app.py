@@ -1,13 +1,14 @@
-"""The apiserver factory: a FastAPI app whose lifespan opens MongoDB (Beanie) and RabbitMQ."""
+"""The apiserver factory and composition root: the routes run on given ports (e.g. in memory) or
+on MongoDB + RabbitMQ opened by the lifespan."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 
 from fastapi import FastAPI
 
-from flame_apiserver.context import ApiContext
+from flame_apiserver.context import ApiContext, ApiPorts
 from flame_apiserver.errors import install_error_handlers
 from flame_apiserver.middleware import BodyLimit, SlashTolerance
 from flame_apiserver.routes import (
@@ -20,10 +21,8 @@ from flame_apiserver.routes import (
     events,
     jobs,
 )
-from flame_apiserver.rpc import ControllerClient
+from flame_apiserver.services import open_services
 from flame_apiserver.sse import StreamTiming
-from flame_common.bus import events_exchange, make_broker
-from flame_common.db import init_db
 from flame_common.logs import get_logger
 from flame_common.settings import FlameSettings
 
@@ -32,23 +31,29 @@ log = get_logger(__name__)
 _MULTIPART_OVERHEAD = 64 * 1024
 
 
-def create_app(settings: FlameSettings, *, stream_timing: StreamTiming | None = None) -> FastAPI:
-    """Build the REST API of one Flame stack (nothing connects until the lifespan starts)."""
+def create_app(
+    settings: FlameSettings,
+    *,
+    stream_timing: StreamTiming | None = None,
+    ports: ApiPorts | None = None,
+) -> FastAPI:
+    """Build the REST API of one Flame stack (nothing connects until the lifespan starts).
+
+    Without `ports` the lifespan opens MongoDB and RabbitMQ (`services.open_services`); with
+    them (e.g. `memory.MemoryResources`, `MemoryJobReads`, a fake controller) it opens nothing.
+    """
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        client = await init_db(settings)
-        broker = make_broker(settings)
+        opened: AbstractAsyncContextManager[ApiPorts] = (
+            nullcontext(ports) if ports is not None else open_services(settings)
+        )
         try:
-            controller = ControllerClient(broker, settings)
-            await broker.start()
-            await broker.declare_exchange(events_exchange(settings))
-            app.state.ctx = ApiContext(settings=settings, broker=broker, controller=controller)
-            log.info("apiserver ready", namespace=settings.namespace, db=settings.mongo_db)
-            yield
+            async with opened as running:
+                app.state.ctx = ApiContext(settings=settings, ports=running)
+                log.info("apiserver ready", namespace=settings.namespace, db=settings.mongo_db)
+                yield
         finally:
-            await broker.stop()
-            await client.close()
             log.info("apiserver stopped")
 
     app = FastAPI(

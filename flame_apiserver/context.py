@@ -1,4 +1,4 @@
-"""Per-app runtime context (settings, broker, controller RPC) and its FastAPI dependency."""
+"""Per-app runtime context (settings and the ports the routes call) and its FastAPI dependency."""
 
 from __future__ import annotations
 
@@ -7,11 +7,10 @@ from typing import Annotated, Any
 
 from aio_pika.exceptions import AMQPError
 from fastapi import Depends, Request
-from faststream.rabbit import RabbitBroker
 
 from flame_apiserver.codezip import ZipLimits
-from flame_apiserver.rpc import ControllerClient
-from flame_common.bus import publish_event
+from flame_apiserver.ports import Controller, Publisher, Resources
+from flame_common.jobs_read import JobReads
 from flame_common.logs import get_logger
 from flame_common.settings import FlameSettings
 from schemas.events import ResourceChanged, ResourceEventType, resource_event
@@ -19,11 +18,32 @@ from schemas.events import ResourceChanged, ResourceEventType, resource_event
 log = get_logger(__name__)
 
 
+@dataclass(frozen=True)
+class ApiPorts:
+    """What the routes run on: chosen once, by `create_app` (Mongo + RabbitMQ, or memory)."""
+
+    resources: Resources
+    jobs: JobReads
+    controller: Controller
+    publisher: Publisher
+
+
 @dataclass
 class ApiContext:
     settings: FlameSettings
-    broker: RabbitBroker
-    controller: ControllerClient
+    ports: ApiPorts
+
+    @property
+    def resources(self) -> Resources:
+        return self.ports.resources
+
+    @property
+    def jobs(self) -> JobReads:
+        return self.ports.jobs
+
+    @property
+    def controller(self) -> Controller:
+        return self.ports.controller
 
     @property
     def zip_limits(self) -> ZipLimits:
@@ -49,7 +69,7 @@ class ApiContext:
         )
         event = resource_event(event_type, payload, source="apiserver")
         try:
-            await publish_event(self.broker, self.settings, event)
+            await self.ports.publisher.publish(event)
         except (AMQPError, ConnectionError, RuntimeError) as exc:
             log.warning("event not published", event_type=event_type, error=str(exc))
 

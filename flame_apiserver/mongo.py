@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 from beanie import Document
 from pymongo.errors import DuplicateKeyError
@@ -15,10 +15,19 @@ from flame_apiserver.ports import (
     DatasetRecord,
     DesignRecord,
 )
-from flame_common.documents import CodeDoc, ComputeDoc, DatasetDoc, DeploymentDoc, DesignDoc
+from flame_common.documents import (
+    CodeDoc,
+    ComputeDoc,
+    DatasetDoc,
+    DeploymentDoc,
+    DesignDoc,
+    as_utc,
+)
 from schemas.design import DesignSchema
 
 _RETRIES = 5
+
+D = TypeVar("D", bound=Document)
 
 
 def _design(doc: DesignDoc) -> DesignRecord:
@@ -54,8 +63,8 @@ def _dataset(doc: DatasetDoc) -> DatasetRecord:
 def _compute(doc: ComputeDoc) -> ComputeRecord:
     return ComputeRecord(
         compute_id=doc.compute_id,
-        registered_at=doc.registered_at,
-        updated_at=doc.updated_at,
+        registered_at=as_utc(doc.registered_at),
+        updated_at=as_utc(doc.updated_at),
         region=doc.region,
         admin_id=doc.admin_id,
         api_key=doc.api_key,
@@ -66,6 +75,16 @@ def _compute(doc: ComputeDoc) -> ComputeRecord:
 
 def _capped(query: Any, limit: int) -> Any:
     return query.limit(limit) if limit > 0 else query
+
+
+async def _set(kind: type[D], match: dict[str, Any], changes: dict[str, Any]) -> D | None:
+    """Apply `changes` to the document matching `match` and read it back (None when absent)."""
+    if changes:
+        try:
+            await kind.get_pymongo_collection().update_one(match, {"$set": changes})
+        except DuplicateKeyError as exc:
+            raise AlreadyExists(str(changes)) from exc
+    return await kind.find_one(match)
 
 
 class MongoResources:
@@ -99,9 +118,7 @@ class MongoResources:
     async def update_design(
         self, user_id: str, design_id: str, changes: dict[str, str]
     ) -> DesignRecord | None:
-        doc = await DesignDoc.find_one({"user_id": user_id, "design_id": design_id})
-        if doc is not None and changes:
-            await doc.set(changes)
+        doc = await _set(DesignDoc, {"user_id": user_id, "design_id": design_id}, changes)
         return _design(doc) if doc else None
 
     async def delete_design(self, user_id: str, design_id: str) -> bool:
@@ -207,12 +224,7 @@ class MongoResources:
     async def update_dataset(
         self, dataset_id: str, changes: dict[str, Any]
     ) -> DatasetRecord | None:
-        doc = await DatasetDoc.find_one({"dataset_id": dataset_id})
-        if doc is not None and changes:
-            try:
-                await doc.set(changes)
-            except DuplicateKeyError as exc:
-                raise AlreadyExists(changes.get("url", "")) from exc
+        doc = await _set(DatasetDoc, {"dataset_id": dataset_id}, changes)
         return _dataset(doc) if doc else None
 
     async def delete_dataset(self, dataset_id: str) -> bool:
@@ -243,9 +255,7 @@ class MongoResources:
     async def update_compute(
         self, compute_id: str, changes: dict[str, Any]
     ) -> ComputeRecord | None:
-        doc = await ComputeDoc.find_one({"compute_id": compute_id})
-        if doc is not None and changes:
-            await doc.set(changes)
+        doc = await _set(ComputeDoc, {"compute_id": compute_id}, changes)
         return _compute(doc) if doc else None
 
     async def put_deployment(self, job_id: str, compute_id: str, statuses: dict[str, str]) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from flame_common.documents import ComputeDoc
+from flame_apiserver.ports import Resources
 from schemas.compute import DEFAULT_COMPUTE
 from schemas.errors import Invalid
 
@@ -17,7 +17,7 @@ class Placement:
     compute_id: str
 
 
-async def resolve_placement(realm: str, is_public: bool) -> Placement:
+async def resolve_placement(resources: Resources, realm: str, is_public: bool) -> Placement:
     """Flame's realm -> computeId rules (control-plane reference §1.5).
 
     A realm under `default/` is a region path: the first compute registered for exactly that
@@ -26,14 +26,9 @@ async def resolve_placement(realm: str, is_public: bool) -> Placement:
     compute id, which must exist; the realm becomes `<its region>/<compute id>`.
     """
     if realm.startswith(REGION_ROOT):
-        computes = (
-            await ComputeDoc.find({"region": realm})
-            .sort("registered_at", "compute_id")
-            .limit(1)
-            .to_list()
-        )
-        if computes:
-            compute_id = computes[0].compute_id
+        first = await resources.first_compute_in(realm)
+        if first is not None:
+            compute_id = first.compute_id
             return Placement(realm=f"{realm}/{compute_id}", compute_id=compute_id)
         if is_public:
             return Placement(realm=realm, compute_id=DEFAULT_COMPUTE)
@@ -41,7 +36,7 @@ async def resolve_placement(realm: str, is_public: bool) -> Placement:
             f"no compute is registered for region '{realm}'; a private dataset must be "
             "placed on a compute (register one or make the dataset public)"
         )
-    compute = await ComputeDoc.find_one({"compute_id": realm})
+    compute = await resources.compute(realm)
     if compute is None:
         raise Invalid(
             f"realm '{realm}' is neither a region path under '{REGION_ROOT}' nor a registered "

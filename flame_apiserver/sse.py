@@ -10,7 +10,7 @@ from typing import Any
 
 import anyio
 
-from flame_common.documents import EventDoc, JobDoc
+from flame_common.jobs_read import JobReads
 from schemas.states import JobState
 
 
@@ -21,32 +21,21 @@ class StreamTiming:
     batch: int = 200
 
 
-async def events_after(job_id: str, after: int, limit: int) -> list[dict[str, Any]]:
-    """Event envelopes of a job with seq > after, in seq order (the controller's log bodies)."""
-    docs = (
-        await EventDoc.find({"job_id": job_id, "seq": {"$gt": after}})
-        .sort("seq")
-        .limit(limit)
-        .to_list()
-    )
-    return [{**d.body, "seq": d.seq} for d in docs]
-
-
 def frame(event: dict[str, Any]) -> bytes:
     data = json.dumps(event, separators=(",", ":"))
     return f"id: {event['seq']}\nevent: {event.get('type', 'message')}\ndata: {data}\n\n".encode()
 
 
-async def _finished(job_id: str, cursor: int) -> bool:
+async def _finished(jobs: JobReads, job_id: str, cursor: int) -> bool:
     """True when the job is gone or terminal and every event it logged was read."""
-    job = await JobDoc.find_one({"job_id": job_id})
+    job = await jobs.job(job_id)
     if job is None:
         return True
     return JobState(job.state).is_terminal and cursor >= job.last_seq
 
 
 async def stream_job_events(
-    job_id: str, after: int, timing: StreamTiming = StreamTiming()
+    jobs: JobReads, job_id: str, after: int, timing: StreamTiming = StreamTiming()
 ) -> AsyncIterator[bytes]:
     """Yield SSE frames for every event after `after`, then follow the log until the job is done.
 
@@ -58,7 +47,7 @@ async def stream_job_events(
     done_polls = 0
     yield b"retry: 2000\n\n"
     while True:
-        events = await events_after(job_id, cursor, timing.batch)
+        events = await jobs.events_after(job_id, cursor, timing.batch)
         for event in events:
             cursor = event["seq"]
             yield frame(event)
@@ -66,7 +55,7 @@ async def stream_job_events(
             idle_since = time.monotonic()
             done_polls = 0
             continue
-        done_polls = done_polls + 1 if await _finished(job_id, cursor) else 0
+        done_polls = done_polls + 1 if await _finished(jobs, job_id, cursor) else 0
         if done_polls >= 2:
             return
         if time.monotonic() - idle_since >= timing.keepalive_seconds:

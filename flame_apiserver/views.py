@@ -1,16 +1,16 @@
-"""Read-model views: JobDoc/TaskDoc projections rendered as the wire models of the contract."""
+"""Read-model views: job and task records rendered as the wire models of the contract."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from flame_common.documents import JobDoc, TaskDoc
+from flame_common.jobs_read import JobRecord, TaskRecord
 from schemas.job import JobSpec, JobStatus
 from schemas.task import TaskInfo
 from schemas.task_config import TaskConfig
 
 
-def job_status(doc: JobDoc) -> JobStatus:
+def job_status(doc: JobRecord) -> JobStatus:
     return JobStatus(
         id=doc.job_id,
         name=doc.name,
@@ -23,13 +23,13 @@ def job_status(doc: JobDoc) -> JobStatus:
     )
 
 
-def job_spec(doc: JobDoc) -> JobSpec:
+def job_spec(doc: JobRecord) -> JobSpec:
     """The stored spec with the server-owned ids forced."""
     spec = JobSpec.model_validate(doc.spec)
     return spec.model_copy(update={"id": doc.job_id, "user_id": doc.user_id})
 
 
-def task_info(doc: TaskDoc) -> TaskInfo:
+def task_info(doc: TaskRecord) -> TaskInfo:
     """A task as users see it: the key is always hidden."""
     return TaskInfo(
         job_id=doc.job_id,
@@ -43,7 +43,7 @@ def task_info(doc: TaskDoc) -> TaskInfo:
     )
 
 
-def task_config(doc: TaskDoc) -> dict[str, Any]:
+def task_config(doc: TaskRecord) -> dict[str, Any]:
     """The worker config of a task in Flame's wire form, with its `taskid`."""
     config = TaskConfig.model_validate(doc.config).model_copy(update={"taskid": doc.task_id})
     return config.to_wire()

@@ -18,6 +18,15 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def as_utc(value: datetime) -> datetime:
+    """A stored time as an aware UTC datetime (nx-27017 may answer one without a zone)."""
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def maybe_utc(value: datetime | None) -> datetime | None:
+    return None if value is None else as_utc(value)
+
+
 class DesignDoc(Document):
     user_id: str
     design_id: str

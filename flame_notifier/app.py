@@ -15,7 +15,8 @@ from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractIncomingMess
 from flame_common import amqp
 from flame_common.busnames import names
 from flame_common.db import init_db
-from flame_common.documents import ALL_DOCUMENTS, TaskDoc
+from flame_common.jobs_read import JobReads
+from flame_common.jobs_read.mongo import MongoJobReads
 from flame_common.logs import get_logger
 from flame_common.redelivery import processing
 from flame_common.settings import FlameSettings
@@ -45,10 +46,11 @@ KEY_HEADER = "x-flame-task-key"
 class Notifier:
     """Presence and delivery over one channel (publisher confirms on)."""
 
-    def __init__(self, settings: FlameSettings, channel: AbstractChannel) -> None:
+    def __init__(self, settings: FlameSettings, channel: AbstractChannel, jobs: JobReads) -> None:
         self.settings = settings
         self.channel = channel
-        self.book = PresenceBook(settings.heartbeat_timeout)
+        self.jobs = jobs
+        self.book = PresenceBook(settings.heartbeat_timeout, jobs)
         self._events: AbstractExchange | None = None
         self._agents: AbstractExchange | None = None
         self._inboxes: set[str] = set()
@@ -127,7 +129,7 @@ class Notifier:
     async def _job_ended(self, job_id: str) -> None:
         """Stop watching the job's agents and remove their inboxes."""
         task_ids = set(await self.book.finish_job(job_id))
-        task_ids.update([t.task_id async for t in TaskDoc.find({"job_id": job_id})])
+        task_ids.update(t.task_id for t in await self.jobs.tasks_of_job(job_id))
         queues = names(self.settings)
         await asyncio.gather(*(self.channel.queue_delete(queues.agent_queue(t)) for t in task_ids))
         self._inboxes.difference_update(task_ids)
@@ -192,14 +194,14 @@ def _decode(message: AbstractIncomingMessage) -> EventBase | None:
 @asynccontextmanager
 async def running_notifier(settings: FlameSettings) -> AsyncIterator[Notifier]:
     """Run the notifier (database, consumers, liveness watch) until the context exits."""
-    client = await init_db(settings, [*ALL_DOCUMENTS, AgentDoc])
+    client = await init_db(settings, [*MongoJobReads.documents, AgentDoc])
     connection = await amqp.connect(settings, name="flame-notifier")
     watcher: asyncio.Task[Any] | None = None
     notifier: Notifier | None = None
     try:
         channel = await connection.channel()
         await channel.set_qos(prefetch_count=64)
-        notifier = Notifier(settings, channel)
+        notifier = Notifier(settings, channel, MongoJobReads())
         await notifier.setup()
         inbox = await amqp.notifier_inbox(channel, settings)
         events = await amqp.consumer_queue(channel, settings, CONSUMER, list(WATCHED))

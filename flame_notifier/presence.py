@@ -8,12 +8,9 @@ from datetime import UTC, datetime, timedelta
 
 from pymongo.errors import DuplicateKeyError
 
-from flame_common.documents import TaskDoc
+from flame_common.jobs_read import JobReads
 from flame_notifier.documents import AgentDoc, Presence
 from schemas.events import AgentRegisteredEvent
-from schemas.states import TERMINAL_STATES
-
-_TERMINAL = frozenset(s.value for s in TERMINAL_STATES)
 
 
 def _now() -> datetime:
@@ -37,8 +34,9 @@ class PresenceBook:
     `flush()`; a restart also drops agents whose task is already terminal.
     """
 
-    def __init__(self, timeout: float) -> None:
+    def __init__(self, timeout: float, jobs: JobReads) -> None:
         self._timeout = timedelta(seconds=timeout)
+        self._jobs = jobs
         self._active: dict[str, AgentDoc] = {}
         self._ended: dict[str, tuple[str, Presence]] = {}  # task id -> (job id, presence), unsaved
 
@@ -50,12 +48,7 @@ class PresenceBook:
         now = _now()
         docs = {d.task_id: d async for d in AgentDoc.find({"presence": Presence.ACTIVE.value})}
         if docs:
-            ended = [
-                t.task_id
-                async for t in TaskDoc.find({"task_id": {"$in": list(docs)}})
-                if t.state in _TERMINAL
-            ]
-            for task_id in ended:
+            for task_id in await self._jobs.terminal_tasks(list(docs)):
                 self._ended[task_id] = (docs.pop(task_id).job_id, Presence.DONE)
             await self.flush()
         for doc in docs.values():
@@ -68,7 +61,7 @@ class PresenceBook:
         payload = event.payload
         if not event.task_id or not event.job_id:
             return Registration(False, False, "registration names no job/task")
-        task = await TaskDoc.find_one({"job_id": event.job_id, "task_id": event.task_id})
+        task = await self._jobs.task(event.job_id, event.task_id)
         if task is None:
             return Registration(False, False, "unknown task")
         if not hmac.compare_digest(task.key.encode(), key.encode()):

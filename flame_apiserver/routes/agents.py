@@ -11,12 +11,11 @@ from fastapi import APIRouter, Depends, Request, Response
 
 from flame_apiserver.codezip import role_zip
 from flame_apiserver.context import Ctx
-from flame_apiserver.lookups import task_of
+from flame_apiserver.lookups import any_job, task_of
 from flame_apiserver.multipart import Part, encode_form
 from flame_apiserver.routes.computes import ApiKey, authorized_compute
 from flame_apiserver.views import job_spec, job_status, task_config
 from flame_apiserver.zipcache import ZipCache
-from flame_common.documents import CodeDoc, JobDoc, TaskDoc
 from schemas.commands import ReportTaskStatus
 from schemas.errors import BadRequest, Invalid, NotFound, Unauthorized
 from schemas.job import JobStatus
@@ -31,13 +30,6 @@ _MANIFEST: dict[int | str, dict[str, Any]] = {
         "content": {"multipart/form-data": {}},
     }
 }
-
-
-async def _job(job_id: str) -> JobDoc:
-    doc = await JobDoc.find_one({"job_id": job_id})
-    if doc is None:
-        raise NotFound(f"job '{job_id}' not found")
-    return doc
 
 
 def _role_zips(request: Request) -> ZipCache:
@@ -56,11 +48,9 @@ RoleZips = Annotated[ZipCache, Depends(_role_zips)]
 
 
 async def _build_role_zip(ctx: Ctx, job_id: str, role: str) -> bytes:
-    job = await _job(job_id)
+    job = await any_job(ctx.jobs, job_id)
     revision = job_spec(job).code_revision
-    code = await CodeDoc.find_one(
-        {"user_id": job.user_id, "design_id": job.design_id, "revision": revision}
-    )
+    code = await ctx.resources.code(job.user_id, job.design_id, revision)
     if revision == 0 or code is None:
         raise NotFound(
             f"code revision {revision} of design '{job.design_id}' pinned by job '{job_id}' "
@@ -75,11 +65,11 @@ async def task_manifest(
 ) -> Response:
     """What an agent needs to run its task; `key` must be the task's key (400 empty, 401 wrong).
 
-    One `TaskDoc` read per request; the job and its code are read once per (job, role).
+    One task read per request; the job and its code are read once per (job, role).
     """
     if not key:
         raise BadRequest("query parameter 'key' is required and cannot be empty")
-    task = await task_of(job_id, task_id)
+    task = await task_of(ctx.jobs, job_id, task_id)
     if not secrets.compare_digest(task.key.encode(), key.encode()):
         raise Unauthorized(f"wrong key for task '{task_id}'")
     zipped = await zips.get((job_id, task.role), lambda: _build_role_zip(ctx, job_id, task.role))
@@ -100,20 +90,16 @@ async def report_task_status(
     if body.state not in AGENT_REPORTABLE_STATES:
         allowed = ", ".join(sorted(s.value for s in AGENT_REPORTABLE_STATES))
         raise Invalid(f"agents may report only {allowed}, not '{body.state.value}'")
-    await task_of(job_id, task_id)
-    job = await _job(job_id)
+    await task_of(ctx.jobs, job_id, task_id)
+    job = await any_job(ctx.jobs, job_id)
     command = ReportTaskStatus(user_id=job.user_id, job_id=job_id, task_id=task_id, status=body)
     reply = await ctx.controller.call(command)
     return reply if isinstance(reply, dict) else {}
 
 
 @router.get("/{compute_id}", response_model=list[JobStatus])
-async def compute_jobs(compute_id: str, api_key: ApiKey = None) -> list[JobStatus]:
+async def compute_jobs(compute_id: str, ctx: Ctx, api_key: ApiKey = None) -> list[JobStatus]:
     """Active jobs with tasks on a compute (for its deployer; X-API-KEY required)."""
-    await authorized_compute(compute_id, api_key)
-    tasks = await TaskDoc.find({"compute_id": compute_id}).to_list()
-    job_ids = sorted({t.job_id for t in tasks})
-    if not job_ids:
-        return []
-    jobs = await JobDoc.find({"job_id": {"$in": job_ids}}).sort("created_at").to_list()
-    return [job_status(j) for j in jobs if not job_status(j).state.is_terminal]
+    await authorized_compute(ctx.resources, compute_id, api_key)
+    statuses = [job_status(j) for j in await ctx.jobs.jobs_on_compute(compute_id)]
+    return [s for s in statuses if not s.state.is_terminal]

@@ -7,37 +7,24 @@ import hashlib
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Response, UploadFile, status
-from pymongo.errors import DuplicateKeyError
 
 from flame_apiserver.codezip import validate_code_zip
 from flame_apiserver.context import ApiContext, Ctx
 from flame_apiserver.lookups import design_of
-from flame_common.documents import CodeDoc, DesignDoc, JobDoc
+from flame_apiserver.ports import CodeRecord, Contended
 from schemas.design import CodeRevision
 from schemas.errors import Conflict, NotFound, TooLarge
 
 router = APIRouter(prefix="/users/{user}/designs/{design_id}/code", tags=["designCode"])
 
-_RETRIES = 5
-
 FileName = Annotated[str, Form(alias="fileName", description="name of the zip file")]
 FileData = Annotated[UploadFile, File(alias="fileData", description="the code zip")]
 
 
-def _revision(doc: CodeDoc) -> CodeRevision:
+def _revision(doc: CodeRecord) -> CodeRevision:
     return CodeRevision(
         revision=doc.revision, file_name=doc.file_name, size=doc.size, sha256=doc.sha256
     )
-
-
-async def _latest_stored(user: str, design_id: str) -> int:
-    docs = (
-        await CodeDoc.find({"user_id": user, "design_id": design_id})
-        .sort("-revision")
-        .limit(1)
-        .to_list()
-    )
-    return docs[0].revision if docs else 0
 
 
 async def _store(
@@ -49,32 +36,20 @@ async def _store(
         raise TooLarge(f"code zip is larger than {limit} bytes")
     roles = await asyncio.to_thread(validate_code_zip, data, ctx.zip_limits)
     sha256 = hashlib.sha256(data).hexdigest()
-    for _ in range(_RETRIES):
-        design = await design_of(user, design_id)
-        revision = max(design.code_revision, await _latest_stored(user, design_id)) + 1
-        doc = CodeDoc(
-            user_id=user,
-            design_id=design_id,
-            revision=revision,
-            file_name=name or upload.filename or "code.zip",
-            data=data,
-            size=len(data),
-            sha256=sha256,
-        )
-        try:
-            await doc.insert()
-        except DuplicateKeyError:
-            continue
-        await DesignDoc.get_pymongo_collection().update_one(
-            {"_id": design.id, "code_revision": {"$lt": revision}},
-            {"$set": {"code_revision": revision}},
-        )
-        await ctx.announce(
-            "code.uploaded", user, design_id, revision=revision,
-            file_name=doc.file_name, size=doc.size, sha256=sha256, roles=list(roles),
-        )  # fmt: skip
-        return _revision(doc)
-    raise Conflict(f"code of design '{design_id}' is being uploaded concurrently; retry")
+    file_name = name or upload.filename or "code.zip"
+    try:
+        doc = await ctx.resources.add_code(user, design_id, file_name, data, sha256)
+    except Contended as exc:
+        raise Conflict(
+            f"code of design '{design_id}' is being uploaded concurrently; retry"
+        ) from exc
+    if doc is None:
+        raise NotFound(f"design '{design_id}' of user '{user}' not found")
+    await ctx.announce(
+        "code.uploaded", user, design_id, revision=doc.revision,
+        file_name=doc.file_name, size=doc.size, sha256=sha256, roles=list(roles),
+    )  # fmt: skip
+    return _revision(doc)
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=CodeRevision)
@@ -94,11 +69,11 @@ async def replace_code(
 
 
 @router.get("", response_class=Response, responses={200: {"content": {"application/zip": {}}}})
-async def download_code(user: str, design_id: str, revision: int = 0) -> Response:
+async def download_code(user: str, design_id: str, ctx: Ctx, revision: int = 0) -> Response:
     """The zip of the current code revision, or of `revision` when given."""
-    design = await design_of(user, design_id)
+    design = await design_of(ctx.resources, user, design_id)
     wanted = revision or design.code_revision
-    doc = await CodeDoc.find_one({"user_id": user, "design_id": design_id, "revision": wanted})
+    doc = await ctx.resources.code(user, design_id, wanted)
     if wanted == 0 or doc is None:
         which = f"revision {revision} of the code" if revision else "code"
         raise NotFound(f"design '{design_id}' has no {which}")
@@ -113,32 +88,27 @@ async def download_code(user: str, design_id: str, revision: int = 0) -> Respons
 
 
 @router.get("/revision", response_model=CodeRevision)
-async def code_revision(user: str, design_id: str) -> CodeRevision:
+async def code_revision(user: str, design_id: str, ctx: Ctx) -> CodeRevision:
     """The current code revision (`revision` 0 when the design has no code)."""
-    design = await design_of(user, design_id)
+    design = await design_of(ctx.resources, user, design_id)
     if design.code_revision == 0:
         return CodeRevision()
-    doc = await CodeDoc.find_one(
-        {"user_id": user, "design_id": design_id, "revision": design.code_revision}
-    )
+    doc = await ctx.resources.code(user, design_id, design.code_revision)
     return _revision(doc) if doc else CodeRevision()
 
 
 @router.delete("", response_model=str)
 async def delete_code(user: str, design_id: str, ctx: Ctx, forceDelete: bool = False) -> str:
     """Delete every code revision; refused (409) while jobs use the design, unless forced."""
-    design = await design_of(user, design_id)
+    design = await design_of(ctx.resources, user, design_id)
     if design.code_revision == 0:
         raise NotFound(f"design '{design_id}' has no code")
-    jobs = await JobDoc.find({"user_id": user, "design_id": design_id}).count()
+    jobs = await ctx.jobs.count_jobs_of_design(user, design_id)
     if jobs and not forceDelete:
         raise Conflict(
             f"the code of design '{design_id}' is pinned by {jobs} job(s); delete them first "
             "or pass forceDelete=true"
         )
-    await DesignDoc.get_pymongo_collection().update_one(
-        {"_id": design.id}, {"$set": {"code_revision": 0}}
-    )
-    await CodeDoc.find({"user_id": user, "design_id": design_id}).delete()
+    await ctx.resources.delete_code(user, design_id)
     await ctx.announce("code.deleted", user, design_id, revision=design.code_revision)
     return f"code of design '{design_id}' deleted"

@@ -7,10 +7,11 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Response, status
-from pymongo.errors import DuplicateKeyError
 
 from flame_apiserver.context import Ctx
-from flame_common.documents import ComputeDoc, DeploymentDoc, JobDoc, TaskDoc, utcnow
+from flame_apiserver.lookups import any_job
+from flame_apiserver.ports import AlreadyExists, ComputeRecord, Resources
+from flame_common.documents import utcnow
 from schemas.compute import ComputeSpec, ComputeStatus, DeploymentConfig, DeploymentStatus
 from schemas.errors import BadRequest, Conflict, NotFound, Unauthorized
 from schemas.states import AgentState, ComputeState
@@ -26,7 +27,7 @@ def _now_ms() -> datetime:
     return now.replace(microsecond=now.microsecond // 1000 * 1000)
 
 
-def _status(doc: ComputeDoc) -> ComputeStatus:
+def _status(doc: ComputeRecord) -> ComputeStatus:
     return ComputeStatus(
         compute_id=doc.compute_id,
         state=ComputeState(doc.state),
@@ -35,18 +36,20 @@ def _status(doc: ComputeDoc) -> ComputeStatus:
     )
 
 
-def _public_spec(doc: ComputeDoc) -> dict[str, Any]:
+def _public_spec(doc: ComputeRecord) -> dict[str, Any]:
     spec = ComputeSpec(
         compute_id=doc.compute_id, region=doc.region, admin_id=doc.admin_id, managed=doc.managed
     )
     return spec.wire(exclude={"api_key"})
 
 
-async def authorized_compute(compute_id: str, api_key: str | None) -> ComputeDoc:
+async def authorized_compute(
+    resources: Resources, compute_id: str, api_key: str | None
+) -> ComputeRecord:
     """The compute, if `api_key` is its key; 401 on a missing or wrong key, 404 if unknown."""
     if not api_key:
         raise Unauthorized("header X-API-KEY with the compute's api key is required")
-    doc = await ComputeDoc.find_one({"compute_id": compute_id})
+    doc = await resources.compute(compute_id)
     if doc is None:
         raise NotFound(f"compute '{compute_id}' is not registered")
     if not doc.api_key or not secrets.compare_digest(doc.api_key.encode(), api_key.encode()):
@@ -58,10 +61,10 @@ async def authorized_compute(compute_id: str, api_key: str | None) -> ComputeDoc
 async def register_compute(body: ComputeSpec, response: Response, ctx: Ctx) -> ComputeStatus:
     """Register a compute (201). Registering again with the same api key is idempotent: 200 with
     the original registration (region/adminId/managed refreshed); another key is a 409."""
-    existing = await ComputeDoc.find_one({"compute_id": body.compute_id})
+    existing = await ctx.resources.compute(body.compute_id)
     if existing is None:
         now = _now_ms()
-        doc = ComputeDoc(
+        doc = ComputeRecord(
             registered_at=now,
             updated_at=now,
             compute_id=body.compute_id,
@@ -71,9 +74,9 @@ async def register_compute(body: ComputeSpec, response: Response, ctx: Ctx) -> C
             managed=body.managed,
         )
         try:
-            await doc.insert()
-        except DuplicateKeyError:
-            existing = await ComputeDoc.find_one({"compute_id": body.compute_id})
+            await ctx.resources.add_compute(doc)
+        except AlreadyExists:
+            existing = await ctx.resources.compute(body.compute_id)
         else:
             await ctx.announce(
                 "compute.registered", body.admin_id, body.compute_id, region=body.region
@@ -84,70 +87,64 @@ async def register_compute(body: ComputeSpec, response: Response, ctx: Ctx) -> C
         raise Conflict(
             f"compute id '{body.compute_id}' is already in use; use a different computeId"
         )
-    await existing.set(
+    refreshed = await ctx.resources.update_compute(
+        body.compute_id,
         {
             "region": body.region,
             "admin_id": body.admin_id,
             "managed": body.managed,
             "updated_at": _now_ms(),
-        }
+        },
     )
     response.status_code = status.HTTP_200_OK
-    return _status(existing)
+    return _status(refreshed or existing)
 
 
 @router.get("", response_model=list[dict[str, Any]])
-async def list_computes(adminId: str = "") -> list[dict[str, Any]]:
+async def list_computes(ctx: Ctx, adminId: str = "") -> list[dict[str, Any]]:
     """Computes of one admin (`adminId` required); api keys are never returned."""
     if not adminId:
         raise BadRequest("query parameter 'adminId' is required")
-    docs = await ComputeDoc.find({"admin_id": adminId}).sort("compute_id").to_list()
-    return [_public_spec(d) for d in docs]
+    return [_public_spec(d) for d in await ctx.resources.computes_of(adminId)]
 
 
 @router.get("/{compute_id}", response_model=ComputeStatus)
-async def get_compute(compute_id: str, api_key: ApiKey = None) -> ComputeStatus:
-    return _status(await authorized_compute(compute_id, api_key))
+async def get_compute(compute_id: str, ctx: Ctx, api_key: ApiKey = None) -> ComputeStatus:
+    return _status(await authorized_compute(ctx.resources, compute_id, api_key))
 
 
 @router.get("/{compute_id}/deployments/{job_id}/config", response_model=DeploymentConfig)
 async def deployment_config(
-    compute_id: str, job_id: str, api_key: ApiKey = None
+    compute_id: str, job_id: str, ctx: Ctx, api_key: ApiKey = None
 ) -> DeploymentConfig:
     """Task ids and keys of the job's tasks placed on this compute (X-API-KEY required)."""
-    await authorized_compute(compute_id, api_key)
-    if await JobDoc.find_one({"job_id": job_id}) is None:
-        raise NotFound(f"job '{job_id}' not found")
-    tasks = await TaskDoc.find({"job_id": job_id, "compute_id": compute_id}).to_list()
+    await authorized_compute(ctx.resources, compute_id, api_key)
+    await any_job(ctx.jobs, job_id)
+    tasks = await ctx.jobs.tasks_of_job(job_id, compute_id=compute_id)
     return DeploymentConfig(job_id=job_id, agent_kvs={t.task_id: t.key for t in tasks})
 
 
 @router.put("/{compute_id}/deployments/{job_id}/status", response_model=DeploymentStatus)
 async def put_deployment_status(
-    compute_id: str, job_id: str, body: dict[str, AgentState], api_key: ApiKey = None
+    compute_id: str, job_id: str, body: dict[str, AgentState], ctx: Ctx, api_key: ApiKey = None
 ) -> DeploymentStatus:
     """Record the deployer's per-task agent states (replaces the stored map)."""
-    await authorized_compute(compute_id, api_key)
+    await authorized_compute(ctx.resources, compute_id, api_key)
     statuses = {task: state.value for task, state in body.items()}
-    doc = await DeploymentDoc.find_one({"job_id": job_id, "compute_id": compute_id})
-    if doc is None:
-        doc = DeploymentDoc(job_id=job_id, compute_id=compute_id, agent_statuses=statuses)
-        await doc.insert()
-    else:
-        await doc.set({"agent_statuses": statuses})
+    await ctx.resources.put_deployment(job_id, compute_id, statuses)
     return DeploymentStatus(job_id=job_id, compute_id=compute_id, agent_statuses=body)
 
 
 @router.get("/{compute_id}/deployments/{job_id}/status", response_model=DeploymentStatus)
 async def get_deployment_status(
-    compute_id: str, job_id: str, api_key: ApiKey = None
+    compute_id: str, job_id: str, ctx: Ctx, api_key: ApiKey = None
 ) -> DeploymentStatus:
-    await authorized_compute(compute_id, api_key)
-    doc = await DeploymentDoc.find_one({"job_id": job_id, "compute_id": compute_id})
-    if doc is None:
+    await authorized_compute(ctx.resources, compute_id, api_key)
+    statuses = await ctx.resources.deployment(job_id, compute_id)
+    if statuses is None:
         raise NotFound(f"no deployment of job '{job_id}' on compute '{compute_id}'")
     return DeploymentStatus(
         job_id=job_id,
         compute_id=compute_id,
-        agent_statuses={k: AgentState(v) for k, v in doc.agent_statuses.items()},
+        agent_statuses={k: AgentState(v) for k, v in statuses.items()},
     )

@@ -4,18 +4,17 @@ from __future__ import annotations
 
 from bson import ObjectId
 from fastapi import APIRouter, status
-from pymongo.errors import DuplicateKeyError
 
 from flame_apiserver.context import Ctx
 from flame_apiserver.placement import resolve_placement
-from flame_common.documents import DatasetDoc
+from flame_apiserver.ports import AlreadyExists, DatasetRecord
 from schemas.dataset import DatasetInfo, DatasetUpdate
 from schemas.errors import Conflict, Invalid, NotFound
 
 router = APIRouter(tags=["datasets"])
 
 
-def _info(doc: DatasetDoc) -> DatasetInfo:
+def _info(doc: DatasetRecord) -> DatasetInfo:
     return DatasetInfo(
         id=doc.dataset_id,
         user_id=doc.user_id,
@@ -29,37 +28,31 @@ def _info(doc: DatasetDoc) -> DatasetInfo:
     )
 
 
-async def _listing(query: dict[str, object], limit: int) -> list[DatasetInfo]:
-    found = DatasetDoc.find(query).sort("dataset_id")
-    docs = await (found.limit(limit) if limit > 0 else found).to_list()
-    return [_info(d) for d in docs]
-
-
-async def _owned(user: str, dataset_id: str) -> DatasetDoc:
-    doc = await DatasetDoc.find_one({"dataset_id": dataset_id, "user_id": user})
-    if doc is None:
+async def _owned(ctx: Ctx, user: str, dataset_id: str) -> DatasetRecord:
+    doc = await ctx.resources.dataset(dataset_id)
+    if doc is None or doc.user_id != user:
         raise NotFound(f"dataset '{dataset_id}' of user '{user}' not found")
     return doc
 
 
 @router.get("/datasets", response_model=list[DatasetInfo])
-async def list_public_datasets(limit: int = 0) -> list[DatasetInfo]:
+async def list_public_datasets(ctx: Ctx, limit: int = 0) -> list[DatasetInfo]:
     """Public datasets of every user."""
-    return await _listing({"is_public": True}, limit)
+    return [_info(d) for d in await ctx.resources.datasets(public=True, limit=limit)]
 
 
 @router.get("/users/{user}/datasets", response_model=list[DatasetInfo])
-async def list_datasets(user: str, limit: int = 0) -> list[DatasetInfo]:
+async def list_datasets(user: str, ctx: Ctx, limit: int = 0) -> list[DatasetInfo]:
     """Datasets owned by `user` (public or not)."""
-    return await _listing({"user_id": user}, limit)
+    return [_info(d) for d in await ctx.resources.datasets(user_id=user, limit=limit)]
 
 
 @router.post("/users/{user}/datasets", status_code=status.HTTP_201_CREATED, response_model=str)
 async def create_dataset(user: str, body: DatasetInfo, ctx: Ctx) -> str:
     """Register a dataset; returns its new id as a JSON string. `id`/`userId`/`computeId` are
     server-assigned (the compute comes from the realm)."""
-    placement = await resolve_placement(body.realm, body.is_public)
-    doc = DatasetDoc(
+    placement = await resolve_placement(ctx.resources, body.realm, body.is_public)
+    doc = DatasetRecord(
         dataset_id=str(ObjectId()),
         user_id=user,
         name=body.name,
@@ -71,8 +64,8 @@ async def create_dataset(user: str, body: DatasetInfo, ctx: Ctx) -> str:
         is_public=body.is_public,
     )
     try:
-        await doc.insert()
-    except DuplicateKeyError as exc:
+        await ctx.resources.add_dataset(doc)
+    except AlreadyExists as exc:
         raise Conflict(f"user '{user}' already registered a dataset with url '{body.url}'") from exc
     await ctx.announce(
         "dataset.created", user, doc.dataset_id, compute_id=doc.compute_id, realm=doc.realm
@@ -81,9 +74,9 @@ async def create_dataset(user: str, body: DatasetInfo, ctx: Ctx) -> str:
 
 
 @router.get("/users/{user}/datasets/{dataset_id}", response_model=DatasetInfo)
-async def get_dataset(user: str, dataset_id: str) -> DatasetInfo:
+async def get_dataset(user: str, dataset_id: str, ctx: Ctx) -> DatasetInfo:
     """A dataset owned by `user`, or any public one."""
-    doc = await DatasetDoc.find_one({"dataset_id": dataset_id})
+    doc = await ctx.resources.dataset(dataset_id)
     if doc is None or (doc.user_id != user and not doc.is_public):
         raise NotFound(f"dataset '{dataset_id}' not found")
     return _info(doc)
@@ -96,7 +89,7 @@ async def update_dataset(user: str, dataset_id: str, body: DatasetUpdate, ctx: C
         raise Invalid(f"a dataset id cannot be changed (path '{dataset_id}', body '{body.id}')")
     if body.user_id not in (None, "", user):
         raise Invalid(f"a dataset cannot change owner (path '{user}', body '{body.user_id}')")
-    doc = await _owned(user, dataset_id)
+    doc = await _owned(ctx, user, dataset_id)
     changes = body.model_dump(
         include={"name", "description", "url", "data_format", "realm", "is_public"},
         exclude_none=True,
@@ -109,21 +102,22 @@ async def update_dataset(user: str, dataset_id: str, body: DatasetUpdate, ctx: C
         if changes["realm"] == "":
             raise Invalid("'realm' cannot be empty")
         placement = await resolve_placement(
-            changes["realm"], changes.get("is_public", doc.is_public)
+            ctx.resources, changes["realm"], changes.get("is_public", doc.is_public)
         )
         changes.update(realm=placement.realm, compute_id=placement.compute_id)
-    if changes:
-        try:
-            await doc.set(changes)
-        except DuplicateKeyError as exc:
-            raise Conflict(f"user '{user}' already has a dataset with url '{body.url}'") from exc
+    try:
+        updated = await ctx.resources.update_dataset(dataset_id, changes)
+    except AlreadyExists as exc:
+        raise Conflict(f"user '{user}' already has a dataset with url '{body.url}'") from exc
+    if updated is None:
+        raise NotFound(f"dataset '{dataset_id}' of user '{user}' not found")
     await ctx.announce("dataset.updated", user, dataset_id, **changes)
-    return _info(doc)
+    return _info(updated)
 
 
 @router.delete("/users/{user}/datasets/{dataset_id}", response_model=str)
 async def delete_dataset(user: str, dataset_id: str, ctx: Ctx) -> str:
-    doc = await _owned(user, dataset_id)
-    await doc.delete()
+    await _owned(ctx, user, dataset_id)
+    await ctx.resources.delete_dataset(dataset_id)
     await ctx.announce("dataset.deleted", user, dataset_id)
     return f"dataset '{dataset_id}' deleted"

@@ -3,49 +3,46 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, status
-from pymongo.errors import DuplicateKeyError
 
 from flame_apiserver.context import Ctx
 from flame_apiserver.lookups import design_of
-from flame_common.documents import CodeDoc, DesignDoc, JobDoc
+from flame_apiserver.ports import AlreadyExists, Contended, DesignRecord
 from schemas.design import Design, DesignInfo, DesignSchema, DesignUpdate
 from schemas.errors import Conflict, Invalid, NotFound
 
 router = APIRouter(prefix="/users/{user}/designs", tags=["designs"])
 
-_RETRIES = 5
 
-
-def _info(doc: DesignDoc) -> DesignInfo:
+def _info(doc: DesignRecord) -> DesignInfo:
     return DesignInfo(
         id=doc.design_id, name=doc.name, description=doc.description, user_id=doc.user_id
     )
 
 
 @router.get("", response_model=list[DesignInfo])
-async def list_designs(user: str, limit: int = 0) -> list[DesignInfo]:
+async def list_designs(user: str, ctx: Ctx, limit: int = 0) -> list[DesignInfo]:
     """All designs of `user` (`limit` > 0 caps the count)."""
-    query = DesignDoc.find({"user_id": user}).sort("design_id")
-    docs = await (query.limit(limit) if limit > 0 else query).to_list()
-    return [_info(d) for d in docs]
+    return [_info(d) for d in await ctx.resources.designs(user, limit)]
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=DesignInfo)
 async def create_design(user: str, body: DesignInfo, ctx: Ctx) -> DesignInfo:
     """Create an empty design; the path user owns it whatever `userId` says."""
-    doc = DesignDoc(user_id=user, design_id=body.id, name=body.name, description=body.description)
+    doc = DesignRecord(
+        user_id=user, design_id=body.id, name=body.name, description=body.description
+    )
     try:
-        await doc.insert()
-    except DuplicateKeyError as exc:
+        await ctx.resources.add_design(doc)
+    except AlreadyExists as exc:
         raise Conflict(f"design '{body.id}' already exists for user '{user}'") from exc
     await ctx.announce("design.created", user, body.id)
     return _info(doc)
 
 
 @router.get("/{design_id}", response_model=Design)
-async def get_design(user: str, design_id: str) -> Design:
-    doc = await design_of(user, design_id)
-    schema = DesignSchema.model_validate(doc.schema_) if doc.schema_ else None
+async def get_design(user: str, design_id: str, ctx: Ctx) -> Design:
+    doc = await design_of(ctx.resources, user, design_id)
+    schema = DesignSchema.model_validate(doc.schema) if doc.schema else None
     return Design(**_info(doc).model_dump(), schema_=schema)
 
 
@@ -56,10 +53,10 @@ async def update_design(user: str, design_id: str, body: DesignUpdate, ctx: Ctx)
         raise Invalid(f"a design id cannot be changed (path '{design_id}', body '{body.id}')")
     if body.user_id not in (None, "", user):
         raise Invalid(f"a design cannot change owner (path '{user}', body '{body.user_id}')")
-    doc = await design_of(user, design_id)
     changes = body.model_dump(include={"name", "description"}, exclude_none=True)
-    if changes:
-        await doc.set(changes)
+    doc = await ctx.resources.update_design(user, design_id, changes)
+    if doc is None:
+        raise NotFound(f"design '{design_id}' of user '{user}' not found")
     await ctx.announce("design.updated", user, design_id, **changes)
     return _info(doc)
 
@@ -67,15 +64,14 @@ async def update_design(user: str, design_id: str, body: DesignUpdate, ctx: Ctx)
 @router.delete("/{design_id}", response_model=str)
 async def delete_design(user: str, design_id: str, ctx: Ctx, forceDelete: bool = False) -> str:
     """Delete a design with its schema and every code revision; refused (409) while jobs use it."""
-    doc = await design_of(user, design_id)
-    jobs = await JobDoc.find({"user_id": user, "design_id": design_id}).count()
+    await design_of(ctx.resources, user, design_id)
+    jobs = await ctx.jobs.count_jobs_of_design(user, design_id)
     if jobs and not forceDelete:
         raise Conflict(
             f"design '{design_id}' is used by {jobs} job(s); delete them first or pass "
             "forceDelete=true"
         )
-    await doc.delete()
-    await CodeDoc.find({"user_id": user, "design_id": design_id}).delete()
+    await ctx.resources.delete_design(user, design_id)
     await ctx.announce("design.deleted", user, design_id, jobs=jobs)
     return f"design '{design_id}' deleted"
 
@@ -89,22 +85,6 @@ def _check_schema(schema: DesignSchema) -> None:
         raise Invalid("invalid schema: " + "; ".join(problems))
 
 
-async def _store_schema(user: str, design_id: str, schema: DesignSchema) -> DesignSchema:
-    """Store `schema` as the next revision (optimistic, retried on concurrent writers)."""
-    _check_schema(schema)
-    collection = DesignDoc.get_pymongo_collection()
-    for _ in range(_RETRIES):
-        doc = await design_of(user, design_id)
-        stored = schema.model_copy(update={"revision": doc.schema_revision + 1})
-        result = await collection.update_one(
-            {"_id": doc.id, "schema_revision": doc.schema_revision},
-            {"$set": {"schema": stored.wire(), "schema_revision": stored.revision}},
-        )
-        if result.modified_count == 1:
-            return stored
-    raise Conflict(f"schema of design '{design_id}' is being changed concurrently; retry")
-
-
 @router.post(
     "/{design_id}/schema",
     status_code=status.HTTP_201_CREATED,
@@ -113,7 +93,15 @@ async def _store_schema(user: str, design_id: str, schema: DesignSchema) -> Desi
 )
 async def create_schema(user: str, design_id: str, body: DesignSchema, ctx: Ctx) -> DesignSchema:
     """Store a new schema revision (the body's `revision` is ignored)."""
-    stored = await _store_schema(user, design_id, body)
+    _check_schema(body)
+    try:
+        stored = await ctx.resources.store_schema(user, design_id, body)
+    except Contended as exc:
+        raise Conflict(
+            f"schema of design '{design_id}' is being changed concurrently; retry"
+        ) from exc
+    if stored is None:
+        raise NotFound(f"design '{design_id}' of user '{user}' not found")
     await ctx.announce("schema.updated", user, design_id, revision=stored.revision)
     return stored
 
@@ -125,20 +113,20 @@ async def update_schema(user: str, design_id: str, body: DesignSchema, ctx: Ctx)
 
 
 @router.get("/{design_id}/schema", response_model=DesignSchema, tags=["designSchema"])
-async def get_schema(user: str, design_id: str) -> DesignSchema:
-    doc = await design_of(user, design_id)
-    if not doc.schema_:
+async def get_schema(user: str, design_id: str, ctx: Ctx) -> DesignSchema:
+    doc = await design_of(ctx.resources, user, design_id)
+    if not doc.schema:
         raise NotFound(f"design '{design_id}' has no schema")
-    return DesignSchema.model_validate(doc.schema_)
+    return DesignSchema.model_validate(doc.schema)
 
 
 @router.delete("/{design_id}/schema", response_model=str, tags=["designSchema"])
 async def delete_schema(user: str, design_id: str, ctx: Ctx) -> str:
     """Remove the schema; revisions keep counting so a later schema never reuses a number."""
-    doc = await design_of(user, design_id)
-    if not doc.schema_:
+    doc = await design_of(ctx.resources, user, design_id)
+    if not doc.schema:
         raise NotFound(f"design '{design_id}' has no schema")
     revision = doc.schema_revision
-    await DesignDoc.get_pymongo_collection().update_one({"_id": doc.id}, {"$set": {"schema": None}})
+    await ctx.resources.clear_schema(user, design_id)
     await ctx.announce("schema.deleted", user, design_id, revision=revision)
     return f"schema of design '{design_id}' deleted"

@@ -7,8 +7,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import StreamingResponse
 
-from flame_apiserver.sse import events_after, stream_job_events
-from flame_common.documents import EventDoc, JobDoc
+from flame_apiserver.context import Ctx
+from flame_apiserver.sse import stream_job_events
+from flame_common.jobs_read import JobReads
 from schemas.errors import NotFound
 
 router = APIRouter(prefix="/users/{user}/jobs/{job_id}/events", tags=["events"])
@@ -16,12 +17,11 @@ router = APIRouter(prefix="/users/{user}/jobs/{job_id}/events", tags=["events"])
 After = Annotated[int, Query(ge=0, description="only events with seq greater than this")]
 
 
-async def _check_owner(user: str, job_id: str) -> None:
+async def _check_owner(jobs: JobReads, user: str, job_id: str) -> None:
     """The job must belong to `user`; a deleted job's log stays readable by its owner."""
-    if await JobDoc.find_one({"job_id": job_id, "user_id": user}) is not None:
+    if await jobs.job(job_id, user) is not None:
         return
-    created = await EventDoc.find_one({"job_id": job_id, "type": "job.created"})
-    if created is None or created.body.get("payload", {}).get("user_id") != user:
+    if await jobs.logged_owner(job_id) != user:
         raise NotFound(f"job '{job_id}' of user '{user}' not found")
 
 
@@ -29,12 +29,13 @@ async def _check_owner(user: str, job_id: str) -> None:
 async def list_events(
     user: str,
     job_id: str,
+    ctx: Ctx,
     after: After = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[dict[str, Any]]:
     """Event envelopes of the job with seq > `after`, ordered by seq (at most `limit`)."""
-    await _check_owner(user, job_id)
-    return await events_after(job_id, after, limit)
+    await _check_owner(ctx.jobs, user, job_id)
+    return await ctx.jobs.events_after(job_id, after, limit)
 
 
 @router.get(
@@ -46,14 +47,15 @@ async def stream_events(
     request: Request,
     user: str,
     job_id: str,
+    ctx: Ctx,
     after: After = 0,
     last_event_id: Annotated[int | None, Header(alias="Last-Event-ID", ge=0)] = None,
 ) -> StreamingResponse:
     """SSE: `id: <seq>`, `event: <type>`, `data: <event json>`; ends once the job is done."""
-    await _check_owner(user, job_id)
+    await _check_owner(ctx.jobs, user, job_id)
     start = max(after, last_event_id or 0)
     return StreamingResponse(
-        stream_job_events(job_id, start, request.app.state.stream_timing),
+        stream_job_events(ctx.jobs, job_id, start, request.app.state.stream_timing),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )

@@ -9,7 +9,6 @@ from fastapi import APIRouter, status
 from flame_apiserver.context import Ctx
 from flame_apiserver.lookups import job_of, task_of
 from flame_apiserver.views import job_spec, job_status, task_config, task_info
-from flame_common.documents import DatasetDoc, JobDoc, TaskDoc
 from schemas.commands import CreateJob, DeleteJob, StartJob, StopJob, UpdateJob
 from schemas.errors import Forbidden, Invalid, NotFound, NotImplementedYet
 from schemas.job import JobSpec, JobStatus
@@ -19,15 +18,12 @@ from schemas.task import TaskInfo
 router = APIRouter(prefix="/users/{user}/jobs", tags=["jobs"])
 
 
-async def _check_datasets(user: str, spec: JobSpec) -> None:
+async def _check_datasets(ctx: Ctx, user: str, spec: JobSpec) -> None:
     """A job may use only its owner's datasets and public ones (the controller checks again)."""
     wanted = {d for entry in spec.data_spec for ids in entry.dataset_groups.values() for d in ids}
     if not wanted:
         return
-    found = {
-        d.dataset_id: d
-        for d in await DatasetDoc.find({"dataset_id": {"$in": sorted(wanted)}}).to_list()
-    }
+    found = await ctx.resources.datasets_by_id(sorted(wanted))
     for dataset_id in sorted(wanted):
         doc = found.get(dataset_id)
         if doc is None:
@@ -44,20 +40,18 @@ def _result(reply: dict[str, Any] | list[Any] | None) -> dict[str, Any]:
 async def create_job(user: str, body: JobSpec, ctx: Ctx) -> dict[str, Any]:
     """Create a job (the controller expands it into tasks); returns its status (`ready`)."""
     spec = body.model_copy(update={"user_id": user, "id": ""})
-    await _check_datasets(user, spec)
+    await _check_datasets(ctx, user, spec)
     return _result(await ctx.controller.call(CreateJob(user_id=user, spec=spec)))
 
 
 @router.get("", response_model=list[JobStatus])
-async def list_jobs(user: str, limit: int = 0) -> list[JobStatus]:
-    query = JobDoc.find({"user_id": user}).sort("created_at")
-    docs = await (query.limit(limit) if limit > 0 else query).to_list()
-    return [job_status(d) for d in docs]
+async def list_jobs(user: str, ctx: Ctx, limit: int = 0) -> list[JobStatus]:
+    return [job_status(j) for j in await ctx.jobs.jobs_of_user(user, limit)]
 
 
 @router.get("/{job_id}", response_model=JobSpec)
-async def get_job(user: str, job_id: str) -> JobSpec:
-    return job_spec(await job_of(user, job_id))
+async def get_job(user: str, job_id: str, ctx: Ctx) -> JobSpec:
+    return job_spec(await job_of(ctx.jobs, user, job_id))
 
 
 @router.put("/{job_id}", response_model=JobStatus)
@@ -66,7 +60,7 @@ async def update_job(user: str, job_id: str, body: JobSpec, ctx: Ctx) -> dict[st
     if body.id not in ("", job_id):
         raise Invalid(f"a job id cannot be changed (path '{job_id}', body '{body.id}')")
     spec = body.model_copy(update={"user_id": user, "id": job_id})
-    await _check_datasets(user, spec)
+    await _check_datasets(ctx, user, spec)
     return _result(await ctx.controller.call(UpdateJob(user_id=user, job_id=job_id, spec=spec)))
 
 
@@ -78,8 +72,8 @@ async def delete_job(user: str, job_id: str, ctx: Ctx) -> str:
 
 
 @router.get("/{job_id}/status", response_model=JobStatus)
-async def get_job_status(user: str, job_id: str) -> JobStatus:
-    return job_status(await job_of(user, job_id))
+async def get_job_status(user: str, job_id: str, ctx: Ctx) -> JobStatus:
+    return job_status(await job_of(ctx.jobs, user, job_id))
 
 
 @router.put("/{job_id}/status", response_model=JobStatus)
@@ -100,23 +94,21 @@ async def put_job_status(user: str, job_id: str, body: JobStatus, ctx: Ctx) -> d
 
 @router.get("/{job_id}/tasks", response_model=list[TaskInfo])
 async def list_tasks(
-    user: str, job_id: str, limit: int = 0, generic: bool = False
+    user: str, job_id: str, ctx: Ctx, limit: int = 0, generic: bool = False
 ) -> list[TaskInfo]:
     """Tasks of a job (keys hidden); `generic` is accepted for Flame clients and ignored."""
-    await job_of(user, job_id)
-    query = TaskDoc.find({"job_id": job_id}).sort("role", "task_id")
-    docs = await (query.limit(limit) if limit > 0 else query).to_list()
-    return [task_info(d) for d in docs]
+    await job_of(ctx.jobs, user, job_id)
+    return [task_info(t) for t in await ctx.jobs.tasks_of_job(job_id, limit)]
 
 
 @router.get("/{job_id}/tasks/{task_id}", response_model=TaskInfo)
-async def get_task(user: str, job_id: str, task_id: str) -> TaskInfo:
-    await job_of(user, job_id)
-    return task_info(await task_of(job_id, task_id))
+async def get_task(user: str, job_id: str, task_id: str, ctx: Ctx) -> TaskInfo:
+    await job_of(ctx.jobs, user, job_id)
+    return task_info(await task_of(ctx.jobs, job_id, task_id))
 
 
 @router.get("/{job_id}/tasks/{task_id}/config")
-async def get_task_config(user: str, job_id: str, task_id: str) -> dict[str, Any]:
+async def get_task_config(user: str, job_id: str, task_id: str, ctx: Ctx) -> dict[str, Any]:
     """The config a worker of this task receives (Flame key set, with `taskid`; never the key)."""
-    await job_of(user, job_id)
-    return task_config(await task_of(job_id, task_id))
+    await job_of(ctx.jobs, user, job_id)
+    return task_config(await task_of(ctx.jobs, job_id, task_id))

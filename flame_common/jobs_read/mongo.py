@@ -6,7 +6,7 @@ from typing import Any
 
 from beanie import Document
 
-from flame_common.documents import EventDoc, JobDoc, TaskDoc
+from flame_common.documents import EventDoc, JobDoc, TaskDoc, as_utc, maybe_utc
 from flame_common.jobs_read.port import JobRecord, TaskRecord
 from schemas.states import TERMINAL_STATES
 
@@ -22,10 +22,10 @@ def job_record(doc: JobDoc) -> JobRecord:
         spec=doc.spec,
         state=doc.state,
         reason=doc.reason,
-        created_at=doc.created_at,
-        started_at=doc.started_at,
-        updated_at=doc.updated_at,
-        ended_at=doc.ended_at,
+        created_at=as_utc(doc.created_at),
+        started_at=maybe_utc(doc.started_at),
+        updated_at=maybe_utc(doc.updated_at),
+        ended_at=maybe_utc(doc.ended_at),
         last_seq=doc.last_seq,
     )
 
@@ -36,7 +36,7 @@ def task_record(doc: TaskDoc) -> TaskRecord:
         task_id=doc.task_id,
         role=doc.role,
         key=doc.key,
-        timestamp=doc.timestamp,
+        timestamp=as_utc(doc.timestamp),
         state=doc.state,
         compute_id=doc.compute_id,
         group_association=doc.group_association,

@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager, suppress
 
 from flame_common import amqp
 from flame_common.db import init_db
-from flame_common.documents import TaskDoc
+from flame_common.jobs_read.mongo import MongoJobReads
 from flame_common.settings import FlameSettings
 from flame_controller.deployers.base import Deployer
 from flame_controller.deployers.local import LocalDeployer
@@ -29,7 +29,7 @@ async def running_deployer(
 
     On exit the deployer is closed: local workers are stopped, cluster workers go on.
     """
-    client = await init_db(settings, [TaskDoc])
+    client = await init_db(settings, MongoJobReads.documents)
     connection = await amqp.connect(settings, name=f"flame-deployer-{compute_id}")
     registration: asyncio.Task[None] | None = None
     opened: Deployer | None = None
@@ -39,7 +39,7 @@ async def running_deployer(
         events = await amqp.events_exchange(channel, settings)
         deployer = opened = deployer or LocalDeployer(settings)
         await deployer.open()
-        service = DeployerService(settings, compute_id, deployer, events)
+        service = DeployerService(settings, compute_id, deployer, events, MongoJobReads())
         deployer.on_failure = service.worker_failed
         queue = await amqp.consumer_queue(channel, settings, f"deployer.{compute_id}", WATCHED)
         await queue.consume(service.on_message)

@@ -9,7 +9,7 @@ import pydantic
 from aio_pika.abc import AbstractExchange, AbstractIncomingMessage
 
 from flame_common import amqp
-from flame_common.documents import TaskDoc
+from flame_common.jobs_read import JobReads
 from flame_common.logs import get_logger
 from flame_common.redelivery import processing
 from flame_common.settings import FlameSettings
@@ -34,12 +34,18 @@ class DeployerService:
     """Consumes worker events of one compute id and drives a `Deployer`."""
 
     def __init__(
-        self, settings: FlameSettings, compute_id: str, deployer: Deployer, events: AbstractExchange
+        self,
+        settings: FlameSettings,
+        compute_id: str,
+        deployer: Deployer,
+        events: AbstractExchange,
+        jobs: JobReads,
     ) -> None:
         self.settings = settings
         self.compute_id = compute_id
         self.deployer = deployer
         self.events = events
+        self.jobs = jobs
         self.source = f"deployer.{compute_id}"
 
     async def _publish(self, event: EventBase, key: str) -> None:
@@ -78,10 +84,7 @@ class DeployerService:
         """Start the requested workers, all at once."""
         job_id = str(event.job_id)
         task_ids = list(dict.fromkeys(event.payload.task_ids))
-        keys = {
-            t.task_id: t.key
-            async for t in TaskDoc.find({"job_id": job_id, "task_id": {"$in": task_ids}})
-        }
+        keys = await self.jobs.task_keys(job_id, task_ids)
         await asyncio.gather(*(self._deploy_one(job_id, t, keys.get(t)) for t in task_ids))
 
     async def _deploy_one(self, job_id: str, task_id: str, key: str | None) -> None:
