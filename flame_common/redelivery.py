@@ -29,20 +29,22 @@ def attempt(headers: Mapping[str, Any] | None) -> int:
 
 
 async def before_return(
-    settings: FlameSettings, queue: str, attempts: int, message_ids: list[str], error: str
+    settings: FlameSettings, queue: str, attempts: list[tuple[str, int]], error: str
 ) -> None:
-    """Wait before returning failed messages (delay doubles per attempt); on the last attempt
-    there is no wait: log that the broker dead-letters them."""
-    if attempts >= settings.delivery_limit:
+    """Before failed messages go back ((message id, attempt) each): log those on their last
+    attempt (the broker dead-letters them), wait for the others (the delay doubles per attempt)."""
+    last = [message_id for message_id, n in attempts if n >= settings.delivery_limit]
+    if last:
         log.error(
             "message dead-lettered",
             queue=queue,
-            attempts=attempts,
-            message_ids=message_ids,
+            attempts=settings.delivery_limit,
+            message_ids=last,
             error=error,
         )
-        return
-    await asyncio.sleep(settings.redelivery_delay * 2 ** (attempts - 1))
+    retried = [n for _, n in attempts if n < settings.delivery_limit]
+    if retried:
+        await asyncio.sleep(settings.redelivery_delay * 2 ** (max(retried) - 1))
 
 
 @asynccontextmanager
@@ -54,9 +56,8 @@ async def processing(
         yield
     except Exception as exc:
         log.warning("message handling failed", queue=queue, error=repr(exc))
-        await before_return(
-            settings, queue, attempt(message.headers), [message.message_id or ""], repr(exc)
-        )
+        tried = [(message.message_id or "", attempt(message.headers))]
+        await before_return(settings, queue, tried, repr(exc))
         await message.nack(requeue=True)
     else:
         await message.ack()

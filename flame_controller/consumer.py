@@ -121,12 +121,14 @@ class EventConsumer:
         job_of: Sequence[str | None],
         failed: dict[str, BaseException],
     ) -> None:
-        """Wait before the failed messages go back (the last attempt of a message: log it)."""
-        returned = [m for m, j in zip(batch, job_of, strict=True) if j in failed]
-        attempts = max(attempt(m.header.properties.headers) for m in returned)
-        ids = [m.header.properties.message_id or "" for m in returned]
+        """Wait before the failed messages go back (log those the broker now dead-letters)."""
+        tried = [
+            (m.header.properties.message_id or "", attempt(m.header.properties.headers))
+            for m, job_id in zip(batch, job_of, strict=True)
+            if job_id in failed
+        ]
         errors = "; ".join(f"{job_id}: {exc!r}" for job_id, exc in failed.items())
-        await before_return(self.settings, self._queue, attempts, ids, errors)
+        await before_return(self.settings, self._queue, tried, errors)
 
 
 async def _settle(

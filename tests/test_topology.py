@@ -1,15 +1,17 @@
-"""The broker topology on the real RabbitMQ: idempotent declarations, upgrades of old queues."""
+"""The broker topology on real RabbitMQ: idempotent declarations, old queues, delivery limits."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import aio_pika
 import pytest
-from aio_pika.abc import AbstractRobustConnection
+from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 from aiormq.exceptions import ChannelPreconditionFailed
 
 from flame_common import amqp
+from flame_common.redelivery import attempt, processing
 from flame_common.settings import FlameSettings
 from flame_common.topology import TopologyError, declare_queue, topology
 from schemas.events import parse_event
@@ -89,3 +91,31 @@ async def test_an_old_style_queue_with_messages_is_kept_and_named(
     old = await (await connection.channel()).declare_queue(spec.name, passive=True)
     assert old.declaration_result.message_count == 1  # nothing was lost
     assert not await _has_new_layout(connection, spec.name)
+
+
+async def test_a_message_failing_in_processing_is_dead_lettered_after_the_limit(
+    settings: FlameSettings, connection: AbstractRobustConnection
+) -> None:
+    """The notifier's and deployers' consumers: `redelivery.processing` returns a failed message
+    (after a delay) until the broker dead-letters it."""
+    settings = settings.with_overrides(delivery_limit=3, redelivery_delay=0.01)
+    channel = await connection.channel()
+    await channel.set_qos(prefetch_count=4)
+    queue = await amqp.consumer_queue(channel, settings, "deployer.default", list(TYPES))
+    tries: list[int] = []
+
+    async def fail(message: AbstractIncomingMessage) -> None:
+        async with processing(message, settings, "deployer.default"):
+            tries.append(attempt(message.headers))
+            raise RuntimeError("cannot start the worker")
+
+    await queue.consume(fail)
+    event = parse_event({"type": TYPES[1], "job_id": "j", "payload": {"compute_id": "default"}})
+    exchange = await amqp.events_exchange(channel, settings)
+    await exchange.publish(amqp.event_message(event), routing_key=event.type)
+    dead = await channel.get_queue(topology(settings).dead_letter_queue.name)
+    async with asyncio.timeout(15):
+        while (letter := await dead.get(fail=False)) is None:
+            await asyncio.sleep(0.05)
+    assert letter.message_id == event.id
+    assert tries == [1, 2, 3]

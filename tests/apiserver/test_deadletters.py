@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import aio_pika
 import httpx
 import pytest
+from structlog.testing import capture_logs
 
 from flame_common import amqp
 from flame_common.deadletters import peek
@@ -39,6 +40,27 @@ async def _dead_letters(settings: FlameSettings, count: int) -> list[DeadLetter]
     return letters
 
 
+async def _run(
+    settings: FlameSettings, consumer: EventConsumer, *events: EventBase
+) -> list[DeadLetter]:
+    """Run the consumer while the events and an undecodable body arrive; the dead letters."""
+    connection = await aio_pika.connect_robust(settings.rabbit_url)
+    await consumer.start(connection)
+    runner = asyncio.create_task(consumer.run())
+    try:
+        channel = await connection.channel()
+        exchange = await amqp.events_exchange(channel, settings)
+        for event in events:
+            await exchange.publish(amqp.event_message(event), routing_key=event.type)
+        garbage = aio_pika.Message(b"{not json", message_id="garbage")
+        await exchange.publish(garbage, routing_key="task.status_changed")
+        return await _dead_letters(settings, 2)
+    finally:
+        runner.cancel()
+        await asyncio.gather(runner, return_exceptions=True)
+        await connection.close()
+
+
 async def test_poison_events_end_in_the_dead_letters_and_are_listed(
     settings: FlameSettings, app_client: httpx.AsyncClient
 ) -> None:
@@ -50,25 +72,13 @@ async def test_poison_events_end_in_the_dead_letters_and_are_listed(
         if job_id == "poison":
             raise RuntimeError("this event breaks the store every time")
 
-    connection = await aio_pika.connect_robust(settings.rabbit_url)
     consumer = EventConsumer(settings, handle)
-    await consumer.start(connection)
-    runner = asyncio.create_task(consumer.run())
     poison, good = _status("poison"), _status("good")
-    try:
-        channel = await connection.channel()
-        exchange = await amqp.events_exchange(channel, settings)
-        for event in (poison, good):
-            await exchange.publish(amqp.event_message(event), routing_key=event.type)
-        garbage = aio_pika.Message(b"{not json", message_id="garbage")
-        await exchange.publish(garbage, routing_key="task.status_changed")
-        letters = await _dead_letters(settings, 2)
-    finally:
-        runner.cancel()
-        await asyncio.gather(runner, return_exceptions=True)
-        await connection.close()
-
+    with capture_logs() as logs:
+        letters = await _run(settings, consumer, poison, good)
     assert attempts == {"poison": ATTEMPTS, "good": 1}  # tried N times; the rest went on
+    logged = [e for e in logs if e["event"] == "message dead-lettered"]
+    assert [e["message_ids"] for e in logged] == [[poison.id]]
     by_id = {letter.message_id: letter for letter in letters}
     assert set(by_id) == {poison.id, "garbage"}
     queue = f"{settings.namespace}.controller.events"
