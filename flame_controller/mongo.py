@@ -181,9 +181,9 @@ class MongoJobStore:
         raw = await JobDoc.get_pymongo_collection().find_one({"job_id": job_id})
         if raw is None:
             return None
-        return JobRecord(
-            **{k: _utc(raw.get(k)) if k in _JOB_TIMES else raw.get(k) for k in _JOB_FIELDS}
-        )
+        values: dict[str, Any] = {k: raw.get(k) for k in _JOB_FIELDS}
+        values.update((k, _utc(values[k])) for k in _JOB_TIMES)
+        return JobRecord(**values)
 
     async def tasks(self, job_id: str) -> list[TaskRecord]:
         cursor = TaskDoc.get_pymongo_collection().find({"job_id": job_id}, sort=[("task_id", 1)])
