@@ -1,4 +1,5 @@
-"""Apiserver test fixtures: the app on real nx-27017 + RabbitMQ, event sink, fake controller."""
+"""Apiserver test fixtures: the app on the in-memory adapters (`api`, `stack`) or on real nx-27017
++ RabbitMQ (`app_client`, `event_sink`, `fake_controller`)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import uuid
 import zipfile
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from email.parser import BytesParser
 from email.policy import HTTP
 from pathlib import Path
@@ -19,10 +22,14 @@ import pytest
 from faststream.rabbit import RabbitBroker, RabbitQueue
 
 from flame_apiserver.app import create_app
+from flame_apiserver.context import ApiPorts
+from flame_apiserver.memory import MemoryPublisher, MemoryResources
 from flame_apiserver.sse import StreamTiming
 from flame_common.bus import events_exchange, names
+from flame_common.jobs_read import JobRecord, TaskRecord
+from flame_common.jobs_read.memory import MemoryJobReads
 from flame_common.settings import FlameSettings
-from schemas.commands import COMMAND_ADAPTER, CommandReply
+from schemas.commands import COMMAND_ADAPTER, Command, CommandReply
 from schemas.errors import FlameError
 from schemas.events import EventBase, parse_event
 
@@ -82,9 +89,11 @@ async def app_client(settings: FlameSettings) -> AsyncIterator[httpx.AsyncClient
 
 
 @asynccontextmanager
-async def api_client(settings: FlameSettings) -> AsyncIterator[httpx.AsyncClient]:
-    """The app of `settings` (lifespan entered) behind an httpx client."""
-    app = create_app(settings, stream_timing=FAST_STREAM)
+async def api_client(
+    settings: FlameSettings, ports: ApiPorts | None = None
+) -> AsyncIterator[httpx.AsyncClient]:
+    """The app of `settings` (lifespan entered) behind an httpx client; on `ports` if given."""
+    app = create_app(settings, stream_timing=FAST_STREAM, ports=ports)
     transport = httpx.ASGITransport(app=app)
     async with (
         app.router.lifespan_context(app),
@@ -131,7 +140,11 @@ Responder = Callable[[Any], CommandReply]
 
 
 class FakeController:
-    """Answers the controller's command queue like the real one would; records every command."""
+    """Answers commands like the real controller would; records every command.
+
+    In memory it is the app's `Controller` port (`call`); `fake_controller` serves it on the
+    real command queue. Commands and replies go through their JSON form either way.
+    """
 
     def __init__(self) -> None:
         self.commands: list[Any] = []
@@ -139,6 +152,15 @@ class FakeController:
 
     def fail_with(self, error: FlameError) -> None:
         self.respond = lambda cmd: CommandReply.failure(error)
+
+    def answer(self, body: dict[str, Any]) -> dict[str, Any]:
+        command = COMMAND_ADAPTER.validate_python(body)
+        self.commands.append(command)
+        return self.respond(command).model_dump(mode="json")
+
+    async def call(self, command: Command) -> dict[str, Any] | list[Any] | None:
+        reply = self.answer(command.model_dump(mode="json"))
+        return CommandReply.model_validate(reply).unwrap()
 
 
 @pytest.fixture
@@ -148,10 +170,69 @@ async def fake_controller(settings: FlameSettings) -> AsyncIterator[FakeControll
 
     @broker.subscriber(RabbitQueue(names(settings).command_queue, auto_delete=True))
     async def handle(body: dict[str, Any]) -> dict[str, Any]:
-        command = COMMAND_ADAPTER.validate_python(body)
-        fake.commands.append(command)
-        return fake.respond(command).model_dump(mode="json")
+        return fake.answer(body)
 
     await broker.start()
     yield fake
     await broker.stop()
+
+
+# --- the app on the in-memory adapters (no service) ---------------------------------------------
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+class RecordedEvents(MemoryPublisher):
+    """The memory publisher with the `EventSink` interface (events are there once published)."""
+
+    async def wait_for(self, event_type: str, count: int = 1) -> list[EventBase]:
+        found = self.of_type(event_type)
+        assert len(found) >= count, f"{count} '{event_type}' event(s) expected, got {found}"
+        return found
+
+
+@dataclass
+class MemoryStack:
+    """The in-memory ports behind `api`, plus seeding of what the controller would write."""
+
+    resources: MemoryResources = field(default_factory=MemoryResources)
+    jobs: MemoryJobReads = field(default_factory=MemoryJobReads)
+    controller: FakeController = field(default_factory=FakeController)
+    events: RecordedEvents = field(default_factory=RecordedEvents)
+
+    def ports(self) -> ApiPorts:
+        return ApiPorts(self.resources, self.jobs, self.controller, self.events)
+
+    def job(self, job_id: str, user_id: str, **fields: Any) -> JobRecord:
+        values: dict[str, Any] = {"name": "n", "design_id": "d", "spec": {}, "state": "ready"}
+        values["created_at"] = T0
+        job = JobRecord(job_id=job_id, user_id=user_id, **{**values, **fields})
+        self.jobs.put_job(job)
+        return job
+
+    def task(self, job_id: str, task_id: str, role: str, key: str, **fields: Any) -> TaskRecord:
+        task = TaskRecord(
+            job_id=job_id, task_id=task_id, role=role, key=key, timestamp=T0, **fields
+        )
+        self.jobs.put_task(task)
+        return task
+
+
+@pytest.fixture
+def stack() -> MemoryStack:
+    return MemoryStack()
+
+
+@pytest.fixture
+def memory_settings(tmp_path: Path) -> FlameSettings:
+    """Settings of an app on memory adapters: nothing to connect to."""
+    return FlameSettings(home=tmp_path / "flame-home", mongo_url="", log_json=False)
+
+
+@pytest.fixture
+async def api(
+    memory_settings: FlameSettings, stack: MemoryStack
+) -> AsyncIterator[httpx.AsyncClient]:
+    """An httpx client on the app built on `stack`'s in-memory ports."""
+    async with api_client(memory_settings, stack.ports()) as client:
+        yield client

@@ -16,9 +16,7 @@ import pytest
 from flame_apiserver.middleware import normalize_path
 from flame_common.embedded import free_port, port_open
 from flame_common.settings import FlameSettings
-from tests.apiserver.conftest import api_client
-
-pytestmark = pytest.mark.integration
+from tests.apiserver.conftest import MemoryStack, api_client
 
 
 def test_normalize_path() -> None:
@@ -28,8 +26,8 @@ def test_normalize_path() -> None:
     assert normalize_path("//") == "/"
 
 
-async def test_openapi_lists_flame_paths(app_client: httpx.AsyncClient) -> None:
-    spec = (await app_client.get("/openapi.json")).json()
+async def test_openapi_lists_flame_paths(api: httpx.AsyncClient) -> None:
+    spec = (await api.get("/openapi.json")).json()
     paths = spec["paths"]
     for path in (
         "/users/{user}/designs",
@@ -49,43 +47,45 @@ async def test_openapi_lists_flame_paths(app_client: httpx.AsyncClient) -> None:
     assert "fileData" in json.dumps(spec["components"])
 
 
-async def test_slashes_are_tolerated_without_redirect(app_client: httpx.AsyncClient) -> None:
+async def test_slashes_are_tolerated_without_redirect(api: httpx.AsyncClient) -> None:
     for url in (
         "/users/u/designs",
         "/users/u/designs/",
         "http://flame//users/u//designs/?limit=100",
     ):
-        r = await app_client.get(url)
+        r = await api.get(url)
         assert r.status_code == 200 and r.json() == [], url
-    r = await app_client.post("/users/u/designs/", json={"id": "d1"})
+    r = await api.post("/users/u/designs/", json={"id": "d1"})
     assert r.status_code == 201
-    assert (await app_client.get("/users/u/designs/d1/")).json()["id"] == "d1"
+    assert (await api.get("/users/u/designs/d1/")).json()["id"] == "d1"
 
 
-async def test_errors_are_json(app_client: httpx.AsyncClient) -> None:
-    r = await app_client.get("/no/such/route")
+async def test_errors_are_json(api: httpx.AsyncClient) -> None:
+    r = await api.get("/no/such/route")
     assert r.status_code == 404 and r.json()["code"] == "not_found"
-    r = await app_client.patch("/users/u/designs")
+    r = await api.patch("/users/u/designs")
     assert r.status_code == 405 and set(r.json()) == {"code", "message"}
-    r = await app_client.post(
+    r = await api.post(
         "/users/u/designs", content=b"not json", headers={"content-type": "application/json"}
     )
     assert r.status_code == 400 and r.json() == {
         "code": "bad_request",
         "message": "request body is not valid JSON",
     }
-    r = await app_client.post("/users/u/designs", json=["a", "list"])
+    r = await api.post("/users/u/designs", json=["a", "list"])
     assert r.status_code == 422
 
 
-async def test_json_body_limit(settings: FlameSettings) -> None:
-    async with api_client(settings.with_overrides(max_code_bytes=1000)) as client:
+async def test_json_body_limit(memory_settings: FlameSettings, stack: MemoryStack) -> None:
+    small = memory_settings.with_overrides(max_code_bytes=1000)
+    async with api_client(small, stack.ports()) as client:
         huge = {"id": "d", "description": "x" * 200_000}
         r = await client.post("/users/u/designs", json=huge)
         assert r.status_code == 413 and r.json()["code"] == "too_large"
         assert (await client.get("/users/u/designs")).json() == []
 
 
+@pytest.mark.integration
 def test_console_entry_serves_and_logs_json(
     settings: FlameSettings, tmp_path: os.PathLike[str]
 ) -> None:

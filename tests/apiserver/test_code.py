@@ -11,11 +11,8 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from flame_common.documents import CodeDoc, DesignDoc
 from flame_common.settings import FlameSettings
-from tests.apiserver.conftest import MNIST_CODE, EventSink, api_client, make_zip
-
-pytestmark = pytest.mark.integration
+from tests.apiserver.conftest import MNIST_CODE, MemoryStack, api_client, make_zip
 
 U = "alice"
 CODE_URL = f"/users/{U}/designs/mnist/code"
@@ -29,46 +26,46 @@ async def _design(client: httpx.AsyncClient) -> None:
     assert (await client.post(f"/users/{U}/designs", json={"id": "mnist"})).status_code == 201
 
 
-async def _nothing_stored() -> None:
-    assert await CodeDoc.find({"design_id": "mnist"}).count() == 0
-    design = await DesignDoc.find_one({"design_id": "mnist"})
+async def _nothing_stored(stack: MemoryStack) -> None:
+    assert [await stack.resources.code(U, "mnist", r) for r in (1, 2)] == [None, None]
+    design = await stack.resources.design(U, "mnist")
     assert design is not None and design.code_revision == 0
 
 
-async def test_code_revisions(app_client: httpx.AsyncClient, event_sink: EventSink) -> None:
-    await _design(app_client)
-    assert (await app_client.get(f"{CODE_URL}/revision")).json()["revision"] == 0
-    assert (await app_client.get(CODE_URL)).status_code == 404
+async def test_code_revisions(api: httpx.AsyncClient, stack: MemoryStack) -> None:
+    await _design(api)
+    assert (await api.get(f"{CODE_URL}/revision")).json()["revision"] == 0
+    assert (await api.get(CODE_URL)).status_code == 404
 
     first = make_zip(MNIST_CODE)
-    r = await app_client.post(CODE_URL, files=_files(first), data={"fileName": "mnist.zip"})
+    r = await api.post(CODE_URL, files=_files(first), data={"fileName": "mnist.zip"})
     assert r.status_code == 201, r.text
     assert r.json()["revision"] == 1 and r.json()["fileName"] == "mnist.zip"
     second = make_zip({**MNIST_CODE, "trainer/main.py": b"print('v2')\n"})
-    r = await app_client.put(f"{CODE_URL}/", files=_files(second))
+    r = await api.put(f"{CODE_URL}/", files=_files(second))
     assert r.status_code == 200 and r.json()["revision"] == 2
 
-    latest = await app_client.get(CODE_URL)
+    latest = await api.get(CODE_URL)
     assert latest.status_code == 200 and latest.content == second
-    assert (await app_client.get(f"{CODE_URL}?revision=1")).content == first
-    assert (await app_client.get(f"{CODE_URL}?revision=9")).status_code == 404
-    assert (await app_client.get(f"{CODE_URL}/revision/")).json()["revision"] == 2
-    uploaded = await event_sink.wait_for("code.uploaded", 2)
+    assert (await api.get(f"{CODE_URL}?revision=1")).content == first
+    assert (await api.get(f"{CODE_URL}?revision=9")).status_code == 404
+    assert (await api.get(f"{CODE_URL}/revision/")).json()["revision"] == 2
+    uploaded = await stack.events.wait_for("code.uploaded", 2)
     assert uploaded[0].payload.detail["roles"] == ["aggregator", "trainer"]
 
-    r = await app_client.delete(CODE_URL)
+    r = await api.delete(CODE_URL)
     assert r.status_code == 200
-    assert (await app_client.get(CODE_URL)).status_code == 404
-    await _nothing_stored()
+    assert (await api.get(CODE_URL)).status_code == 404
+    await _nothing_stored(stack)
 
 
-async def test_code_needs_design_and_file(app_client: httpx.AsyncClient) -> None:
-    r = await app_client.post(CODE_URL, files=_files(make_zip(MNIST_CODE)))
+async def test_code_needs_design_and_file(api: httpx.AsyncClient, stack: MemoryStack) -> None:
+    r = await api.post(CODE_URL, files=_files(make_zip(MNIST_CODE)))
     assert r.status_code == 404
-    await _design(app_client)
-    r = await app_client.post(CODE_URL, data={"fileName": "x.zip"})
+    await _design(api)
+    r = await api.post(CODE_URL, data={"fileName": "x.zip"})
     assert r.status_code == 422 and "fileData" in r.json()["message"]
-    await _nothing_stored()
+    await _nothing_stored(stack)
 
 
 def _symlink_zip() -> bytes:
@@ -95,23 +92,25 @@ BAD_ZIPS = {
 
 
 @pytest.mark.parametrize("case", sorted(BAD_ZIPS))
-async def test_bad_zip_rejected(settings: FlameSettings, case: str) -> None:
+async def test_bad_zip_rejected(
+    memory_settings: FlameSettings, stack: MemoryStack, case: str
+) -> None:
     data, status, needle = BAD_ZIPS[case]
-    small = settings.with_overrides(max_code_files=20, max_code_unpacked_bytes=200_000)
-    async with api_client(small) as client:
+    small = memory_settings.with_overrides(max_code_files=20, max_code_unpacked_bytes=200_000)
+    async with api_client(small, stack.ports()) as client:
         await _design(client)
         r = await client.post(CODE_URL, files=_files(data), data={"fileName": "bad.zip"})
         assert r.status_code == status, r.text
         assert needle in r.json()["message"]
-        await _nothing_stored()
+        await _nothing_stored(stack)
 
 
-async def test_oversized_upload(settings: FlameSettings) -> None:
-    small = settings.with_overrides(max_code_bytes=4096)
+async def test_oversized_upload(memory_settings: FlameSettings, stack: MemoryStack) -> None:
+    small = memory_settings.with_overrides(max_code_bytes=4096)
     noise = random.Random(0).randbytes(8000)  # incompressible
     big = make_zip({"trainer/noise.bin": noise})
     assert len(big) > 4096
-    async with api_client(small) as client:
+    async with api_client(small, stack.ports()) as client:
         await _design(client)
         r = await client.post(CODE_URL, files=_files(big))
         assert r.status_code == 413 and r.json()["code"] == "too_large"
@@ -129,4 +128,4 @@ async def test_oversized_upload(settings: FlameSettings) -> None:
         form = {"content-type": encoded.headers["content-type"]}
         r = await client.post(CODE_URL, content=chunks(), headers=form)
         assert r.status_code == 413
-        await _nothing_stored()
+        await _nothing_stored(stack)

@@ -5,10 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from flame_common.documents import CodeDoc, DesignDoc, JobDoc
-from tests.apiserver.conftest import MNIST_CODE, EventSink, example, make_zip
-
-pytestmark = pytest.mark.integration
+from tests.apiserver.conftest import MNIST_CODE, MemoryStack, example, make_zip
 
 U = "alice"
 
@@ -18,55 +15,56 @@ async def _design(client: httpx.AsyncClient, design_id: str = "mnist") -> None:
     assert r.status_code == 201, r.text
 
 
-async def test_design_lifecycle(app_client: httpx.AsyncClient, event_sink: EventSink) -> None:
-    assert (await app_client.get(f"/users/{U}/designs")).json() == []
-    r = await app_client.post(
+async def test_design_lifecycle(api: httpx.AsyncClient, stack: MemoryStack) -> None:
+    assert (await api.get(f"/users/{U}/designs")).json() == []
+    r = await api.post(
         f"/users/{U}/designs", json={"id": "mnist", "name": "M", "userId": "mallory"}
     )
     assert r.status_code == 201
     assert r.json() == {"id": "mnist", "name": "M", "description": "", "userId": U}
-    created = await event_sink.wait_for("design.created")
+    created = await stack.events.wait_for("design.created")
     assert created[0].payload.resource_id == "mnist" and created[0].payload.user_id == U
 
-    dup = await app_client.post(f"/users/{U}/designs/", json={"id": "mnist"})
+    dup = await api.post(f"/users/{U}/designs/", json={"id": "mnist"})
     assert dup.status_code == 409 and dup.json()["code"] == "conflict"
 
-    listed = await app_client.get(f"/users/{U}/designs/?limit=100")
+    listed = await api.get(f"/users/{U}/designs/?limit=100")
     assert [d["id"] for d in listed.json()] == ["mnist"]
-    assert (await app_client.get("/users/bob/designs")).json() == []
+    assert (await api.get("/users/bob/designs")).json() == []
 
-    got = (await app_client.get(f"/users/{U}/designs/mnist")).json()
+    got = (await api.get(f"/users/{U}/designs/mnist")).json()
     assert got == {"id": "mnist", "name": "M", "description": "", "userId": U, "schema": None}
 
     # partial update: only the description changes, ids are kept
-    r = await app_client.put(f"/users/{U}/designs/mnist", json={"description": "new"})
+    r = await api.put(f"/users/{U}/designs/mnist", json={"description": "new"})
     assert r.status_code == 200
     assert r.json() == {"id": "mnist", "name": "M", "description": "new", "userId": U}
-    r = await app_client.put(f"/users/{U}/designs/mnist", json={"id": "other"})
+    r = await api.put(f"/users/{U}/designs/mnist", json={"id": "other"})
     assert r.status_code == 422
-    r = await app_client.put(f"/users/{U}/designs/mnist", json={"userId": "bob"})
+    r = await api.put(f"/users/{U}/designs/mnist", json={"userId": "bob"})
     assert r.status_code == 422
-    assert (await DesignDoc.find_one({"design_id": "mnist"})).user_id == U  # type: ignore[union-attr]
+    assert await stack.resources.designs("bob") == []
+    assert await stack.resources.design(U, "mnist") is not None
 
-    r = await app_client.delete(f"/users/{U}/designs/mnist")
+    r = await api.delete(f"/users/{U}/designs/mnist")
     assert r.status_code == 200
-    assert (await app_client.get(f"/users/{U}/designs/mnist")).status_code == 404
-    await event_sink.wait_for("design.deleted")
+    assert (await api.get(f"/users/{U}/designs/mnist")).status_code == 404
+    await stack.events.wait_for("design.deleted")
 
 
-async def test_design_bad_input(app_client: httpx.AsyncClient) -> None:
-    r = await app_client.post(
+async def test_design_bad_input(api: httpx.AsyncClient, stack: MemoryStack) -> None:
+    r = await api.post(
         f"/users/{U}/designs", content=b'{"id": "x",', headers={"content-type": "application/json"}
     )
     assert r.status_code == 400 and r.json()["code"] == "bad_request"
-    r = await app_client.post(f"/users/{U}/designs", json={"id": "x", "colour": "red"})
+    r = await api.post(f"/users/{U}/designs", json={"id": "x", "colour": "red"})
     assert r.status_code == 422 and "colour" in r.json()["message"]
-    r = await app_client.post(f"/users/{U}/designs", json={"name": "no id"})
+    r = await api.post(f"/users/{U}/designs", json={"name": "no id"})
     assert r.status_code == 422 and "id" in r.json()["message"]
-    r = await app_client.post(f"/users/{U}/designs", json={"id": "../etc"})
+    r = await api.post(f"/users/{U}/designs", json={"id": "../etc"})
     assert r.status_code == 422
-    assert await DesignDoc.find({"user_id": U}).count() == 0
-    r = await app_client.get(f"/users/{U}/designs/missing")
+    assert await stack.resources.designs(U) == []
+    r = await api.get(f"/users/{U}/designs/missing")
     assert r.status_code == 404
     assert r.json() == {
         "code": "not_found",
@@ -74,31 +72,31 @@ async def test_design_bad_input(app_client: httpx.AsyncClient) -> None:
     }
 
 
-async def test_schema_revisions(app_client: httpx.AsyncClient, event_sink: EventSink) -> None:
-    await _design(app_client)
+async def test_schema_revisions(api: httpx.AsyncClient, stack: MemoryStack) -> None:
+    await _design(api)
     schema = example("mnist", "schema.json")
-    assert (await app_client.get(f"/users/{U}/designs/mnist/schema")).status_code == 404
+    assert (await api.get(f"/users/{U}/designs/mnist/schema")).status_code == 404
 
-    r = await app_client.post(f"/users/{U}/designs/mnist/schema", json={**schema, "revision": 7})
+    r = await api.post(f"/users/{U}/designs/mnist/schema", json={**schema, "revision": 7})
     assert r.status_code == 201 and r.json()["revision"] == 1
-    r = await app_client.put(f"/users/{U}/designs/mnist/schema/", json=schema)
+    r = await api.put(f"/users/{U}/designs/mnist/schema/", json=schema)
     assert r.status_code == 200 and r.json()["revision"] == 2
-    got = (await app_client.get(f"/users/{U}/designs/mnist/schema")).json()
+    got = (await api.get(f"/users/{U}/designs/mnist/schema")).json()
     assert got["revision"] == 2
     assert [r["name"] for r in got["roles"]] == ["trainer", "aggregator"]
     assert got["channels"][0]["funcTags"]["trainer"] == ["fetch", "upload"]
-    design = (await app_client.get(f"/users/{U}/designs/mnist")).json()
+    design = (await api.get(f"/users/{U}/designs/mnist")).json()
     assert design["schema"] == got
-    events = await event_sink.wait_for("schema.updated", 2)
+    events = await stack.events.wait_for("schema.updated", 2)
     assert [e.payload.revision for e in events] == [1, 2]
 
-    r = await app_client.delete(f"/users/{U}/designs/mnist/schema")
+    r = await api.delete(f"/users/{U}/designs/mnist/schema")
     assert r.status_code == 200
-    assert (await app_client.get(f"/users/{U}/designs/mnist/schema")).status_code == 404
-    r = await app_client.post(f"/users/{U}/designs/mnist/schema", json=schema)
+    assert (await api.get(f"/users/{U}/designs/mnist/schema")).status_code == 404
+    r = await api.post(f"/users/{U}/designs/mnist/schema", json=schema)
     assert r.json()["revision"] == 3  # revisions never repeat
 
-    missing = await app_client.post(f"/users/{U}/designs/nope/schema", json=schema)
+    missing = await api.post(f"/users/{U}/designs/nope/schema", json=schema)
     assert missing.status_code == 404
 
 
@@ -114,50 +112,51 @@ async def test_schema_revisions(app_client: httpx.AsyncClient, event_sink: Event
     ],
 )
 async def test_schema_rejected(
-    app_client: httpx.AsyncClient, mutate: object, status: int, needle: str
+    api: httpx.AsyncClient, mutate: object, status: int, needle: str
 ) -> None:
-    await _design(app_client)
+    await _design(api)
     good = example("mnist", "schema.json")
-    assert (await app_client.post(f"/users/{U}/designs/mnist/schema", json=good)).status_code == 201
+    assert (await api.post(f"/users/{U}/designs/mnist/schema", json=good)).status_code == 201
     bad = example("mnist", "schema.json")
     mutate(bad)  # type: ignore[operator]
     for method in ("post", "put"):
-        r = await app_client.request(method, f"/users/{U}/designs/mnist/schema", json=bad)
+        r = await api.request(method, f"/users/{U}/designs/mnist/schema", json=bad)
         assert r.status_code == status, r.text
         assert r.json()["code"] == "invalid" and needle in r.json()["message"]
-    stored = (await app_client.get(f"/users/{U}/designs/mnist/schema")).json()
+    stored = (await api.get(f"/users/{U}/designs/mnist/schema")).json()
     assert stored["revision"] == 1 and stored["channels"][0]["pair"] == ["trainer", "aggregator"]
 
 
-async def test_schema_malformed_json(app_client: httpx.AsyncClient) -> None:
-    await _design(app_client)
-    r = await app_client.post(
+async def test_schema_malformed_json(api: httpx.AsyncClient, stack: MemoryStack) -> None:
+    await _design(api)
+    r = await api.post(
         f"/users/{U}/designs/mnist/schema",
         content=b"{roles: []}",
         headers={"content-type": "application/json"},
     )
     assert r.status_code == 400
-    assert (await DesignDoc.find_one({"design_id": "mnist"})).schema_ is None  # type: ignore[union-attr]
+    design = await stack.resources.design(U, "mnist")
+    assert design is not None and design.schema is None
 
 
-async def test_delete_design_cascades_and_respects_jobs(app_client: httpx.AsyncClient) -> None:
-    await _design(app_client)
-    await app_client.post(f"/users/{U}/designs/mnist/schema", json=example("mnist", "schema.json"))
+async def test_delete_design_cascades_and_respects_jobs(
+    api: httpx.AsyncClient, stack: MemoryStack
+) -> None:
+    await _design(api)
+    await api.post(f"/users/{U}/designs/mnist/schema", json=example("mnist", "schema.json"))
     files = {"fileData": ("mnist.zip", make_zip(MNIST_CODE), "application/zip")}
-    r = await app_client.post(
-        f"/users/{U}/designs/mnist/code", files=files, data={"fileName": "m.zip"}
-    )
+    r = await api.post(f"/users/{U}/designs/mnist/code", files=files, data={"fileName": "m.zip"})
     assert r.status_code == 201
-    await JobDoc(job_id="j1", user_id=U, name="j", design_id="mnist", spec={}).insert()
+    stack.job("j1", U, design_id="mnist")
 
-    r = await app_client.delete(f"/users/{U}/designs/mnist")
+    r = await api.delete(f"/users/{U}/designs/mnist")
     assert r.status_code == 409 and "forceDelete" in r.json()["message"]
-    assert await DesignDoc.find({"design_id": "mnist"}).count() == 1
-    assert await CodeDoc.find({"design_id": "mnist"}).count() == 1
+    assert await stack.resources.design(U, "mnist") is not None
+    assert await stack.resources.code(U, "mnist", 1) is not None
 
-    r = await app_client.delete(f"/users/{U}/designs/mnist/?forceDelete=true")
+    r = await api.delete(f"/users/{U}/designs/mnist/?forceDelete=true")
     assert r.status_code == 200
-    assert await DesignDoc.find({"design_id": "mnist"}).count() == 0
-    assert await CodeDoc.find({"design_id": "mnist"}).count() == 0
-    r = await app_client.delete(f"/users/{U}/designs/mnist?forceDelete=maybe")
+    assert await stack.resources.design(U, "mnist") is None
+    assert await stack.resources.code(U, "mnist", 1) is None
+    r = await api.delete(f"/users/{U}/designs/mnist?forceDelete=maybe")
     assert r.status_code == 400

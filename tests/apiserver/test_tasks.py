@@ -1,7 +1,7 @@
 """Task reads and the agent endpoints: key-checked manifests (config + role code), status reports.
 
-The job and task projections are written here the way the controller writes them (the
-apiserver only reads them); status reports go to a fake controller on the real command queue.
+The job and task projections are put in the memory read side the way the controller writes
+them (the apiserver only reads them); status reports go to the fake controller.
 """
 
 from __future__ import annotations
@@ -11,23 +11,19 @@ import json
 import zipfile
 
 import httpx
-import pytest
 
-from flame_common.documents import JobDoc, TaskDoc
 from schemas.commands import ReportTaskStatus
 from schemas.design import DesignSchema
 from schemas.errors import NotFound
 from schemas.job import JobSpec
 from schemas.task_config import JobRef, TaskConfig
-from tests.apiserver.conftest import MNIST_CODE, FakeController, example, make_zip, multipart_parts
-
-pytestmark = pytest.mark.integration
+from tests.apiserver.conftest import MNIST_CODE, MemoryStack, example, make_zip, multipart_parts
 
 U = "alice"
 KEYS = {"agg": "K" * 32, "trn": "k" * 32}
 
 
-async def _controller_built_job(client: httpx.AsyncClient) -> None:
+async def _controller_built_job(client: httpx.AsyncClient, stack: MemoryStack) -> None:
     """Design with two code revisions; a job pinned to revision 1 with two tasks."""
     await client.post(f"/users/{U}/designs", json={"id": "mnist"})
     schema = example("mnist", "schema.json")
@@ -40,9 +36,7 @@ async def _controller_built_job(client: httpx.AsyncClient) -> None:
     spec = JobSpec(
         name="job", design_id="mnist", backend="mqtt", code_revision=1, schema_revision=1
     )
-    await JobDoc(
-        job_id="j1", user_id=U, name="job", design_id="mnist", spec=spec.wire(), state="ready"
-    ).insert()
+    stack.job("j1", U, name="job", design_id="mnist", spec=spec.wire())
     channels = DesignSchema.model_validate(schema).channels
     for task_id, role in (("agg", "aggregator"), ("trn", "trainer")):
         config = TaskConfig(
@@ -54,15 +48,15 @@ async def _controller_built_job(client: httpx.AsyncClient) -> None:
             max_run_time=600,
             dataset="file:///d.npz" if role == "trainer" else "",
         )
-        await TaskDoc(
-            job_id="j1", task_id=task_id, role=role, key=KEYS[task_id], config=config.to_wire(),
+        stack.task(
+            "j1", task_id, role, KEYS[task_id], config=config.to_wire(),
             group_association={"param-channel": "us"}, compute_id="default",
-        ).insert()  # fmt: skip
+        )  # fmt: skip
 
 
-async def test_task_manifest(app_client: httpx.AsyncClient) -> None:
-    await _controller_built_job(app_client)
-    r = await app_client.get(f"/jobs/j1/trn/task/?key={KEYS['trn']}")
+async def test_task_manifest(api: httpx.AsyncClient, stack: MemoryStack) -> None:
+    await _controller_built_job(api, stack)
+    r = await api.get(f"/jobs/j1/trn/task/?key={KEYS['trn']}")
     assert r.status_code == 200, r.text
     assert r.headers["content-type"].startswith("multipart/form-data; boundary=")
     parts = multipart_parts(r)
@@ -78,51 +72,50 @@ async def test_task_manifest(app_client: httpx.AsyncClient) -> None:
     assert sorted(code.namelist()) == ["trainer/main.py", "trainer/util.py"]
     assert code.read("trainer/main.py") == MNIST_CODE["trainer/main.py"]  # pinned revision 1
 
-    agg = multipart_parts(await app_client.get("/jobs/j1/agg/task", params={"key": KEYS["agg"]}))
+    agg = multipart_parts(await api.get("/jobs/j1/agg/task", params={"key": KEYS["agg"]}))
     assert zipfile.ZipFile(io.BytesIO(agg["code.zip"][1])).namelist() == ["aggregator/main.py"]
     assert "dataset" not in json.loads(agg["config"][1])
 
 
-async def test_task_manifest_key_checks(app_client: httpx.AsyncClient) -> None:
-    await _controller_built_job(app_client)
-    assert (await app_client.get("/jobs/j1/trn/task")).status_code == 400
-    assert (await app_client.get("/jobs/j1/trn/task?key=")).status_code == 400
-    wrong = await app_client.get(f"/jobs/j1/trn/task?key={KEYS['agg']}")
+async def test_task_manifest_key_checks(api: httpx.AsyncClient, stack: MemoryStack) -> None:
+    await _controller_built_job(api, stack)
+    assert (await api.get("/jobs/j1/trn/task")).status_code == 400
+    assert (await api.get("/jobs/j1/trn/task?key=")).status_code == 400
+    wrong = await api.get(f"/jobs/j1/trn/task?key={KEYS['agg']}")
     assert wrong.status_code == 401 and wrong.json()["code"] == "unauthorized"
-    assert (await app_client.get("/jobs/j1/trn/task?key=%C3%A9t%C3%A9")).status_code == 401
-    assert (await app_client.get(f"/jobs/j1/ghost/task?key={KEYS['trn']}")).status_code == 404
+    assert (await api.get("/jobs/j1/trn/task?key=%C3%A9t%C3%A9")).status_code == 401
+    assert (await api.get(f"/jobs/j1/ghost/task?key={KEYS['trn']}")).status_code == 404
 
 
-async def test_task_manifest_without_role_code(app_client: httpx.AsyncClient) -> None:
-    await _controller_built_job(app_client)
-    await TaskDoc(job_id="j1", task_id="odd", role="coordinator", key="c" * 32).insert()
-    r = await app_client.get(f"/jobs/j1/odd/task?key={'c' * 32}")
+async def test_task_manifest_without_role_code(api: httpx.AsyncClient, stack: MemoryStack) -> None:
+    await _controller_built_job(api, stack)
+    stack.task("j1", "odd", "coordinator", "c" * 32)
+    r = await api.get(f"/jobs/j1/odd/task?key={'c' * 32}")
     assert r.status_code == 404 and "coordinator" in r.json()["message"]
 
 
-async def test_task_reads_hide_keys(app_client: httpx.AsyncClient) -> None:
-    await _controller_built_job(app_client)
-    tasks = (await app_client.get(f"/users/{U}/jobs/j1/tasks/?limit=100&generic=false")).json()
+async def test_task_reads_hide_keys(api: httpx.AsyncClient, stack: MemoryStack) -> None:
+    await _controller_built_job(api, stack)
+    tasks = (await api.get(f"/users/{U}/jobs/j1/tasks/?limit=100&generic=false")).json()
     assert [t["taskId"] for t in tasks] == ["agg", "trn"]
     assert {t["key"] for t in tasks} == {"hidden by system"}
     assert all(KEYS["trn"] not in json.dumps(t) for t in tasks)
-    one = (await app_client.get(f"/users/{U}/jobs/j1/tasks/trn")).json()
+    one = (await api.get(f"/users/{U}/jobs/j1/tasks/trn")).json()
     assert one["role"] == "trainer" and one["key"] == "hidden by system"
     assert one["groupAssociation"] == {"param-channel": "us"}
-    assert (await app_client.get("/users/bob/jobs/j1/tasks")).status_code == 404
-    assert (await app_client.get(f"/users/{U}/jobs/j1/tasks/ghost")).status_code == 404
+    assert (await api.get("/users/bob/jobs/j1/tasks")).status_code == 404
+    assert (await api.get(f"/users/{U}/jobs/j1/tasks/ghost")).status_code == 404
 
-    config = (await app_client.get(f"/users/{U}/jobs/j1/tasks/trn/config")).json()
+    config = (await api.get(f"/users/{U}/jobs/j1/tasks/trn/config")).json()
     assert config["taskid"] == "trn" and config["role"] == "trainer"
     assert KEYS["trn"] not in json.dumps(config)
-    assert (await app_client.get("/users/bob/jobs/j1/tasks/trn/config")).status_code == 404
+    assert (await api.get("/users/bob/jobs/j1/tasks/trn/config")).status_code == 404
 
 
-async def test_task_status_reports(
-    app_client: httpx.AsyncClient, fake_controller: FakeController
-) -> None:
-    await _controller_built_job(app_client)
-    r = await app_client.put("/jobs/j1/trn/task/status/", json={"state": "running", "log": "go"})
+async def test_task_status_reports(api: httpx.AsyncClient, stack: MemoryStack) -> None:
+    fake_controller = stack.controller
+    await _controller_built_job(api, stack)
+    r = await api.put("/jobs/j1/trn/task/status/", json={"state": "running", "log": "go"})
     assert r.status_code == 200 and r.json() == {}
     [command] = fake_controller.commands
     assert isinstance(command, ReportTaskStatus)
@@ -130,16 +123,14 @@ async def test_task_status_reports(
     assert command.status.state == "running" and command.status.log == "go"
 
     for state in ("starting", "ready", "deploying"):
-        r = await app_client.put("/jobs/j1/trn/task/status", json={"state": state})
+        r = await api.put("/jobs/j1/trn/task/status", json={"state": state})
         assert r.status_code == 422, state
-    assert (
-        await app_client.put("/jobs/j1/trn/task/status", json={"state": "bogus"})
-    ).status_code == 422
-    assert (await app_client.put("/jobs/j1/trn/task/status", json={})).status_code == 422
-    r = await app_client.put("/jobs/j1/ghost/task/status", json={"state": "failed"})
+    assert (await api.put("/jobs/j1/trn/task/status", json={"state": "bogus"})).status_code == 422
+    assert (await api.put("/jobs/j1/trn/task/status", json={})).status_code == 422
+    r = await api.put("/jobs/j1/ghost/task/status", json={"state": "failed"})
     assert r.status_code == 404  # no stray task is created
     assert len(fake_controller.commands) == 1
 
     fake_controller.fail_with(NotFound("task 'trn' of job 'j1' not found"))
-    r = await app_client.put("/jobs/j1/trn/task/status", json={"state": "completed"})
+    r = await api.put("/jobs/j1/trn/task/status", json={"state": "completed"})
     assert r.status_code == 404 and r.json()["code"] == "not_found"
