@@ -415,7 +415,7 @@ def parse_event(data: bytes | str | dict[str, Any]) -> Event:
     Raises pydantic.ValidationError if invalid, naming the type when it is unknown.
     """
     if isinstance(data, dict):
-        return _ADAPTER.validate_python(upcast(data) if _older(data) else data)
+        return _ADAPTER.validate_python(upcast(data))
     try:
         event = _ADAPTER.validate_json(data)
     except ValidationError:
