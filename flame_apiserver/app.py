@@ -1,5 +1,4 @@
-"""The apiserver factory and composition root: the routes run on given ports (e.g. in memory) or
-on MongoDB + RabbitMQ opened by the lifespan."""
+"""The apiserver factory and composition root: given ports (e.g. memory) or MongoDB + RabbitMQ."""
 
 from __future__ import annotations
 

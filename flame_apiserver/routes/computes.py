@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import secrets
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Response, status
@@ -11,7 +11,6 @@ from fastapi import APIRouter, Header, Response, status
 from flame_apiserver.context import Ctx
 from flame_apiserver.lookups import any_job
 from flame_apiserver.ports import AlreadyExists, ComputeRecord, Resources
-from flame_common.documents import utcnow
 from schemas.compute import ComputeSpec, ComputeStatus, DeploymentConfig, DeploymentStatus
 from schemas.errors import BadRequest, Conflict, NotFound, Unauthorized
 from schemas.states import AgentState, ComputeState
@@ -23,7 +22,7 @@ ApiKey = Annotated[str | None, Header(alias="X-API-KEY", description="the comput
 
 def _now_ms() -> datetime:
     """Now, at MongoDB's millisecond precision (so replies equal what is read back later)."""
-    now = utcnow()
+    now = datetime.now(UTC)
     return now.replace(microsecond=now.microsecond // 1000 * 1000)
 
 

@@ -1,5 +1,4 @@
-"""`JobReads` in memory: jobs, tasks and events put in by whoever plays the controller (tests,
-single-process runs)."""
+"""`JobReads` in memory: jobs, tasks and events put in by whoever plays the controller."""
 
 from __future__ import annotations
 
