@@ -25,6 +25,8 @@ class FlameSettings(BaseSettings):
     # and the wait before a failed message goes back to its queue (doubles with each attempt).
     delivery_limit: int = Field(default=5, ge=1)
     redelivery_delay: float = Field(default=0.5, ge=0)
+    # how long the controller holds events while its store is unreachable before returning them
+    store_outage_seconds: float = Field(default=300, ge=0, le=86400)
     # REST API
     api_host: str = "127.0.0.1"
     api_port: int = 10100

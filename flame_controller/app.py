@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import aio_pika
 from aio_pika.abc import AbstractRobustConnection
+from pymongo.errors import ConnectionFailure
 
 from flame_common.bus import make_broker
 from flame_common.db import init_db
@@ -37,6 +38,8 @@ class Stores:
 
     jobs: JobStore
     catalog: Catalog
+    # exceptions meaning "the store is unreachable for now" (retried in place, not requeued)
+    unavailable: tuple[type[BaseException], ...] = ()
 
 
 @contextlib.asynccontextmanager
@@ -47,7 +50,9 @@ async def open_stores(settings: FlameSettings) -> AsyncIterator[Stores]:
         return
     client = await init_db(settings)
     try:
-        yield Stores(MongoJobStore(settings.stop_grace_seconds), MongoCatalog())
+        yield Stores(
+            MongoJobStore(settings.stop_grace_seconds), MongoCatalog(), (ConnectionFailure,)
+        )
     finally:
         await client.close()
 
@@ -69,7 +74,7 @@ async def _serving(settings: FlameSettings, stores: Stores) -> AsyncIterator[Con
     broker = make_broker(settings)
     relay = OutboxRelay(settings, stores.jobs)
     controller = Controller(settings, stores.jobs, stores.catalog, relay.enqueue)
-    consumer = EventConsumer(settings, controller.observe)
+    consumer = EventConsumer(settings, controller.observe, transient=stores.unavailable)
     broker.include_router(build_router(settings, controller))
     workers: list[asyncio.Task[None]] = []
     amqp: AbstractRobustConnection | None = None

@@ -2,11 +2,13 @@
 
 Deliveries (raw aiormq messages: no per-message wrapper objects) wait in an inbox, at most
 `prefetch` unacked; each pass takes what is there, writes it as one batch per job (`handle`), and
-only then acks: one `multiple` ack when every job's write succeeded. Otherwise each message is
-settled alone: the messages of a job whose write failed go back to the queue after a delay
-(`flame_common.redelivery`; the quorum queue dead-letters them after `delivery_limit` attempts),
-undecodable ones are rejected straight to the dead letters. After a reconnect the consumer is
-registered again.
+only then acks: one `multiple` ack when every job's write succeeded. While the store is away (an
+exception of `transient`, e.g. MongoDB unreachable) the failed jobs' writes are retried in place,
+holding their messages, for up to `store_outage_seconds`: an outage burns no delivery attempt.
+Otherwise each message is settled alone: the messages of a job whose write failed go back to the
+queue after a delay (`flame_common.redelivery`; the quorum queue dead-letters them after
+`delivery_limit` attempts), undecodable ones are rejected straight to the dead letters. After a
+reconnect the consumer is registered again.
 """
 
 from __future__ import annotations
@@ -49,11 +51,13 @@ class EventConsumer:
         settings: FlameSettings,
         handle: Handle,
         *,
+        transient: tuple[type[BaseException], ...] = (),
         prefetch: int = PREFETCH,
         max_batch: int = MAX_BATCH,
     ) -> None:
         self.settings = settings
         self.handle = handle
+        self.transient = transient
         self.prefetch = prefetch
         self.max_batch = max_batch
         self._inbox: asyncio.Queue[DeliveredMessage] = asyncio.Queue()
@@ -95,15 +99,9 @@ class EventConsumer:
             if isinstance(event, EventBase) and job_id:
                 groups.setdefault(job_id, []).append(event)
             job_of.append(job_id)
-        jobs = list(groups)
-        results = await asyncio.gather(
-            *(self.handle(job_id, groups[job_id]) for job_id in jobs), return_exceptions=True
-        )
-        failed: dict[str, BaseException] = {}
-        for job_id, result in zip(jobs, results, strict=True):
-            if isinstance(result, BaseException):
-                log.error("event batch not written, requeued", job_id=job_id, error=repr(result))
-                failed[job_id] = result
+        failed = await self._write(groups)
+        for job_id, error in failed.items():
+            log.error("event batch not written, requeued", job_id=job_id, error=repr(error))
         if not failed and None not in job_of:  # one ack covers the batch and earlier deliveries
             await _settle(batch[-1], ack=True, multiple=True)
             return
@@ -114,6 +112,39 @@ class EventConsumer:
                 await _settle(message, ack=False, requeue=False)
             else:
                 await _settle(message, ack=job_id not in failed)
+
+    async def _write(self, groups: dict[str, list[EventBase]]) -> dict[str, BaseException]:
+        """One `handle` per job, concurrently; jobs whose write failed only because the store is
+        away are retried in place (backoff up to 5 s) until `store_outage_seconds` have passed.
+        Returns the jobs whose write failed, with their errors."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.store_outage_seconds
+        delay = 0.1
+        pending, failed = dict(groups), {}
+        while pending:
+            jobs = list(pending)
+            results = await asyncio.gather(
+                *(self.handle(job_id, pending[job_id]) for job_id in jobs), return_exceptions=True
+            )
+            errors = {
+                j: r for j, r in zip(jobs, results, strict=True) if isinstance(r, BaseException)
+            }
+            away = {j for j, e in errors.items() if isinstance(e, self.transient)}
+            failed.update({j: e for j, e in errors.items() if j not in away})
+            left = deadline - loop.time()
+            if not away or left <= 0:
+                failed.update({j: errors[j] for j in away})
+                break
+            log.warning(
+                "store unavailable, retrying in place",
+                jobs=len(away),
+                retry_in=round(min(delay, left), 2),
+                error=repr(errors[next(iter(away))]),
+            )
+            await asyncio.sleep(min(delay, left))
+            delay = min(delay * 2, 5.0)
+            pending = {j: pending[j] for j in away}
+        return failed
 
     async def _before_return(
         self,
