@@ -2,12 +2,33 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, model_validator
 from pydantic.alias_generators import to_camel
 
+COMMENT_PREFIX = "//"
 
-class WireModel(BaseModel):
-    """A model read from users or agents: camelCase aliases, unknown fields rejected."""
+
+class CommentedModel(BaseModel):
+    """An object users may write by hand: keys starting with `//` are comments, dropped before
+    the fields are validated (so `extra="forbid"` still names every other unknown key)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_comments(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            return {
+                k: v
+                for k, v in data.items()
+                if not (isinstance(k, str) and k.startswith(COMMENT_PREFIX))
+            }
+        return data
+
+
+class WireModel(CommentedModel):
+    """A model read from users or agents: camelCase aliases, `//` comment keys dropped, other
+    unknown fields rejected."""
 
     model_config = ConfigDict(
         alias_generator=to_camel,

@@ -13,13 +13,15 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from schemas.base import CommentedModel
 from schemas.job import ModelSpec
 
 M = TypeVar("M", bound=BaseModel)
 
 
-class ProviderKwargs(BaseModel):
-    """Base for a provider's kwargs: unknown names rejected, frozen once parsed."""
+class ProviderKwargs(CommentedModel):
+    """Base for a provider's kwargs: `//` comment keys dropped, other unknown names rejected,
+    frozen once parsed."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 

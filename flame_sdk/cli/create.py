@@ -9,7 +9,7 @@ import typer
 
 from flame_sdk.cli.args import DesignId, JsonFile
 from flame_sdk.cli.output import print_json, print_message
-from flame_sdk.cli.runtime import guard, json_output, run, warn_unknown
+from flame_sdk.cli.runtime import guard, json_output, run
 from flame_sdk.client import load_dataset_file, load_job_file, load_schema_file, zip_code
 from flame_sdk.client.files import read_bytes
 
@@ -34,7 +34,7 @@ def design(
 @app.command("schema")
 def schema(ctx: typer.Context, design_id: DesignId, schema_file: JsonFile) -> None:
     """Set the TAG schema of a design from a JSON file."""
-    loaded = guard(lambda: load_schema_file(schema_file, warn_unknown))
+    loaded = guard(lambda: load_schema_file(schema_file))
     result = run(ctx, lambda c: c.schemas.create(design_id, loaded))
     if json_output(ctx):
         print_json(result.wire())
@@ -66,8 +66,8 @@ def code(
 
 @app.command("dataset")
 def dataset(ctx: typer.Context, dataset_file: JsonFile) -> None:
-    """Register a dataset from a JSON file (unknown keys such as "//" comments are dropped)."""
-    loaded = guard(lambda: load_dataset_file(dataset_file, warn_unknown))
+    """Register a dataset from a JSON file (keys starting with "//" are comments)."""
+    loaded = guard(lambda: load_dataset_file(dataset_file))
     dataset_id = run(ctx, lambda c: c.datasets.create(loaded))
     if json_output(ctx):
         print_json({"id": dataset_id})
@@ -78,7 +78,7 @@ def dataset(ctx: typer.Context, dataset_file: JsonFile) -> None:
 @app.command("job")
 def job(ctx: typer.Context, job_file: JsonFile) -> None:
     """Create a job from a job file (with dataSpecPath/modelSpecPath next to it)."""
-    spec = guard(lambda: load_job_file(job_file, warn_unknown))
+    spec = guard(lambda: load_job_file(job_file))
     status = run(ctx, lambda c: c.jobs.create(spec))
     if json_output(ctx):
         print_json(status.wire())

@@ -91,9 +91,3 @@ def guard(load: Callable[[], T]) -> T:
         return load()
     except FlameError as exc:
         fail(exc)
-
-
-def warn_unknown(source: Path, key: str) -> None:
-    """Report a key dropped from a user file, except `//` comment keys."""
-    if not key.rsplit(".", 1)[-1].startswith("//"):
-        print_error(f"Warning: {source}: ignored unknown key '{key}'")

@@ -8,7 +8,7 @@ import typer
 
 from flame_sdk.cli.args import DatasetId, DesignId, JobId, JsonFile
 from flame_sdk.cli.output import print_json, print_message
-from flame_sdk.cli.runtime import fail, guard, json_output, run, warn_unknown
+from flame_sdk.cli.runtime import fail, guard, json_output, run
 from flame_sdk.client import load_dataset_update_file, load_job_file, load_schema_file
 from schemas.errors import BadRequest
 
@@ -35,7 +35,7 @@ def design(
 @app.command("schema")
 def schema(ctx: typer.Context, design_id: DesignId, schema_file: JsonFile) -> None:
     """Replace the schema of a design (a new revision)."""
-    loaded = guard(lambda: load_schema_file(schema_file, warn_unknown))
+    loaded = guard(lambda: load_schema_file(schema_file))
     result = run(ctx, lambda c: c.schemas.update(design_id, loaded))
     if json_output(ctx):
         print_json(result.wire())
@@ -48,7 +48,7 @@ def schema(ctx: typer.Context, design_id: DesignId, schema_file: JsonFile) -> No
 @app.command("dataset")
 def dataset(ctx: typer.Context, dataset_id: DatasetId, dataset_file: JsonFile) -> None:
     """Change the fields of a dataset given in a JSON file."""
-    change = guard(lambda: load_dataset_update_file(dataset_file, warn_unknown))
+    change = guard(lambda: load_dataset_update_file(dataset_file))
     run(ctx, lambda c: c.datasets.update(dataset_id, change))
     if json_output(ctx):
         print_json({"updated": "dataset", "id": dataset_id})
@@ -59,7 +59,7 @@ def dataset(ctx: typer.Context, dataset_id: DatasetId, dataset_file: JsonFile) -
 @app.command("job")
 def job(ctx: typer.Context, job_id: JobId, job_file: JsonFile) -> None:
     """Replace the spec of a job that is not active (its tasks are rebuilt)."""
-    spec = guard(lambda: load_job_file(job_file, warn_unknown)).model_copy(update={"id": job_id})
+    spec = guard(lambda: load_job_file(job_file)).model_copy(update={"id": job_id})
     status = run(ctx, lambda c: c.jobs.update(job_id, spec))
     if json_output(ctx):
         print_json(status.wire())

@@ -5,20 +5,17 @@ from __future__ import annotations
 import io
 import json
 import zipfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from flame_sdk.client.lenient import prune
 from schemas.dataset import DatasetInfo, DatasetUpdate
 from schemas.design import DesignSchema
 from schemas.errors import BadRequest, Invalid
 from schemas.job import JobSpec, ModelSpec, RoleDatasetGroups
 
 M = TypeVar("M", bound=BaseModel)
-OnUnknown = Callable[[Path, str], None]  # (file, dropped key path)
 
 _SKIPPED_NAMES = {"__pycache__", ".DS_Store"}
 
@@ -46,48 +43,48 @@ def read_json(path: Path) -> Any:
 
 
 def describe(error: ValidationError) -> str:
-    """`field: problem; field: problem` from a pydantic error (wire field names)."""
+    """`unknown field 'x'; field 'y': problem` from a pydantic error (wire field names)."""
     parts = []
     for item in error.errors():
         loc = ".".join(str(p) for p in item["loc"])
-        parts.append(f"field '{loc}': {item['msg']}" if loc else item["msg"])
+        if item["type"] == "extra_forbidden":
+            parts.append(f"unknown field '{loc}'")
+        else:
+            parts.append(f"field '{loc}': {item['msg']}" if loc else item["msg"])
     return "; ".join(parts)
 
 
-def parse_lenient(annotation: Any, data: Any, source: Path, on_unknown: OnUnknown | None) -> Any:
-    """Validate `data` against `annotation` after dropping unknown keys; Invalid names the file."""
-    cleaned, dropped = prune(annotation, data)
-    if on_unknown is not None:
-        for key in dropped:
-            on_unknown(source, key)
+def parse(annotation: Any, data: Any, source: Path) -> Any:
+    """Validate `data` against `annotation` (`//` comment keys dropped, any other unknown key
+    refused); Invalid names the file and each bad field."""
     try:
-        return TypeAdapter(annotation).validate_python(cleaned)
+        return TypeAdapter(annotation).validate_python(data)
     except ValidationError as exc:
         raise Invalid(f"{source}: {describe(exc)}") from exc
 
 
-def load_model(model: type[M], path: Path, on_unknown: OnUnknown | None = None) -> M:
-    """One JSON file as `model`, unknown keys dropped."""
+def load_model(model: type[M], path: Path) -> M:
+    """One JSON file as `model`."""
     data = read_json(path)
     if not isinstance(data, dict):
         raise Invalid(f"{path}: expected a JSON object, found {type(data).__name__}")
-    result: M = parse_lenient(model, data, path, on_unknown)
+    result: M = parse(model, data, path)
     return result
 
 
-def load_schema_file(path: Path, on_unknown: OnUnknown | None = None) -> DesignSchema:
-    return load_model(DesignSchema, Path(path), on_unknown)
+def load_schema_file(path: Path) -> DesignSchema:
+    return load_model(DesignSchema, Path(path))
 
 
-def load_dataset_file(path: Path, on_unknown: OnUnknown | None = None) -> DatasetInfo:
-    return load_model(DatasetInfo, Path(path), on_unknown)
+def load_dataset_file(path: Path) -> DatasetInfo:
+    return load_model(DatasetInfo, Path(path))
 
 
-def load_dataset_update_file(path: Path, on_unknown: OnUnknown | None = None) -> DatasetUpdate:
-    return load_model(DatasetUpdate, Path(path), on_unknown)
+def load_dataset_update_file(path: Path) -> DatasetUpdate:
+    return load_model(DatasetUpdate, Path(path))
 
 
-def load_job_file(path: Path, on_unknown: OnUnknown | None = None) -> JobSpec:
+def load_job_file(path: Path) -> JobSpec:
     """Flame's job.json: spec fields plus `dataSpecPath`/`modelSpecPath` relative to the job file.
 
     Inline `dataSpec`/`modelSpec` are accepted as well, but not together with the path key.
@@ -109,8 +106,8 @@ def load_job_file(path: Path, on_unknown: OnUnknown | None = None) -> JobSpec:
         if not isinstance(ref, str) or not ref:
             raise Invalid(f"{path}: field '{path_key}' must be a file path")
         part_path = path.parent / ref
-        parts[key] = parse_lenient(annotation, read_json(part_path), part_path, on_unknown)
-    spec: JobSpec = parse_lenient(JobSpec, data, path, on_unknown)
+        parts[key] = parse(annotation, read_json(part_path), part_path)
+    spec: JobSpec = parse(JobSpec, data, path)
     return spec.model_copy(update={_field(k): v for k, v in parts.items()})
 
 

@@ -121,8 +121,8 @@ async def test_dataset_lifecycle(api: httpx.AsyncClient, stack: MemoryStack) -> 
 async def test_dataset_bad_input(api: httpx.AsyncClient, stack: MemoryStack) -> None:
     r = await api.post(f"/users/{U}/datasets", json={"url": "u", "realm": "default/x"})
     assert r.status_code == 422 and "dataFormat" in r.json()["message"]
-    r = await api.post(f"/users/{U}/datasets", json={**_dataset("default/x", True), "//": 1})
-    assert r.status_code == 422
+    r = await api.post(f"/users/{U}/datasets", json={**_dataset("default/x", True), "isPubic": 1})
+    assert r.status_code == 422 and r.json()["message"] == "unknown field 'isPubic'"
     r = await api.post(
         f"/users/{U}/datasets", content=b"[", headers={"content-type": "application/json"}
     )

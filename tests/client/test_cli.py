@@ -104,17 +104,22 @@ def test_unreachable_apiserver_exit_code(monkeypatch: pytest.MonkeyPatch, tmp_pa
     assert f"cannot reach the Flame apiserver at {endpoint}" in result.stderr
 
 
-def test_create_dataset_drops_comments_and_warns_on_typos(cli_env: FakeApi, tmp_path: Path) -> None:
+def test_dataset_comments_are_ignored_and_typos_refused(cli_env: FakeApi, tmp_path: Path) -> None:
     path = tmp_path / "dataset.json"
     data = json.loads((MNIST / "dataset.json").read_text())
-    path.write_text(json.dumps({"//": "a comment", **data, "isPubic": True}))
+    path.write_text(json.dumps({"//": "a comment", **data}))
     cli_env.on("POST", "/users/alice/datasets", 201, "64132c15981345ad7b31da47")
     result = flamectl("create", "dataset", str(path))
-    assert result.exit_code == 0
-    assert "dataset ID: 64132c15981345ad7b31da47" in result.stdout
-    assert "ignored unknown key 'isPubic'" in result.stderr and "'//'" not in result.stderr
+    assert result.exit_code == 0, result.stderr
+    assert "dataset ID: 64132c15981345ad7b31da47" in result.stdout and result.stderr == ""
     sent = json.loads(cli_env.requests[0].content)
-    assert "//" not in sent and "isPubic" not in sent and sent["realm"] == "default/us/west"
+    assert "//" not in sent and sent["realm"] == "default/us/west"
+
+    path.write_text(json.dumps({"//": "a comment", **data, "isPubic": True}))
+    result = flamectl("create", "dataset", str(path))
+    assert result.exit_code == ExitCode.INVALID
+    assert f"{path}: unknown field 'isPubic'" in result.stderr
+    assert len(cli_env.requests) == 1
 
 
 def test_create_job_sends_the_assembled_spec(cli_env: FakeApi) -> None:

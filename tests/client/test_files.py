@@ -1,9 +1,10 @@
-"""User files: job.json with dataSpecPath/modelSpecPath, lenient dataset/schema files, code zips."""
+"""User files: job.json with dataSpecPath/modelSpecPath, `//` comments in every kind, code zips."""
 
 from __future__ import annotations
 
 import io
 import json
+import re
 import shutil
 import zipfile
 from pathlib import Path
@@ -17,11 +18,8 @@ from flame_sdk.client import (
     load_schema_file,
     zip_code,
 )
-from flame_sdk.client.lenient import prune
-from schemas.design import DesignSchema
 from schemas.errors import BadRequest, Invalid
-
-MNIST = Path(__file__).parents[1] / "data" / "flame_examples" / "mnist"
+from tests.comments import CASES, MNIST, Where, add_key, case_id, dotted, example_dir
 
 
 def write(path: Path, data: object) -> Path:
@@ -56,15 +54,12 @@ def test_spec_paths_are_relative_to_the_job_file(tmp_path: Path) -> None:
             "backend": "mqtt",
             "dataSpecPath": "specs/data.json",
             "modelSpecPath": "specs/model.json",
-            "schemaVersion": "1",
         },
     )
-    seen: list[tuple[Path, str]] = []
-    spec = load_job_file(job, lambda f, k: seen.append((f, k)))
+    spec = load_job_file(job)
     assert spec.data_spec[0].dataset_groups == {"g": ["d"]}
     assert spec.model_spec.hyperparameters == {"rounds": 2}
     assert spec.max_run_time == 600
-    assert seen == [(job, "schemaVersion")]
 
 
 def test_missing_spec_file_is_named(tmp_path: Path) -> None:
@@ -98,47 +93,46 @@ def test_job_file_errors_name_the_field(tmp_path: Path) -> None:
         load_job_file(job)
 
 
-def test_dataset_file_drops_comment_keys(tmp_path: Path) -> None:
-    path = write(
-        tmp_path / "ds.json",
-        {"//": "comment", "name": "n", "url": "file:///d", "dataFormat": "npy", "realm": "default"},
-    )
-    dropped: list[str] = []
-    dataset = load_dataset_file(path, lambda _f, key: dropped.append(key))
-    assert (dataset.name, dataset.url, dataset.realm) == ("n", "file:///d", "default")
-    assert dropped == ["//"]
+def _load(root: Path, file: str) -> object:
+    """What flamectl sends for `file`: the schema, the dataset, or the job with both specs."""
+    if file == "schema.json":
+        return load_schema_file(root / file)
+    if file == "dataset.json":
+        return load_dataset_file(root / file)
+    return load_job_file(root / "job.json")
+
+
+@pytest.mark.parametrize(("file", "where"), CASES, ids=[case_id(*c) for c in CASES])
+def test_comment_keys_are_ignored(tmp_path: Path, file: str, where: Where) -> None:
+    plain = _load(example_dir(tmp_path / "plain", file, where), file)
+    root = example_dir(tmp_path / "commented", file, where)
+    add_key(root / file, where, "//")
+    add_key(root / file, where, "// license: Apache-2.0")
+    assert _load(root, file) == plain
+
+
+@pytest.mark.parametrize(("file", "where"), CASES, ids=[case_id(*c) for c in CASES])
+def test_other_unknown_keys_are_refused_by_name(tmp_path: Path, file: str, where: Where) -> None:
+    root = example_dir(tmp_path, file, where)
+    add_key(root / file, where, "//")
+    add_key(root / file, where, "isPubic")
+    expected = f"{file}: unknown field '{dotted(where, 'isPubic')}'"
+    with pytest.raises(Invalid, match=re.escape(expected) + "$"):
+        _load(root, file)
+
+
+def test_dataset_update_file_comments_and_typos(tmp_path: Path) -> None:
     update = load_dataset_update_file(write(tmp_path / "upd.json", {"//": "x", "name": "new"}))
     assert update.wire(exclude_none=True) == {"name": "new"}
+    write(tmp_path / "upd.json", {"//": "x", "name": "new", "a//b": 1})
+    with pytest.raises(Invalid, match=r"upd\.json: unknown field 'a//b'$"):
+        load_dataset_update_file(tmp_path / "upd.json")
 
 
 def test_dataset_file_requires_its_fields(tmp_path: Path) -> None:
     path = write(tmp_path / "ds.json", {"name": "n", "url": "u"})
     with pytest.raises(Invalid, match=r"ds\.json: field 'dataFormat'.*field 'realm'"):
         load_dataset_file(path)
-
-
-def test_schema_file_drops_nested_unknown_keys(tmp_path: Path) -> None:
-    data = json.loads((MNIST / "schema.json").read_text())
-    data["channels"][0]["comment"] = "not in the model"
-    data["roles"][1]["//"] = "note"
-    dropped: list[str] = []
-    schema = load_schema_file(write(tmp_path / "s.json", data), lambda _f, k: dropped.append(k))
-    assert [r.name for r in schema.roles] == ["trainer", "aggregator"]
-    assert schema.channels[0].func_tags["trainer"] == ["fetch", "upload"]
-    assert sorted(dropped) == ["channels[0].comment", "roles[1].//"]
-
-
-def test_prune_keeps_free_form_dicts() -> None:
-    cleaned, dropped = prune(
-        DesignSchema,
-        {
-            "roles": [],
-            "channels": [],
-            "connectors": [{"name": "c", "connection": {"anything": {"goes": 1}}, "bogus": 1}],
-        },
-    )
-    assert cleaned["connectors"][0]["connection"] == {"anything": {"goes": 1}}
-    assert dropped == ["connectors[0].bogus"]
 
 
 def test_zip_code_packs_role_folders(tmp_path: Path) -> None:
