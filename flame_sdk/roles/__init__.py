@@ -14,6 +14,7 @@ from flame_sdk.roles.hybrid import HybridTopAggregator, HybridTrainer
 from flame_sdk.roles.middle_aggregator import MiddleAggregator
 from flame_sdk.roles.top_aggregator import TopAggregator
 from flame_sdk.roles.trainer import Trainer
+from flame_sdk.roles.waits import PeerWaitError
 
 __all__ = [
     "AsyncMiddleAggregator",
@@ -26,6 +27,7 @@ __all__ = [
     "HybridTopAggregator",
     "HybridTrainer",
     "MiddleAggregator",
+    "PeerWaitError",
     "Role",
     "TopAggregator",
     "Trainer",

@@ -13,6 +13,7 @@ from flame_sdk.config import ConfigError
 from flame_sdk.datasamplers import SORTS, AggregatorSampler, DefaultAggregatorSampler
 from flame_sdk.optimizers import Optimizer, create_optimizer
 from flame_sdk.roles.base import Role
+from flame_sdk.roles.waits import JOIN_TIMEOUT, ROUND_TIMEOUT, PeerWaitError, wait_seconds
 from flame_sdk.selectors import ROUND_DURATION, STAT_UTILITY
 from flame_sdk.weights import Weights, nbytes, weights_digest
 from flame_sdk.wire import EXTRAS_PREFIX, STATE_PREFIX, Key, Message, pack_groups, unpack_groups
@@ -47,9 +48,10 @@ class Aggregator(Role):
     `distribute` channel and aggregates the updates they send back on the `aggregate` channel.
 
     Hyperparameters: `minEnds` (ends to wait for before the first round, default 1; a
-    per-role mapping is allowed), `joinTimeout` (seconds to wait for them, default: forever),
-    `roundTimeout` (seconds a sync round waits for updates, default: until every selected end
-    replied or left).
+    per-role mapping is allowed), `joinTimeout` (seconds to wait for them, default 300; the
+    rounds then go on with the ends present, and a role left without any end for that long
+    ends with `PeerWaitError`), `roundTimeout` (seconds a round waits for updates, default
+    600; it closes without the ends that did not answer).
 
     Per-client protocols: every end's dataset size is remembered from its accepted updates
     (positive sizes only; ends that left stay in the population). With those sizes the model
@@ -104,14 +106,18 @@ class Aggregator(Role):
     async def await_ends(self, timeout: float | None = None) -> Channel:
         """Wait for at least one end; before the first round for `minEnds` (up to `joinTimeout`)."""
         channel = self.cm.get_by_tag("distribute")
+        limit = wait_seconds(self.config, JOIN_TIMEOUT)
         if not self._quorum_met:
             wanted = int(self.config.hyperparameter("minEnds", 1) or 1)
-            limit = self.config.hyperparameter("joinTimeout")
-            if not await channel.await_join(wanted, None if limit is None else float(limit)):
+            if not await channel.await_join(wanted, limit):
                 have = len(channel.all_ends())
                 self.log.warning("fewer ends than minEnds joined", wanted=wanted, have=have)
             self._quorum_met = True
-        await channel.await_join(1, timeout)
+        present = await channel.await_join(1, limit if timeout is None else timeout)
+        if not present and timeout is None:
+            raise PeerWaitError(
+                f"no end on channel {channel.name!r} for {limit:g} s ({JOIN_TIMEOUT})"
+            )
         return channel
 
     async def send_model(self, channel: Channel, weights: Weights) -> list[str]:
@@ -197,12 +203,10 @@ class Aggregator(Role):
         """Aggregate this round's update of every end (stale ones skipped); (weights, Σn, count)."""
         channel = self.cm.get_by_tag("aggregate")
         aggregation = self.optimizer.begin(base, self._round)
-        limit = self.config.hyperparameter("roundTimeout")
-        deadline = None if limit is None else time.monotonic() + float(limit)
+        deadline = time.monotonic() + wait_seconds(self.config, ROUND_TIMEOUT)
         pending, total = set(ends), 0
         while pending:
-            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-            got = await channel.recv_any(pending, timeout=remaining)
+            got = await channel.recv_any(pending, timeout=max(0.0, deadline - time.monotonic()))
             if got is None:
                 self.log.warning(
                     "round deadline passed", round=self._round, missing=sorted(pending)

@@ -7,6 +7,7 @@ from typing import Any
 
 from flame_sdk.channels import RECV, SEND
 from flame_sdk.roles.base import Role
+from flame_sdk.roles.waits import JOIN_TIMEOUT, UPSTREAM_TIMEOUT, PeerWaitError, wait_seconds
 from flame_sdk.weights import Weights, weights_digest
 from flame_sdk.wire import Key, Message
 
@@ -17,27 +18,41 @@ class AggregatorClient(Role):
     """The half of trainers and middle aggregators that talks to the aggregator above them.
 
     `fetch` receives the global model (or EOT with the final one) on the channel of func tag
-    `fetch`; `send_upstream` sends an update to that aggregator on the `upload` channel.
+    `fetch`, and ends the role with `PeerWaitError` when no aggregator is present for
+    `joinTimeout` seconds or the present one sends nothing for `upstreamTimeout` seconds;
+    `send_upstream` sends an update to that aggregator on the `upload` channel.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._aggregator: str | None = None
+        self._last_aggregator: str | None = None
         self._fetched = False
 
     async def fetch(self) -> None:
         """Wait for the next global model; EOT (with the final model) ends the role's work."""
         self._fetched = False
         channel = self.cm.get_by_tag("fetch")
-        await channel.await_join()
+        join_limit = wait_seconds(self.config, JOIN_TIMEOUT)
+        if not await channel.await_join(1, join_limit):
+            raise PeerWaitError(
+                f"no aggregator on channel {channel.name!r} for {join_limit:g} s ({JOIN_TIMEOUT}); "
+                f"last aggregator: {self._last_aggregator or 'none'}"
+            )
         end = self._aggregator if self._aggregator and channel.has(self._aggregator) else None
         end = end or await channel.one_end(RECV)
-        message = None if end is None else await channel.recv(end)
+        limit = wait_seconds(self.config, UPSTREAM_TIMEOUT)
+        message = None if end is None else await channel.recv(end, limit)
+        if end is not None and message is None and channel.has(end):
+            raise PeerWaitError(
+                f"aggregator {end} on channel {channel.name!r} sent nothing for {limit:g} s "
+                f"({UPSTREAM_TIMEOUT})"
+            )
         if end is None or message is None:
             self._aggregator = None
             await asyncio.sleep(FETCH_RETRY_SECONDS)
             return
-        self._aggregator = end
+        self._aggregator = self._last_aggregator = end
         self.accept_global(end, message)
 
     def accept_global(self, sender: str, message: Message) -> None:

@@ -11,6 +11,7 @@ from flame_sdk.optimizers import create_optimizer
 from flame_sdk.roles.aggregator import Aggregator, run_sized
 from flame_sdk.roles.aggregator_client import AggregatorClient
 from flame_sdk.roles.base import OptionalUserMethods, Until
+from flame_sdk.roles.waits import ROUND_TIMEOUT, wait_seconds
 from flame_sdk.weights import subtract
 from flame_sdk.wire import Key, Message
 
@@ -29,7 +30,9 @@ class AsyncMiddleAggregator(OptionalUserMethods, AggregatorClient, Aggregator):
     sizes and `MODEL_VERSION` = r. Updates still in flight are folded into a later buffer.
     EOT from the top ends the work at once (even mid-buffer) and its final model is forwarded
     to the trainers. Without trainers for `trainerWaitTime` seconds (default 60) it uploads
-    what it has (or an empty update) and waits for the next model. No `rounds` needed.
+    what it has (or an empty update) and waits for the next model. Trainers in flight that send
+    nothing for `roundTimeout` seconds (default 600) are no longer waited for (they get the next
+    model again). No `rounds` needed.
     A job whose optimizer has a per-client protocol (`feddyn`, `scaffold`) or whose data
     sampler steers the trainers (`fedbalancer`) is refused.
     """
@@ -96,8 +99,9 @@ class AsyncMiddleAggregator(OptionalUserMethods, AggregatorClient, Aggregator):
         """Fold in the first trainer update to arrive, unless the top speaks first."""
         channel = self.cm.get_by_tag("aggregate")
         waiting = sorted(self._in_flight)
+        limit = wait_seconds(self.config, ROUND_TIMEOUT)
         update = asyncio.ensure_future(
-            channel.recv_any(waiting) if waiting else asyncio.sleep(IDLE_SECONDS)
+            channel.recv_any(waiting, limit) if waiting else asyncio.sleep(IDLE_SECONDS)
         )
         watched = [self._watch] if self._watch is not None else []
         await asyncio.wait([update, *watched], return_when=asyncio.FIRST_COMPLETED)
@@ -109,6 +113,14 @@ class AsyncMiddleAggregator(OptionalUserMethods, AggregatorClient, Aggregator):
             end, message = got
             self._in_flight.discard(end)
             self._examples += await self.fold(self._aggregation, end, message) or 0
+        elif waiting:
+            self.log.warning(
+                "no update within roundTimeout; the silent ends are no longer in flight",
+                ends=waiting,
+                seconds=limit,
+                round=self._round,
+            )
+            self._in_flight.difference_update(waiting)
         if self._watch is not None and self._watch.done():
             self._from_top(self._watch.result())
 

@@ -9,6 +9,7 @@ from flame_sdk.channels import SEND
 from flame_sdk.roles.aggregator import run_sized
 from flame_sdk.roles.base import Until
 from flame_sdk.roles.top_aggregator import TopAggregator
+from flame_sdk.roles.waits import ROUND_TIMEOUT, wait_seconds
 from flame_sdk.wire import Key
 
 IDLE_SECONDS = 0.05
@@ -22,7 +23,9 @@ class AsyncTopAggregator(TopAggregator):
     `fedbuff` with concurrency `c`, picks them); `aggregate` folds in the first update to arrive,
     with its `model_version` (staleness is the optimizer's business, e.g. `fedbuff`). After
     `hyperparameters.aggGoal` updates the version's result becomes the new global model.
-    Updates that arrive after a version closed are folded into the next one. Optimizers with a
+    Updates that arrive after a version closed are folded into the next one. Ends in flight
+    that send nothing for `roundTimeout` seconds (default 600) are no longer waited for (they
+    get the current model again). Optimizers with a
     per-client protocol (`feddyn`, `scaffold`) and data samplers that steer the trainers
     (`fedbalancer`) need synchronous rounds and are refused.
     """
@@ -58,11 +61,20 @@ class AsyncTopAggregator(TopAggregator):
         if not waiting:
             await asyncio.sleep(IDLE_SECONDS)
             return
-        got = await channel.recv_any(waiting)
-        if got is not None:
-            end, message = got
-            self._in_flight.discard(end)
-            await self.fold(self._aggregation, end, message)
+        limit = wait_seconds(self.config, ROUND_TIMEOUT)
+        got = await channel.recv_any(waiting, limit)
+        if got is None:
+            self.log.warning(
+                "no update within roundTimeout; the silent ends are no longer in flight",
+                ends=waiting,
+                seconds=limit,
+                round=self._round,
+            )
+            self._in_flight.difference_update(waiting)
+            return
+        end, message = got
+        self._in_flight.discard(end)
+        await self.fold(self._aggregation, end, message)
 
     def goal_reached(self) -> bool:
         return self._aggregation is not None and self._aggregation.count >= self.agg_goal

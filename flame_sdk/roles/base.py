@@ -15,6 +15,7 @@ from flame_sdk.config import Config
 from flame_sdk.datasamplers import DataSampler, create_datasampler
 from flame_sdk.registries import DummyRegistry, create_registry
 from flame_sdk.roles.memory import tune_malloc
+from flame_sdk.roles.waits import EXIT_PEER_WAIT, PeerWaitError
 from flame_sdk.weights import ModelAdapter, Weights, adapter_for
 
 log = get_logger(__name__)
@@ -184,11 +185,15 @@ class Role(abc.ABC):
         return handle
 
     def run(self) -> None:
-        """Run the role to completion in its own process (configures logging, owns the loop)."""
+        """Run the role to completion in its own process (configures logging, owns the loop);
+        a wait for a peer that ran out (`PeerWaitError`) exits with code `EXIT_PEER_WAIT`."""
         level = str(self.config.hyperparameters.get("logLevel", "INFO"))
         configure_logging(f"flame-{self.config.role}", level=level)
         tune_malloc()
-        asyncio.run(self.arun())
+        try:
+            asyncio.run(self.arun())
+        except PeerWaitError:
+            raise SystemExit(EXIT_PEER_WAIT) from None
 
     async def arun(self) -> None:
         """Run the role on the current event loop (simulation runs many roles side by side)."""
@@ -196,6 +201,9 @@ class Role(abc.ABC):
             self.compose()
         try:
             await self.composer.run()
+        except PeerWaitError as exc:
+            self.log.error("role ended: a wait for a peer ran out", reason=str(exc))
+            raise
         finally:
             await self.cleanup()
 

@@ -18,6 +18,7 @@ from flame_sdk.roles.coordinator import (
 from flame_sdk.roles.middle_aggregator import MiddleAggregator
 from flame_sdk.roles.top_aggregator import TopAggregator
 from flame_sdk.roles.trainer import Trainer
+from flame_sdk.roles.waits import JOIN_TIMEOUT, UPSTREAM_TIMEOUT, PeerWaitError, wait_seconds
 from flame_sdk.selectors import Selector
 from flame_sdk.wire import Key, Message
 
@@ -92,15 +93,26 @@ class Coordinated(Role):
         (and the coordination is over) on EOT or when the coordinator left."""
         channel = self.cm.get_by_tag(COORDINATE)
         if self._coordinator is None:
-            await channel.await_join()
+            join_limit = wait_seconds(self.config, JOIN_TIMEOUT)
+            if not await channel.await_join(1, join_limit):
+                raise PeerWaitError(
+                    f"no coordinator on channel {channel.name!r} for {join_limit:g} s "
+                    f"({JOIN_TIMEOUT})"
+                )
             self._coordinator = sorted(channel.all_ends())[0]
-        while (message := await channel.recv(self._coordinator)) is not None:
+        limit = wait_seconds(self.config, UPSTREAM_TIMEOUT)
+        while (message := await channel.recv(self._coordinator, limit)) is not None:
             if META_INFO_REQ in message:
                 await channel.send(self._coordinator, {META_INFO_RES: message[META_INFO_REQ]})
             elif message.get(Key.EOT):
                 break
             elif COORDINATED_ENDS in message:
                 return message
+        if channel.has(self._coordinator):
+            raise PeerWaitError(
+                f"coordinator {self._coordinator} on channel {channel.name!r} sent nothing for "
+                f"{limit:g} s ({UPSTREAM_TIMEOUT})"
+            )
         self._coordination_over = True
         self.log.info("end of coordination received")
         return None

@@ -10,6 +10,7 @@ from typing import Any
 from flame_sdk.channels import Channel
 from flame_sdk.config import ConfigError
 from flame_sdk.roles.base import OptionalUserMethods, Role
+from flame_sdk.roles.waits import JOIN_TIMEOUT, wait_seconds
 from flame_sdk.wire import Key
 
 # message keys of the control channels (JSON values)
@@ -73,7 +74,7 @@ class Coordinator(OptionalUserMethods, Role):
 
     Before round 1 it waits for `minEnds` ends per peer role: the coordinator's entry is a
     mapping like `{"middle-aggregator": 2, "trainer": 4}` (1 for a role not named) or an int
-    (trainers); `joinTimeout` bounds that wait. The user methods are optional.
+    (trainers); `joinTimeout` (default 300 s) bounds that wait. The user methods are optional.
     `self.assignments` keeps each round's `{middle aggregator: [trainers]}`.
     """
 
@@ -103,8 +104,7 @@ class Coordinator(OptionalUserMethods, Role):
     async def await_ends(self) -> None:
         """Wait for `minEnds` ends on each control channel (up to `joinTimeout` in all)."""
         wanted = self.config.hyperparameter("minEnds")
-        limit = self.config.hyperparameter("joinTimeout")
-        deadline = None if limit is None else time.monotonic() + float(limit)
+        deadline = time.monotonic() + wait_seconds(self.config, JOIN_TIMEOUT)
         for tag in self.func_tags:
             channel = self.cm.get_by_tag(tag)
             role = self.config.peer_role(self.config.channel(channel.name))
@@ -112,8 +112,7 @@ class Coordinator(OptionalUserMethods, Role):
                 count = int(wanted.get(role, 1))
             else:
                 count = int(wanted or 1) if tag == WITH_TRAINER else 1
-            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-            if not await channel.await_join(count, remaining):
+            if not await channel.await_join(count, max(0.0, deadline - time.monotonic())):
                 have = len(channel.all_ends())
                 self.log.warning(
                     "fewer ends than minEnds joined", role=role, wanted=count, have=have

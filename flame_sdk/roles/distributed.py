@@ -23,6 +23,7 @@ from flame_sdk.roles.ring import (
     ring_timeout,
     view_digest,
 )
+from flame_sdk.roles.waits import JOIN_TIMEOUT, wait_seconds
 from flame_sdk.weights import weights_digest
 from flame_sdk.wire import Key, Message
 
@@ -45,7 +46,7 @@ class DistributedTrainer(Role):
       leaves, gives up or is silent for `ringTimeout` seconds, the round stays local.
 
     Hyperparameters: `rounds`; `minEnds` (peers to wait for before round 1, default 0) and
-    `joinTimeout` (seconds, default: forever); `ringTimeout` (seconds a step waits for a peer,
+    `joinTimeout` (seconds, default 300); `ringTimeout` (seconds a step waits for a peer,
     default 600; null waits without limit). Only the committer of the last round saves the
     params and the model `"<job name>-<job id>"`. Metrics per round: `ring_members` (1 for a
     local round) and `examples` (the ring's total sample count).
@@ -85,9 +86,9 @@ class DistributedTrainer(Role):
     async def _await_peers(self) -> None:
         """Before round 1: wait for `minEnds` peers (up to `joinTimeout` seconds)."""
         wanted = int(self.config.hyperparameter("minEnds", 0) or 0)
-        limit = self.config.hyperparameter("joinTimeout")
+        limit = wait_seconds(self.config, JOIN_TIMEOUT)
         channel = self.mailbox.channel
-        if not await channel.await_join(wanted, None if limit is None else float(limit)):
+        if not await channel.await_join(wanted, limit):
             have = len(channel.all_ends())
             self.log.warning("fewer peers than minEnds joined", wanted=wanted, have=have)
         self._quorum_met = True

@@ -1,0 +1,37 @@
+"""Bounds on every wait for a peer: the default timeouts and the error a role ends with."""
+
+from __future__ import annotations
+
+from flame_sdk.config import Config, ConfigError
+
+JOIN_TIMEOUT = "joinTimeout"
+ROUND_TIMEOUT = "roundTimeout"
+UPSTREAM_TIMEOUT = "upstreamTimeout"
+
+DEFAULTS = {JOIN_TIMEOUT: 300.0, ROUND_TIMEOUT: 600.0, UPSTREAM_TIMEOUT: 1800.0}
+"""Seconds: waiting for peers to be present (`joinTimeout`), for the updates of a round or of
+a FedBuff version (`roundTimeout`), and for the next message of the role above while it is
+present (`upstreamTimeout`: the aggregator's next model, the coordinator's next instruction)."""
+
+EXIT_PEER_WAIT = 3
+"""Exit code of a role process that ended because a wait for a peer ran out (`Role.run`)."""
+
+
+class PeerWaitError(RuntimeError):
+    """A role waited for a peer longer than its bound; the message names the peer and the wait."""
+
+
+def wait_seconds(config: Config, name: str) -> float:
+    """The hyperparameter `name` (seconds, per role if a mapping; null means the default)."""
+    value = config.hyperparameter(name)
+    if value is None:
+        return DEFAULTS[name]
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f"hyperparameter {name} must be a number of seconds, got {value!r}"
+        ) from None
+    if not seconds > 0:
+        raise ConfigError(f"hyperparameter {name} must be positive, got {value!r}")
+    return seconds
