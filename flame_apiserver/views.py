@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from flame_common.datanames import with_credentials
 from flame_common.jobs_read import JobRecord, TaskRecord
 from schemas.job import JobSpec, JobStatus
 from schemas.task import TaskInfo
@@ -47,3 +48,15 @@ def task_config(doc: TaskRecord) -> dict[str, Any]:
     """The worker config of a task in Flame's wire form, with its `taskid`."""
     config = TaskConfig.model_validate(doc.config).model_copy(update={"taskid": doc.task_id})
     return config.to_wire()
+
+
+def agent_task_config(doc: TaskRecord) -> dict[str, Any]:
+    """The config served to the task's agent: its RabbitMQ brokers carry the job's own login."""
+    config = task_config(doc)
+    if doc.broker_user:
+        for broker in config.get("brokers", []):
+            if broker.get("sort") == "rabbitmq":
+                broker["host"] = with_credentials(
+                    broker["host"], doc.broker_user, doc.broker_password
+                )
+    return config

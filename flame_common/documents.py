@@ -141,6 +141,9 @@ class TaskDoc(Document):
     dataset: str = ""
     config: dict[str, Any] = Field(default_factory=dict)
     timestamp: datetime = Field(default_factory=utcnow)
+    # the job's data-plane broker login while it runs (set by the controller; agents only)
+    broker_user: str = ""
+    broker_password: str = ""
 
     class Settings:
         name = "tasks"

@@ -42,6 +42,10 @@ class FlameSettings(BaseSettings):
         default_factory=lambda: [{"sort": "rabbitmq", "host": "amqp://guest:guest@127.0.0.1:5672/"}]
     )
     job_registry: dict[str, str] = Field(default_factory=lambda: {"sort": "dummy", "uri": ""})
+    # RabbitMQ's management API as an administrator (controller only): each running job gets its
+    # own broker user limited to its data exchange and queues. Empty: jobs' role code is served
+    # the job_brokers URL as it is (shared credentials; the controller warns).
+    rabbit_admin_url: str = "http://guest:guest@127.0.0.1:15672/"
     # Agents
     heartbeat_interval: float = 2.0
     heartbeat_timeout: float = 10.0

@@ -20,12 +20,14 @@ from flame_common.bus import make_broker
 from flame_common.db import init_db
 from flame_common.logs import get_logger
 from flame_common.settings import FlameSettings
+from flame_controller.broker_accounts import BrokerAccounts, sweep
 from flame_controller.consumer import EventConsumer
 from flame_controller.handlers import build_router
 from flame_controller.memory import MemoryCatalog, MemoryJobStore
 from flame_controller.mongo import MongoCatalog, MongoJobStore
 from flame_controller.outbox import OutboxRelay
 from flame_controller.ports import Catalog, JobStore
+from flame_controller.rabbit_accounts import BrokerAccountsError, RabbitAccounts, vhost_of
 from flame_controller.service import Controller
 from flame_controller.timers import run_timers
 
@@ -65,15 +67,49 @@ async def running_controller(
     async with contextlib.AsyncExitStack() as stack:
         if stores is None:
             stores = await stack.enter_async_context(open_stores(settings))
-        async with _serving(settings, stores) as controller:
+        accounts = await stack.enter_async_context(open_accounts(settings))
+        async with _serving(settings, stores, accounts) as controller:
             yield controller
 
 
 @contextlib.asynccontextmanager
-async def _serving(settings: FlameSettings, stores: Stores) -> AsyncIterator[Controller]:
+async def open_accounts(settings: FlameSettings) -> AsyncIterator[BrokerAccounts | None]:
+    """Per-job broker users through the management API; None (loudly) when it is off or away."""
+    if not settings.rabbit_admin_url:
+        log.warning(
+            "FLAME_RABBIT_ADMIN_URL is empty: role code of every job gets the shared broker "
+            "credentials of FLAME_JOB_BROKERS (it can publish control events and read other jobs)"
+        )
+        yield None
+        return
+    async with RabbitAccounts(
+        settings.rabbit_admin_url, settings.namespace, vhost_of(_data_broker_url(settings))
+    ) as accounts:
+        try:
+            await accounts.check()
+        except BrokerAccountsError as exc:
+            log.error(
+                "per-job broker users are OFF: role code gets the shared broker credentials "
+                "(enable the plugin: rabbitmq-plugins enable rabbitmq_management)",
+                error=str(exc),
+            )
+            yield None
+            return
+        yield accounts
+
+
+def _data_broker_url(settings: FlameSettings) -> str:
+    hosts = [b.get("host", "") for b in settings.job_brokers if b.get("sort") == "rabbitmq"]
+    return hosts[0] if hosts else settings.rabbit_url
+
+
+@contextlib.asynccontextmanager
+async def _serving(
+    settings: FlameSettings, stores: Stores, accounts: BrokerAccounts | None
+) -> AsyncIterator[Controller]:
     broker = make_broker(settings)
     relay = OutboxRelay(settings, stores.jobs)
-    controller = Controller(settings, stores.jobs, stores.catalog, relay.enqueue)
+    controller = Controller(settings, stores.jobs, stores.catalog, relay.enqueue, accounts)
     consumer = EventConsumer(settings, controller.observe, transient=stores.unavailable)
     broker.include_router(build_router(settings, controller))
     workers: list[asyncio.Task[None]] = []
@@ -85,7 +121,10 @@ async def _serving(settings: FlameSettings, stores: Stores) -> AsyncIterator[Con
         await consumer.start(amqp)  # deliveries wait in its inbox until it runs, after recovery
         await relay.open(amqp)
         await relay.republish_pending()
-        await controller.recover(await stores.jobs.open_jobs())
+        open_jobs = await stores.jobs.open_jobs()
+        await controller.recover(open_jobs)
+        if accounts is not None and (stale := await sweep(accounts, open_jobs)):
+            log.info("stale job broker users deleted", jobs=len(stale))
         workers = [
             asyncio.create_task(relay.run(), name="outbox"),
             asyncio.create_task(consumer.run(), name="events"),

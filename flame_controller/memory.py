@@ -13,6 +13,7 @@ from dataclasses import fields
 from datetime import datetime
 from typing import Any
 
+from flame_controller.broker_accounts import BrokerLogin
 from flame_controller.expansion import DatasetRef, PlannedTask
 from flame_controller.ports import Design, DuplicateEvent, JobRecord, LoggedEvent, TaskRecord
 from flame_controller.projection import (
@@ -102,6 +103,13 @@ class MemoryJobStore:
             if t.task_id in tasks:
                 tasks[t.task_id].update(state=t.state.value, agent_id=t.agent_id)
         self._project_job(state)
+
+    async def set_broker_login(self, job_id: str, login: BrokerLogin | None) -> None:
+        for task in self._tasks.get(job_id, {}).values():
+            task.update(
+                broker_user=login.user if login else "",
+                broker_password=login.password if login else "",
+            )
 
     async def pending(self) -> list[EventBase]:
         return [

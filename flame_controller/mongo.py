@@ -28,6 +28,7 @@ from flame_common.documents import (
     JobDoc,
     TaskDoc,
 )
+from flame_controller.broker_accounts import BrokerLogin
 from flame_controller.expansion import DatasetRef, PlannedTask
 from flame_controller.ports import Design, DuplicateEvent, JobRecord, LoggedEvent, TaskRecord
 from flame_controller.projection import (
@@ -149,6 +150,13 @@ class MongoJobStore:
         if not spec:
             del fields["spec"], fields["name"]
         await JobDoc.get_pymongo_collection().update_one({"job_id": state.job_id}, {"$set": fields})
+
+    async def set_broker_login(self, job_id: str, login: BrokerLogin | None) -> None:
+        stored = {
+            "broker_user": login.user if login else "",
+            "broker_password": login.password if login else "",
+        }
+        await TaskDoc.get_pymongo_collection().update_many({"job_id": job_id}, {"$set": stored})
 
     async def pending(self) -> list[EventBase]:
         cursor = EventDoc.get_pymongo_collection().find(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 
+from flame_common.datanames import without_credentials
 from flame_common.settings import FlameSettings
 from flame_controller.expansion import PlannedTask, code_roles, expand
 from flame_controller.ports import Catalog
@@ -17,9 +18,20 @@ from schemas.task_config import Broker, Registry
 class Planner:
     """Turns a job spec into planned tasks, reading designs, code and datasets."""
 
-    def __init__(self, settings: FlameSettings, catalog: Catalog) -> None:
+    def __init__(
+        self, settings: FlameSettings, catalog: Catalog, *, job_logins: bool = False
+    ) -> None:
+        """`job_logins`: jobs get their own broker login, so configs keep no RabbitMQ credentials
+        (the apiserver adds the job's login when it serves a config to an agent)."""
         self.catalog = catalog
         self.brokers = [Broker.model_validate(b) for b in settings.job_brokers]
+        if job_logins:
+            self.brokers = [
+                b.model_copy(update={"host": without_credentials(b.host)})
+                if b.sort == "rabbitmq"
+                else b
+                for b in self.brokers
+            ]
         self.registry = Registry.model_validate(settings.job_registry)
 
     async def plan(

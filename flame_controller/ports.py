@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
+from flame_controller.broker_accounts import BrokerLogin
 from flame_controller.expansion import DatasetRef, PlannedTask
 from flame_controller.state import JobView
 from schemas.events import EventBase
@@ -116,6 +117,10 @@ class JobStore(Protocol):
 
     async def purge(self, job_id: str) -> None:
         """Remove every trace of a job (undoes a failed create)."""
+        ...
+
+    async def set_broker_login(self, job_id: str, login: BrokerLogin | None) -> None:
+        """Store (None: clear) the job's data-plane broker login on its tasks, for their agents."""
         ...
 
     async def pending(self) -> list[EventBase]:

@@ -17,6 +17,7 @@ from bson import ObjectId
 from flame_common.logs import get_logger
 from flame_common.settings import FlameSettings
 from flame_controller import decide as d
+from flame_controller.broker_accounts import BrokerAccounts
 from flame_controller.expansion import PlannedTask
 from flame_controller.planning import Planner, new_keys
 from flame_controller.ports import Catalog, JobStore
@@ -56,12 +57,18 @@ class Controller:
     """Serialises all writes of a job behind its lock; caches job states (single writer)."""
 
     def __init__(
-        self, settings: FlameSettings, store: JobStore, catalog: Catalog, publish: Publish
+        self,
+        settings: FlameSettings,
+        store: JobStore,
+        catalog: Catalog,
+        publish: Publish,
+        accounts: BrokerAccounts | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.catalog = catalog
-        self.planner = Planner(settings, catalog)
+        self.accounts = accounts  # None: jobs share the job_brokers credentials
+        self.planner = Planner(settings, catalog, job_logins=accounts is not None)
         self.publish = publish
         self._locks: dict[str, asyncio.Lock] = {}
         self._cache: dict[str, _Entry] = {}
@@ -109,6 +116,8 @@ class Controller:
             else:
                 raise FlameError(f"unknown command {type(cmd).__name__}")
             events = d.decide(entry.state, command, cmd.correlation_id)
+            if isinstance(command, d.Start):
+                await self._open_login(cmd.job_id)
             await self._commit(entry, events, planned=planned)
             if isinstance(cmd, c.DeleteJob):
                 self._forget(cmd.job_id)
@@ -220,15 +229,44 @@ class Controller:
         except Exception:
             self._forget(state.job_id)  # reload from the log next time
             raise
+        ended = state.deleted or (state.state.is_terminal and not entry.state.state.is_terminal)
         entry.state = state
         entry.seen.update(e.id for e in events)
         if state.state.is_terminal:
             entry.seen.clear()  # terminal jobs are reloaded (and re-deduplicated) from the log
             self._cache.pop(state.job_id, None)
         self.publish([e for e in events if e.id not in observed])
+        if ended:
+            await self._close_login(state.job_id, stored=not state.deleted)
 
     def _forget(self, job_id: str) -> None:
         self._cache.pop(job_id, None)
+
+    # --- the job's data-plane broker login ------------------------------------------------------
+
+    async def _open_login(self, job_id: str) -> None:
+        """Before the start is committed: the job's broker user, its login on the tasks."""
+        if self.accounts is None:
+            return
+        try:
+            login = await self.accounts.open(job_id)
+        except Exception as exc:
+            raise FlameError(f"cannot start job {job_id}: {exc}") from exc
+        await self.store.set_broker_login(job_id, login)
+        log.info("job broker user created", job_id=job_id, user=login.user)
+
+    async def _close_login(self, job_id: str, *, stored: bool) -> None:
+        """The job ended: delete its broker user (a failure is left to the next start's sweep)."""
+        if self.accounts is None:
+            return
+        try:
+            await self.accounts.close(job_id)
+            if stored:
+                await self.store.set_broker_login(job_id, None)
+        except Exception as exc:
+            log.error("job broker user not deleted", job_id=job_id, error=str(exc))
+            return
+        log.info("job broker user deleted", job_id=job_id)
 
 
 def _stamp(events: Sequence[EventBase], last_seq: int) -> list[EventBase]:

@@ -14,7 +14,7 @@ from flame_apiserver.context import Ctx
 from flame_apiserver.lookups import any_job, task_of
 from flame_apiserver.multipart import Part, encode_form
 from flame_apiserver.routes.computes import ApiKey, authorized_compute
-from flame_apiserver.views import job_spec, job_status, task_config
+from flame_apiserver.views import agent_task_config, job_spec, job_status
 from flame_apiserver.zipcache import ZipCache
 from schemas.commands import ReportTaskStatus
 from schemas.errors import BadRequest, Invalid, NotFound, Unauthorized
@@ -75,7 +75,7 @@ async def task_manifest(
     zipped = await zips.get((job_id, task.role), lambda: _build_role_zip(ctx, job_id, task.role))
     body, content_type = encode_form(
         [
-            Part("config", json.dumps(task_config(task)).encode(), "application/json"),
+            Part("config", json.dumps(agent_task_config(task)).encode(), "application/json"),
             Part("code.zip", zipped, "application/zip"),
         ]
     )

@@ -42,6 +42,8 @@ def task_record(doc: TaskDoc) -> TaskRecord:
         group_association=doc.group_association,
         log=doc.log,
         config=doc.config,
+        broker_user=doc.broker_user,
+        broker_password=doc.broker_password,
     )
 
 

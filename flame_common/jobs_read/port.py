@@ -39,6 +39,8 @@ class TaskRecord:
     group_association: dict[str, str] | None = None
     log: str = ""
     config: dict[str, Any] = field(default_factory=dict)
+    broker_user: str = ""  # the job's data-plane broker login while it runs (agents only)
+    broker_password: str = field(default="", repr=False)
 
 
 class JobReads(Protocol):

@@ -1,5 +1,9 @@
 """RabbitMQ backend (aio-pika): a topic exchange per job and one exclusive queue per joined scope.
 
+Every name it declares starts with `flame.data.<job>.` or is the exchange `flame.data.<job>`
+(queues too: never server-named `amq.gen-*`; `flame_common.datanames`), so a per-job broker user
+whose permissions match `data_resources(job)` can do all it needs and nothing else.
+
 Routing keys (each part percent-escaped so dots and wildcards in names are harmless):
 - unicast to an end:  `u.<channel>.<group>.<role>.<end>`
 - broadcast by role:  `b.<channel>.<group>.<sender role>` (also carries JOIN/LEAVE/BEAT frames)
@@ -20,6 +24,7 @@ from aio_pika.abc import (
 )
 from aio_pika.exceptions import ChannelClosed
 
+from flame_common.datanames import exchange_name, queue_name
 from flame_common.logs import get_logger
 from flame_sdk.backends.base import Scope
 from flame_sdk.backends.broker import BrokerBackend
@@ -29,10 +34,6 @@ log = get_logger(__name__)
 CHUNK_SIZE = 8 * 1024 * 1024  # well below RabbitMQ 4's 16 MiB default message limit
 SEND_WINDOW = 4
 _DECLARE_ATTEMPTS = 3
-
-
-def exchange_name(job_id: str) -> str:
-    return f"flame.data.{job_id}"
 
 
 def _part(name: str) -> str:
@@ -117,7 +118,9 @@ class RabbitMQBackend(BrokerBackend):
         for attempt in range(_DECLARE_ATTEMPTS):
             try:
                 exchange = await self._declare_exchange(self._admin)
-                queue = await self._admin.declare_queue("", exclusive=True, auto_delete=True)
+                queue = await self._admin.declare_queue(
+                    queue_name(self.job_id), exclusive=True, auto_delete=True
+                )
                 for key in keys:
                     await queue.bind(exchange, key)
                 break

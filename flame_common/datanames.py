@@ -1,0 +1,35 @@
+"""A job's data plane on RabbitMQ: its names (SDK backend, broker accounts) and broker URLs."""
+
+from __future__ import annotations
+
+import re
+import secrets
+from urllib.parse import quote, urlsplit, urlunsplit
+
+
+def exchange_name(job_id: str) -> str:
+    """The job's topic exchange."""
+    return f"flame.data.{job_id}"
+
+
+def queue_name(job_id: str) -> str:
+    """A fresh name for one end's exclusive queue, under the job's exchange name."""
+    return f"{exchange_name(job_id)}.q.{secrets.token_hex(8)}"
+
+
+def data_resources(job_id: str) -> str:
+    """The regex of every exchange and queue name of the job's data plane (broker permissions)."""
+    return f"^{re.escape(exchange_name(job_id))}(\\..*)?$"
+
+
+def without_credentials(url: str) -> str:
+    """`url` with its `user:password@` removed (what task configs store)."""
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+
+
+def with_credentials(url: str, user: str, password: str) -> str:
+    """`url` with `user:password@` as its credentials (what a job's agents are served)."""
+    parts = urlsplit(without_credentials(url))
+    userinfo = f"{quote(user, safe='')}:{quote(password, safe='')}"
+    return urlunsplit(parts._replace(netloc=f"{userinfo}@{parts.netloc}"))
