@@ -20,6 +20,10 @@ Contract (every adapter, checked by one shared contract test suite):
   liveness timeout (heartbeats), so that waiting receivers are unblocked.
 - Received data reaches `on_message(scope, sender_end_id, data)`. Malformed or foreign frames
   (another job, unknown channel, bad header) are dropped with a log line, never raised.
+- Broker backends survive a broker outage: they reconnect, subscribe again and publish again
+  what the broker did not confirm (receivers drop the duplicates). After an outage longer than
+  their bound they give up: `failure` is set to a `BrokerOutageError`, every peer is reported
+  gone, and sends (and the channels' waits) raise it.
 - Misuse fails loudly: a scope of another job or end raises ValueError; `send`/`broadcast` on a
   scope not joined raise RuntimeError. Sending to an end that is not (or no longer) there is
   silently lost, like any message to a departed peer.
@@ -52,12 +56,17 @@ LeaveHandler = Callable[[Scope, str], Awaitable[None]]
 MessageHandler = Callable[[Scope, str, bytes | bytearray], Awaitable[None]]
 
 
+class BrokerOutageError(ConnectionError):
+    """The broker stayed unreachable longer than the backend's outage bound."""
+
+
 class Backend(abc.ABC):
     """One transport shared by the channels of a process."""
 
     sort: str = ""
 
     def __init__(self) -> None:
+        self.failure: BrokerOutageError | None = None
         self.on_join: JoinHandler | None = None
         self.on_leave: LeaveHandler | None = None
         self.on_message: MessageHandler | None = None

@@ -2,7 +2,10 @@
 
 A subclass only moves frames: `_open/_close_transport` manage the connection, `_subscribe/
 _unsubscribe` make one scope reachable, `_publish` sends one frame to an end (or to every end of
-the other role when `target` is None) and `_on_frame` is fed every frame received for a scope.
+the other role when `target` is None; `Unroutable` when the broker has no queue for it) and
+`_on_frame` is fed every frame received for a scope. A subclass reports a dropped connection
+with `_transport_lost`; this class then reconnects (bounded by `outage_timeout`), subscribes
+every scope again, announces them (JOIN) and publishes again every frame whose publish failed.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flame_common.logs import get_logger
-from flame_sdk.backends.base import Backend, Scope
+from flame_sdk.backends.base import Backend, BrokerOutageError, Scope
 from flame_sdk.backends.chunking import (
     DEFAULT_MAX_MESSAGE,
     Parts,
@@ -33,6 +36,13 @@ from flame_sdk.backends.frames import FrameError, Header, Kind, decode
 log = get_logger(__name__)
 
 ScopeKey = tuple[str, str]  # (channel, group)
+
+RECONNECT_DELAYS = (0.05, 1.0)  # first and longest pause between reconnection attempts
+UNROUTABLE_RETRY = (0.02, 0.5)  # the same, between publishes of a frame its receiver missed
+
+
+class Unroutable(Exception):
+    """The broker had no queue for a frame: its receiver is not subscribed (yet, or any more)."""
 
 
 @dataclass
@@ -56,12 +66,16 @@ class BrokerBackend(Backend):
         heartbeat_interval: float,
         liveness_timeout: float,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE,
+        outage_timeout: float = 60.0,
     ) -> None:
         super().__init__()
         if chunk_size < 1 or send_window < 1:
             raise ValueError("chunk_size and send_window must be positive")
         if not 0 < heartbeat_interval < liveness_timeout:
             raise ValueError("need 0 < heartbeat_interval < liveness_timeout")
+        if not outage_timeout > 0:
+            raise ValueError(f"outage_timeout must be positive, got {outage_timeout!r}")
+        self.outage_timeout = outage_timeout
         self.job_id, self.end_id = job_id, end_id
         self.chunk_size, self.send_window = chunk_size, send_window
         self.heartbeat_interval, self.liveness_timeout = heartbeat_interval, liveness_timeout
@@ -74,6 +88,8 @@ class BrokerBackend(Backend):
         self._ticker: asyncio.Task[None] | None = None
         self._connect_lock = asyncio.Lock()
         self._connected = False
+        self._up = asyncio.Event()  # set while the transport works (and once we gave up)
+        self._reconnecting: asyncio.Task[None] | None = None
 
     # -- transport hooks ------------------------------------------------------------------
     @abc.abstractmethod
@@ -91,6 +107,9 @@ class BrokerBackend(Backend):
     @abc.abstractmethod
     async def _publish(self, scope: Scope, target: str | None, frame: bytes) -> None: ...
 
+    transport_errors: tuple[type[BaseException], ...] = (ConnectionError,)
+    """What `_publish` raises when the connection is gone (then reconnect and publish again)."""
+
     # -- Backend --------------------------------------------------------------------------
     async def connect(self) -> None:
         async with self._connect_lock:
@@ -100,6 +119,7 @@ class BrokerBackend(Backend):
             self._dispatcher.start()
             self._ticker = asyncio.create_task(self._tick(), name=f"flame-{self.sort}-liveness")
             self._connected = True
+            self._up.set()
 
     async def join(self, scope: Scope) -> None:
         self._check_scope(scope)
@@ -125,8 +145,10 @@ class BrokerBackend(Backend):
         del self._states[(scope.channel, scope.group)]
         if state.beating is not None:
             state.beating.cancel()
+        if not self._up.is_set() or self.failure is not None:
+            return  # the broker is away: peers see us go through liveness
         try:
-            await self._control(scope, Kind.LEAVE)
+            await self._publish(scope, None, _header(scope, Kind.LEAVE).encode())
             await self._unsubscribe(scope)
         except Exception as exc:
             log.warning("leave incomplete", channel=scope.channel, error=repr(exc))
@@ -215,7 +237,7 @@ class BrokerBackend(Backend):
                 for index, chunk in enumerate(chunks):
                     header = _header(scope, Kind.DATA, message_id, index, len(chunks), size)
                     frame = b"".join([header.encode(), *chunk])
-                    pending.append(asyncio.create_task(self._publish(scope, target, frame)))
+                    pending.append(asyncio.create_task(self._deliver(scope, target, frame)))
                     if len(pending) >= self.send_window:
                         await pending.popleft()
                 while pending:
@@ -225,7 +247,102 @@ class BrokerBackend(Backend):
                     task.cancel()
 
     async def _control(self, scope: Scope, kind: Kind, target: str | None = None) -> None:
-        await self._publish(scope, target, _header(scope, kind).encode())
+        await self._deliver(scope, target, _header(scope, kind).encode())
+
+    async def _deliver(self, scope: Scope, target: str | None, frame: bytes) -> None:
+        """Publish one frame, again after a reconnection if the connection failed under it,
+        and again while its receiver is known but not subscribed (it is re-subscribing after
+        an outage). Receivers drop the duplicates this may make. Raises `BrokerOutageError`
+        once the backend gave up."""
+        pause = UNROUTABLE_RETRY[0]
+        while True:
+            if not self._up.is_set():
+                await self._up.wait()
+            if self.failure is not None:
+                raise self.failure
+            try:
+                await self._publish(scope, target, frame)
+                return
+            except Unroutable:
+                if target is None or not self._knows(scope, target):
+                    return  # like any message to an end that is not there
+                await asyncio.sleep(pause)
+                pause = min(2 * pause, UNROUTABLE_RETRY[1])
+            except self.transport_errors as exc:
+                if not self._connected:
+                    raise
+                self._transport_lost(exc)
+
+    def _knows(self, scope: Scope, end_id: str) -> bool:
+        state = self._states.get((scope.channel, scope.group))
+        return state is not None and state.scope == scope and end_id in state.peers
+
+    # -- outages --------------------------------------------------------------------------
+    def _transport_lost(self, error: BaseException | None) -> None:
+        """The connection dropped (a subclass noticed): reconnect in the background."""
+        if not self._connected or self.failure is not None:
+            return
+        if self._reconnecting is not None and not self._reconnecting.done():
+            return
+        self._up.clear()
+        log.warning(
+            "broker connection lost; reconnecting",
+            sort=self.sort,
+            end=self.end_id,
+            error=repr(error),
+            give_up_after=self.outage_timeout,
+        )
+        self._reconnecting = self._spawn(self._reconnect())
+
+    async def _reconnect(self) -> None:
+        """Open the transport and subscribe every scope again, pausing between attempts; give
+        up after `outage_timeout` seconds. Peers are not judged while we cannot hear them."""
+        started = time.monotonic()
+        deadline = started + self.outage_timeout
+        pause = RECONNECT_DELAYS[0]
+        while True:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(1.0):
+                    await self._close_transport()
+            try:
+                async with asyncio.timeout(max(0.01, deadline - time.monotonic())):
+                    await self._open()
+                    for state in list(self._states.values()):
+                        await self._subscribe(state.scope)
+                break
+            except Exception as exc:
+                if time.monotonic() + pause >= deadline:
+                    self._give_up(time.monotonic() - started, exc)
+                    return
+                log.debug("reconnection attempt failed", sort=self.sort, error=repr(exc))
+                await asyncio.sleep(pause)
+                pause = min(2 * pause, RECONNECT_DELAYS[1])
+        now = time.monotonic()
+        for state in self._states.values():
+            for peer in state.peers:
+                state.peers[peer] = now + self.liveness_timeout
+        self._up.set()
+        seconds = round(now - started, 2)
+        log.info("broker connection restored", sort=self.sort, end=self.end_id, seconds=seconds)
+        for state in list(self._states.values()):
+            self._spawn(self._beat(state.scope, Kind.JOIN))
+
+    def _give_up(self, seconds: float, error: BaseException) -> None:
+        self.failure = BrokerOutageError(
+            f"{self.sort} broker unreachable for {seconds:.0f} s (outage bound "
+            f"{self.outage_timeout:g} s); end {self.end_id} gives up; last error: {error!r}"
+        )
+        log.error(
+            "broker outage too long; giving up",
+            sort=self.sort,
+            end=self.end_id,
+            seconds=round(seconds, 2),
+            error=repr(error),
+        )
+        self._up.set()  # wake the senders: they raise the failure
+        for state in self._states.values():
+            for peer in list(state.peers):
+                self._drop_peer(state, peer)
 
     # -- liveness -------------------------------------------------------------------------
     async def _tick(self) -> None:
@@ -237,6 +354,8 @@ class BrokerBackend(Backend):
             now = time.monotonic()
             stall = now - last - interval
             last = now
+            if not self._up.is_set() or self.failure is not None:
+                continue  # deaf: judge nobody (deadlines restart on reconnection)
             for state in list(self._states.values()):
                 if stall > interval:
                     for peer in state.peers:
@@ -248,11 +367,11 @@ class BrokerBackend(Backend):
                 if state.beating is None or state.beating.done():
                     state.beating = self._spawn(self._beat(state.scope))
 
-    async def _beat(self, scope: Scope) -> None:
+    async def _beat(self, scope: Scope, kind: Kind = Kind.BEAT) -> None:
         try:
-            await self._control(scope, Kind.BEAT)
+            await self._control(scope, kind)
         except Exception as exc:
-            log.warning("heartbeat failed", channel=scope.channel, error=repr(exc))
+            log.warning("heartbeat failed", channel=scope.channel, kind=kind.name, error=repr(exc))
 
     # -- helpers --------------------------------------------------------------------------
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
@@ -276,6 +395,7 @@ class BrokerBackend(Backend):
         self._ticker = None
         await self._dispatcher.stop()
         self._connected = False
+        self._up.clear()
 
     def _check_scope(self, scope: Scope) -> None:
         if scope.job_id != self.job_id or scope.end_id != self.end_id:

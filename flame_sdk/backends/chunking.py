@@ -82,15 +82,21 @@ class Reassembler:
 
     Messages are keyed by (sender end id, message id), so concurrent messages of one sender and
     messages of different senders never mix. Chunks may arrive in any order; duplicates are
-    ignored. Partial messages older than `ttl` seconds are discarded. Each chunk is copied into
+    ignored, also those of the last `remember` messages already rebuilt (a sender re-publishes
+    what the broker did not confirm before an outage, so a frame may come twice). Partial
+    messages older than `ttl` seconds are discarded. Each chunk is copied into
     one buffer of the announced size as it arrives (the chunk itself is not kept), and that
     `bytearray` is the result: writable, so that decoders may hand out views of it.
     """
 
-    def __init__(self, max_message: int = DEFAULT_MAX_MESSAGE, ttl: float = 600.0) -> None:
+    def __init__(
+        self, max_message: int = DEFAULT_MAX_MESSAGE, ttl: float = 600.0, remember: int = 4096
+    ) -> None:
         self.max_message = max_message
         self.ttl = ttl
+        self.remember = remember
         self._partials: dict[tuple[str, int], _Partial] = {}
+        self._rebuilt: dict[tuple[str, int], None] = {}  # insertion-ordered, oldest first
 
     @property
     def pending(self) -> int:
@@ -100,13 +106,16 @@ class Reassembler:
         """Take one chunk; return the whole payload once its last chunk arrived."""
         if header.total > self.max_message:
             raise FrameError(f"message of {header.total} bytes exceeds {self.max_message}")
+        key = (header.sender, header.message_id)
+        if key in self._rebuilt:
+            return None
         if header.count == 1:
             if len(payload) != header.total:
                 raise FrameError(f"payload of {len(payload)} bytes, header says {header.total}")
+            self._note_rebuilt(key)
             return bytearray(payload)
         now = time.monotonic()
         self._expire(now)
-        key = (header.sender, header.message_id)
         partial = self._partials.get(key)
         if partial is None:
             chunk = _chunk_size(header, len(payload))
@@ -135,7 +144,13 @@ class Reassembler:
         if len(partial.done) < partial.count:
             return None
         del self._partials[key]
+        self._note_rebuilt(key)
         return partial.buffer
+
+    def _note_rebuilt(self, key: tuple[str, int]) -> None:
+        self._rebuilt[key] = None
+        if len(self._rebuilt) > self.remember:
+            del self._rebuilt[next(iter(self._rebuilt))]
 
     def forget(self, sender: str) -> None:
         """Drop the partial messages of a sender that left or died."""

@@ -22,12 +22,14 @@ from aio_pika.abc import (
     AbstractIncomingMessage,
     AbstractQueue,
 )
-from aio_pika.exceptions import ChannelClosed
+from aio_pika.exceptions import AMQPError, ChannelClosed
+from aiormq.exceptions import ChannelInvalidStateError
+from pamqp.commands import Basic
 
 from flame_common.datanames import exchange_name, queue_name
 from flame_common.logs import get_logger
 from flame_sdk.backends.base import Scope
-from flame_sdk.backends.broker import BrokerBackend
+from flame_sdk.backends.broker import BrokerBackend, Unroutable
 
 log = get_logger(__name__)
 
@@ -52,6 +54,7 @@ class RabbitMQBackend(BrokerBackend):
     """Frames travel as non-persistent messages on the job's exchange, published with confirms."""
 
     sort = "rabbitmq"
+    transport_errors = (AMQPError, ConnectionError, ChannelInvalidStateError)
 
     def __init__(
         self,
@@ -92,9 +95,9 @@ class RabbitMQBackend(BrokerBackend):
         self._admin = await connection.channel(publisher_confirms=False)
         self._exchange = await self._declare_exchange(self._pub)
 
-    def _on_connection_closed(self, _: object, exc: BaseException | None = None) -> None:
-        if self._connection is not None:  # not closed by us: this end is now deaf and mute
-            log.error("rabbitmq connection lost", end=self.end_id, error=repr(exc))
+    def _on_connection_closed(self, sender: object, exc: BaseException | None = None) -> None:
+        if sender is self._connection:  # not closed by us: reconnect
+            self._transport_lost(exc)
 
     async def _close_transport(self) -> None:
         connection, self._connection = self._connection, None
@@ -150,7 +153,9 @@ class RabbitMQBackend(BrokerBackend):
         else:
             key = unicast_key(scope.channel, scope.group, scope.other, target)
         message = aio_pika.Message(frame, delivery_mode=aio_pika.DeliveryMode.NOT_PERSISTENT)
-        await self._exchange.publish(message, routing_key=key)
+        confirmation = await self._exchange.publish(message, routing_key=key, mandatory=True)
+        if not isinstance(confirmation, Basic.Ack):  # returned: no queue is bound to `key`
+            raise Unroutable(key)
 
 
 __all__ = ["RabbitMQBackend", "broadcast_key", "exchange_name", "unicast_key"]

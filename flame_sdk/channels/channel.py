@@ -91,7 +91,10 @@ class Channel:
         self._changed = asyncio.Event()
 
     async def _wait(self, deadline: float | None) -> bool:
-        """Wait for any change; False if the deadline passed first."""
+        """Wait for any change; False if the deadline passed first. Raises the backend's
+        `BrokerOutageError` once it gave up reconnecting."""
+        if self.backend.failure is not None:
+            raise self.backend.failure
         event = self._changed
         if deadline is None:
             await event.wait()

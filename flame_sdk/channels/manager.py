@@ -13,13 +13,18 @@ from flame_sdk.wire import DEFAULT_MAX_MESSAGE_BYTES
 
 log = get_logger(__name__)
 
-BackendFactory = Callable[[str, str, str, str], Backend]
+BackendFactory = Callable[[str, str, str, str, dict[str, Any]], Backend]
+
+OUTAGE_TIMEOUT = "brokerOutageTimeout"
+"""Hyperparameter: seconds a broker backend keeps reconnecting before it gives up (default 60)."""
 
 
-def _default_backend_factory(sort: str, broker: str, job_id: str, end_id: str) -> Backend:
+def _default_backend_factory(
+    sort: str, broker: str, job_id: str, end_id: str, options: dict[str, Any]
+) -> Backend:
     from flame_sdk.backends import create_backend
 
-    return create_backend(sort, broker, job_id, end_id)
+    return create_backend(sort, broker, job_id, end_id, **options)
 
 
 def _default_selector(sort: str, kwargs: dict[str, Any]) -> Any:
@@ -50,7 +55,11 @@ class ChannelManager:
     def _backend(self, sort: str, broker: str) -> Backend:
         key = (sort, broker)
         if key not in self._backends:
-            backend = self._backend_factory(sort, broker, self.config.job.id, self.config.taskid)
+            outage = self.config.hyperparameter(OUTAGE_TIMEOUT)
+            options = {} if sort == "local" or outage is None else {"outage_timeout": float(outage)}
+            backend = self._backend_factory(
+                sort, broker, self.config.job.id, self.config.taskid, options
+            )
             backend.bind(self._on_join, self._on_leave, self._on_message)
             self._backends[key] = backend
         return self._backends[key]

@@ -9,13 +9,14 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from flame_common.logs import configure_logging, get_logger
+from flame_sdk.backends.base import BrokerOutageError
 from flame_sdk.channels import ChannelManager
 from flame_sdk.composer import Composer, ComposerError, Loop, Tasklet
 from flame_sdk.config import Config
 from flame_sdk.datasamplers import DataSampler, create_datasampler
 from flame_sdk.registries import DummyRegistry, create_registry
 from flame_sdk.roles.memory import tune_malloc
-from flame_sdk.roles.waits import EXIT_PEER_WAIT, PeerWaitError
+from flame_sdk.roles.waits import EXIT_BROKER_OUTAGE, EXIT_PEER_WAIT, PeerWaitError
 from flame_sdk.weights import ModelAdapter, Weights, adapter_for
 
 log = get_logger(__name__)
@@ -186,7 +187,8 @@ class Role(abc.ABC):
 
     def run(self) -> None:
         """Run the role to completion in its own process (configures logging, owns the loop);
-        a wait for a peer that ran out (`PeerWaitError`) exits with code `EXIT_PEER_WAIT`."""
+        a wait for a peer that ran out (`PeerWaitError`) exits with code `EXIT_PEER_WAIT`, a
+        broker outage longer than the backend's bound with `EXIT_BROKER_OUTAGE`."""
         level = str(self.config.hyperparameters.get("logLevel", "INFO"))
         configure_logging(f"flame-{self.config.role}", level=level)
         tune_malloc()
@@ -194,6 +196,8 @@ class Role(abc.ABC):
             asyncio.run(self.arun())
         except PeerWaitError:
             raise SystemExit(EXIT_PEER_WAIT) from None
+        except BrokerOutageError:
+            raise SystemExit(EXIT_BROKER_OUTAGE) from None
 
     async def arun(self) -> None:
         """Run the role on the current event loop (simulation runs many roles side by side)."""
@@ -203,6 +207,9 @@ class Role(abc.ABC):
             await self.composer.run()
         except PeerWaitError as exc:
             self.log.error("role ended: a wait for a peer ran out", reason=str(exc))
+            raise
+        except BrokerOutageError as exc:
+            self.log.error("role ended: the broker stayed away", reason=str(exc))
             raise
         finally:
             await self.cleanup()

@@ -16,6 +16,9 @@ present (`upstreamTimeout`: the aggregator's next model, the coordinator's next 
 EXIT_PEER_WAIT = 3
 """Exit code of a role process that ended because a wait for a peer ran out (`Role.run`)."""
 
+EXIT_BROKER_OUTAGE = 4
+"""Exit code of a role process whose broker backend gave up after a long outage."""
+
 
 class PeerWaitError(RuntimeError):
     """A role waited for a peer longer than its bound; the message names the peer and the wait."""

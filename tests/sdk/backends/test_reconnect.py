@@ -1,0 +1,109 @@
+"""Broker backends across a broker outage (a TCP proxy the test cuts): they reconnect and lose
+nothing when it is short, and fail clearly, without hanging, when it outlasts their bound."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from urllib.parse import urlsplit, urlunsplit
+
+import numpy as np
+import pytest
+
+from flame_sdk.backends.base import BrokerOutageError
+from tests.sdk.backends.conftest import Cluster, eventually
+from tests.sdk.backends.proxy import TcpProxy
+
+pytestmark = pytest.mark.integration
+
+OUTAGE = 1.5  # longer than the suite's liveness timeout (1 s): nobody may be judged dead meanwhile
+
+
+@pytest.fixture(params=["rabbitmq"])
+async def proxied(request: pytest.FixtureRequest) -> AsyncIterator[tuple[Cluster, TcpProxy]]:
+    """A cluster of one broker sort whose every connection goes through a cuttable proxy."""
+    sort: str = request.param
+    if sort == "rabbitmq":
+        url = urlsplit(request.getfixturevalue("rabbit_url"))
+        proxy = await TcpProxy(url.hostname or "127.0.0.1", url.port or 5672).start()
+        netloc = f"{url.username}:{url.password}@127.0.0.1:{proxy.port}"
+        broker = urlunsplit(url._replace(netloc=netloc))
+    else:
+        host, port = request.getfixturevalue("mqtt_broker")
+        proxy = await TcpProxy(host, port).start()
+        broker = f"127.0.0.1:{proxy.port}"
+    cluster = Cluster(sort, broker)
+    try:
+        yield cluster, proxy
+    finally:
+        proxy.restore()
+        await cluster.close()
+        await proxy.close()
+
+
+async def test_short_outage_loses_nothing_and_nobody_leaves(
+    proxied: tuple[Cluster, TcpProxy],
+) -> None:
+    cluster, proxy = proxied
+    agg, t1 = cluster.end("agg"), cluster.end("t1", chunk_size=64 * 1024, send_window=2)
+    a = await agg.join("aggregator", "trainer")
+    s1 = await t1.join("trainer", "aggregator")
+    await eventually(lambda: agg.peers(a) == ["t1"] and t1.peers(s1) == ["agg"], "discovery")
+    big = np.random.default_rng(0).bytes(3 * 1024 * 1024)  # 48 chunks, two in flight
+
+    upload = asyncio.create_task(t1.backend.send(s1, "agg", big))  # cut in the middle of it
+    await asyncio.sleep(0.01)
+    proxy.cut()
+    during = asyncio.create_task(t1.backend.send(s1, "agg", b"sent during the outage"))
+    await asyncio.sleep(OUTAGE)
+    assert not during.done()  # waits for the broker, does not fail
+    proxy.restore()
+    await asyncio.wait_for(asyncio.gather(upload, during), 30)
+    await agg.backend.broadcast(a, b"after the outage")
+
+    await eventually(lambda: len(agg.received(a)) == 2, "both messages")
+    await eventually(lambda: t1.received(s1) == [b"after the outage"], "broadcast after")
+    assert agg.received(a) == [big, b"sent during the outage"]  # once each, in order
+    assert agg.leaves(a) == [] and t1.leaves(s1) == []
+    assert agg.backend.failure is None and t1.backend.failure is None
+
+
+async def test_peer_known_across_the_outage_gets_messages_sent_before_it_resubscribed(
+    proxied: tuple[Cluster, TcpProxy],
+) -> None:
+    cluster, proxy = proxied
+    agg, trainers = cluster.end("agg"), [cluster.end(f"t{i}") for i in range(3)]
+    a = await agg.join("aggregator", "trainer")
+    scopes = [await t.join("trainer", "aggregator") for t in trainers]
+    await eventually(lambda: agg.peers(a) == ["t0", "t1", "t2"], "discovery")
+
+    proxy.cut()
+    sends = [
+        asyncio.create_task(agg.backend.send(a, t.end_id, f"model for {t.end_id}".encode()))
+        for t in trainers
+    ]
+    await asyncio.sleep(OUTAGE)
+    proxy.restore()
+    await asyncio.wait_for(asyncio.gather(*sends), 30)
+    for t, s in zip(trainers, scopes, strict=True):
+        await eventually(lambda t=t, s=s: t.received(s) == [f"model for {t.end_id}".encode()], "")
+    assert agg.leaves(a) == []
+
+
+async def test_outage_longer_than_the_bound_fails_clearly(
+    proxied: tuple[Cluster, TcpProxy],
+) -> None:
+    cluster, proxy = proxied
+    agg, t1 = cluster.end("agg"), cluster.end("t1", outage_timeout=1.0)
+    a = await agg.join("aggregator", "trainer")
+    s1 = await t1.join("trainer", "aggregator")
+    await eventually(lambda: t1.peers(s1) == ["agg"], "discovery")
+
+    proxy.cut()
+    with pytest.raises(BrokerOutageError, match=r"broker unreachable .* t1 gives up"):
+        await asyncio.wait_for(t1.backend.send(s1, "agg", b"never"), 30)
+    assert isinstance(t1.backend.failure, BrokerOutageError)
+    assert t1.leaves(s1) == ["agg"]  # waiting receivers are released
+    with pytest.raises(BrokerOutageError):
+        await t1.backend.broadcast(s1, b"still never")
+    assert a is not None
