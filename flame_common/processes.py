@@ -1,4 +1,4 @@
-"""Child-process hygiene: tie a child's life to its parent and stop whole process trees."""
+"""Process hygiene: tie a child's life to its parent, hide a process from peers, stop trees."""
 
 from __future__ import annotations
 
@@ -11,6 +11,14 @@ from collections.abc import Callable
 import psutil
 
 _PR_SET_PDEATHSIG = 1
+_PR_SET_DUMPABLE = 4
+
+
+def hide_from_peers() -> None:
+    """Make this process (and children it forks) non-dumpable (Linux): other processes of the
+    same uid, such as role code, can neither ptrace it nor read its /proc/<pid>/environ or mem."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0)
 
 
 def die_with_parent(sig: signal.Signals) -> Callable[[], None] | None:

@@ -23,7 +23,7 @@ from flame_common.settings import FlameSettings
 from flame_common.titles import flamelet_title, role_title, set_title
 from flamelet.manifest import ManifestError, fetch_manifest
 from flamelet.reporter import FinalReport, publish_until_confirmed
-from flamelet.runner import RoleProcess, log_tail
+from flamelet.runner import RoleProcess, log_tail, role_env
 from flamelet.unpack import UnsafeArchive, unpack_zip
 from flamelet.warm import WarmProcess
 from schemas.events import (
@@ -197,10 +197,7 @@ class Agent:
             await self._finish(JobState.FAILED, None, str(exc), "task preparation failed")
             return
         log_path = self.work_dir / "task.log"
-        env = {k: v for k, v in os.environ.items() if k != "FLAME_TASK_KEY"}
-        env.update(
-            FLAME_JOB_ID=self.task.job_id, FLAME_TASK_ID=self.task.task_id, PYTHONUNBUFFERED="1"
-        )
+        env = role_env(os.environ, self.task.job_id, self.task.task_id)
         title = role_title(script.parent.name, self.task.job_id, self.task.task_id)
         child = self._child = RoleProcess(script, config, log_path, env, title, self.warm)
         if self._stop.is_set():

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from flame_common.logs import configure_logging, get_logger
+from flame_common.processes import hide_from_peers
 from flame_common.settings import FlameSettings
 from flame_common.titles import IDLE, flamelet_title, role_title, set_title
 from flamelet import warm
@@ -66,6 +67,7 @@ async def _serve(agent: Agent) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    hide_from_peers()  # the role code runs as our uid: our environ holds the broker login
     settings = FlameSettings()
     options = parser(settings)
     args = options.parse_args(argv)

@@ -7,6 +7,7 @@ import os
 import shutil
 import signal
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 from flame_common.processes import die_with_parent, signal_group
@@ -17,6 +18,14 @@ from schemas.task import LOG_TAIL_BYTES
 # role code, so spawning needs no `preexec_fn` (which forces a full fork of this process).
 SETPRIV = shutil.which("setpriv") if sys.platform.startswith("linux") else None
 ROLEMAIN = "flamelet.rolemain"  # titles the fresh interpreter, then runs the script
+
+
+def role_env(environ: Mapping[str, str], job_id: str, task_id: str) -> dict[str, str]:
+    """The role code's environment: ours without any `FLAME_*` (the control plane's settings
+    and secrets: broker and database URLs, task key), plus the job and task ids."""
+    env = {k: v for k, v in environ.items() if not k.startswith("FLAME_")}
+    env.update(FLAME_JOB_ID=job_id, FLAME_TASK_ID=task_id, PYTHONUNBUFFERED="1")
+    return env
 
 
 def log_tail(path: Path, limit: int = LOG_TAIL_BYTES) -> str:

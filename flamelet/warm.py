@@ -4,7 +4,9 @@ The agent forks it before it creates any thread, event loop or connection, so th
 nothing of the agent's but the modules it imported. The child waits on a pipe for one request;
 given one, it sets itself up as the interpreter would for `python main.py config` (argv,
 `sys.path[0]`, `__main__`, environment, working directory, unbuffered output to the task log,
-default signal handlers, its own session, SIGKILL when the agent dies) and runs the script.
+default signal handlers, its own session, SIGKILL when the agent dies), drops the locals of
+every frame it was forked under (the agent's settings, task key and fork request, with the
+broker login: frames of a process that ends in `os._exit` and never resume) and runs the script.
 That skips the interpreter start-up and the imports the agent already paid for. When the
 agent closes the pipe without a request, the child exits at once.
 """
@@ -15,6 +17,7 @@ import asyncio
 import atexit
 import contextlib
 import ctypes
+import gc
 import io
 import json
 import os
@@ -22,6 +25,7 @@ import signal
 import sys
 import threading
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from flame_common.forking import exit_code
@@ -63,7 +67,7 @@ class WarmProcess:
             code = 1
             try:
                 set_title(title)
-                code = _serve(read_fd, parent)
+                code = _serve(read_fd, parent, sys._getframe(1))
             finally:
                 os._exit(code)
         os.close(read_fd)
@@ -123,8 +127,11 @@ class WarmProcess:
 # --- in the child ---------------------------------------------------------------------------
 
 
-def _serve(read_fd: int, parent: int) -> int:
-    """Wait for the request, then run the role script; returns the exit code."""
+def _serve(read_fd: int, parent: int, callers: FrameType | None) -> int:
+    """Wait for the request, then run the role script; returns the exit code.
+
+    `callers`: the frame that forked this child; its locals and its callers' are dropped.
+    """
     os.setsid()  # own process group: the agent stops the role code by group
     ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
     if os.getppid() != parent:  # the agent died before the death signal was armed
@@ -136,6 +143,8 @@ def _serve(read_fd: int, parent: int) -> int:
     if not data:
         return 0
     request: dict[str, Any] = json.loads(data)
+    _forget(callers)
+    sys.orig_argv = [sys.executable, *request["argv"]]
     set_title(request["title"])
     _redirect(request["log"])
     os.chdir(request["cwd"])
@@ -152,6 +161,19 @@ def _serve(read_fd: int, parent: int) -> int:
         code = 1
     _finalize()
     return code
+
+
+def _forget(frame: FrameType | None) -> None:
+    """Set every local of `frame` and of its callers to None (module frames are left alone)."""
+    while frame is not None:
+        if frame.f_locals is not frame.f_globals:
+            scope = frame.f_locals
+            for name in list(scope):
+                scope[name] = None
+            if sys.version_info < (3, 13):  # write the snapshot back (3.13: a live proxy)
+                ctypes.pythonapi.PyFrame_LocalsToFast(ctypes.py_object(frame), ctypes.c_int(0))
+        frame = frame.f_back
+    gc.collect()
 
 
 def _redirect(log: str) -> None:

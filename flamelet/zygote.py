@@ -19,6 +19,7 @@ import sys
 
 import flamelet.main
 from flame_common.forking import ForkLoop, Request
+from flame_common.processes import hide_from_peers
 from flame_common.settings import FlameSettings
 from flame_common.titles import ZYGOTE, set_title
 from flamelet.manifest import tls_context
@@ -46,6 +47,7 @@ def run_flamelet(request: Request) -> None:
 
 
 def main() -> None:
+    hide_from_peers()  # flamelets inherit it: their secrets arrive in the fork requests
     set_title(ZYGOTE)  # also its process name (`ps -o comm`, psutil's name())
     warm_up()
     ignore = (signal.SIGTERM, signal.SIGINT)
