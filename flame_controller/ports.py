@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from collections.abc import Set as AbstractSet
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -75,6 +75,8 @@ class TaskRecord:
     log: str
     exit_code: int | None
     agent_id: str
+    broker_user: str = ""  # the job's data-plane broker login while it runs
+    broker_password: str = field(default="", repr=False)
 
 
 class JobStore(Protocol):

@@ -57,6 +57,8 @@ def new_task(job_id: str, t: PlannedTask, key: str) -> dict[str, Any]:
         "dataset": t.dataset,
         "config": t.config.model_copy(update={"taskid": t.task_id}).to_wire(),
         "timestamp": now(),
+        "broker_user": "",
+        "broker_password": "",
     }
 
 
