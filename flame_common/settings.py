@@ -50,9 +50,16 @@ class FlameSettings(BaseSettings):
     heartbeat_interval: float = 2.0
     heartbeat_timeout: float = 10.0
     stop_grace_seconds: float = 5.0
+    # how long a flamelet retries its manifest while the apiserver is unreachable or failing
+    manifest_patience: float = Field(default=60, ge=0, le=3600)
     # Run the role code in a child forked at agent start-up (no interpreter start-up, shared
     # imports) instead of a fresh `python` process; Linux only.
     warm_start: bool = True
+    # `flame up`'s supervisor: a crashed service restarts after 1 s, the wait doubling up to
+    # restart_max_delay; one that crashes restart_limit times within restart_window s stays down.
+    restart_max_delay: float = Field(default=30, ge=1)
+    restart_limit: int = Field(default=5, ge=1)
+    restart_window: float = Field(default=60, gt=0)
     # Logging
     log_level: str = "INFO"
     log_json: bool = True

@@ -1,8 +1,8 @@
 """`flame up|down|status`: run the local stack (embedded MongoDB and the services) in background.
 
-Processes are started through their console scripts (never imported here), each in its own
-process group, with pids recorded in `$FLAME_HOME/run/<part>.pid` and logs in
-`$FLAME_HOME/logs/<part>.log`. `down` stops only what those pid files name.
+The services run under a supervisor (`supervisor.py`) that restarts a crashed one; every
+process has its own process group, its pid recorded in `$FLAME_HOME/run/<part>.pid` and its
+logs in `$FLAME_HOME/logs/<part>.log`. `down` stops only what those pid files name.
 """
 
 from __future__ import annotations
@@ -10,9 +10,10 @@ from __future__ import annotations
 import getpass
 import os
 import shutil
+import signal
 import sys
 import time
-from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlsplit
@@ -22,37 +23,19 @@ import typer
 from flame_common.embedded import free_port, port_open
 from flame_common.settings import FlameSettings
 from flame_sdk.cli import probes
+from flame_sdk.cli.services import SERVICES
 from flame_sdk.cli.stack_state import Stack
+from flame_sdk.cli.supervisor import read_state
 from flame_sdk.cli.workers import workers
 
+SUPERVISOR = "flame_sdk.cli.supervisor"
 RABBIT_HINT = "apt-get install -y rabbitmq-server && rabbitmq-server -detached"
 MONGO_PORT = 27017
 
 
-@dataclass(frozen=True)
-class Service:
-    name: str
-    script: str  # console script
-    module: str  # fallback: `python -c "from <module> import main; main()"`
-
-
-SERVICES = (
-    Service("apiserver", "flame-apiserver", "flame_apiserver.main"),
-    Service("controller", "flame-controller", "flame_controller.main"),
-    Service("notifier", "flame-notifier", "flame_notifier.main"),
-    Service("deployer", "flame-deployer", "flame_controller.deployers.main"),
-)
 PARTS = ("mongo", *(s.name for s in SERVICES))
 
 app = typer.Typer(help="Run Flame's local stack in the background.", no_args_is_help=True)
-
-
-def _command(service: Service) -> list[str]:
-    beside = Path(sys.executable).parent / service.script
-    found = str(beside) if beside.exists() else shutil.which(service.script)
-    if found:
-        return [found]
-    return [sys.executable, "-c", f"from {service.module} import main; main()"]
 
 
 def _start_mongo(stack: Stack) -> str:
@@ -109,14 +92,20 @@ def up(
         info = stack.info("mongo") or {}
         mongo_url = str(info["url"]) if running and "url" in info else _start_mongo(stack)
     env = {**os.environ, "FLAME_MONGO_URL": mongo_url, "FLAME_HOME": str(settings.home)}
-    for service in SERVICES:
-        if stack.process(service.name) is None:
-            stack.spawn(service.name, _command(service), env)
+    supervisor = stack.process("supervisor")
+    asked = time.time()
+    if supervisor is None:
+        supervisor = stack.spawn("supervisor", [sys.executable, "-m", SUPERVISOR], env)
+    else:
+        supervisor.send_signal(signal.SIGHUP)  # restart the services it had left down
     deadline = time.monotonic() + timeout
     while not (probes.http_answers(settings.apiserver_url) and probes.consumers_ready(settings)):
-        for service in SERVICES:
-            if stack.process(service.name) is None:
-                _fail(f"{service.name} exited:\n{stack.log_tail(service.name)}")
+        if not supervisor.is_running() or supervisor.status() == "zombie":
+            _fail(f"the supervisor exited:\n{stack.log_tail('supervisor')}")
+        supervised = read_state(stack.run_dir)
+        for name, svc in supervised.get("services", {}).items():
+            if svc.get("state") == "down" and supervised.get("at", 0) > asked:
+                _fail(f"{name} keeps crashing ({_last_exit(svc)}):\n{stack.log_tail(name)}")
         if time.monotonic() > deadline:
             _fail(f"the stack did not become ready within {timeout:g} s (see {stack.log_dir})")
         time.sleep(0.2)
@@ -134,19 +123,36 @@ def _safe(url: str) -> str:
     return f"{parts.scheme}://{netloc}:{parts.port or 5672}{parts.path}"
 
 
+def _last_exit(svc: dict[str, Any]) -> str:
+    last = svc.get("last_exit") or {}
+    if not last:
+        return "-"
+    when = datetime.fromtimestamp(float(last["at"])).strftime("%H:%M:%S")
+    return f"{last['reason']} at {when}"
+
+
 @app.command()
 def status() -> None:
-    """Show each part of the stack (pid alive, port answers) and the live workers per job."""
+    """Show each part of the stack (pid, up since, restarts, last exit, probe) and the workers."""
     settings = FlameSettings()
     stack = Stack(settings)
-    healthy = True
+    supervisor = stack.process("supervisor")
+    services = read_state(stack.run_dir).get("services", {}) if supervisor else {}
+    healthy = supervisor is not None
+    supervised = f"running (pid {supervisor.pid})" if supervisor else "stopped"
+    typer.echo(f"{'supervisor':<11}{supervised}")
     for part in PARTS:
         proc = stack.process(part)
-        state = f"running (pid {proc.pid})" if proc else "stopped"
+        svc = services.get(part, {})
+        state = f"running (pid {proc.pid})" if proc else svc.get("state", "stopped")
         check = ""
+        if part in services:
+            since = datetime.fromtimestamp(proc.create_time()) if proc else None
+            check = f"up since {since:%H:%M:%S}  " if since else ""
+            check += f"restarts {svc.get('restarts', 0)}  last exit {_last_exit(svc)}  "
         if part == "apiserver" and proc:
             ok = probes.http_answers(settings.apiserver_url)
-            check = f"http {settings.apiserver_url} {'ok' if ok else 'not answering'}"
+            check += f"http {settings.apiserver_url} {'ok' if ok else 'not answering'}"
             healthy &= ok
         elif part == "mongo" and proc:
             url = urlsplit(str((stack.info(part) or {}).get("url", "")))
@@ -157,7 +163,9 @@ def status() -> None:
             state, check = "external", settings.mongo_url
         else:
             healthy &= proc is not None
-        typer.echo(f"{part:<11}{state:<24}{check}")
+        typer.echo(f"{part:<11}{state:<24}{check}".rstrip())
+        if svc.get("last_exit") and svc["last_exit"].get("log"):
+            typer.echo(f"{'':<11}last log line: {svc['last_exit']['log'][:200]}")
     rabbit = probes.rabbit_answers(settings.rabbit_url)
     typer.echo(
         f"{'rabbitmq':<11}{'ok' if rabbit else 'not answering':<24}{_safe(settings.rabbit_url)}"
@@ -187,8 +195,11 @@ def down() -> None:
     settings = FlameSettings()
     stack = Stack(settings)
     grace = settings.stop_grace_seconds + 10
-    services = [s.name for s in SERVICES]  # together; they stop their own workers
-    for part in [*stack.stop(services, grace), *stack.stop(["mongo"], grace)]:
+    services = [s.name for s in SERVICES if stack.process(s.name)]
+    # the supervisor stops the services (together; they stop their own workers) and exits
+    stopped = [*stack.stop(["supervisor"], grace + 15), *services]
+    stack.stop(services, grace)  # whatever the supervisor left running
+    for part in [*stopped, *stack.stop(["mongo"], grace)]:
         typer.echo(f"stopped {part}")
 
 
