@@ -17,6 +17,7 @@ from schemas.job import JobSpec
 from schemas.task_config import Broker, JobRef, Registry, TaskConfig
 
 DEFAULT_GROUP = "default"
+DEFAULT_MAX_TASKS = 1000  # FLAME_MAX_TASKS_PER_JOB
 
 
 @dataclass(frozen=True)
@@ -80,8 +81,11 @@ def expand(
     *,
     brokers: Sequence[Broker] = (),
     registry: Registry | None = None,
+    max_tasks: int = DEFAULT_MAX_TASKS,
 ) -> list[PlannedTask]:
-    """Expand a job (with `id` and `userId` set) into its tasks; raises Invalid/Forbidden."""
+    """Expand a job (with `id` and `userId` set) into its tasks; raises Invalid/Forbidden.
+
+    A job of more than `max_tasks` tasks is refused before any task is built."""
     problems = schema.semantic_errors()
     if problems:
         raise Invalid("invalid design schema: " + "; ".join(problems))
@@ -92,6 +96,9 @@ def expand(
         if name not in roles_with_code:
             raise Invalid(f"no code found for role {name}")
     groups_by_role = _resolve_data_spec(spec, schema, datasets)
+    count = task_count(schema, groups_by_role)
+    if count > max_tasks:
+        raise Invalid(f"the job would have {count} tasks, more than the limit of {max_tasks}")
 
     tasks: list[PlannedTask] = []
     for role in sorted(schema.roles, key=lambda r: r.name):
@@ -103,6 +110,19 @@ def expand(
     if not any(t.dataset for t in tasks):
         raise Invalid("the dataSpec gives no dataset to any data-consumer role")
     return tasks
+
+
+def task_count(
+    schema: DesignSchema, groups_by_role: Mapping[str, Mapping[str, list[DatasetRef]]]
+) -> int:
+    """How many tasks `expand` makes: replicas x group associations, one per dataset."""
+    count = 0
+    for role in schema.roles:
+        if role.is_data_consumer:
+            count += sum(len(refs) for refs in groups_by_role.get(role.name, {}).values())
+        else:
+            count += max(role.replica, 1) * len(role.group_association)
+    return count
 
 
 def _resolve_data_spec(

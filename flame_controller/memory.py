@@ -15,12 +15,21 @@ from typing import Any
 
 from flame_controller.broker_accounts import BrokerLogin
 from flame_controller.expansion import DatasetRef, PlannedTask
-from flame_controller.ports import Design, DuplicateEvent, JobRecord, LoggedEvent, TaskRecord
+from flame_controller.ports import (
+    Design,
+    DuplicateEvent,
+    JobRecord,
+    LoggedEvent,
+    TaskRecord,
+    UnfoldableLog,
+)
 from flame_controller.projection import (
     job_fields,
     job_summary,
     new_task,
     now,
+    projectable,
+    quarantined_fields,
     start_reset,
     task_change,
 )
@@ -47,9 +56,16 @@ class MemoryJobStore:
         state: JobView | None = None
         seen: set[str] = set()
         for event in self._log.get(job_id, []):
-            state = evolve(state, event)
+            try:
+                state = evolve(state, event)
+            except Exception as exc:
+                raise UnfoldableLog(job_id, event.seq or 0, exc) from exc
             seen.add(event.id)
-        return state, seen
+        return projectable(job_id, state, self.grace), seen
+
+    async def quarantine(self, job_id: str, reason: str) -> None:
+        if (job := self._jobs.get(job_id)) is not None:
+            job.update(quarantined_fields(reason, now()))
 
     async def create(
         self,

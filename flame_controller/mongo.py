@@ -28,14 +28,24 @@ from flame_common.documents import (
     JobDoc,
     TaskDoc,
 )
+from flame_common.logs import get_logger
 from flame_controller.broker_accounts import BrokerLogin
 from flame_controller.expansion import DatasetRef, PlannedTask
-from flame_controller.ports import Design, DuplicateEvent, JobRecord, LoggedEvent, TaskRecord
+from flame_controller.ports import (
+    Design,
+    DuplicateEvent,
+    JobRecord,
+    LoggedEvent,
+    TaskRecord,
+    UnfoldableLog,
+)
 from flame_controller.projection import (
     job_fields,
     job_summary,
     new_task,
     now,
+    projectable,
+    quarantined_fields,
     start_reset,
     task_change,
 )
@@ -67,6 +77,9 @@ def task_oid(job_id: str, task_id: str) -> ObjectId:
     return ObjectId(hashlib.sha1(f"{job_id}/{task_id}".encode()).digest()[:12])
 
 
+log = get_logger(__name__)
+
+
 class MongoJobStore:
     """`JobStore` and `JobRecords` on MongoDB (Beanie initialised by the caller)."""
 
@@ -78,10 +91,17 @@ class MongoJobStore:
         state: JobView | None = None
         seen: set[str] = set()
         async for raw in cursor:
-            event = parse_event(raw["body"])
-            state = evolve(state, event)
+            try:
+                event = parse_event(raw["body"])
+                state = evolve(state, event)
+            except Exception as exc:
+                raise UnfoldableLog(job_id, raw.get("seq", 0), exc) from exc
             seen.add(event.id)
-        return state, seen
+        return projectable(job_id, state, self.grace), seen
+
+    async def quarantine(self, job_id: str, reason: str) -> None:
+        fields = quarantined_fields(reason, now())
+        await JobDoc.get_pymongo_collection().update_one({"job_id": job_id}, {"$set": fields})
 
     async def create(
         self,
@@ -162,7 +182,18 @@ class MongoJobStore:
         cursor = EventDoc.get_pymongo_collection().find(
             {"published": False}, sort=[("job_id", 1), ("seq", 1)]
         )
-        return [parse_event(raw["body"]) async for raw in cursor]
+        events: list[EventBase] = []
+        async for raw in cursor:
+            try:
+                events.append(parse_event(raw["body"]))
+            except ValueError as exc:  # a poison job's event: its job is quarantined on load
+                log.error(
+                    "unpublished event does not parse, left out",
+                    event_id=raw.get("event_id"),
+                    job_id=raw.get("job_id"),
+                    error=str(exc),
+                )
+        return events
 
     async def mark_published(self, event_ids: Sequence[str]) -> None:
         if event_ids:

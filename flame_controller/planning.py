@@ -33,6 +33,7 @@ class Planner:
                 for b in self.brokers
             ]
         self.registry = Registry.model_validate(settings.job_registry)
+        self.max_tasks = settings.max_tasks_per_job
 
     async def plan(
         self, job_id: str, user_id: str, spec: JobSpec
@@ -59,16 +60,27 @@ class Planner:
             }
         )
         schema = DesignSchema.model_validate(design.schema)
-        datasets = await self.catalog.datasets(_dataset_ids(pinned))
+        if len(dataset_ids := _dataset_ids(pinned)) > self.max_tasks:
+            raise Invalid(
+                f"the dataSpec names {len(dataset_ids)} datasets, more than the limit "
+                f"of {self.max_tasks} tasks per job"
+            )
+        datasets = await self.catalog.datasets(dataset_ids)
         tasks = expand(
             pinned,
             schema,
             code_roles(code),
             datasets,
             brokers=self.brokers,
-            registry=self.registry,
+            registry=self._registry(pinned),
+            max_tasks=self.max_tasks,
         )
         return pinned, tasks
+
+    def _registry(self, spec: JobSpec) -> Registry:
+        """The job's own registry when its modelSpec names one, else the platform's."""
+        own = spec.model_spec.registry
+        return Registry(sort=own.sort, uri=own.uri) if own.sort else self.registry
 
 
 def new_keys(tasks: list[PlannedTask]) -> dict[str, str]:

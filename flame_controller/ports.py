@@ -22,6 +22,15 @@ class DuplicateEvent(Exception):
     """An appended event's id is already in the log (nothing of that write was stored)."""
 
 
+class UnfoldableLog(Exception):
+    """A job's stored log cannot be replayed: an event does not parse or does not fold."""
+
+    def __init__(self, job_id: str, seq: int, error: Exception) -> None:
+        self.job_id, self.seq = job_id, seq
+        self.reason = f"event {seq} of its log cannot be replayed: {type(error).__name__}: {error}"
+        super().__init__(f"job {job_id}: {self.reason}")
+
+
 @dataclass(frozen=True)
 class Design:
     """What planning reads of a design: its schema and the revisions a job pins."""
@@ -86,7 +95,13 @@ class JobStore(Protocol):
     """
 
     async def load(self, job_id: str) -> tuple[JobView | None, set[str]]:
-        """Replay the job's log in `seq` order: its state and the ids of every applied event."""
+        """Replay the job's log in `seq` order: its state and the ids of every applied event;
+        raises UnfoldableLog when an event does not parse or fold."""
+        ...
+
+    async def quarantine(self, job_id: str, reason: str) -> None:
+        """Mark a job whose log cannot be replayed `failed` with `reason` in its projection
+        (no deadline: timers and recovery leave it alone); the log stays as it is."""
         ...
 
     async def create(

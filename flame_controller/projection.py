@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from flame_controller.expansion import PlannedTask
+from flame_controller.ports import UnfoldableLog
 from flame_controller.state import JobView
 from schemas.events import (
     AgentRegisteredEvent,
@@ -31,6 +32,27 @@ def job_fields(s: JobView, grace: float) -> dict[str, Any]:
         "ended_at": s.ended_at,
         "deadline_at": s.deadline(grace),
         "last_seq": s.last_seq,
+    }
+
+
+def projectable(job_id: str, state: JobView | None, grace: float) -> JobView | None:
+    """A replayed `state`, once its projection is known to compute (its deadline in range)."""
+    if state is not None:
+        try:
+            job_fields(state, grace)
+        except Exception as exc:
+            raise UnfoldableLog(job_id, state.last_seq, exc) from exc
+    return state
+
+
+def quarantined_fields(reason: str, at: datetime) -> dict[str, Any]:
+    """The job projection of a quarantined job (its log cannot be replayed): failed, no deadline."""
+    return {
+        "state": JobState.FAILED.value,
+        "reason": f"quarantined: {reason}",
+        "updated_at": at,
+        "ended_at": at,
+        "deadline_at": None,
     }
 
 

@@ -20,10 +20,10 @@ from flame_controller import decide as d
 from flame_controller.broker_accounts import BrokerAccounts
 from flame_controller.expansion import PlannedTask
 from flame_controller.planning import Planner, new_keys
-from flame_controller.ports import Catalog, JobStore
+from flame_controller.ports import Catalog, JobStore, UnfoldableLog
 from flame_controller.state import JobView, evolve
 from schemas import commands as c
-from schemas.errors import FlameError, NotFound
+from schemas.errors import Conflict, FlameError, NotFound
 from schemas.events import EventBase, TaskStatusChanged, TaskStatusChangedEvent
 from schemas.job import JobStatus
 
@@ -79,7 +79,12 @@ class Controller:
     async def _entry(self, job_id: str) -> _Entry:
         entry = self._cache.get(job_id)
         if entry is None:
-            state, seen = await self.store.load(job_id)
+            try:
+                state, seen = await self.store.load(job_id)
+            except UnfoldableLog as exc:
+                await self.store.quarantine(job_id, exc.reason)
+                log.error("job quarantined", job_id=job_id, reason=exc.reason)
+                raise Conflict(f"job {job_id} is quarantined (failed): {exc.reason}") from exc
             if state is None or state.deleted:
                 raise NotFound(f"job {job_id} not found")
             entry = self._cache[job_id] = _Entry(state, seen)
@@ -158,8 +163,8 @@ class Controller:
         async with self._lock(job_id):
             try:
                 entry = await self._entry(job_id)
-            except NotFound:
-                log.warning("events for an unknown job dropped", job_id=job_id, count=len(events))
+            except (NotFound, Conflict) as exc:
+                log.warning("events dropped", job_id=job_id, count=len(events), error=str(exc))
                 return
             state, seen = entry.state, set(entry.seen)
             new: list[EventBase] = []
@@ -185,7 +190,7 @@ class Controller:
         async with self._lock(job_id):
             try:
                 entry = await self._entry(job_id)
-            except NotFound:
+            except (NotFound, Conflict):
                 return
             tick = d.Tick(now or datetime.now(UTC), self.settings.stop_grace_seconds)
             await self._commit(entry, d.decide(entry.state, tick))
@@ -196,7 +201,7 @@ class Controller:
             async with self._lock(job_id):
                 try:
                     entry = await self._entry(job_id)
-                except NotFound:
+                except (NotFound, Conflict):  # gone, or quarantined: the others still recover
                     continue
                 await self.store.reproject(entry.state)
 

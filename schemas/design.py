@@ -8,6 +8,8 @@ from pydantic import Field, field_validator
 
 from schemas.base import WireModel
 
+MAX_REPLICA = 1000  # instances of one role per group association
+
 
 class GroupBy(WireModel):
     type: str = "tag"
@@ -18,7 +20,7 @@ class Role(WireModel):
     name: str = Field(min_length=1)
     description: str = ""
     is_data_consumer: bool = False
-    replica: int = 1
+    replica: int = Field(default=1, ge=0, le=MAX_REPLICA)
     group_association: list[dict[str, str]] = Field(default_factory=list)
 
     @field_validator("group_association", mode="before")

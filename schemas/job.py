@@ -11,6 +11,8 @@ from schemas.base import WireModel
 from schemas.states import JobState
 
 DEFAULT_MAX_RUN_TIME = 600  # seconds; absent or 0 means this default
+MAX_RUN_TIME = 7 * 24 * 3600  # a job runs at most a week: the deadline must stay a datetime
+MAX_ROUNDS = 100_000  # `rounds` hyperparameter: each round is a loop in every role
 
 
 class BaseModelRef(WireModel):
@@ -36,6 +38,21 @@ class ModelSpec(WireModel):
     datasampler: Plugin = Field(default_factory=Plugin)
     hyperparameters: dict[str, Any] = Field(default_factory=dict)
     dependencies: list[str] = Field(default_factory=list)
+
+    @field_validator("hyperparameters")
+    @classmethod
+    def _bounded_rounds(cls, v: dict[str, Any]) -> dict[str, Any]:
+        rounds = v.get("rounds")
+        if rounds is None:
+            return v
+        whole = isinstance(rounds, int) or (isinstance(rounds, float) and rounds.is_integer())
+        if isinstance(rounds, bool) or not whole:
+            raise ValueError(f"hyperparameters.rounds must be a whole number, got {rounds!r}")
+        if not 1 <= rounds <= MAX_ROUNDS:
+            raise ValueError(
+                f"hyperparameters.rounds must be between 1 and {MAX_ROUNDS}, got {rounds}"
+            )
+        return v
 
 
 class RoleDatasetGroups(WireModel):
@@ -68,6 +85,8 @@ class JobSpec(WireModel):
     def _positive(cls, v: int) -> int:
         if v < 0:
             raise ValueError("maxRunTime must be a positive number of seconds")
+        if v > MAX_RUN_TIME:
+            raise ValueError(f"maxRunTime must be at most {MAX_RUN_TIME} s (7 days), got {v}")
         return v
 
     @field_validator("data_spec", mode="before")
