@@ -42,6 +42,7 @@ class FlameSettings(BaseSettings):
         default_factory=lambda: [{"sort": "rabbitmq", "host": "amqp://guest:guest@127.0.0.1:5672/"}]
     )
     job_registry: dict[str, str] = Field(default_factory=lambda: {"sort": "dummy", "uri": ""})
+    max_tasks_per_job: int = Field(default=1000, ge=1)  # a bigger job is refused (422)
     # RabbitMQ's management API as an administrator (controller only): each running job gets its
     # own broker user limited to its data exchange and queues. Empty: jobs' role code is served
     # the job_brokers URL as it is (shared credentials; the controller warns).
