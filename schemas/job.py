@@ -27,6 +27,24 @@ class Plugin(WireModel):
     kwargs: dict[str, Any] = Field(default_factory=dict)
 
 
+REGISTRY_SORTS = ("dummy", "local", "mlflow")  # = flame_sdk.registries.SORTS (tested)
+
+
+class ModelRegistry(WireModel):
+    """A job's own model registry (Flame's files carry one in the modelSpec); empty `sort` = the
+    platform's default registry (`FLAME_JOB_REGISTRY`)."""
+
+    sort: str = ""
+    uri: str = ""
+
+    @field_validator("sort")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        if v and v not in REGISTRY_SORTS:
+            raise ValueError(f"unknown registry {v!r}; known: {', '.join(REGISTRY_SORTS)}")
+        return v
+
+
 class ModelSpec(WireModel):
     """How the job trains; `privacy` and `datasampler` (Flame extensions of the reference's
     model spec) reach every task config as they are, like `optimizer` and `selector`."""
@@ -38,6 +56,7 @@ class ModelSpec(WireModel):
     datasampler: Plugin = Field(default_factory=Plugin)
     hyperparameters: dict[str, Any] = Field(default_factory=dict)
     dependencies: list[str] = Field(default_factory=list)
+    registry: ModelRegistry = Field(default_factory=ModelRegistry)
 
     @field_validator("hyperparameters")
     @classmethod

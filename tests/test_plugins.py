@@ -63,3 +63,20 @@ def test_factories_use_the_catalogue_defaults_and_models() -> None:
     with pytest.raises(ValueError, match="optimizer 'fedprox': bad kwargs: mu"):
         optimizers.create_optimizer("fedprox", {"mu": -1})
     assert type(privacy.create_privacy("", {})).__name__ == "NoPrivacy"
+
+
+def test_model_spec_registry_sorts_are_the_sdk_registries() -> None:
+    from flame_sdk.registries import SORTS
+    from schemas.job import REGISTRY_SORTS
+
+    assert set(REGISTRY_SORTS) == set(SORTS)
+
+
+def test_model_spec_names_its_own_registry_or_an_unknown_one_is_refused() -> None:
+    from pydantic import ValidationError
+
+    spec = ModelSpec.model_validate({"registry": {"sort": "dummy", "uri": ""}})
+    assert spec.registry.sort == "dummy"
+    assert ModelSpec().registry.sort == ""  # the platform's default
+    with pytest.raises(ValidationError, match="unknown registry 'pickles'"):
+        ModelSpec.model_validate({"registry": {"sort": "pickles"}})

@@ -16,8 +16,8 @@ import pytest
 
 from flame_common.embedded import EmbeddedMongo
 from flame_common.settings import FlameSettings
-from flame_sdk.cli.exit_codes import ExitCode
 from flame_sdk.client import FlameClient
+from schemas.task_config import TaskConfig
 from tests.client.live import LiveStack, flamectl
 from tests.conftest import track_namespace
 
@@ -40,9 +40,6 @@ HYBRID_DATA_SPEC = [
         },
     }
 ]
-# modelSpec keys that cisco-open/flame ignores and we refuse as unknown fields: the test checks
-# the refusal naming the key, then creates the job without it.
-UNKNOWN_MODEL_SPEC_KEYS = {"hybrid": ["registry"]}
 
 
 @pytest.fixture(scope="module")
@@ -58,6 +55,7 @@ def stack(
         rabbit_url=rabbit_url,
         namespace=namespace,
         log_json=False,
+        job_registry={"sort": "local", "uri": ""},
     )
     live = LiveStack(settings)
     live.start()
@@ -112,12 +110,16 @@ async def _register_computes(endpoint: str) -> None:
             await client.computes.register(compute_id, region=region, api_key="k")
 
 
-async def _tasks(endpoint: str, user: str, job_id: str) -> list[tuple[str, str]]:
-    """(role, dataset url) of every task of the job."""
+async def _configs(endpoint: str, user: str, job_id: str) -> list[TaskConfig]:
+    """The task config of every task of the job."""
     async with FlameClient(endpoint, user) as client:
         tasks = await client.tasks.list(job_id)
-        configs = [await client.tasks.config(job_id, t.task_id) for t in tasks]
-    return sorted((c.role, c.dataset) for c in configs)
+        return [await client.tasks.config(job_id, t.task_id) for t in tasks]
+
+
+async def _tasks(endpoint: str, user: str, job_id: str) -> list[tuple[str, str]]:
+    """(role, dataset url) of every task of the job."""
+    return sorted((c.role, c.dataset) for c in await _configs(endpoint, user, job_id))
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -153,15 +155,13 @@ def test_flame_example_registers_and_creates_its_job(
     (job_dir / "dataSpec.json").write_text(json.dumps(data_spec))
     shutil.copy(root / "modelSpec.json", job_dir / "modelSpec.json")
     model_spec = json.loads((root / "modelSpec.json").read_text())
-    for key in UNKNOWN_MODEL_SPEC_KEYS.get(name, []):
-        error = ctl.run("create", "job", str(job_dir / "job.json"), code=ExitCode.INVALID)
-        assert f"modelSpec.json: unknown field '{key}'" in error
-        del model_spec[key]
-        (job_dir / "modelSpec.json").write_text(json.dumps(model_spec))
-
     created = ctl.json("create", "job", str(job_dir / "job.json"))
     assert created["state"] == "ready"
     tasks = asyncio.run(_tasks(stack.endpoint, name, created["id"]))
     assert {role for role, _ in tasks} == set(roles)
     urls = sorted(json.loads(f.read_text())["url"] for f in files)
     assert sorted(url for role, url in tasks if url) == urls
+    # The job's own registry where its modelSpec names one (hybrid: dummy), else the platform's.
+    registry = model_spec.get("registry", {}).get("sort") or "local"
+    configs = asyncio.run(_configs(stack.endpoint, name, created["id"]))
+    assert {c.registry.sort for c in configs} == {registry}
