@@ -11,7 +11,7 @@ from typing import Any
 
 from flame_controller.expansion import DatasetRef
 from schemas.design import DesignSchema
-from schemas.job import JobSpec, ModelSpec
+from schemas.job import JobSpec
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "data" / "flame_examples"
 
@@ -63,9 +63,6 @@ def load_example(name: str, dataset_files: dict[str, str], data_spec: Any = None
     schema = DesignSchema.model_validate(_json(root / "schema.json"))
     job = _json(root / "job.json")
     model = _json(root / "modelSpec.json")
-    # modelSpec files may carry keys the API does not know (flamectl drops them when parsing).
-    known = {f.alias or n for n, f in ModelSpec.model_fields.items()}
-    model = {k: v for k, v in model.items() if k in known}
     spec = {k: v for k, v in job.items() if not k.endswith("Path")}
     spec["dataSpec"] = data_spec if data_spec is not None else _json(root / "dataSpec.json")
     spec["modelSpec"] = model
