@@ -89,6 +89,7 @@ class BrokerBackend(Backend):
         self._connect_lock = asyncio.Lock()
         self._connected = False
         self._up = asyncio.Event()  # set while the transport works (and once we gave up)
+        self._generation = 0  # transports opened so far: errors of an older one are stale
         self._reconnecting: asyncio.Task[None] | None = None
 
     # -- transport hooks ------------------------------------------------------------------
@@ -97,6 +98,10 @@ class BrokerBackend(Backend):
 
     @abc.abstractmethod
     async def _close_transport(self) -> None: ...
+
+    async def _discard_transport(self) -> None:
+        """Drop a failed transport before reconnecting (no goodbye needed; default: close)."""
+        await self._close_transport()
 
     @abc.abstractmethod
     async def _subscribe(self, scope: Scope) -> None: ...
@@ -260,6 +265,7 @@ class BrokerBackend(Backend):
                 await self._up.wait()
             if self.failure is not None:
                 raise self.failure
+            generation = self._generation
             try:
                 await self._publish(scope, target, frame)
                 return
@@ -271,7 +277,8 @@ class BrokerBackend(Backend):
             except self.transport_errors as exc:
                 if not self._connected:
                     raise
-                self._transport_lost(exc)
+                if generation == self._generation:
+                    self._transport_lost(exc)
 
     def _knows(self, scope: Scope, end_id: str) -> bool:
         state = self._states.get((scope.channel, scope.group))
@@ -303,7 +310,7 @@ class BrokerBackend(Backend):
         while True:
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(1.0):
-                    await self._close_transport()
+                    await self._discard_transport()
             try:
                 async with asyncio.timeout(max(0.01, deadline - time.monotonic())):
                     await self._open()
@@ -321,6 +328,7 @@ class BrokerBackend(Backend):
         for state in self._states.values():
             for peer in state.peers:
                 state.peers[peer] = now + self.liveness_timeout
+        self._generation += 1
         self._up.set()
         seconds = round(now - started, 2)
         log.info("broker connection restored", sort=self.sort, end=self.end_id, seconds=seconds)

@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import socket
 import uuid
 from typing import Any
 from urllib.parse import urlsplit
 
 import aiomqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from flame_common.logs import get_logger
 from flame_sdk.backends.base import Scope
@@ -28,6 +31,7 @@ CHUNK_SIZE = 1024 * 1024
 SEND_WINDOW = 16
 QOS = 1
 DEFAULT_PORT = 1883
+CONNECT_TIMEOUT = 5.0
 
 
 def parse_broker(broker: str) -> tuple[str, int]:
@@ -59,6 +63,7 @@ class MQTTBackend(BrokerBackend):
     """One MQTT client per process; frames are chunked to `chunk_size` bytes per publish."""
 
     sort = "mqtt"
+    transport_errors = (aiomqtt.MqttError, ConnectionError)
 
     def __init__(
         self,
@@ -89,23 +94,49 @@ class MQTTBackend(BrokerBackend):
         self.offline_grace, self.keepalive = offline_grace, keepalive
         self._client: aiomqtt.Client | None = None
         self._reader: asyncio.Task[None] | None = None
+        self._lost: asyncio.Future[None] | None = None  # done when the connection dropped
+        self._identifier = f"{end_id}-{uuid.uuid4().hex[:8]}"  # one broker session per backend
+        self._sessions = 0
 
     async def _open(self) -> None:
+        """Connect; the session (subscriptions and QoS 1 messages for us) outlives a dropped
+        connection by the outage bound, and the Last Will waits one liveness timeout, so a
+        reconnection in time misses nothing and is not reported offline."""
         health = health_topic(self.job_id)
+        will_properties = Properties(PacketTypes.WILLMESSAGE)
+        will_properties.WillDelayInterval = math.ceil(self.liveness_timeout)
+        properties = Properties(PacketTypes.CONNECT)
+        properties.SessionExpiryInterval = math.ceil(self.outage_timeout)
         client = aiomqtt.Client(
             self.host,
             self.port,
-            identifier=f"{self.end_id}-{uuid.uuid4().hex[:8]}",
+            identifier=self._identifier,
             protocol=aiomqtt.ProtocolVersion.V5,
-            will=aiomqtt.Will(health, f"{self.end_id}:offline", qos=QOS),
+            will=aiomqtt.Will(
+                health, f"{self.end_id}:offline", qos=QOS, properties=will_properties
+            ),
             keepalive=self.keepalive,
+            clean_start=self._sessions == 0,
+            properties=properties,
         )
         client.pending_calls_threshold = 4 * self.send_window  # our pipelining is deliberate
-        await client.__aenter__()
-        self._client = client
+        operations, client.timeout = client.timeout, min(CONNECT_TIMEOUT, self.liveness_timeout)
+        await client.__aenter__()  # a connection reset before CONNACK only ends in the timeout
+        client.timeout = operations
+        self._client, self._sessions = client, self._sessions + 1
+        self._lost = asyncio.get_running_loop().create_future()
         await client.subscribe(health, qos=QOS)
         self._reader = asyncio.create_task(self._read(client), name="flame-mqtt-reader")
         await client.publish(health, f"{self.end_id}:online", qos=QOS)
+
+    async def _discard_transport(self) -> None:
+        client, self._client = self._client, None
+        if self._lost is not None and not self._lost.done():
+            self._lost.set_result(None)
+        await self._stop_reader()
+        if client is not None:
+            with contextlib.suppress(aiomqtt.MqttError):
+                await client.__aexit__(None, None, None)
 
     async def _close_transport(self) -> None:
         client, self._client = self._client, None
@@ -142,7 +173,10 @@ class MQTTBackend(BrokerBackend):
             async for message in client.messages:
                 self._on_mqtt(message.topic.value, message.payload)
         except aiomqtt.MqttError as exc:
-            log.error("mqtt connection lost", error=str(exc), end=self.end_id)
+            if self._lost is not None and not self._lost.done():
+                self._lost.set_result(None)
+            if client is self._client:
+                self._transport_lost(exc)
 
     def _on_mqtt(self, topic: str, payload: Any) -> None:
         if not isinstance(payload, bytes | bytearray):
@@ -183,11 +217,19 @@ class MQTTBackend(BrokerBackend):
         await self._client.unsubscribe(f"{base}/UNICAST/{scope.other}/+/{scope.me}/{scope.end_id}")
 
     async def _publish(self, scope: Scope, target: str | None, frame: bytes) -> None:
-        if self._client is None:
-            raise RuntimeError("mqtt backend is not connected")
+        client, lost = self._client, self._lost
+        if client is None or lost is None:
+            raise ConnectionError("mqtt backend is not connected")
         sender = f"{scope.me}/{scope.end_id}"
         if target is None:
             topic = f"{_base(scope)}/BROADCAST/{sender}"
         else:
             topic = f"{_base(scope)}/UNICAST/{sender}/{scope.other}/{_check_part('end id', target)}"
-        await self._client.publish(topic, frame, qos=QOS)
+        # a publish in flight when the connection drops would wait for its PUBACK until
+        # aiomqtt's timeout: end it with the connection
+        publish = asyncio.ensure_future(client.publish(topic, frame, qos=QOS))
+        await asyncio.wait((publish, lost), return_when=asyncio.FIRST_COMPLETED)
+        if not publish.done():
+            publish.cancel()
+            raise ConnectionError("mqtt connection lost while publishing")
+        publish.result()

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.integration
 OUTAGE = 1.5  # longer than the suite's liveness timeout (1 s): nobody may be judged dead meanwhile
 
 
-@pytest.fixture(params=["rabbitmq"])
+@pytest.fixture(params=["rabbitmq", "mqtt"])
 async def proxied(request: pytest.FixtureRequest) -> AsyncIterator[tuple[Cluster, TcpProxy]]:
     """A cluster of one broker sort whose every connection goes through a cuttable proxy."""
     sort: str = request.param
