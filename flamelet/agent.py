@@ -21,7 +21,7 @@ from flame_common.busnames import names
 from flame_common.logs import get_logger
 from flame_common.settings import FlameSettings
 from flame_common.titles import flamelet_title, role_title, set_title
-from flamelet.manifest import ManifestError, fetch_manifest
+from flamelet.manifest import ManifestError, fetch_patiently
 from flamelet.reporter import FinalReport, publish_until_confirmed
 from flamelet.runner import RoleProcess, log_tail, role_env
 from flamelet.unpack import UnsafeArchive, unpack_zip
@@ -43,7 +43,6 @@ from schemas.states import JobState
 log = get_logger(__name__)
 
 KEY_HEADER = "x-flame-task-key"  # read by the notifier to authenticate the registration
-FETCH_ATTEMPTS = 5
 INBOX_DELETE = 2.0  # seconds an ending agent gives the broker to delete its inbox
 
 
@@ -223,19 +222,13 @@ class Agent:
 
     async def _prepare(self) -> tuple[Path, Path]:
         """Fetch the manifest, unpack the code, write the config; returns (main.py, config)."""
-        delay = 0.5
-        for attempt in range(1, FETCH_ATTEMPTS + 1):
-            try:
-                manifest = await fetch_manifest(
-                    self.task.apiserver, self.task.job_id, self.task.task_id, self.task.key
-                )
-                break
-            except ManifestError as exc:
-                if not exc.retryable or attempt == FETCH_ATTEMPTS:
-                    raise
-                log.warning("manifest fetch failed, retrying", error=str(exc))
-                await asyncio.sleep(delay)
-                delay *= 2
+        manifest = await fetch_patiently(
+            self.task.apiserver,
+            self.task.job_id,
+            self.task.task_id,
+            self.task.key,
+            patience=self.settings.manifest_patience,
+        )
         code_dir = self.work_dir / "code"
         if code_dir.exists():
             raise OSError(f"work directory {self.work_dir} was already used by another run")

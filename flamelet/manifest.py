@@ -13,6 +13,10 @@ from urllib.parse import quote, urlencode, urlsplit
 import httpx
 from python_multipart.multipart import MultipartParser, parse_options_header
 
+from flame_common.logs import get_logger
+
+log = get_logger(__name__)
+
 
 class ManifestError(RuntimeError):
     """The manifest could not be fetched or is malformed; the message says why."""
@@ -185,3 +189,31 @@ async def fetch_manifest(
             f"apiserver answered {status} for the manifest: {text}", retryable=status >= 500
         )
     return parse_manifest(body, content_type)
+
+
+RETRY_FIRST = 0.5  # seconds before the first retry; doubles up to RETRY_MAX
+RETRY_MAX = 5.0
+
+
+async def fetch_patiently(
+    apiserver: str, job_id: str, task_id: str, key: str, *, patience: float
+) -> Manifest:
+    """`fetch_manifest`, retrying an unreachable or failing (5xx) apiserver for `patience` s."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + patience
+    delay = RETRY_FIRST
+    while True:
+        left = deadline - loop.time()
+        try:
+            return await fetch_manifest(
+                apiserver, job_id, task_id, key, timeout=min(30.0, max(left, 1.0))
+            )
+        except ManifestError as exc:
+            left = deadline - loop.time()
+            if not exc.retryable:
+                raise
+            if left <= 0:
+                raise ManifestError(f"no manifest after {patience:g} s: {exc}") from None
+            log.warning("manifest fetch failed, retrying", error=str(exc), seconds_left=left)
+            await asyncio.sleep(min(delay, left))
+            delay = min(delay * 2, RETRY_MAX)

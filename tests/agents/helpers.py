@@ -63,6 +63,7 @@ class ManifestServer:
 
     tasks: dict[tuple[str, str], tuple[str, dict[str, Any], bytes]] = field(default_factory=dict)
     server: ThreadingHTTPServer | None = None
+    port: int = 0  # 0: any free port
 
     @property
     def url(self) -> str:
@@ -105,7 +106,7 @@ class ManifestServer:
                 self.end_headers()
                 self.wfile.write(body)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def stop(self) -> None:
