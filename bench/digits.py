@@ -126,10 +126,13 @@ def _cpu_seconds() -> float:
 
 
 def _digits_cache() -> Path:
+    """The digits arrays in the temp dir, written once; the temp dir becomes a data root of this
+    process and its children (dataset URLs read only under their work dir and data roots)."""
     path = Path(tempfile.gettempdir()) / "flame-bench-digits.npz"
-    from flame_sdk.datasets import load_dataset
+    from flame_sdk.datasets import DataBounds, load_dataset
 
-    load_dataset(f"digits://test?cache={path}")  # writes the cache once
+    os.environ["FLAME_DATA_ROOTS"] = json.dumps([str(path.parent)])
+    load_dataset(f"digits://test?cache={path}", DataBounds(path.parent))  # writes the cache once
     return path
 
 

@@ -56,6 +56,9 @@ class FlameSettings(BaseSettings):
     # Run the role code in a child forked at agent start-up (no interpreter start-up, shared
     # imports) instead of a fresh `python` process; Linux only.
     warm_start: bool = True
+    # Directories dataset URLs may read besides the task's work dir (JSON list; role code only
+    # writes inside its work dir): `file://` datasets and digits caches (flame_sdk.datasets)
+    data_roots: list[Path] = Field(default_factory=list)
     # `flame up`'s supervisor: a crashed service restarts after 1 s, the wait doubling up to
     # restart_max_delay; one that crashes restart_limit times within restart_window s stays down.
     restart_max_delay: float = Field(default=30, ge=1)

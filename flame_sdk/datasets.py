@@ -4,16 +4,22 @@ Schemes:
 - `digits://<i>/<n>`: client shard `i` (0-based) of `n` equal contiguous shards of the digits
   workload's 1,500 training rows (scikit-learn `load_digits`, X/16 as float32, rows shuffled
   with `RandomState(0)`); `digits://test`: its 297-row central test set. Optional query
-  `?cache=/path/digits.npz` reads (or first writes) the raw arrays there, so that worker
+  `?cache=path/digits.npz` reads (or first writes) the raw arrays there, so that worker
   processes need not import scikit-learn.
 - `fashion-mnist://<i>/<n>` and `fashion-mnist://test`: the same sharding over the IDX files
   under `/usr/share/datasets/fashion-mnist/` (Debian `dataset-fashion-mnist`), when present.
 - `file:///path/data.npz`: arrays `x` and `y` of an `.npz` file.
+
+Bounds (`DataBounds`): a URL reads only under the work dir (the role's current directory) or a
+read root (`FLAME_DATA_ROOTS`), and writes (the digits cache) only under the work dir; relative
+paths are taken from the work dir, symlinks and `..` are resolved before the check.
 """
 
 from __future__ import annotations
 
 import gzip
+import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -30,6 +36,46 @@ class DatasetError(ValueError):
 
 
 @dataclass(frozen=True)
+class DataBounds:
+    """Where dataset URLs may reach: writes under `work_dir`, reads there or under a read root."""
+
+    work_dir: Path
+    read_roots: Sequence[Path] = ()
+
+    @classmethod
+    def of_process(cls) -> DataBounds:
+        """The role's bounds: its current directory (the flamelet runs role code in the task's
+        work dir) and the read roots of `FLAME_DATA_ROOTS`."""
+        from flame_common.settings import FlameSettings
+
+        return cls(Path.cwd(), tuple(FlameSettings().data_roots))
+
+    def readable(self, url: str, path: Path) -> Path:
+        """`path` resolved, if it lies under the work dir or a read root; else DatasetError."""
+        real = self._resolve(path)
+        roots = [self._resolve(self.work_dir), *(self._resolve(r) for r in self.read_roots)]
+        if not any(real.is_relative_to(root) for root in roots):
+            raise DatasetError(
+                f"dataset URL {url!r} reads {real}, outside the work dir and the read roots "
+                f"({', '.join(map(str, roots))}); add its directory to FLAME_DATA_ROOTS"
+            )
+        return real
+
+    def writable(self, url: str, path: Path) -> Path:
+        """`path` resolved, if it lies under the work dir; else DatasetError."""
+        real, work = self._resolve(path), self._resolve(self.work_dir)
+        if not real.is_relative_to(work):
+            raise DatasetError(
+                f"dataset URL {url!r} would write {real}, outside the work dir {work} "
+                "(a cache must be a path inside it)"
+            )
+        return real
+
+    def _resolve(self, path: Path) -> Path:
+        return Path(os.path.realpath(self.work_dir / path))
+
+
+@dataclass(frozen=True)
 class Dataset:
     x: np.ndarray
     y: np.ndarray
@@ -39,19 +85,32 @@ class Dataset:
         return len(self.y)
 
 
-def load_dataset(url: str) -> Dataset:
-    """Resolve a dataset URL to arrays (see module docstring for the schemes)."""
+def load_dataset(url: str, bounds: DataBounds | None = None) -> Dataset:
+    """Resolve a dataset URL to arrays (see module docstring for the schemes) within `bounds`
+    (default: `DataBounds.of_process()`)."""
     parsed = urlparse(url)
     if parsed.scheme == "file":
-        return _load_npz(Path(parsed.path))
+        if parsed.netloc not in ("", "localhost"):
+            raise DatasetError(f"dataset URL {url!r} names host {parsed.netloc!r}: local only")
+        path = (bounds or DataBounds.of_process()).readable(url, Path(parsed.path))
+        return _load_npz(path)
     if parsed.scheme == "digits":
         cache = parse_qs(parsed.query).get("cache", [""])[0]
-        x, y = _digits(cache)
+        x, y = _digits(_cache_path(url, cache, bounds or DataBounds.of_process()))
         return _split(x, y, DIGITS_TRAIN_ROWS, parsed.netloc, parsed.path, url)
     if parsed.scheme == "fashion-mnist":
         x, y = _fashion()
         return _split(x, y, 60000, parsed.netloc, parsed.path, url)
     raise DatasetError(f"unsupported dataset URL {url!r} (digits://, fashion-mnist://, file://)")
+
+
+def _cache_path(url: str, cache: str, bounds: DataBounds) -> str:
+    """The digits cache of `url`, resolved: an existing file may be read from any readable place,
+    a new one is written only under the work dir."""
+    if not cache:
+        return ""
+    path = bounds.readable(url, Path(cache)) if (bounds.work_dir / cache).exists() else None
+    return str(path or bounds.writable(url, Path(cache)))
 
 
 def _split(x: np.ndarray, y: np.ndarray, n_train: int, host: str, path: str, url: str) -> Dataset:

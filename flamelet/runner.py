@@ -20,10 +20,14 @@ SETPRIV = shutil.which("setpriv") if sys.platform.startswith("linux") else None
 ROLEMAIN = "flamelet.rolemain"  # titles the fresh interpreter, then runs the script
 
 
+_ROLE_SETTINGS = frozenset({"FLAME_DATA_ROOTS"})
+
+
 def role_env(environ: Mapping[str, str], job_id: str, task_id: str) -> dict[str, str]:
     """The role code's environment: ours without any `FLAME_*` (the control plane's settings
-    and secrets: broker and database URLs, task key), plus the job and task ids."""
-    env = {k: v for k, v in environ.items() if not k.startswith("FLAME_")}
+    and secrets: broker and database URLs, task key) but `FLAME_DATA_ROOTS` (where its dataset
+    URLs may read), plus the job and task ids."""
+    env = {k: v for k, v in environ.items() if not k.startswith("FLAME_") or k in _ROLE_SETTINGS}
     env.update(FLAME_JOB_ID=job_id, FLAME_TASK_ID=task_id, PYTHONUNBUFFERED="1")
     return env
 
