@@ -18,7 +18,9 @@ from flame_apiserver.routes import (
     deadletters,
     designs,
     events,
+    health,
     jobs,
+    tokens,
 )
 from flame_apiserver.services import open_services
 from flame_apiserver.sse import StreamTiming
@@ -65,14 +67,17 @@ def create_app(
     app.state.stream_timing = stream_timing or StreamTiming()
     install_error_handlers(app)
     for router in (
+        health.router,
         designs.router,
         code.router,
         datasets.router,
+        datasets.user_router,
         jobs.router,
         events.router,
         computes.router,
         agents.router,
         deadletters.router,
+        tokens.router,
     ):
         app.include_router(router)
     app.add_middleware(BodyLimit, max_bytes=settings.max_code_bytes + _MULTIPART_OVERHEAD)

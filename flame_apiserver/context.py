@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 from aio_pika.exceptions import AMQPError
@@ -10,6 +11,7 @@ from fastapi import Depends, Request
 
 from flame_apiserver.codezip import ZipLimits
 from flame_apiserver.ports import Controller, Publisher, Resources
+from flame_apiserver.tokencache import TokenCache
 from flame_common.jobs_read import JobReads
 from flame_common.logs import get_logger
 from flame_common.settings import FlameSettings
@@ -26,12 +28,15 @@ class ApiPorts:
     jobs: JobReads
     controller: Controller
     publisher: Publisher
+    # readiness checks by dependency (GET /readyz): each raises when its dependency is unreachable
+    probes: dict[str, Callable[[], Awaitable[None]]] = field(default_factory=dict)
 
 
 @dataclass
 class ApiContext:
     settings: FlameSettings
     ports: ApiPorts
+    tokens: TokenCache = field(default_factory=TokenCache)
 
     @property
     def resources(self) -> Resources:

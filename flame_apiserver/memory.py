@@ -12,6 +12,7 @@ from flame_apiserver.ports import (
     ComputeRecord,
     DatasetRecord,
     DesignRecord,
+    TokenRecord,
 )
 from schemas.design import DesignSchema
 from schemas.events import EventBase
@@ -32,6 +33,8 @@ class MemoryResources:
         self._datasets: dict[str, DatasetRecord] = {}
         self._computes: dict[str, ComputeRecord] = {}
         self._deployments: dict[tuple[str, str], dict[str, str]] = {}
+        self._tokens: dict[str, TokenRecord] = {}
+        self._token_ids: dict[str, str] = {}  # sha256 -> token id
 
     # --- designs and schema ----------------------------------------------------------------
 
@@ -174,6 +177,28 @@ class MemoryResources:
     async def deployment(self, job_id: str, compute_id: str) -> dict[str, str] | None:
         statuses = self._deployments.get((job_id, compute_id))
         return dict(statuses) if statuses is not None else None
+
+    # --- API tokens ------------------------------------------------------------------------
+
+    async def add_token(self, token: TokenRecord) -> None:
+        if token.token_id in self._tokens or token.sha256 in self._token_ids:
+            raise AlreadyExists(token.token_id)
+        self._tokens[token.token_id] = token
+        self._token_ids[token.sha256] = token.token_id
+
+    async def token_by_hash(self, sha256: str) -> TokenRecord | None:
+        token_id = self._token_ids.get(sha256)
+        return self._tokens[token_id] if token_id is not None else None
+
+    async def tokens(self, user_id: str | None = None) -> list[TokenRecord]:
+        found = (t for t in self._tokens.values() if user_id is None or t.user_id == user_id)
+        return sorted(found, key=lambda t: t.token_id)
+
+    async def delete_token(self, token_id: str) -> TokenRecord | None:
+        token = self._tokens.pop(token_id, None)
+        if token is not None:
+            del self._token_ids[token.sha256]
+        return token
 
 
 def _design_id(design: DesignRecord) -> str:

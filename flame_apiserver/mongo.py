@@ -14,6 +14,7 @@ from flame_apiserver.ports import (
     Contended,
     DatasetRecord,
     DesignRecord,
+    TokenRecord,
 )
 from flame_common.documents import (
     CodeDoc,
@@ -21,7 +22,9 @@ from flame_common.documents import (
     DatasetDoc,
     DeploymentDoc,
     DesignDoc,
+    TokenDoc,
     as_utc,
+    maybe_utc,
 )
 from schemas.design import DesignSchema
 
@@ -73,6 +76,17 @@ def _compute(doc: ComputeDoc) -> ComputeRecord:
     )
 
 
+def _token(doc: TokenDoc) -> TokenRecord:
+    return TokenRecord(
+        token_id=doc.token_id,
+        sha256=doc.sha256,
+        user_id=doc.user_id,
+        scope=doc.scope,
+        name=doc.name,
+        created_at=maybe_utc(doc.created_at),
+    )
+
+
 def _capped(query: Any, limit: int) -> Any:
     return query.limit(limit) if limit > 0 else query
 
@@ -91,7 +105,14 @@ class MongoResources:
     """One merged filter dict per query (nx-27017 is slow on `$and`); unique indexes decide
     duplicates."""
 
-    documents: list[type[Document]] = [DesignDoc, CodeDoc, DatasetDoc, ComputeDoc, DeploymentDoc]
+    documents: list[type[Document]] = [
+        DesignDoc,
+        CodeDoc,
+        DatasetDoc,
+        ComputeDoc,
+        DeploymentDoc,
+        TokenDoc,
+    ]
 
     # --- designs and schema ----------------------------------------------------------------
 
@@ -268,3 +289,27 @@ class MongoResources:
     async def deployment(self, job_id: str, compute_id: str) -> dict[str, str] | None:
         doc = await DeploymentDoc.find_one({"job_id": job_id, "compute_id": compute_id})
         return dict(doc.agent_statuses) if doc else None
+
+    # --- API tokens ------------------------------------------------------------------------
+
+    async def add_token(self, token: TokenRecord) -> None:
+        fields = {k: v for k, v in vars(token).items() if v is not None}
+        try:
+            await TokenDoc(**fields).insert()
+        except DuplicateKeyError as exc:
+            raise AlreadyExists(token.token_id) from exc
+
+    async def token_by_hash(self, sha256: str) -> TokenRecord | None:
+        doc = await TokenDoc.find_one({"sha256": sha256})
+        return _token(doc) if doc else None
+
+    async def tokens(self, user_id: str | None = None) -> list[TokenRecord]:
+        match = {} if user_id is None else {"user_id": user_id}
+        return [_token(d) for d in await TokenDoc.find(match).sort("token_id").to_list()]
+
+    async def delete_token(self, token_id: str) -> TokenRecord | None:
+        doc = await TokenDoc.find_one({"token_id": token_id})
+        if doc is None:
+            return None
+        result = await TokenDoc.find({"token_id": token_id}).delete()
+        return _token(doc) if result and result.deleted_count else None

@@ -66,8 +66,21 @@ class ComputeRecord:
     state: str = "up"
 
 
+@dataclass(frozen=True)
+class TokenRecord:
+    """An API token as stored: its sha256 hex, never the token itself."""
+
+    token_id: str
+    sha256: str
+    user_id: str
+    scope: str = "user"  # schemas.token.TokenScope value
+    name: str = ""
+    created_at: datetime | None = None
+
+
 class Resources(Protocol):
-    """Designs (+ schema), code revisions, datasets, computes and deployments the apiserver owns.
+    """Designs (+ schema), code revisions, datasets, computes, deployments and API tokens the
+    apiserver owns.
 
     Lookups return None when absent; writes raise `AlreadyExists` on a unique-key clash and
     `Contended` when a revision race cannot be won.
@@ -129,6 +142,17 @@ class Resources(Protocol):
         """Replace the per-task agent states of a job on a compute."""
 
     async def deployment(self, job_id: str, compute_id: str) -> dict[str, str] | None: ...
+
+    # API tokens
+    async def add_token(self, token: TokenRecord) -> None:
+        """Store a token; `AlreadyExists` when its id or hash is taken."""
+
+    async def token_by_hash(self, sha256: str) -> TokenRecord | None: ...
+    async def tokens(self, user_id: str | None = None) -> list[TokenRecord]:
+        """Tokens of `user_id` (every token when None), by id."""
+
+    async def delete_token(self, token_id: str) -> TokenRecord | None:
+        """Remove a token; the removed one, or None when there was none."""
 
 
 class Controller(Protocol):

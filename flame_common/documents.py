@@ -1,6 +1,6 @@
 """Beanie documents: Flame's MongoDB collections (designs, code, datasets, jobs, tasks, events).
 
-Writers: the apiserver writes designs, code, datasets and computes; the controller is the single
+Writers: the apiserver writes designs, code, datasets, computes and API tokens; the controller is the single
 writer of jobs, tasks and the event log. Query with ONE merged filter dict (nx-27017: no `$and`).
 """
 
@@ -180,6 +180,24 @@ class DeploymentDoc(Document):
         indexes = [IndexModel([("job_id", ASCENDING), ("compute_id", ASCENDING)], unique=True)]
 
 
+class TokenDoc(Document):
+    """An API token of the apiserver: only its sha256 is stored."""
+
+    token_id: str
+    sha256: str
+    user_id: str
+    scope: str = "user"
+    name: str = ""
+    created_at: datetime = Field(default_factory=utcnow)
+
+    class Settings:
+        name = "tokens"
+        indexes = [
+            IndexModel([("token_id", ASCENDING)], unique=True),
+            IndexModel([("sha256", ASCENDING)], unique=True),
+        ]
+
+
 ALL_DOCUMENTS: list[type[Document]] = [
     DesignDoc,
     CodeDoc,
@@ -189,4 +207,5 @@ ALL_DOCUMENTS: list[type[Document]] = [
     TaskDoc,
     EventDoc,
     DeploymentDoc,
+    TokenDoc,
 ]

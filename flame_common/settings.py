@@ -35,6 +35,12 @@ class FlameSettings(BaseSettings):
     max_code_files: int = 2000  # entries in a code zip
     max_code_unpacked_bytes: int = 100 * 1024 * 1024  # total uncompressed size (zip bombs)
     rpc_timeout: float = 10.0
+    # Identity (docs/security.md): sha256 hex of the bootstrap admin token and of the token the
+    # stack's own deployer registers its compute with (`flame up` makes both); the deployer
+    # presents `registration_token` on POST /computes.
+    admin_token_sha256: str = ""
+    registration_token_sha256: str = ""
+    registration_token: str = ""
     # Controller; its store: `mongo` (shared with the apiserver) or `memory` (one process only)
     tick_seconds: float = 0.5
     controller_store: Literal["mongo", "memory"] = "mongo"

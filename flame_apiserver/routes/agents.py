@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import secrets
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
 
+from flame_apiserver.auth import TASK_KEY_HEADER, TaskKey, check_task_key, require_task_key
 from flame_apiserver.codezip import role_zip
 from flame_apiserver.context import Ctx
 from flame_apiserver.lookups import any_job, task_of
@@ -17,7 +17,7 @@ from flame_apiserver.routes.computes import ApiKey, authorized_compute
 from flame_apiserver.views import agent_task_config, job_spec, job_status
 from flame_apiserver.zipcache import ZipCache
 from schemas.commands import ReportTaskStatus
-from schemas.errors import BadRequest, Invalid, NotFound, Unauthorized
+from schemas.errors import BadRequest, Invalid, NotFound
 from schemas.job import JobStatus
 from schemas.states import AGENT_REPORTABLE_STATES
 from schemas.task import TaskStatus
@@ -59,19 +59,25 @@ async def _build_role_zip(ctx: Ctx, job_id: str, role: str) -> bytes:
     return await asyncio.to_thread(role_zip, code.data, role, ctx.zip_limits)
 
 
+def _sent_key(request: Request, key: str | None) -> str:
+    """The key of the header; a key in the URL (logs, proxies) is refused, a missing one 401."""
+    if "key" in request.query_params:
+        raise BadRequest(f"send the task key in header '{TASK_KEY_HEADER}', never in the URL")
+    return require_task_key(key)
+
+
 @router.get("/{job_id}/{task_id}/task", response_class=Response, responses=_MANIFEST)
 async def task_manifest(
-    job_id: str, task_id: str, ctx: Ctx, zips: RoleZips, key: str = ""
+    request: Request, job_id: str, task_id: str, ctx: Ctx, zips: RoleZips, key: TaskKey = None
 ) -> Response:
-    """What an agent needs to run its task; `key` must be the task's key (400 empty, 401 wrong).
+    """What an agent needs to run its task; header `X-Flame-Task-Key` must be the task's key
+    (401 missing or wrong).
 
     One task read per request; the job and its code are read once per (job, role).
     """
-    if not key:
-        raise BadRequest("query parameter 'key' is required and cannot be empty")
+    sent = _sent_key(request, key)
     task = await task_of(ctx.jobs, job_id, task_id)
-    if not secrets.compare_digest(task.key.encode(), key.encode()):
-        raise Unauthorized(f"wrong key for task '{task_id}'")
+    check_task_key(task_id, task.key, sent)
     zipped = await zips.get((job_id, task.role), lambda: _build_role_zip(ctx, job_id, task.role))
     body, content_type = encode_form(
         [
@@ -84,13 +90,16 @@ async def task_manifest(
 
 @router.put("/{job_id}/{task_id}/task/status")
 async def report_task_status(
-    job_id: str, task_id: str, body: TaskStatus, ctx: Ctx
+    request: Request, job_id: str, task_id: str, body: TaskStatus, ctx: Ctx, key: TaskKey = None
 ) -> dict[str, Any]:
-    """An agent's report (running/completed/failed/terminated), forwarded to the controller."""
+    """An agent's report (running/completed/failed/terminated), forwarded to the controller;
+    header `X-Flame-Task-Key` must be the task's key (401 missing or wrong, nothing changed)."""
+    sent = _sent_key(request, key)
     if body.state not in AGENT_REPORTABLE_STATES:
         allowed = ", ".join(sorted(s.value for s in AGENT_REPORTABLE_STATES))
         raise Invalid(f"agents may report only {allowed}, not '{body.state.value}'")
-    await task_of(ctx.jobs, job_id, task_id)
+    task = await task_of(ctx.jobs, job_id, task_id)
+    check_task_key(task_id, task.key, sent)
     job = await any_job(ctx.jobs, job_id)
     command = ReportTaskStatus(user_id=job.user_id, job_id=job_id, task_id=task_id, status=body)
     reply = await ctx.controller.call(command)

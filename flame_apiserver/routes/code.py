@@ -8,6 +8,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Response, UploadFile, status
 
+from flame_apiserver.auth import for_path_user
 from flame_apiserver.codezip import validate_code_zip
 from flame_apiserver.context import ApiContext, Ctx
 from flame_apiserver.lookups import design_of
@@ -15,7 +16,11 @@ from flame_apiserver.ports import CodeRecord, Contended
 from schemas.design import CodeRevision
 from schemas.errors import Conflict, NotFound, TooLarge
 
-router = APIRouter(prefix="/users/{user}/designs/{design_id}/code", tags=["designCode"])
+router = APIRouter(
+    prefix="/users/{user}/designs/{design_id}/code",
+    tags=["designCode"],
+    dependencies=[for_path_user],
+)
 
 FileName = Annotated[str, Form(alias="fileName", description="name of the zip file")]
 FileData = Annotated[UploadFile, File(alias="fileData", description="the code zip")]

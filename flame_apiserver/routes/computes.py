@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Response, status
 
+from flame_apiserver.auth import Registrar
 from flame_apiserver.context import Ctx
 from flame_apiserver.lookups import any_job
 from flame_apiserver.ports import AlreadyExists, ComputeRecord, Resources
@@ -57,9 +58,12 @@ async def authorized_compute(
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=ComputeStatus)
-async def register_compute(body: ComputeSpec, response: Response, ctx: Ctx) -> ComputeStatus:
-    """Register a compute (201). Registering again with the same api key is idempotent: 200 with
-    the original registration (region/adminId/managed refreshed); another key is a 409."""
+async def register_compute(
+    body: ComputeSpec, response: Response, _: Registrar, ctx: Ctx
+) -> ComputeStatus:
+    """Register a compute (201; admin or compute-registration token). Registering again with
+    the same api key is idempotent: 200 with the original registration (region/adminId/managed
+    refreshed); another key is a 409."""
     existing = await ctx.resources.compute(body.compute_id)
     if existing is None:
         now = _now_ms()
@@ -100,8 +104,9 @@ async def register_compute(body: ComputeSpec, response: Response, ctx: Ctx) -> C
 
 
 @router.get("", response_model=list[dict[str, Any]])
-async def list_computes(ctx: Ctx, adminId: str = "") -> list[dict[str, Any]]:
-    """Computes of one admin (`adminId` required); api keys are never returned."""
+async def list_computes(_: Registrar, ctx: Ctx, adminId: str = "") -> list[dict[str, Any]]:
+    """Computes of one admin (`adminId` required; admin or compute-registration token); api
+    keys are never returned."""
     if not adminId:
         raise BadRequest("query parameter 'adminId' is required")
     return [_public_spec(d) for d in await ctx.resources.computes_of(adminId)]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from bson import ObjectId
 from fastapi import APIRouter, status
 
+from flame_apiserver.auth import AnyCaller, for_path_user
 from flame_apiserver.context import Ctx
 from flame_apiserver.placement import resolve_placement
 from flame_apiserver.ports import AlreadyExists, DatasetRecord
@@ -12,6 +13,9 @@ from schemas.dataset import DatasetInfo, DatasetUpdate
 from schemas.errors import Conflict, Invalid, NotFound
 
 router = APIRouter(tags=["datasets"])
+user_router = APIRouter(
+    prefix="/users/{user}/datasets", tags=["datasets"], dependencies=[for_path_user]
+)
 
 
 def _info(doc: DatasetRecord) -> DatasetInfo:
@@ -36,18 +40,18 @@ async def _owned(ctx: Ctx, user: str, dataset_id: str) -> DatasetRecord:
 
 
 @router.get("/datasets", response_model=list[DatasetInfo])
-async def list_public_datasets(ctx: Ctx, limit: int = 0) -> list[DatasetInfo]:
-    """Public datasets of every user."""
+async def list_public_datasets(_: AnyCaller, ctx: Ctx, limit: int = 0) -> list[DatasetInfo]:
+    """Public datasets of every user (any valid token)."""
     return [_info(d) for d in await ctx.resources.datasets(public=True, limit=limit)]
 
 
-@router.get("/users/{user}/datasets", response_model=list[DatasetInfo])
+@user_router.get("", response_model=list[DatasetInfo])
 async def list_datasets(user: str, ctx: Ctx, limit: int = 0) -> list[DatasetInfo]:
     """Datasets owned by `user` (public or not)."""
     return [_info(d) for d in await ctx.resources.datasets(user_id=user, limit=limit)]
 
 
-@router.post("/users/{user}/datasets", status_code=status.HTTP_201_CREATED, response_model=str)
+@user_router.post("", status_code=status.HTTP_201_CREATED, response_model=str)
 async def create_dataset(user: str, body: DatasetInfo, ctx: Ctx) -> str:
     """Register a dataset; returns its new id as a JSON string. `id`/`userId`/`computeId` are
     server-assigned (the compute comes from the realm)."""
@@ -73,7 +77,7 @@ async def create_dataset(user: str, body: DatasetInfo, ctx: Ctx) -> str:
     return doc.dataset_id
 
 
-@router.get("/users/{user}/datasets/{dataset_id}", response_model=DatasetInfo)
+@user_router.get("/{dataset_id}", response_model=DatasetInfo)
 async def get_dataset(user: str, dataset_id: str, ctx: Ctx) -> DatasetInfo:
     """A dataset owned by `user`, or any public one."""
     doc = await ctx.resources.dataset(dataset_id)
@@ -82,7 +86,7 @@ async def get_dataset(user: str, dataset_id: str, ctx: Ctx) -> DatasetInfo:
     return _info(doc)
 
 
-@router.put("/users/{user}/datasets/{dataset_id}", response_model=DatasetInfo)
+@user_router.put("/{dataset_id}", response_model=DatasetInfo)
 async def update_dataset(user: str, dataset_id: str, body: DatasetUpdate, ctx: Ctx) -> DatasetInfo:
     """Partial update; ids are never changed and a new realm is placed again (§1.5 rules)."""
     if body.id not in (None, "", dataset_id):
@@ -115,7 +119,7 @@ async def update_dataset(user: str, dataset_id: str, body: DatasetUpdate, ctx: C
     return _info(updated)
 
 
-@router.delete("/users/{user}/datasets/{dataset_id}", response_model=str)
+@user_router.delete("/{dataset_id}", response_model=str)
 async def delete_dataset(user: str, dataset_id: str, ctx: Ctx) -> str:
     await _owned(ctx, user, dataset_id)
     await ctx.resources.delete_dataset(dataset_id)

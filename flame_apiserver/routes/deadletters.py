@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
+from flame_apiserver.auth import Admin
 from flame_apiserver.context import Ctx
 from flame_common.deadletters import peek
 from schemas.deadletters import DeadLetter
@@ -15,7 +16,7 @@ router = APIRouter(prefix="/deadletters", tags=["deadletters"])
 
 @router.get("", response_model=list[DeadLetter])
 async def list_dead_letters(
-    ctx: Ctx, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+    _: Admin, ctx: Ctx, limit: Annotated[int, Query(ge=1, le=1000)] = 100
 ) -> list[DeadLetter]:
-    """The oldest dead letters (at most `limit`); reading leaves them in the queue."""
+    """The oldest dead letters (at most `limit`; admin token); reading leaves them queued."""
     return await peek(ctx.settings, limit)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from fastapi import APIRouter, status
 
+from flame_apiserver.auth import for_path_user
 from flame_apiserver.context import Ctx
 from flame_apiserver.lookups import design_of
 from flame_apiserver.ports import AlreadyExists, Contended, DesignRecord
 from schemas.design import Design, DesignInfo, DesignSchema, DesignUpdate
 from schemas.errors import Conflict, Invalid, NotFound
 
-router = APIRouter(prefix="/users/{user}/designs", tags=["designs"])
+router = APIRouter(prefix="/users/{user}/designs", tags=["designs"], dependencies=[for_path_user])
 
 
 def _info(doc: DesignRecord) -> DesignInfo:

@@ -7,12 +7,15 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import StreamingResponse
 
+from flame_apiserver.auth import for_path_user
 from flame_apiserver.context import Ctx
 from flame_apiserver.sse import stream_job_events
 from flame_common.jobs_read import JobReads
 from schemas.errors import NotFound
 
-router = APIRouter(prefix="/users/{user}/jobs/{job_id}/events", tags=["events"])
+router = APIRouter(
+    prefix="/users/{user}/jobs/{job_id}/events", tags=["events"], dependencies=[for_path_user]
+)
 
 After = Annotated[int, Query(ge=0, description="only events with seq greater than this")]
 

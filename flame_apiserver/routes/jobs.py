@@ -6,6 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, status
 
+from flame_apiserver.auth import for_path_user
 from flame_apiserver.context import Ctx
 from flame_apiserver.lookups import job_of, task_of
 from flame_apiserver.views import job_spec, job_status, task_config, task_info
@@ -15,7 +16,7 @@ from schemas.job import JobSpec, JobStatus
 from schemas.states import JobState
 from schemas.task import TaskInfo
 
-router = APIRouter(prefix="/users/{user}/jobs", tags=["jobs"])
+router = APIRouter(prefix="/users/{user}/jobs", tags=["jobs"], dependencies=[for_path_user])
 
 
 async def _check_datasets(ctx: Ctx, user: str, spec: JobSpec) -> None:

@@ -22,6 +22,7 @@ import pytest
 from faststream.rabbit import RabbitBroker, RabbitQueue
 
 from flame_apiserver.app import create_app
+from flame_apiserver.auth import token_hash
 from flame_apiserver.context import ApiPorts
 from flame_apiserver.memory import MemoryPublisher, MemoryResources
 from flame_apiserver.sse import StreamTiming
@@ -34,6 +35,8 @@ from schemas.errors import FlameError
 from schemas.events import EventBase, parse_event
 
 EXAMPLES = Path(__file__).parent.parent / "data" / "flame_examples"
+ADMIN_TOKEN = "admin-token-of-the-apiserver-tests"  # the bootstrap admin token of every test app
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 FAST_STREAM = StreamTiming(poll_seconds=0.05, keepalive_seconds=0.3)
 
 
@@ -92,12 +95,18 @@ async def app_client(settings: FlameSettings) -> AsyncIterator[httpx.AsyncClient
 async def api_client(
     settings: FlameSettings, ports: ApiPorts | None = None
 ) -> AsyncIterator[httpx.AsyncClient]:
-    """The app of `settings` (lifespan entered) behind an httpx client; on `ports` if given."""
+    """The app of `settings` (lifespan entered) behind an httpx client; on `ports` if given.
+
+    The app's bootstrap admin token is `ADMIN_TOKEN`; the client sends it unless told otherwise.
+    """
+    settings = settings.with_overrides(admin_token_sha256=token_hash(ADMIN_TOKEN))
     app = create_app(settings, stream_timing=FAST_STREAM, ports=ports)
     transport = httpx.ASGITransport(app=app)
     async with (
         app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=transport, base_url="http://flame", timeout=30) as client,
+        httpx.AsyncClient(
+            transport=transport, base_url="http://flame", timeout=30, headers=ADMIN
+        ) as client,
     ):
         yield client
 

@@ -13,10 +13,11 @@ import time
 import httpx
 import pytest
 
+from flame_apiserver.auth import token_hash
 from flame_apiserver.middleware import normalize_path
 from flame_common.embedded import free_port, port_open
 from flame_common.settings import FlameSettings
-from tests.apiserver.conftest import MemoryStack, api_client
+from tests.apiserver.conftest import ADMIN, ADMIN_TOKEN, MemoryStack, api_client
 
 
 def test_normalize_path() -> None:
@@ -98,6 +99,7 @@ def test_console_entry_serves_and_logs_json(
         "FLAME_NAMESPACE": settings.namespace,
         "FLAME_API_PORT": str(port),
         "FLAME_LOG_JSON": "true",
+        "FLAME_ADMIN_TOKEN_SHA256": token_hash(ADMIN_TOKEN),
     }
     exe = shutil.which("flame-apiserver")
     command = [exe] if exe else [sys.executable, "-m", "flame_apiserver.main"]
@@ -107,7 +109,7 @@ def test_console_entry_serves_and_logs_json(
         while not port_open("127.0.0.1", port) and time.monotonic() < deadline:
             assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
             time.sleep(0.1)
-        r = httpx.get(f"http://127.0.0.1:{port}/users/u/designs/", timeout=10)
+        r = httpx.get(f"http://127.0.0.1:{port}/users/u/designs/", headers=ADMIN, timeout=10)
         assert r.status_code == 200 and r.json() == []
     finally:
         proc.terminate()

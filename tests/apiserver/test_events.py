@@ -13,12 +13,13 @@ import pytest
 import uvicorn
 
 from flame_apiserver.app import create_app
+from flame_apiserver.auth import token_hash
 from flame_common.documents import EventDoc, JobDoc
 from flame_common.embedded import free_port
 from flame_common.settings import FlameSettings
 from schemas.events import parse_event
 from schemas.states import JobState
-from tests.apiserver.conftest import FAST_STREAM, MemoryStack, sse_frames
+from tests.apiserver.conftest import ADMIN, ADMIN_TOKEN, FAST_STREAM, MemoryStack, sse_frames
 
 U = "alice"
 
@@ -116,7 +117,10 @@ async def live_server(settings: FlameSettings) -> AsyncIterator[str]:
     """The app served by a real uvicorn (ASGITransport buffers responses, SSE needs a socket)."""
     port = free_port()
     config = uvicorn.Config(
-        create_app(settings, stream_timing=FAST_STREAM),
+        create_app(
+            settings.with_overrides(admin_token_sha256=token_hash(ADMIN_TOKEN)),
+            stream_timing=FAST_STREAM,
+        ),
         host="127.0.0.1",
         port=port,
         log_config=None,
@@ -139,7 +143,7 @@ async def test_live_stream_follows_until_terminal(live_server: str) -> None:
     seen: list[dict[str, str]] = []
     keepalives = 0
     async with (
-        httpx.AsyncClient(base_url=live_server, timeout=30) as client,
+        httpx.AsyncClient(base_url=live_server, timeout=30, headers=ADMIN) as client,
         client.stream("GET", f"/users/{U}/jobs/j1/events/stream/") as response,
     ):
         assert response.status_code == 200

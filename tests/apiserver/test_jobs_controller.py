@@ -88,7 +88,7 @@ async def test_job_lifecycle_with_controller(
     trainer = next(t for t in tasks if t["role"] == "trainer")
     manifest = await app_client.get(
         f"/jobs/{job_id}/{trainer['taskId']}/task/",
-        params={"key": keys["agentKVs"][trainer["taskId"]]},
+        headers={"X-Flame-Task-Key": keys["agentKVs"][trainer["taskId"]]},
     )
     assert manifest.status_code == 200
     parts = multipart_parts(manifest)
@@ -99,7 +99,9 @@ async def test_job_lifecycle_with_controller(
     assert (
         config["dataset"] == example("mnist", "dataset.json")["url"] and config["role"] == "trainer"
     )
-    wrong = await app_client.get(f"/jobs/{job_id}/{trainer['taskId']}/task?key=nope")
+    wrong = await app_client.get(
+        f"/jobs/{job_id}/{trainer['taskId']}/task", headers={"X-Flame-Task-Key": "nope"}
+    )
     assert wrong.status_code == 401
 
     # design in use: refused without force
@@ -111,13 +113,17 @@ async def test_job_lifecycle_with_controller(
     assert r.status_code == 200, r.text
     for task in tasks:
         r = await app_client.put(
-            f"/jobs/{job_id}/{task['taskId']}/task/status", json={"state": "running"}
+            f"/jobs/{job_id}/{task['taskId']}/task/status",
+            json={"state": "running"},
+            headers={"X-Flame-Task-Key": keys["agentKVs"][task["taskId"]]},
         )
         assert r.status_code == 200, r.text
     await _wait_state(app_client, job_id, "running")
     for task in tasks:
         r = await app_client.put(
-            f"/jobs/{job_id}/{task['taskId']}/task/status", json={"state": "completed", "log": "ok"}
+            f"/jobs/{job_id}/{task['taskId']}/task/status",
+            json={"state": "completed", "log": "ok"},
+            headers={"X-Flame-Task-Key": keys["agentKVs"][task["taskId"]]},
         )
         assert r.status_code == 200, r.text
     await _wait_state(app_client, job_id, "completed")

@@ -62,7 +62,7 @@ async def test_resources_reads_and_events(
     ).insert()  # fmt: skip
     tasks = (await app_client.get(f"/users/{U}/jobs/j1/tasks")).json()
     assert [(t["taskId"], t["key"]) for t in tasks] == [("t1", "hidden by system")]
-    manifest = await app_client.get("/jobs/j1/t1/task", params={"key": "k" * 32})
+    manifest = await app_client.get("/jobs/j1/t1/task", headers={"X-Flame-Task-Key": "k" * 32})
     parts = multipart_parts(manifest)
     assert json.loads(parts["config"][1])["taskid"] == "t1"
     assert zipfile.ZipFile(io.BytesIO(parts["code.zip"][1])).namelist() == [

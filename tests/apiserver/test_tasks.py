@@ -21,6 +21,7 @@ from tests.apiserver.conftest import MNIST_CODE, MemoryStack, example, make_zip,
 
 U = "alice"
 KEYS = {"agg": "K" * 32, "trn": "k" * 32}
+TRN = {"X-Flame-Task-Key": KEYS["trn"]}
 
 
 async def _controller_built_job(client: httpx.AsyncClient, stack: MemoryStack) -> None:
@@ -56,7 +57,7 @@ async def _controller_built_job(client: httpx.AsyncClient, stack: MemoryStack) -
 
 async def test_task_manifest(api: httpx.AsyncClient, stack: MemoryStack) -> None:
     await _controller_built_job(api, stack)
-    r = await api.get(f"/jobs/j1/trn/task/?key={KEYS['trn']}")
+    r = await api.get("/jobs/j1/trn/task/", headers=TRN)
     assert r.status_code == 200, r.text
     assert r.headers["content-type"].startswith("multipart/form-data; boundary=")
     parts = multipart_parts(r)
@@ -72,25 +73,40 @@ async def test_task_manifest(api: httpx.AsyncClient, stack: MemoryStack) -> None
     assert sorted(code.namelist()) == ["trainer/main.py", "trainer/util.py"]
     assert code.read("trainer/main.py") == MNIST_CODE["trainer/main.py"]  # pinned revision 1
 
-    agg = multipart_parts(await api.get("/jobs/j1/agg/task", params={"key": KEYS["agg"]}))
+    r = await api.get("/jobs/j1/agg/task", headers={"X-Flame-Task-Key": KEYS["agg"]})
+    agg = multipart_parts(r)
     assert zipfile.ZipFile(io.BytesIO(agg["code.zip"][1])).namelist() == ["aggregator/main.py"]
     assert "dataset" not in json.loads(agg["config"][1])
 
 
 async def test_task_manifest_key_checks(api: httpx.AsyncClient, stack: MemoryStack) -> None:
     await _controller_built_job(api, stack)
-    assert (await api.get("/jobs/j1/trn/task")).status_code == 400
-    assert (await api.get("/jobs/j1/trn/task?key=")).status_code == 400
-    wrong = await api.get(f"/jobs/j1/trn/task?key={KEYS['agg']}")
+    missing = await api.get("/jobs/j1/trn/task")
+    assert missing.status_code == 401 and "X-Flame-Task-Key" in missing.json()["message"]
+    empty = await api.get("/jobs/j1/trn/task", headers={"X-Flame-Task-Key": ""})
+    assert empty.status_code == 401
+    wrong = await api.get("/jobs/j1/trn/task", headers={"X-Flame-Task-Key": KEYS["agg"]})
     assert wrong.status_code == 401 and wrong.json()["code"] == "unauthorized"
-    assert (await api.get("/jobs/j1/trn/task?key=%C3%A9t%C3%A9")).status_code == 401
-    assert (await api.get(f"/jobs/j1/ghost/task?key={KEYS['trn']}")).status_code == 404
+    odd = await api.get("/jobs/j1/trn/task", headers={"X-Flame-Task-Key": "\u00e9t\u00e9".encode()})
+    assert odd.status_code == 401
+    assert (await api.get("/jobs/j1/ghost/task", headers=TRN)).status_code == 404
+
+
+async def test_task_keys_in_urls_are_refused(api: httpx.AsyncClient, stack: MemoryStack) -> None:
+    """Flame's `?key=` form is refused even with the right key: URLs end up in logs."""
+    await _controller_built_job(api, stack)
+    r = await api.get(f"/jobs/j1/trn/task?key={KEYS['trn']}")
+    assert r.status_code == 400 and "X-Flame-Task-Key" in r.json()["message"]
+    assert KEYS["trn"] not in r.text
+    r = await api.put(f"/jobs/j1/trn/task/status?key={KEYS['trn']}", json={"state": "failed"})
+    assert r.status_code == 400
+    assert stack.controller.commands == []
 
 
 async def test_task_manifest_without_role_code(api: httpx.AsyncClient, stack: MemoryStack) -> None:
     await _controller_built_job(api, stack)
     stack.task("j1", "odd", "coordinator", "c" * 32)
-    r = await api.get(f"/jobs/j1/odd/task?key={'c' * 32}")
+    r = await api.get("/jobs/j1/odd/task", headers={"X-Flame-Task-Key": "c" * 32})
     assert r.status_code == 404 and "coordinator" in r.json()["message"]
 
 
@@ -115,7 +131,9 @@ async def test_task_reads_hide_keys(api: httpx.AsyncClient, stack: MemoryStack) 
 async def test_task_status_reports(api: httpx.AsyncClient, stack: MemoryStack) -> None:
     fake_controller = stack.controller
     await _controller_built_job(api, stack)
-    r = await api.put("/jobs/j1/trn/task/status/", json={"state": "running", "log": "go"})
+    r = await api.put(
+        "/jobs/j1/trn/task/status/", json={"state": "running", "log": "go"}, headers=TRN
+    )
     assert r.status_code == 200 and r.json() == {}
     [command] = fake_controller.commands
     assert isinstance(command, ReportTaskStatus)
@@ -123,14 +141,26 @@ async def test_task_status_reports(api: httpx.AsyncClient, stack: MemoryStack) -
     assert command.status.state == "running" and command.status.log == "go"
 
     for state in ("starting", "ready", "deploying"):
-        r = await api.put("/jobs/j1/trn/task/status", json={"state": state})
+        r = await api.put("/jobs/j1/trn/task/status", json={"state": state}, headers=TRN)
         assert r.status_code == 422, state
-    assert (await api.put("/jobs/j1/trn/task/status", json={"state": "bogus"})).status_code == 422
-    assert (await api.put("/jobs/j1/trn/task/status", json={})).status_code == 422
-    r = await api.put("/jobs/j1/ghost/task/status", json={"state": "failed"})
+    r = await api.put("/jobs/j1/trn/task/status", json={"state": "bogus"}, headers=TRN)
+    assert r.status_code == 422
+    assert (await api.put("/jobs/j1/trn/task/status", json={}, headers=TRN)).status_code == 422
+    r = await api.put("/jobs/j1/ghost/task/status", json={"state": "failed"}, headers=TRN)
     assert r.status_code == 404  # no stray task is created
     assert len(fake_controller.commands) == 1
 
     fake_controller.fail_with(NotFound("task 'trn' of job 'j1' not found"))
-    r = await api.put("/jobs/j1/trn/task/status", json={"state": "completed"})
+    r = await api.put("/jobs/j1/trn/task/status", json={"state": "completed"}, headers=TRN)
     assert r.status_code == 404 and r.json()["code"] == "not_found"
+
+
+async def test_task_status_needs_the_task_key(api: httpx.AsyncClient, stack: MemoryStack) -> None:
+    """Keyless or wrong-key reports are refused and reach nobody: the task is unchanged."""
+    await _controller_built_job(api, stack)
+    before = await stack.jobs.task("j1", "trn")
+    for headers in ({}, {"X-Flame-Task-Key": ""}, {"X-Flame-Task-Key": KEYS["agg"]}):
+        r = await api.put("/jobs/j1/trn/task/status", json={"state": "failed"}, headers=headers)
+        assert r.status_code == 401 and r.json()["code"] == "unauthorized", headers
+    assert stack.controller.commands == []
+    assert await stack.jobs.task("j1", "trn") == before
