@@ -13,10 +13,10 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from flame_apiserver.context import ApiContext, Ctx
 from schemas.errors import Forbidden, Unauthorized
+from schemas.task import TASK_KEY_HEADER
 from schemas.token import TokenScope
 
 BOOTSTRAP = "bootstrap"  # token id of the tokens given by hash in the settings
-TASK_KEY_HEADER = "X-Flame-Task-Key"
 
 _bearer = HTTPBearer(
     auto_error=False,

@@ -6,14 +6,16 @@ import asyncio
 import functools
 import json
 import ssl
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote, urlencode, urlsplit
+from urllib.parse import quote, urlsplit
 
 import httpx
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from flame_common.logs import get_logger
+from schemas.task import TASK_KEY_HEADER
 
 log = get_logger(__name__)
 
@@ -124,7 +126,9 @@ async def _read_body(reader: asyncio.StreamReader, headers: dict[str, str]) -> b
     return await reader.read()  # delimited by the end of the connection
 
 
-async def http_get(url: str, accept: str, timeout: float) -> tuple[int, str, bytes]:
+async def http_get(
+    url: str, accept: str, timeout: float, headers: Mapping[str, str] | None = None
+) -> tuple[int, str, bytes]:
     """A one-shot HTTP/1.1 GET: (status, content type, body); transport errors raise OSError.
 
     Far cheaper than a full client for the one request an agent makes; no proxy, no redirects.
@@ -137,9 +141,10 @@ async def http_get(url: str, accept: str, timeout: float) -> tuple[int, str, byt
     port = parts.port or (443 if https else 80)
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     authority = parts.netloc.rsplit("@", 1)[-1]
+    extra = "".join(f"{name}: {value}\r\n" for name, value in (headers or {}).items())
     request = (
         f"GET {target} HTTP/1.1\r\nHost: {authority}\r\nAccept: {accept}\r\n"
-        "Accept-Encoding: identity\r\nConnection: close\r\nUser-Agent: flamelet\r\n\r\n"
+        f"Accept-Encoding: identity\r\nConnection: close\r\nUser-Agent: flamelet\r\n{extra}\r\n"
     )
     async with asyncio.timeout(timeout):
         reader, writer = await asyncio.open_connection(
@@ -171,13 +176,14 @@ async def http_get(url: str, accept: str, timeout: float) -> tuple[int, str, byt
 async def fetch_manifest(
     apiserver: str, job_id: str, task_id: str, key: str, *, timeout: float = 30.0
 ) -> Manifest:
-    """GET /jobs/{job}/{task}/task?key=... and parse it."""
-    url = (
-        f"{apiserver.rstrip('/')}/jobs/{quote(job_id, safe='')}/{quote(task_id, safe='')}/task"
-        f"?{urlencode({'key': key})}"
-    )
+    """GET /jobs/{job}/{task}/task with the key in header X-Flame-Task-Key, and parse it."""
+    url = f"{apiserver.rstrip('/')}/jobs/{quote(job_id, safe='')}/{quote(task_id, safe='')}/task"
+    if not key or any(c in key for c in "\r\n"):
+        raise ManifestError("the task key is empty or not a single line", retryable=False)
     try:
-        status, content_type, body = await http_get(url, "multipart/form-data", timeout)
+        status, content_type, body = await http_get(
+            url, "multipart/form-data", timeout, {TASK_KEY_HEADER: key}
+        )
     except (OSError, TimeoutError) as exc:
         raise ManifestError(
             f"cannot reach the apiserver at {apiserver}: {exc or type(exc).__name__}",

@@ -10,6 +10,7 @@ from schemas.base import WireModel
 from schemas.states import JobState
 
 KEY_HIDDEN = "hidden by system"
+TASK_KEY_HEADER = "X-Flame-Task-Key"  # how agents send their task key (never in a URL)
 LOG_TAIL_BYTES = 1000
 
 

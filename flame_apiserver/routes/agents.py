@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
 
-from flame_apiserver.auth import TASK_KEY_HEADER, TaskKey, check_task_key, require_task_key
+from flame_apiserver.auth import TaskKey, check_task_key, require_task_key
 from flame_apiserver.codezip import role_zip
 from flame_apiserver.context import Ctx
 from flame_apiserver.lookups import any_job, task_of
@@ -20,7 +20,7 @@ from schemas.commands import ReportTaskStatus
 from schemas.errors import BadRequest, Invalid, NotFound
 from schemas.job import JobStatus
 from schemas.states import AGENT_REPORTABLE_STATES
-from schemas.task import TaskStatus
+from schemas.task import TASK_KEY_HEADER, TaskStatus
 
 router = APIRouter(prefix="/jobs", tags=["agents"])
 

@@ -28,6 +28,7 @@ from schemas.events import (
     WorkerRequestedEvent,
     parse_event,
 )
+from schemas.task import TASK_KEY_HEADER
 
 ROLES = Path(__file__).parent / "data" / "roles"
 
@@ -59,7 +60,8 @@ def multipart(parts: dict[str, bytes]) -> tuple[bytes, str]:
 
 @dataclass
 class ManifestServer:
-    """Serves `GET /jobs/{job}/{task}/task?key=` like the apiserver (for agent-only tests)."""
+    """Serves `GET /jobs/{job}/{task}/task` (key in header X-Flame-Task-Key) like the apiserver
+    (for agent-only tests); a key in the URL is refused (400) as the apiserver does."""
 
     tasks: dict[tuple[str, str], tuple[str, dict[str, Any], bytes]] = field(default_factory=dict)
     server: ThreadingHTTPServer | None = None
@@ -91,10 +93,10 @@ class ManifestServer:
             def do_GET(self) -> None:
                 url = urlparse(self.path)
                 parts = url.path.strip("/").split("/")
-                key = parse_qs(url.query).get("key", [""])[0]
+                key = self.headers.get(TASK_KEY_HEADER, "")
                 entry = tasks.get((parts[1], parts[2])) if len(parts) == 4 else None
-                if entry is None or entry[0] != key:
-                    self.send_response(401 if entry else 404)
+                if "key" in parse_qs(url.query) or entry is None or entry[0] != key:
+                    self.send_response(400 if url.query else 401 if entry else 404)
                     self.end_headers()
                     return
                 body, ctype = multipart(

@@ -50,7 +50,18 @@ async def test_malformed_or_truncated_answers_raise_oserror(raw_server):
             await http_get(url, "*/*", 5)
 
 
-async def test_manifest_key_is_url_encoded_and_errors_are_classified(manifests: ManifestServer):
+async def test_manifest_key_goes_in_a_header(raw_server):
+    url, answers, requests = raw_server
+    answers.append(b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n")
+    with pytest.raises(ManifestError):
+        await fetch_manifest(url, "j", "t", "s3cret")
+    assert b"\r\nX-Flame-Task-Key: s3cret\r\n" in requests[0]
+    assert requests[0].startswith(b"GET /jobs/j/t/task HTTP/1.1\r\n")  # nothing in the URL
+    with pytest.raises(ManifestError, match="single line"):
+        await fetch_manifest(url, "j", "t", "k\r\nX-Evil: 1")
+
+
+async def test_manifest_key_errors_are_classified(manifests: ManifestServer):
     manifests.add("j2", "t2", "k", "trainer", "ok")
     with pytest.raises(ManifestError) as wrong:
         await fetch_manifest(manifests.url, "j2", "t2", "k&y=1")
