@@ -37,11 +37,20 @@ async def open_services(settings: FlameSettings) -> AsyncIterator[ApiPorts]:
         controller = ControllerClient(broker, settings)
         await broker.start()
         await broker.declare_exchange(events_exchange(settings))
+
+        async def mongodb() -> None:
+            await client.admin.command("ping")
+
+        async def rabbitmq() -> None:
+            if not await broker.ping(timeout=2):
+                raise ConnectionError("the connection to RabbitMQ is down")
+
         yield ApiPorts(
             resources=MongoResources(),
             jobs=MongoJobReads(),
             controller=controller,
             publisher=BrokerPublisher(broker, settings),
+            probes={"mongodb": mongodb, "rabbitmq": rabbitmq},
         )
     finally:
         await broker.stop()

@@ -1,11 +1,11 @@
 """`mlflow` registry: one MLflow run per task, models in the MLflow model registry.
 
 Experiment = the job id; run name = `<role>-<task id[:8]>` (tags carry job name/id, task, role).
-`save_model(name, weights, model)` always logs the weights as `weights/weights.safetensors`; when
-`model` is a torch module it also saves it with the `mlflow.pytorch` flavor under `model/` and
-registers that, else (no model, or another framework's) it registers `weights/`; either way as a
-new version of registered model `name`.
-`load_model` reads the safetensors file of that version's run (never unpickles a model).
+`save_model(name, weights, model)` logs the weights as `weights/<save id>/weights.safetensors`
+and, when `model` is a torch module, its whole state dict (buffers and dtypes kept) as
+`state_dict.safetensors` beside it; that directory is registered as a new version of `name`.
+Nothing is pickled: `load_model` (numpy arrays) and `load_state_dict` (torch tensors) read the
+safetensors files of that version's run, so loading a model never runs code.
 `close()` marks the run FINISHED. mlflow (and torch) are imported only when first needed.
 """
 
@@ -15,6 +15,7 @@ import json
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -29,6 +30,8 @@ from flame_sdk.registries.base import (
     parse_version,
 )
 from flame_sdk.registries.files import WEIGHTS_FILE, load_weights, save_weights
+
+STATE_DICT_FILE = "state_dict.safetensors"
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -49,6 +52,14 @@ def _is_torch_module(model: Any) -> bool:
 def _check_name(name: str) -> None:
     if not name or "'" in name:
         raise ValueError(f"model name {name!r} must be non-empty and free of quotes")
+
+
+def _save_state_dict(model: Any, path: Path) -> None:
+    """A torch module's state dict as safetensors (tensors copied: shared storage is refused)."""
+    from safetensors.torch import save_file
+
+    state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
+    save_file(state, str(path))
 
 
 class MlflowRegistry(Registry):
@@ -135,29 +146,15 @@ class MlflowRegistry(Registry):
     ) -> int | None:
         _check_name(name)
         run_id = self._run()
+        folder = f"weights/{uuid.uuid4().hex[:12]}"  # one per save: versions never overwrite
         with tempfile.TemporaryDirectory() as tmp:
             save_weights(Path(tmp, "weights", WEIGHTS_FILE), weights)
-            self.client.log_artifacts(run_id, str(Path(tmp, "weights")), "weights")
-            source = f"runs:/{run_id}/weights"
             if _is_torch_module(model):
-                self._save_torch(model, Path(tmp, "model"))
-                self.client.log_artifacts(run_id, str(Path(tmp, "model")), "model")
-                source = f"runs:/{run_id}/model"
+                _save_state_dict(model, Path(tmp, "weights", STATE_DICT_FILE))
+            self.client.log_artifacts(run_id, str(Path(tmp, "weights")), folder)
         self._ensure_registered(name)
-        version = self.client.create_model_version(name, source, run_id=run_id)
+        version = self.client.create_model_version(name, f"runs:/{run_id}/{folder}", run_id=run_id)
         return int(version.version)
-
-    @staticmethod
-    def _save_torch(model: Any, path: Path) -> None:
-        import mlflow.pytorch
-        import torch
-
-        mlflow.pytorch.save_model(
-            model,
-            str(path),
-            serialization_format="pickle",  # "pt2" would need an input example
-            pip_requirements=[f"torch=={torch.__version__}"],  # skips slow inference
-        )
 
     def _ensure_registered(self, name: str) -> None:
         from mlflow.exceptions import MlflowException
@@ -169,6 +166,33 @@ class MlflowRegistry(Registry):
                 raise
 
     def load_model(self, name: str, version: int | str = "latest") -> Weights | None:
+        found = self._version_files(name, version)
+        if found is None:
+            return None
+        run_id, folder = found
+        with tempfile.TemporaryDirectory() as tmp:
+            local = self.client.download_artifacts(run_id, f"{folder}/{WEIGHTS_FILE}", tmp)
+            return load_weights(Path(local))
+
+    def load_state_dict(self, name: str, version: int | str = "latest") -> dict[str, Any] | None:
+        """The torch state dict saved with version `version` of `name` (tensors, no pickle), for
+        `module.load_state_dict`; None when that version or its state dict does not exist."""
+        from mlflow.exceptions import MlflowException
+        from safetensors.torch import load_file
+
+        found = self._version_files(name, version)
+        if found is None:
+            return None
+        run_id, folder = found
+        with tempfile.TemporaryDirectory() as tmp:
+            try:
+                local = self.client.download_artifacts(run_id, f"{folder}/{STATE_DICT_FILE}", tmp)
+            except (MlflowException, OSError):  # saved without a torch model
+                return None
+            return dict(load_file(local))
+
+    def _version_files(self, name: str, version: int | str) -> tuple[str, str] | None:
+        """(run id, artifact folder) of version `version` (a number or "latest") of `name`."""
         from mlflow.exceptions import MlflowException
 
         _check_name(name)
@@ -184,11 +208,10 @@ class MlflowRegistry(Registry):
             if _error_code(exc) == DOES_NOT_EXIST:
                 return None
             raise
-        if not entry.run_id:
+        prefix = f"runs:/{entry.run_id}/"
+        if not entry.run_id or not str(entry.source).startswith(prefix):
             return None
-        with tempfile.TemporaryDirectory() as tmp:
-            local = self.client.download_artifacts(entry.run_id, f"weights/{WEIGHTS_FILE}", tmp)
-            return load_weights(Path(local))
+        return entry.run_id, str(entry.source).removeprefix(prefix)
 
     def close(self) -> None:
         if self.run_id is not None and not self.closed:

@@ -119,11 +119,14 @@ def test_run_metrics_params_model_and_close(mlflow_url: str) -> None:
     assert loaded["n"].shape == () and int(loaded["n"]) == 5
 
 
-def test_torch_model_is_registered_with_the_pytorch_flavor(mlflow_url: str) -> None:
+def test_torch_models_are_stored_as_safetensors_and_loaded_without_pickle(
+    mlflow_url: str,
+) -> None:
     torch = pytest.importorskip("torch")
     from mlflow import MlflowClient
 
-    model = torch.nn.Linear(2, 1)
+    model = torch.nn.Sequential(torch.nn.Linear(2, 3), torch.nn.BatchNorm1d(3))
+    model[0].weight.data = model[0].weight.data.to(torch.float64)  # dtypes are kept
     weights = {k: v.detach().numpy() for k, v in model.state_dict().items()}
     reg = registry(mlflow_url, "aaaabbbbccccdddd")
     assert reg.save_model("torch-job", weights, model=model) == 1
@@ -131,14 +134,27 @@ def test_torch_model_is_registered_with_the_pytorch_flavor(mlflow_url: str) -> N
     reg.close()
 
     client = MlflowClient(tracking_uri=mlflow_url)
-    first = client.get_model_version("torch-job", "1")
-    assert first.source.endswith("/model")
-    files = {a.path for a in client.list_artifacts(reg.run_id or "", "model")}
-    assert "model/MLmodel" in files
-    latest = reg.load_model("torch-job")
-    assert latest is not None
-    np.testing.assert_allclose(latest["weight"], weights["weight"] + 1)
-    assert reg.load_model("torch-job", 9) is None
+    source = client.get_model_version("torch-job", "1").source
+    folder = source.removeprefix(f"runs:/{reg.run_id}/")
+    assert folder.startswith("weights/")
+    run_files = [a.path for a in client.list_artifacts(reg.run_id or "")]
+    assert run_files == ["weights"]  # no `model/` flavor: nothing pickled
+    files = {a.path for a in client.list_artifacts(reg.run_id or "", folder)}
+    assert files == {f"{folder}/weights.safetensors", f"{folder}/state_dict.safetensors"}
+
+    state = reg.load_state_dict("torch-job", 1)
+    assert state is not None and set(state) == set(model.state_dict())
+    assert state["0.weight"].dtype == torch.float64
+    assert state["1.num_batches_tracked"].dtype == torch.int64
+    fresh = torch.nn.Sequential(torch.nn.Linear(2, 3), torch.nn.BatchNorm1d(3)).double()
+    fresh.load_state_dict(state)
+    torch.testing.assert_close(fresh[0].weight, model[0].weight)
+    assert reg.load_state_dict("torch-job", 2) is None  # saved without a module
+    latest, first = reg.load_model("torch-job"), reg.load_model("torch-job", 1)
+    assert latest is not None and first is not None  # each version keeps its own weights
+    np.testing.assert_allclose(latest["0.bias"], weights["0.bias"] + 1)
+    np.testing.assert_allclose(first["0.bias"], weights["0.bias"])
+    assert reg.load_model("torch-job", 9) is None and reg.load_state_dict("torch-job", 9) is None
     assert reg.load_model("no-such-model") is None
     assert client.get_run(reg.run_id or "").info.status == "FINISHED"
 
@@ -161,4 +177,5 @@ def test_tasks_of_one_job_share_the_experiment(mlflow_url: str) -> None:
         if r.info.run_name.startswith("trainer-task")
     }
     assert names == {"trainer-task0xxx", "trainer-task1xxx"}
-    assert client.get_model_version("plain-1", "1").source.endswith("/weights")
+    source = client.get_model_version("plain-1", "1").source
+    assert source.startswith(f"runs:/{runs[1].run_id}/weights/")
