@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import aio_pika
 from faststream.rabbit import RabbitBroker
 
 from flame_apiserver.context import ApiPorts
@@ -41,9 +42,11 @@ async def open_services(settings: FlameSettings) -> AsyncIterator[ApiPorts]:
         async def mongodb() -> None:
             await client.admin.command("ping")
 
-        async def rabbitmq() -> None:
+        async def rabbitmq() -> None:  # our connection is up and the broker takes a new one
             if not await broker.ping(timeout=2):
                 raise ConnectionError("the connection to RabbitMQ is down")
+            connection = await aio_pika.connect(settings.rabbit_url, timeout=2)
+            await connection.close()
 
         yield ApiPorts(
             resources=MongoResources(),
