@@ -7,6 +7,8 @@ import asyncio
 import json
 import os
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -129,3 +131,19 @@ def test_services_die_with_a_killed_supervisor(
         until(lambda: not any(alive(p) for p in pids), 30, "services gone")
         status = stack.flame("status")
         assert status.returncode == 1 and "supervisor stopped" in status.stdout
+
+
+def test_health_command_checks_process_and_consumers(stack: LocalStack):
+    def health(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "flame_common.health", *args],
+            env=stack.env, capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+
+    for service in ("controller", "notifier", "deployer"):
+        result = health(service)
+        assert result.returncode == 0 and result.stdout == f"healthy: {service}\n", result.stderr
+    missing = health("deployer", "--compute", "nowhere")
+    assert missing.returncode == 1
+    queue = f"{stack.namespace}.deployer.nowhere"
+    assert missing.stderr == f"unhealthy: deployer: no consumer on {queue}\n"
