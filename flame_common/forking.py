@@ -121,7 +121,9 @@ class ForkLoop:
         data = os.read(self.inp, 1 << 16)
         self._buffer += data
         *lines, self._buffer = self._buffer.split(b"\n")
-        for line in lines:
+        lines.reverse()
+        while lines:  # no iterator on the stack: a child drops `lines` (other requests' secrets)
+            line = lines.pop()
             if line.strip():
                 self._handle(line)
         return bool(data)
@@ -171,7 +173,11 @@ class ForkLoop:
         send(self.out, {"id": request.get("id"), "pid": pid})
 
     def _child(self, request: Request) -> int:
-        """In the forked child: set the process up as the request says, run `entry`."""
+        """In the forked child: set the process up as the request says, run `entry`.
+
+        The child keeps nothing of other requests (they may carry secrets in their `env`).
+        """
+        self._buffer = b""
         if self.session:
             os.setsid()
             ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
