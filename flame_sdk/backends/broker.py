@@ -27,6 +27,7 @@ from flame_sdk.backends.chunking import (
     DEFAULT_MAX_MESSAGE,
     Parts,
     Reassembler,
+    ReassemblyLimits,
     payload_size,
     split_parts,
 )
@@ -135,7 +136,9 @@ class BrokerBackend(Backend):
             if current.scope != scope:
                 raise ValueError(f"already joined channel {scope.channel!r} group {scope.group!r}")
             return
-        self._states[key] = _ScopeState(scope, Reassembler(self.max_message_bytes))
+        self._states[key] = _ScopeState(
+            scope, Reassembler(ReassemblyLimits.for_message(self.max_message_bytes))
+        )
         try:
             await self._subscribe(scope)
             await self._control(scope, Kind.JOIN)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import tracemalloc
+
 import pytest
 
-from flame_sdk.backends.chunking import Reassembler, split, split_parts
+from flame_sdk.backends import chunking
+from flame_sdk.backends.chunking import Reassembler, ReassemblyLimits, split, split_parts
 from flame_sdk.backends.frames import FrameError, Header, Kind
 
 
@@ -56,7 +59,7 @@ def test_single_chunk_with_wrong_length_is_refused() -> None:
 def test_oversized_message_is_refused() -> None:
     (header, part), *_ = _chunks(b"x" * 3000, 1000)
     with pytest.raises(FrameError, match="exceeds 2000"):
-        Reassembler(max_message=2000).add(header, part)
+        Reassembler(ReassemblyLimits(max_message=2000)).add(header, part)
 
 
 def test_inconsistent_chunks_drop_the_message() -> None:
@@ -77,7 +80,7 @@ def test_chunks_larger_than_announced_are_refused() -> None:
 
 
 def test_forget_and_expiry_drop_partial_messages() -> None:
-    r = Reassembler(ttl=0.0)
+    r = Reassembler(ReassemblyLimits(idle_seconds=0.0))
     (h0, p0), *_ = _chunks(b"x" * 3000, 1000, "t1")
     (g0, q0), *_ = _chunks(b"y" * 3000, 1000, "t2")
     r.add(h0, p0)
@@ -120,3 +123,80 @@ def test_chunk_of_the_wrong_size_drops_the_message() -> None:
     with pytest.raises(FrameError, match="expected 1000"):
         r.add(h1, memoryview(b"x" * 999))
     assert r.pending == 0
+
+
+# --- forged headers: memory follows the bytes received, within the limits ---------------------
+
+
+def _forged(sender: str, mid: int, index: int, count: int, total: int) -> Header:
+    return Header(Kind.DATA, "j", "c", "g", "r", sender, mid, index, count, total)
+
+
+def test_forged_totals_cost_only_the_bytes_sent() -> None:
+    """Three small frames announcing 1 GiB each once made the receiver allocate 3 GiB."""
+    r = Reassembler()
+    tracemalloc.start()
+    try:
+        for mid in range(3):  # the last chunk of a 2-chunk message, and a first chunk
+            r.add(_forged("t1", mid, 1, 2, 1 << 30), memoryview(b"x" * 100))
+        r.add(_forged("t2", 9, 0, 1 << 20, 1 << 30), memoryview(b"y" * 1024))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert r.pending == 4 and r.held == 3 * 100 + 1024
+    assert peak < 1 << 20
+
+
+def test_lies_about_offsets_and_counts_are_refused() -> None:
+    r = Reassembler()
+    r.add(_forged("t1", 1, 0, 3, 3000), memoryview(b"x" * 1000))
+    with pytest.raises(FrameError, match="chunk index 7 of 3"):
+        r.add(_forged("t1", 1, 7, 3, 3000), memoryview(b"x" * 1000))  # beyond the last chunk
+    with pytest.raises(FrameError, match="chunk 2 of 999 bytes, expected 1000"):
+        r.add(_forged("t1", 1, 2, 3, 3000), memoryview(b"x" * 999))  # its offset lies
+    assert r.pending == 0 and r.held == 0  # the message is dropped with its bytes
+    with pytest.raises(FrameError, match="chunks for 10 bytes"):
+        r.add(_forged("t1", 2, 0, 1 << 31, 10), memoryview(b"x"))
+    r.add(_forged("t1", 3, 0, 3, 3000), memoryview(b"x" * 1000))
+    with pytest.raises(FrameError, match="disagrees"):
+        r.add(_forged("t1", 3, 1, 4, 3000), memoryview(b"x" * 1000))
+    assert r.pending == 0 and r.held == 0
+
+
+def test_per_sender_and_per_scope_limits() -> None:
+    limits = ReassemblyLimits(
+        max_message=10_000, sender_messages=2, sender_bytes=3000, total_bytes=5000
+    )
+    r = Reassembler(limits)
+    for mid in (1, 2):
+        r.add(_forged("t1", mid, 0, 10, 10_000), memoryview(b"x" * 1000))
+    with pytest.raises(FrameError, match="sender t1 has 2 incomplete messages"):
+        r.add(_forged("t1", 3, 0, 10, 10_000), memoryview(b"x" * 1000))
+    r.add(_forged("t1", 1, 1, 10, 10_000), memoryview(b"x" * 1000))
+    with pytest.raises(FrameError, match="sender t1 would hold 4000 bytes"):
+        r.add(_forged("t1", 2, 1, 10, 10_000), memoryview(b"x" * 1000))
+    assert r.pending == 1 and r.held == 2000  # that message was dropped, with its bytes
+    # many senders together stay within total_bytes: the longest idle messages make room
+    for sender in ("t2", "t3", "t4", "t5"):
+        r.add(_forged(sender, 1, 0, 10, 10_000), memoryview(b"x" * 1000))
+    assert r.held == 4000 and r.pending == 4  # t1's message, idle the longest, was evicted
+    data = bytes(range(250)) * 8  # honest messages still go through, in any order
+    out = [r.add(h, p) for h, p in _chunks(data, 1000, "t6")[::-1]]
+    assert out[-1] == data and r.held == 3000 and r.pending == 3  # t2's made room
+    alone = Reassembler(ReassemblyLimits(sender_bytes=10_000, total_bytes=5000))
+    with pytest.raises(FrameError, match="the scope would hold 6000 bytes"):
+        alone.add(_forged("t7", 1, 0, 2, 7000), memoryview(b"x" * 6000))
+
+
+def test_incomplete_messages_expire_when_idle(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = [1000.0]
+    monkeypatch.setattr(chunking.time, "monotonic", lambda: clock[0])
+    r = Reassembler(ReassemblyLimits(idle_seconds=5.0))
+    (h0, p0), (h1, p1), (h2, p2) = _chunks(b"z" * 3000, 1000, "slow")
+    r.add(h0, p0)
+    r.add(_forged("liar", 1, 0, 10, 10_000), memoryview(b"x" * 1000))
+    clock[0] += 4.0
+    r.add(h1, p1)  # the slow sender goes on; the liar never sends again
+    clock[0] += 4.0
+    assert r.add(h2, p2) == b"z" * 3000
+    assert r.pending == 0 and r.held == 0
