@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
@@ -14,7 +13,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from flame_apiserver.context import ApiContext, Ctx
 from schemas.errors import Forbidden, Unauthorized
 from schemas.task import TASK_KEY_HEADER
-from schemas.token import TokenScope
+from schemas.token import TokenScope, token_sha256
 
 BOOTSTRAP = "bootstrap"  # token id of the tokens given by hash in the settings
 
@@ -28,9 +27,7 @@ def new_token() -> str:
     return secrets.token_urlsafe(32)
 
 
-def token_hash(token: str) -> str:
-    """The stored form of a token (sha256 hex: tokens are random, so no salt or slow hash)."""
-    return hashlib.sha256(token.encode()).hexdigest()
+token_hash = token_sha256
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,11 @@
 """A throwaway local stack (`flame up` in its own FLAME_HOME and namespace) to run jobs on.
 
 For end-to-end tests and benchmarks: `local_stack(mongo_url, tmp)` starts the stack with the
-`flame` command itself and stops it with `flame down`; `create_job` registers a design from a
-Flame example folder (`schema.json`, `dataSpec.json`) with one script per role and public
-stand-in datasets; `wait_state` and `job_events` follow the job. `delete_namespace` removes the
-durable queues and exchanges the services left on the broker.
+`flame` command itself and stops it with `flame down` (the admin token `flame up` writes to
+`$FLAME_HOME/config.yaml` is `LocalStack.token`; `client()` uses it); `create_job` registers
+a design from a Flame example folder (`schema.json`, `dataSpec.json`) with one script per role
+and public stand-in datasets; `wait_state` and `job_events` follow the job.
+`delete_namespace` removes the durable queues and exchanges the services left on the broker.
 """
 
 from __future__ import annotations
@@ -91,8 +92,15 @@ class LocalStack:
         below = psutil.Process(self.pid("deployer")).children(recursive=True)
         return [p for p in below if _name(p) != ZYGOTE]
 
-    def client(self) -> FlameClient:
-        return FlameClient(self.endpoint, "alice")
+    @property
+    def token(self) -> str:
+        """The stack's admin token, from the config file `flame up` wrote."""
+        import yaml
+
+        return str(yaml.safe_load((self.home / "config.yaml").read_text())["token"])
+
+    def client(self, user: str = "alice") -> FlameClient:
+        return FlameClient(self.endpoint, user, token=self.token)
 
 
 def _name(proc: psutil.Process) -> str:

@@ -127,9 +127,10 @@ async def _read_body(reader: asyncio.StreamReader, headers: dict[str, str]) -> b
 
 
 async def http_get(
-    url: str, accept: str, timeout: float, headers: Mapping[str, str] | None = None
+    url: str, accept: str, timeout: float, send: Mapping[str, str] | None = None
 ) -> tuple[int, str, bytes]:
-    """A one-shot HTTP/1.1 GET: (status, content type, body); transport errors raise OSError.
+    """A one-shot HTTP/1.1 GET sending the `send` headers too: (status, content type, body);
+    transport errors raise OSError.
 
     Far cheaper than a full client for the one request an agent makes; no proxy, no redirects.
     """
@@ -141,7 +142,7 @@ async def http_get(
     port = parts.port or (443 if https else 80)
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     authority = parts.netloc.rsplit("@", 1)[-1]
-    extra = "".join(f"{name}: {value}\r\n" for name, value in (headers or {}).items())
+    extra = "".join(f"{name}: {value}\r\n" for name, value in (send or {}).items())
     request = (
         f"GET {target} HTTP/1.1\r\nHost: {authority}\r\nAccept: {accept}\r\n"
         f"Accept-Encoding: identity\r\nConnection: close\r\nUser-Agent: flamelet\r\n{extra}\r\n"

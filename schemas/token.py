@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime
 from enum import StrEnum
 
 from pydantic import Field
 
 from schemas.base import WireModel
+
+
+def token_sha256(token: str) -> str:
+    """The stored form of a token, also how settings name one (FLAME_ADMIN_TOKEN_SHA256): sha256
+    hex (tokens are random and long, so no salt or slow hash is needed)."""
+    return hashlib.sha256(token.encode()).hexdigest()
 
 
 class TokenScope(StrEnum):

@@ -45,7 +45,9 @@ async def running_deployer(
         await queue.consume(service.on_message)
         if register:
             spec = ComputeSpec(compute_id=compute_id, api_key=api_key(settings.home, compute_id))
-            registration = asyncio.create_task(register_compute(settings.apiserver_url, spec))
+            registration = asyncio.create_task(
+                register_compute(settings.apiserver_url, spec, settings.registration_token)
+            )
         yield deployer
     finally:
         if registration is not None:

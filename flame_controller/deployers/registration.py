@@ -26,13 +26,19 @@ def api_key(home: Path, compute_id: str) -> str:
     return key
 
 
-async def register_compute(apiserver: str, spec: ComputeSpec, *, max_delay: float = 30.0) -> None:
-    """POST the compute until the apiserver accepts it (201) or says it exists with our key."""
+async def register_compute(
+    apiserver: str, spec: ComputeSpec, token: str, *, max_delay: float = 30.0
+) -> None:
+    """POST the compute until the apiserver accepts it (201) or says it exists with our key.
+
+    `token` is an admin or compute-registration token (settings.registration_token).
+    """
     delay = 0.5
     url = f"{apiserver.rstrip('/')}/computes"
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
     while True:
         try:
-            async with httpx.AsyncClient(timeout=10) as client:
+            async with httpx.AsyncClient(timeout=10, headers=headers) as client:
                 response = await client.post(url, json=spec.wire())
             if response.status_code in (200, 201):
                 log.info("compute registered", compute_id=spec.compute_id)

@@ -43,8 +43,11 @@ def global_options(
     timeout: Annotated[
         float, typer.Option(min=0.1, help="Seconds to wait for each apiserver answer.")
     ] = 30.0,
+    token: Annotated[
+        str | None, typer.Option(help="API token [$FLAME_TOKEN, else the config file].")
+    ] = None,
 ) -> None:
-    ctx.obj = Options(config, endpoint, user, output, insecure, timeout)
+    ctx.obj = Options(config, endpoint, user, output, insecure, timeout, token)
 
 
 app.add_typer(create.app, name="create")

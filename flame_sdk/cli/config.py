@@ -14,6 +14,7 @@ from schemas.errors import BadRequest, Invalid
 
 DEFAULT_ENDPOINT = "http://127.0.0.1:10100"
 ENV_CONFIG, ENV_ENDPOINT, ENV_USER = "FLAME_CONFIG", "FLAME_APISERVER", "FLAME_USER"
+ENV_TOKEN = "FLAME_TOKEN"
 
 
 class _ApiServer(BaseModel):
@@ -22,11 +23,13 @@ class _ApiServer(BaseModel):
 
 
 class ConfigFile(BaseModel):
-    """The config file: `apiserver: {endpoint: URL}` and `user: NAME` (other keys ignored)."""
+    """The config file: `apiserver: {endpoint: URL}`, `user: NAME` and `token: API token` (other
+    keys ignored)."""
 
     model_config = ConfigDict(extra="ignore")
     apiserver: _ApiServer = _ApiServer()
     user: str = ""
+    token: str = ""
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,7 @@ class CliConfig:
     endpoint: str
     user: str
     source: Path | None  # the config file that was read, if any
+    token: str = ""
 
 
 def default_config_path(home: Path) -> Path:
@@ -70,8 +74,10 @@ def resolve_config(
     user: str | None,
     env: Mapping[str, str],
     home: Path,
+    token: str | None = None,
 ) -> CliConfig:
-    """Flags win over env (FLAME_APISERVER, FLAME_USER), env over the file, the file over defaults.
+    """Flags win over env (FLAME_APISERVER, FLAME_USER, FLAME_TOKEN), env over the file, the file
+    over defaults.
 
     The file is `config_path`, else $FLAME_CONFIG, else $FLAME_HOME/config.yaml (the one
     `flame up` writes), else ~/.flame/config.yaml; a file named
@@ -90,4 +96,6 @@ def resolve_config(
         or DEFAULT_ENDPOINT
     )
     resolved_user = user or env.get(ENV_USER) or (file.user if file else "") or getpass.getuser()
-    return CliConfig(resolved_endpoint, resolved_user, path if file is not None else None)
+    resolved_token = token or env.get(ENV_TOKEN) or (file.token if file else "")
+    source = path if file is not None else None
+    return CliConfig(resolved_endpoint, resolved_user, source, resolved_token)

@@ -1,4 +1,4 @@
-"""`flamectl create design|schema|code|dataset|job|compute`."""
+"""`flamectl create design|schema|code|dataset|job|compute|token`."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from flame_sdk.cli.output import print_json, print_message
 from flame_sdk.cli.runtime import guard, json_output, run
 from flame_sdk.client import load_dataset_file, load_job_file, load_schema_file, zip_code
 from flame_sdk.client.files import read_bytes
+from schemas.token import TokenScope
 
 app = typer.Typer(help="Create a resource.", no_args_is_help=True)
 
@@ -108,3 +109,27 @@ def compute(
         print_json(status.wire())
     else:
         print_message(f"Compute '{status.compute_id}' registered (state: {status.state})")
+
+
+@app.command("token")
+def token(
+    ctx: typer.Context,
+    user_id: Annotated[str, typer.Argument(help="User the token acts for.", show_default=False)],
+    admin: Annotated[
+        bool, typer.Option("--admin", help="An admin token (acts for any user).")
+    ] = False,
+    scope: Annotated[
+        TokenScope, typer.Option("--scope", help="user, admin or compute-registration.")
+    ] = TokenScope.USER,
+    name: Annotated[str, typer.Option("--name", "-n", help="A name to tell tokens apart.")] = "",
+) -> None:
+    """Create an API token; it is printed once and cannot be shown again."""
+    chosen = TokenScope.ADMIN if admin else scope
+    created = run(ctx, lambda c: c.tokens.create(user_id, scope=chosen, name=name))
+    if json_output(ctx):
+        print_json(created.model_dump(mode="json", by_alias=True))
+    else:
+        print_message(
+            f"New {created.scope.value} token for user '{created.user_id}' (id {created.id}); "
+            f"store it now, it is not shown again:\n  {created.token}"
+        )

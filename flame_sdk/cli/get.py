@@ -1,4 +1,5 @@
-"""`flamectl get design(s)|schema|code|coderevision|dataset(s)|job(s)|task(s)|deadletters`."""
+"""`flamectl get`: design(s), schema, code, coderevision, dataset(s), job(s), task(s), tokens,
+deadletters."""
 
 from __future__ import annotations
 
@@ -176,5 +177,34 @@ def deadletters(ctx: typer.Context, limit: Limit = 100) -> None:
                     d.dead_lettered_at.isoformat() if d.dead_lettered_at else "",
                 ]
                 for d in found
+            ],
+        )
+
+
+@app.command("tokens")
+def tokens(
+    ctx: typer.Context,
+    user_id: Annotated[
+        str, typer.Option("--for", help="Only this user's tokens (admins see all without).")
+    ] = "",
+) -> None:
+    """List API tokens (never their secrets): yours, or with an admin token everyone's."""
+    found = run(ctx, lambda c: c.tokens.list(user_id=user_id))
+    if json_output(ctx):
+        print_json([t.model_dump(mode="json", by_alias=True) for t in found])
+    elif not found:
+        print_message("No tokens")
+    else:
+        print_table(
+            ["Token ID", "User", "Scope", "Name", "Created"],
+            [
+                [
+                    t.id,
+                    t.user_id,
+                    t.scope.value,
+                    t.name,
+                    t.created_at.isoformat() if t.created_at else "",
+                ]
+                for t in found
             ],
         )

@@ -1,4 +1,4 @@
-"""`flamectl remove design|schema|code|dataset|job`."""
+"""`flamectl remove design|schema|code|dataset|job|token`."""
 
 from __future__ import annotations
 
@@ -62,3 +62,13 @@ def job(ctx: typer.Context, job_id: JobId) -> None:
     hints = {ErrorCode.CONFLICT: f"stop the job first: flamectl stop job {job_id}"}
     run(ctx, lambda c: c.jobs.delete(job_id), hints=hints)
     _done(ctx, "job", job_id)
+
+
+@app.command("token")
+def token(
+    ctx: typer.Context,
+    token_id: Annotated[str, typer.Argument(help="Token id.", show_default=False)],
+) -> None:
+    """Revoke an API token (yours, or any with an admin token)."""
+    run(ctx, lambda c: c.tokens.revoke(token_id))
+    _done(ctx, "token", token_id)

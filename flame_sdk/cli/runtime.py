@@ -31,12 +31,14 @@ class Options:
     output: OutputFormat = OutputFormat.TABLE
     insecure: bool = False
     timeout: float = 30.0
+    token: str | None = None
 
     def resolve(self) -> CliConfig:
         return resolve_config(
             config_path=self.config,
             endpoint=self.endpoint,
             user=self.user,
+            token=self.token,
             env=os.environ,
             home=Path.home(),
         )
@@ -70,7 +72,11 @@ def run(
     async def with_client() -> T:
         config = opts.resolve()
         async with FlameClient(
-            config.endpoint, config.user, opts.timeout, verify=not opts.insecure
+            config.endpoint,
+            config.user,
+            opts.timeout,
+            token=config.token,
+            verify=not opts.insecure,
         ) as client:
             return await action(client)
 

@@ -7,14 +7,12 @@ logs in `$FLAME_HOME/logs/<part>.log`. `down` stops only what those pid files na
 
 from __future__ import annotations
 
-import getpass
 import os
 import shutil
 import signal
 import sys
 import time
 from datetime import datetime
-from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
@@ -23,6 +21,7 @@ import typer
 from flame_common.embedded import free_port, port_open
 from flame_common.settings import FlameSettings
 from flame_sdk.cli import probes
+from flame_sdk.cli.bootstrap import admin_token, service_secrets, write_cli_config
 from flame_sdk.cli.services import SERVICES
 from flame_sdk.cli.stack_state import Stack
 from flame_sdk.cli.supervisor import read_state
@@ -63,20 +62,6 @@ def _fail(message: str) -> None:
     raise typer.Exit(1)
 
 
-def _write_cli_config(settings: FlameSettings) -> Path:
-    import yaml
-
-    path = settings.home / "config.yaml"
-    current: dict[str, Any] = {}
-    if path.exists():
-        loaded = yaml.safe_load(path.read_text())
-        current = loaded if isinstance(loaded, dict) else {}
-    current["apiserver"] = {"endpoint": settings.apiserver_url}
-    current.setdefault("user", getpass.getuser())
-    path.write_text(yaml.safe_dump(current, sort_keys=False))
-    return path
-
-
 @app.command()
 def up(
     timeout: Annotated[float, typer.Option(help="seconds to wait for the apiserver")] = 60.0,
@@ -91,7 +76,12 @@ def up(
         running = stack.process("mongo")
         info = stack.info("mongo") or {}
         mongo_url = str(info["url"]) if running and "url" in info else _start_mongo(stack)
+    # the admin token is kept before anything starts: a later `up` finds the same one
+    config_path = settings.home / "config.yaml"
+    token = admin_token(config_path)
+    config = write_cli_config(config_path, settings.apiserver_url, token)
     env = {**os.environ, "FLAME_MONGO_URL": mongo_url, "FLAME_HOME": str(settings.home)}
+    env.update(service_secrets(token))
     supervisor = stack.process("supervisor")
     asked = time.time()
     if supervisor is None:
@@ -109,7 +99,6 @@ def up(
         if time.monotonic() > deadline:
             _fail(f"the stack did not become ready within {timeout:g} s (see {stack.log_dir})")
         time.sleep(0.2)
-    config = _write_cli_config(settings)
     typer.echo(f"apiserver  {settings.apiserver_url}")
     typer.echo(f"mongodb    {mongo_url}")
     typer.echo(f"rabbitmq   {_safe(settings.rabbit_url)} (namespace {settings.namespace})")

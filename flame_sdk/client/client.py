@@ -13,11 +13,14 @@ from flame_sdk.client.designs import CodeClient, DesignsClient, SchemasClient
 from flame_sdk.client.http import Transport
 from flame_sdk.client.jobs import JobsClient
 from flame_sdk.client.tasks import TasksClient
+from flame_sdk.client.tokens import TokensClient
 from schemas.errors import Invalid
 
 
 class FlameClient:
     """Async client of one Flame apiserver for one user; use as `async with FlameClient(...) as c`.
+
+    `token` is the API token sent as `Authorization: Bearer` (the user's own, or an admin's).
 
     Every method returns pydantic models of `schemas`; failures raise `schemas.errors.FlameError`
     subclasses (NotFound, Conflict, Invalid, ...; Unavailable when the server cannot be reached).
@@ -29,13 +32,16 @@ class FlameClient:
         user: str,
         timeout: float = 30.0,
         *,
+        token: str = "",
         verify: bool = True,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         if not user.strip():
             raise Invalid("the Flame user name is empty")
         self.user = user
-        self._transport = Transport(endpoint, timeout=timeout, verify=verify, transport=transport)
+        self._transport = Transport(
+            endpoint, timeout=timeout, token=token, verify=verify, transport=transport
+        )
         self.designs = DesignsClient(self._transport, user)
         self.schemas = SchemasClient(self._transport, user)
         self.code = CodeClient(self._transport, user)
@@ -44,6 +50,7 @@ class FlameClient:
         self.jobs = JobsClient(self._transport, user, self.tasks)
         self.computes = ComputesClient(self._transport, user)
         self.deadletters = DeadLettersClient(self._transport, user)
+        self.tokens = TokensClient(self._transport, user)
 
     @property
     def endpoint(self) -> str:

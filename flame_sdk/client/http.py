@@ -65,12 +65,18 @@ class Transport:
         endpoint: str,
         *,
         timeout: float,
+        token: str = "",
         verify: bool = True,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.endpoint = check_endpoint(endpoint)
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._http = httpx.AsyncClient(
-            base_url=self.endpoint, timeout=timeout, verify=verify, transport=transport
+            base_url=self.endpoint,
+            timeout=timeout,
+            verify=verify,
+            transport=transport,
+            headers=headers,
         )
 
     async def aclose(self) -> None:

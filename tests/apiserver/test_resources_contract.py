@@ -16,6 +16,7 @@ from flame_apiserver.ports import (
     DatasetRecord,
     DesignRecord,
     Resources,
+    TokenRecord,
 )
 from flame_common.db import init_db
 from flame_common.settings import FlameSettings
@@ -168,6 +169,27 @@ class ResourcesContract:
         await resources.put_deployment("j", "c1", {"t2": "completed"})
         assert await resources.deployment("j", "c1") == {"t2": "completed"}
         assert await resources.deployment("j", "c2") is None
+
+    async def test_tokens(self, resources: Resources) -> None:
+        one = TokenRecord("t1", "a" * 64, "alice", name="laptop", created_at=T0)
+        two = TokenRecord("t2", "b" * 64, "bob", scope="admin", created_at=T0)
+        three = TokenRecord("t0", "c" * 64, "alice", scope="compute-registration")
+        for token in (one, two, three):
+            await resources.add_token(token)
+        with pytest.raises(AlreadyExists):
+            await resources.add_token(TokenRecord("t1", "d" * 64, "alice"))
+        with pytest.raises(AlreadyExists):
+            await resources.add_token(TokenRecord("t9", "a" * 64, "carol"))
+        assert await resources.token_by_hash("a" * 64) == one
+        assert await resources.token_by_hash("e" * 64) is None
+        assert [t.token_id for t in await resources.tokens("alice")] == ["t0", "t1"]
+        assert [t.token_id for t in await resources.tokens()] == ["t0", "t1", "t2"]
+        assert await resources.tokens("nobody") == []
+
+        assert await resources.delete_token("t1") == one
+        assert await resources.delete_token("t1") is None
+        assert await resources.token_by_hash("a" * 64) is None
+        await resources.add_token(TokenRecord("t3", "a" * 64, "alice"))  # the hash is free again
 
 
 class TestMemoryResources(ResourcesContract):

@@ -28,7 +28,7 @@ def client(api: FakeApi) -> FlameClient:
 @pytest.fixture
 def cli_env(monkeypatch: pytest.MonkeyPatch, api: FakeApi, tmp_path: Path) -> FakeApi:
     """flamectl talks to the fake apiserver; no real config file or FLAME_* variable is read."""
-    for name in ("FLAME_CONFIG", "FLAME_APISERVER", "FLAME_USER"):
+    for name in ("FLAME_CONFIG", "FLAME_APISERVER", "FLAME_USER", "FLAME_TOKEN"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.setenv("FLAME_APISERVER", ENDPOINT)

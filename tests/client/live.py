@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import subprocess
 import sys
 import threading
@@ -15,6 +16,7 @@ from typing import Any, TypeVar
 import uvicorn
 
 from flame_apiserver.app import create_app
+from flame_apiserver.auth import token_hash
 from flame_common.bus import make_broker, publish_event
 from flame_common.embedded import free_port
 from flame_common.settings import FlameSettings
@@ -25,11 +27,17 @@ T = TypeVar("T")
 
 
 class LiveStack:
-    """Start with `start()`, run coroutines in its loop with `call()`, end with `stop()`."""
+    """Start with `start()`, run coroutines in its loop with `call()`, end with `stop()`.
+
+    `token` is the apiserver's bootstrap admin token (as `flame up` makes one).
+    """
 
     def __init__(self, settings: FlameSettings) -> None:
         self.port = free_port()
-        self.settings = settings.with_overrides(api_port=self.port)
+        self.token = secrets.token_urlsafe(32)
+        self.settings = settings.with_overrides(
+            api_port=self.port, admin_token_sha256=token_hash(self.token)
+        )
         self.endpoint = f"http://127.0.0.1:{self.port}"
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)

@@ -59,7 +59,7 @@ def stack(
     )
     live = LiveStack(settings)
     live.start()
-    asyncio.run(_register_computes(live.endpoint))
+    asyncio.run(_register_computes(live))
     yield live
     live.stop()
 
@@ -67,9 +67,14 @@ def stack(
 class Ctl:
     """The real flamectl (a subprocess) against the live stack; JSON output."""
 
-    def __init__(self, endpoint: str, user: str, home: Path) -> None:
+    def __init__(self, stack: LiveStack, user: str, home: Path) -> None:
         home.mkdir()
-        self.env = {"HOME": str(home), "FLAME_APISERVER": endpoint, "FLAME_USER": user}
+        self.env = {
+            "HOME": str(home),
+            "FLAME_APISERVER": stack.endpoint,
+            "FLAME_USER": user,
+            "FLAME_TOKEN": stack.token,
+        }
 
     def run(self, *args: str, code: int = 0) -> str:
         result = flamectl("--output", "json", *args, env=self.env)
@@ -104,22 +109,22 @@ def _stub_code(root: Path, roles: list[str]) -> Path:
     return root
 
 
-async def _register_computes(endpoint: str) -> None:
-    async with FlameClient(endpoint, "ops") as client:
+async def _register_computes(live: LiveStack) -> None:
+    async with FlameClient(live.endpoint, "ops", token=live.token) as client:
         for compute_id, region in COMPUTES.items():
             await client.computes.register(compute_id, region=region, api_key="k")
 
 
-async def _configs(endpoint: str, user: str, job_id: str) -> list[TaskConfig]:
+async def _configs(stack: LiveStack, user: str, job_id: str) -> list[TaskConfig]:
     """The task config of every task of the job."""
-    async with FlameClient(endpoint, user) as client:
+    async with FlameClient(stack.endpoint, user, token=stack.token) as client:
         tasks = await client.tasks.list(job_id)
         return [await client.tasks.config(job_id, t.task_id) for t in tasks]
 
 
-async def _tasks(endpoint: str, user: str, job_id: str) -> list[tuple[str, str]]:
+async def _tasks(stack: LiveStack, user: str, job_id: str) -> list[tuple[str, str]]:
     """(role, dataset url) of every task of the job."""
-    return sorted((c.role, c.dataset) for c in await _configs(endpoint, user, job_id))
+    return sorted((c.role, c.dataset) for c in await _configs(stack, user, job_id))
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -127,7 +132,7 @@ def test_flame_example_registers_and_creates_its_job(
     stack: LiveStack, tmp_path: Path, name: str
 ) -> None:
     root = EXAMPLES / name
-    ctl = Ctl(stack.endpoint, name, tmp_path / "home")
+    ctl = Ctl(stack, name, tmp_path / "home")
     job = json.loads((root / "job.json").read_text())
     design = job["designId"]
     ctl.run("create", "design", design)
@@ -157,11 +162,11 @@ def test_flame_example_registers_and_creates_its_job(
     model_spec = json.loads((root / "modelSpec.json").read_text())
     created = ctl.json("create", "job", str(job_dir / "job.json"))
     assert created["state"] == "ready"
-    tasks = asyncio.run(_tasks(stack.endpoint, name, created["id"]))
+    tasks = asyncio.run(_tasks(stack, name, created["id"]))
     assert {role for role, _ in tasks} == set(roles)
     urls = sorted(json.loads(f.read_text())["url"] for f in files)
     assert sorted(url for role, url in tasks if url) == urls
     # The job's own registry where its modelSpec names one (hybrid: dummy), else the platform's.
     registry = model_spec.get("registry", {}).get("sort") or "local"
-    configs = asyncio.run(_configs(stack.endpoint, name, created["id"]))
+    configs = asyncio.run(_configs(stack, name, created["id"]))
     assert {c.registry.sort for c in configs} == {registry}

@@ -42,13 +42,15 @@ def stack(settings: FlameSettings) -> Iterator[LiveStack]:
 
 @pytest.fixture
 def cli_env(stack: LiveStack, tmp_path: Path) -> dict[str, str]:
-    """flamectl reads its endpoint and user from a config file named by FLAME_CONFIG."""
+    """flamectl reads its endpoint, user and token from a config file named by FLAME_CONFIG."""
     home = tmp_path / "home"
     home.mkdir()
     config = tmp_path / "flame.yaml"
-    config.write_text(f"apiserver:\n  endpoint: {stack.endpoint}\nuser: {USER}\n")
-    os.environ.pop("FLAME_APISERVER", None)
-    os.environ.pop("FLAME_USER", None)
+    config.write_text(
+        f"apiserver:\n  endpoint: {stack.endpoint}\nuser: {USER}\ntoken: {stack.token}\n"
+    )
+    for name in ("FLAME_APISERVER", "FLAME_USER", "FLAME_TOKEN"):
+        os.environ.pop(name, None)
     return {"HOME": str(home), "FLAME_CONFIG": str(config)}
 
 
@@ -104,7 +106,7 @@ async def report_all(stack: LiveStack, client: FlameClient, job_id: str, state: 
 
 
 async def run_to_completion(stack: LiveStack, job_id: str) -> None:
-    async with FlameClient(stack.endpoint, USER) as client:
+    async with FlameClient(stack.endpoint, USER, token=stack.token) as client:
         await wait_state(client, job_id, {JobState.DEPLOYING, JobState.RUNNING})
         await report_all(stack, client, job_id, JobState.RUNNING)
         await wait_state(client, job_id, {JobState.RUNNING})
@@ -112,7 +114,7 @@ async def run_to_completion(stack: LiveStack, job_id: str) -> None:
 
 
 async def terminate_tasks(stack: LiveStack, job_id: str) -> None:
-    async with FlameClient(stack.endpoint, USER) as client:
+    async with FlameClient(stack.endpoint, USER, token=stack.token) as client:
         await wait_state(client, job_id, {JobState.STOPPING, JobState.TERMINATED})
         await report_all(stack, client, job_id, JobState.TERMINATED)
 
