@@ -3,6 +3,7 @@ stores), the apiserver's view of a task config, and the RabbitMQ adapter on the 
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -238,8 +239,11 @@ async def test_a_job_user_may_use_its_data_plane_and_nothing_else(
                     pytest.fail(f"could {what}")
         assert await victim_queue.get(timeout=1, fail=False) is None
 
+        lingering = await _connect(rabbit_url, login.user, login.password)
         await rabbit_accounts.close(job)
         await rabbit_accounts.close(job)  # already gone: nothing to do
+        with pytest.raises(Exception, match="closed|CONNECTION_FORCED"):  # the broker drops it
+            await asyncio.wait_for(lingering.channel(), 10)
         assert await rabbit_accounts.jobs() == set()
         with pytest.raises(ProbableAuthenticationError):
             await _connect(rabbit_url, login.user, login.password)
