@@ -156,7 +156,8 @@ class BrokerBackend(Backend):
         if not self._up.is_set() or self.failure is not None:
             return  # the broker is away: peers see us go through liveness
         try:
-            await self._publish(scope, None, _header(scope, Kind.LEAVE).encode())
+            with contextlib.suppress(Unroutable):  # nobody left to tell
+                await self._publish(scope, None, _header(scope, Kind.LEAVE).encode())
             await self._unsubscribe(scope)
         except Exception as exc:
             log.warning("leave incomplete", channel=scope.channel, error=repr(exc))

@@ -108,7 +108,7 @@ class Coordinated(Role):
                 break
             elif COORDINATED_ENDS in message:
                 return message
-        if channel.has(self._coordinator):
+        if message is None and channel.has(self._coordinator):
             raise PeerWaitError(
                 f"coordinator {self._coordinator} on channel {channel.name!r} sent nothing for "
                 f"{limit:g} s ({UPSTREAM_TIMEOUT})"
