@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
@@ -21,7 +22,7 @@ from flame_common.logs import get_logger
 from flame_common.redelivery import processing
 from flame_common.settings import FlameSettings
 from flame_notifier.documents import AgentDoc, Presence
-from flame_notifier.presence import PresenceBook
+from flame_notifier.presence import Clock, PresenceBook
 from schemas.events import (
     AgentHeartbeatEvent,
     AgentLost,
@@ -44,13 +45,20 @@ KEY_HEADER = "x-flame-task-key"
 
 
 class Notifier:
-    """Presence and delivery over one channel (publisher confirms on)."""
+    """Presence and delivery over one channel (publisher confirms on); silence is timed on
+    `clock`."""
 
-    def __init__(self, settings: FlameSettings, channel: AbstractChannel, jobs: JobReads) -> None:
+    def __init__(
+        self,
+        settings: FlameSettings,
+        channel: AbstractChannel,
+        jobs: JobReads,
+        clock: Clock = time.monotonic,
+    ) -> None:
         self.settings = settings
         self.channel = channel
         self.jobs = jobs
-        self.book = PresenceBook(settings.heartbeat_timeout, jobs)
+        self.book = PresenceBook(settings.heartbeat_timeout, jobs, clock)
         self._events: AbstractExchange | None = None
         self._agents: AbstractExchange | None = None
         self._inboxes: set[str] = set()
@@ -192,8 +200,11 @@ def _decode(message: AbstractIncomingMessage) -> EventBase | None:
 
 
 @asynccontextmanager
-async def running_notifier(settings: FlameSettings) -> AsyncIterator[Notifier]:
-    """Run the notifier (database, consumers, liveness watch) until the context exits."""
+async def running_notifier(
+    settings: FlameSettings, clock: Clock = time.monotonic
+) -> AsyncIterator[Notifier]:
+    """Run the notifier (database, consumers, liveness watch) until the context exits; `clock`
+    times the agents' silence (tests pass a fake one)."""
     client = await init_db(settings, [*MongoJobReads.documents, AgentDoc])
     connection = await amqp.connect(settings, name="flame-notifier")
     watcher: asyncio.Task[Any] | None = None
@@ -201,7 +212,7 @@ async def running_notifier(settings: FlameSettings) -> AsyncIterator[Notifier]:
     try:
         channel = await connection.channel()
         await channel.set_qos(prefetch_count=64)
-        notifier = Notifier(settings, channel, MongoJobReads())
+        notifier = Notifier(settings, channel, MongoJobReads(), clock)
         await notifier.setup()
         inbox = await amqp.notifier_inbox(channel, settings)
         events = await amqp.consumer_queue(channel, settings, CONSUMER, list(WATCHED))

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import hmac
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from pymongo.errors import DuplicateKeyError
 
@@ -12,9 +14,33 @@ from flame_common.jobs_read import JobReads
 from flame_notifier.documents import AgentDoc, Presence
 from schemas.events import AgentRegisteredEvent
 
+# Seconds on a monotonic scale (`time.monotonic`); tests pass a fake one to advance time at will.
+Clock = Callable[[], float]
+
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+class Silence:
+    """When each watched task's agent was last heard, on `clock`; who has been silent too long."""
+
+    def __init__(self, timeout: float, clock: Clock = time.monotonic) -> None:
+        self._timeout = timeout
+        self._clock = clock
+        self._heard: dict[str, float] = {}  # task id -> clock time its agent was last heard
+
+    def heard(self, task_id: str) -> None:
+        """The task's agent gave a sign of life now (also: starts watching it)."""
+        self._heard[task_id] = self._clock()
+
+    def forget(self, task_id: str) -> None:
+        self._heard.pop(task_id, None)
+
+    def silent(self) -> list[str]:
+        """Tasks whose agent was not heard within the timeout."""
+        limit = self._clock() - self._timeout
+        return [task_id for task_id, at in self._heard.items() if at < limit]
 
 
 @dataclass(frozen=True)
@@ -31,12 +57,13 @@ class PresenceBook:
 
     A registration is one upsert. Heartbeats stay in memory (a restarted notifier gives every
     active agent a full timeout anyway). Agents that stop being watched are written in bulk by
-    `flush()`; a restart also drops agents whose task is already terminal.
+    `flush()`; a restart also drops agents whose task is already terminal. Silence is measured
+    on `clock` (monotonic seconds), so a jump of the wall clock loses no agent.
     """
 
-    def __init__(self, timeout: float, jobs: JobReads) -> None:
-        self._timeout = timedelta(seconds=timeout)
+    def __init__(self, timeout: float, jobs: JobReads, clock: Clock = time.monotonic) -> None:
         self._jobs = jobs
+        self._silence = Silence(timeout, clock)
         self._active: dict[str, AgentDoc] = {}
         self._ended: dict[str, tuple[str, Presence]] = {}  # task id -> (job id, presence), unsaved
 
@@ -45,15 +72,14 @@ class PresenceBook:
 
     async def load(self) -> int:
         """Resume watching the active agents; each gets a full timeout from now (we were away)."""
-        now = _now()
         docs = {d.task_id: d async for d in AgentDoc.find({"presence": Presence.ACTIVE.value})}
         if docs:
             for task_id in await self._jobs.terminal_tasks(list(docs)):
                 self._ended[task_id] = (docs.pop(task_id).job_id, Presence.DONE)
             await self.flush()
         for doc in docs.values():
-            doc.last_seen = max(doc.last_seen, now)
             self._active[doc.task_id] = doc
+            self._silence.heard(doc.task_id)
         return len(self._active)
 
     async def register(self, event: AgentRegisteredEvent, key: str) -> Registration:
@@ -90,6 +116,7 @@ class PresenceBook:
             return Registration(False, False, "agent already ended (lost or done)")
         self._ended.pop(event.task_id, None)
         self._active[event.task_id] = AgentDoc(**fields)
+        self._silence.heard(event.task_id)
         return Registration(True, True)
 
     def heartbeat(self, task_id: str, agent_id: str) -> bool:
@@ -97,18 +124,18 @@ class PresenceBook:
         doc = self._active.get(task_id)
         if doc is None or doc.agent_id != agent_id:
             return False
-        doc.last_seen = _now()
+        self._silence.heard(task_id)
         return True
 
     def silent(self) -> list[AgentDoc]:
         """Active agents not heard from within the timeout."""
-        limit = _now() - self._timeout
-        return [doc for doc in self._active.values() if doc.last_seen < limit]
+        return [self._active[task_id] for task_id in self._silence.silent()]
 
     def mark(self, task_ids: list[str], presence: Presence) -> None:
         """Stop watching these tasks' agents; their new presence is saved by the next `flush`."""
         for task_id in task_ids:
             doc = self._active.pop(task_id, None)
+            self._silence.forget(task_id)
             if doc is not None:
                 self._ended[task_id] = (doc.job_id, presence)
 
@@ -118,6 +145,7 @@ class PresenceBook:
         task_ids += [t for t, (job, _) in self._ended.items() if job == job_id]
         for task_id in task_ids:
             self._active.pop(task_id, None)
+            self._silence.forget(task_id)
             self._ended.pop(task_id, None)
         await AgentDoc.find({"job_id": job_id}).update({"$set": {"presence": Presence.DONE.value}})
         return task_ids

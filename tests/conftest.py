@@ -42,6 +42,17 @@ def mqtt_broker() -> tuple[str, int]:
     return MQTT_HOST, MQTT_PORT
 
 
+SERVICE_FIXTURES = frozenset({"mongo_server", "rabbit_url", "mqtt_broker"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark `integration` every test that uses a real service through a fixture (even indirectly),
+    so `-m "not integration and not e2e"` selects only service-free tests."""
+    for item in items:
+        if SERVICE_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.integration)
+
+
 _NAMESPACES: list[str] = []
 # Durable queues and exchanges the services declare per namespace (agent inboxes expire).
 _QUEUES = (

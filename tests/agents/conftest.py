@@ -1,4 +1,4 @@
-"""Fixtures of the agent tests: database, a running notifier, an event recorder, manifests."""
+"""Fixtures of the agent tests: database, a running notifier on a clock, an event tap, manifests."""
 
 from __future__ import annotations
 
@@ -12,7 +12,9 @@ from flame_common.documents import ALL_DOCUMENTS
 from flame_common.settings import FlameSettings
 from flame_notifier.app import Notifier, running_notifier
 from flame_notifier.documents import AgentDoc
-from tests.agents.helpers import EventRecorder, ManifestServer, delete_queues
+from tests.agents.helpers import ManifestServer, delete_queues
+from tests.support.clock import FakeClock
+from tests.support.tap import EventTap, event_tap
 
 
 @pytest.fixture
@@ -24,16 +26,20 @@ async def db(settings: FlameSettings) -> AsyncIterator[Any]:
 
 
 @pytest.fixture
-async def recorder(settings: FlameSettings) -> AsyncIterator[EventRecorder]:
-    rec = EventRecorder(settings)
-    await rec.start()
-    yield rec
-    await rec.close()
+async def tap(settings: FlameSettings) -> AsyncIterator[EventTap]:
+    async with event_tap(settings) as t:
+        yield t
 
 
 @pytest.fixture
-async def notifier(settings: FlameSettings, db: Any) -> AsyncIterator[Notifier]:
-    async with running_notifier(settings) as n:
+def clock() -> FakeClock:
+    """The clock the `notifier` fixture times silence on; it moves only when a test says so."""
+    return FakeClock()
+
+
+@pytest.fixture
+async def notifier(settings: FlameSettings, db: Any, clock: FakeClock) -> AsyncIterator[Notifier]:
+    async with running_notifier(settings, clock) as n:
         yield n
 
 

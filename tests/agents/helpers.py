@@ -1,21 +1,15 @@
-"""Agent test helpers: code zips, a stand-in manifest server, an event recorder, a TCP cut-off."""
+"""Agent test helpers: a stand-in manifest server, controller events, a TCP cut-off."""
 
 from __future__ import annotations
 
 import asyncio
-import io
 import json
 import threading
 import uuid
-import zipfile
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
-
-import aio_pika
 
 from flame_common import amqp
 from flame_common.busnames import names
@@ -26,19 +20,11 @@ from schemas.events import (
     WorkerReleasedEvent,
     WorkerRequested,
     WorkerRequestedEvent,
-    parse_event,
 )
 from schemas.task import TASK_KEY_HEADER
+from tests.support.zips import ROLE_SCRIPTS, scripted_zip
 
-ROLES = Path(__file__).parent / "data" / "roles"
-
-
-def code_zip(role: str, script: str) -> bytes:
-    """A design code zip holding `<role>/main.py` copied from test data `roles/<script>/main.py`."""
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as zf:
-        zf.writestr(f"{role}/main.py", (ROLES / script / "main.py").read_text())
-    return buf.getvalue()
+ROLES = ROLE_SCRIPTS  # the test role scripts, one folder each
 
 
 def multipart(parts: dict[str, bytes]) -> tuple[bytes, str]:
@@ -81,7 +67,7 @@ class ManifestServer:
             "channels": [],
             "groupAssociation": None,
         }
-        self.tasks[(job_id, task_id)] = (key, config, code_zip(role, script))
+        self.tasks[(job_id, task_id)] = (key, config, scripted_zip({role: script}))
 
     def start(self) -> None:
         tasks = self.tasks
@@ -117,51 +103,6 @@ class ManifestServer:
             self.server.server_close()
 
 
-class EventRecorder:
-    """Records every event on the events exchange of a namespace."""
-
-    def __init__(self, settings: FlameSettings) -> None:
-        self.settings = settings
-        self.events: list[EventBase] = []
-        self._changed = asyncio.Condition()
-        self._connection: aio_pika.abc.AbstractRobustConnection | None = None
-
-    async def start(self) -> None:
-        self._connection = await amqp.connect(self.settings, name="test-recorder")
-        channel = await self._connection.channel()
-        exchange = await amqp.events_exchange(channel, self.settings)
-        queue = await channel.declare_queue(exclusive=True, auto_delete=True)
-        await queue.bind(exchange, routing_key="#")
-        await queue.consume(self._on, no_ack=True)
-
-    async def _on(self, message: aio_pika.abc.AbstractIncomingMessage) -> None:
-        async with self._changed:
-            self.events.append(parse_event(message.body))
-            self._changed.notify_all()
-
-    async def wait_for(
-        self, predicate: Callable[[EventBase], bool], timeout: float = 15.0
-    ) -> EventBase:
-        async def _wait() -> EventBase:
-            async with self._changed:
-                while True:
-                    for e in self.events:
-                        if predicate(e):
-                            return e
-                    await self._changed.wait()
-
-        return await asyncio.wait_for(_wait(), timeout)
-
-    def of(self, type_: str, task_id: str | None = None) -> list[EventBase]:
-        return [
-            e for e in self.events if e.type == type_ and (task_id is None or e.task_id == task_id)
-        ]
-
-    async def close(self) -> None:
-        if self._connection is not None:
-            await self._connection.close()
-
-
 OWN_QUEUES = ("notifier", amqp.NOTIFIER_INBOX, "deployer.default")
 
 
@@ -183,15 +124,6 @@ def requested(
         return WorkerReleasedEvent(payload=released, job_id=job, source="controller")
     payload = WorkerRequested(compute_id=compute, task_ids=tasks)
     return WorkerRequestedEvent(payload=payload, job_id=job, source="controller")
-
-
-async def until(predicate: Callable[[], bool], timeout: float = 15.0) -> None:
-    """Poll `predicate` until it holds; fail the test after `timeout` seconds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        assert loop.time() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.05)
 
 
 async def publish(settings: FlameSettings, event: EventBase) -> None:

@@ -11,13 +11,12 @@ from pathlib import Path
 from flame_sdk import localstack
 from flame_sdk.client import FlameClient
 from flame_sdk.localstack import LocalStack, job_events, wait_state
-from tests.agents.helpers import ROLES
 from tests.conftest import track_namespace
+from tests.support.zips import role_script
 
 __all__ = [
     "EXAMPLES",
     "LocalStack",
-    "code_zip",
     "create_job",
     "job_events",
     "local_stack",
@@ -37,11 +36,7 @@ def local_stack(mongo_url: str | None, tmp: Path, **settings: str) -> Iterator[L
 
 def scripts(roles: dict[str, str]) -> dict[str, Path]:
     """Role -> `main.py` of the test data script `roles/<name>`."""
-    return {role: ROLES / name / "main.py" for role, name in roles.items()}
-
-
-def code_zip(roles: dict[str, str]) -> bytes:
-    return localstack.code_zip(scripts(roles))
+    return {role: role_script(name) for role, name in roles.items()}
 
 
 async def create_job(

@@ -10,8 +10,17 @@ import pytest
 from flame_common.documents import TaskDoc
 from flame_common.settings import FlameSettings
 from flame_controller.deployers.app import running_deployer
-from schemas.events import TaskAssigned, TaskAssignedEvent
-from tests.agents.helpers import EventRecorder, ManifestServer, publish, requested, until
+from schemas.events import (
+    AgentRegisteredEvent,
+    TaskAssigned,
+    TaskAssignedEvent,
+    TaskStatusChangedEvent,
+    WorkerCreatedEvent,
+    WorkerFailedEvent,
+)
+from tests.agents.helpers import ManifestServer, publish, requested
+from tests.support.tap import EventTap
+from tests.support.wait import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -30,7 +39,7 @@ async def seed(manifests: ManifestServer, job: str, tasks: list[str], script: st
 
 
 async def test_requested_workers_start_register_and_are_released(
-    settings: FlameSettings, db, notifier, recorder: EventRecorder, manifests: ManifestServer
+    settings: FlameSettings, db, notifier, tap: EventTap, manifests: ManifestServer
 ):
     settings = settings.with_overrides(api_url=manifests.url)
     await seed(manifests, "j1", ["a", "b"])
@@ -38,25 +47,25 @@ async def test_requested_workers_start_register_and_are_released(
         await publish(settings, requested("j1", ["a", "b"], compute="elsewhere"))
         await publish(settings, requested("j1", ["a", "b", "ghost"]))
         for t in ("a", "b"):
-            await recorder.wait_for(lambda e, t=t: e.type == "agent.registered" and e.task_id == t)
-        failed = await recorder.wait_for(lambda e: e.type == "worker.failed")
+            await tap.wait_for(AgentRegisteredEvent, lambda e, t=t: e.task_id == t)
+        failed = await tap.wait_for(WorkerFailedEvent)
         assert failed.task_id == "ghost" and "no such task" in failed.payload.reason
-        created = recorder.of("worker.created")
+        created = tap.of(WorkerCreatedEvent)
         assert sorted(e.task_id for e in created) == ["a", "b"]
         assert all(e.payload.compute_id == "default" for e in created)
         pids = [deployer.pid("j1", t) for t in ("a", "b")]
         assert all(pid and not gone(pid) for pid in pids)
         await publish(settings, requested("j1", ["a", "b"], type_="worker.released"))
-        await until(lambda: all(gone(p) for p in pids if p))
+        await eventually(lambda: all(gone(p) for p in pids if p), what=f"{pids} gone")
         assert deployer.running() == []
-    assert len(recorder.of("worker.created")) == 2  # the other compute's request was ignored
+    assert len(tap.of(WorkerCreatedEvent)) == 2  # the other compute's request was ignored
 
 
 async def test_shutdown_leaves_no_orphans(
     settings: FlameSettings,
     db,
     notifier,
-    recorder: EventRecorder,
+    tap: EventTap,
     manifests: ManifestServer,
     tmp_path: Path,
 ):
@@ -64,9 +73,9 @@ async def test_shutdown_leaves_no_orphans(
     await seed(manifests, "j2", ["s"], script="sleep")
     async with running_deployer(settings, register=False) as deployer:
         await publish(settings, requested("j2", ["s"]))
-        await recorder.wait_for(lambda e: e.type == "agent.registered")
+        await tap.wait_for(AgentRegisteredEvent)
         await publish(settings, TaskAssignedEvent(payload=TaskAssigned(), job_id="j2", task_id="s"))
-        await recorder.wait_for(lambda e: e.type == "task.status_changed")
+        await tap.wait_for(TaskStatusChangedEvent)
         flamelet = deployer.pid("j2", "s")
         assert flamelet is not None
         tree = psutil.Process(flamelet).children(recursive=True)
@@ -74,18 +83,18 @@ async def test_shutdown_leaves_no_orphans(
     assert gone(flamelet)
     assert all(gone(p.pid) for p in tree)
     # the flamelet reported its task terminated on the way out
-    final = await recorder.wait_for(
-        lambda e: e.type == "task.status_changed" and e.payload.state.value == "terminated"
+    final = await tap.wait_for(
+        TaskStatusChangedEvent, lambda e: e.payload.state.value == "terminated"
     )
     assert final.task_id == "s"
 
 
 async def test_a_flamelet_that_cannot_start_is_a_failed_worker(
-    settings: FlameSettings, db, recorder: EventRecorder, manifests: ManifestServer
+    settings: FlameSettings, db, tap: EventTap, manifests: ManifestServer
 ):
     settings = settings.with_overrides(api_url="ftp://nowhere")
     await seed(manifests, "j3", ["x"])
     async with running_deployer(settings, register=False):
         await publish(settings, requested("j3", ["x"]))
-        failed = await recorder.wait_for(lambda e: e.type == "worker.failed")
+        failed = await tap.wait_for(WorkerFailedEvent)
     assert failed.task_id == "x" and "--apiserver must be" in failed.payload.reason

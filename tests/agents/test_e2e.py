@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 from collections.abc import Iterator
@@ -22,6 +21,7 @@ from tests.agents.stack import (
     role_pids,
     wait_state,
 )
+from tests.support.wait import eventually
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -62,14 +62,6 @@ def alive(pid: int) -> bool:
         return False
 
 
-async def until(predicate, timeout: float) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        assert loop.time() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.1)
-
-
 @pytest.mark.parametrize(
     ("example", "roles", "count"), [("mnist", TWO_TIER, 2), ("hier_mnist", HIERARCHY, 7)]
 )
@@ -84,7 +76,7 @@ async def test_job_runs_to_completion(stack: LocalStack, example, roles, count):
         assert {t.state.value for t in tasks} == {"completed"}
         assert {t.role for t in tasks} == set(roles)
         assert_chain(await job_events(client, job_id))
-    await until(lambda: stack.workers() == [], 15)
+    await eventually(lambda: stack.workers() == [], timeout=15)
 
 
 async def test_failing_trainer_fails_the_job_with_its_log_tail(stack: LocalStack):
@@ -98,7 +90,7 @@ async def test_failing_trainer_fails_the_job_with_its_log_tail(stack: LocalStack
         tasks = {t.role: t for t in await client.tasks.list(job_id)}
         assert tasks["trainer"].state.value == "failed"
         assert "fatal: the data is cursed" in tasks["trainer"].log
-    await until(lambda: stack.workers() == [], 20)
+    await eventually(lambda: stack.workers() == [], timeout=20)
 
 
 async def test_stop_terminates_every_worker(stack: LocalStack):
@@ -108,12 +100,12 @@ async def test_stop_terminates_every_worker(stack: LocalStack):
         )
         await client.jobs.start(job_id)
         await wait_state(client, job_id, {"running"}, 60)
-        await until(lambda: len(role_pids(stack, job_id)) == 7, 30)
+        await eventually(lambda: len(role_pids(stack, job_id)) == 7, timeout=30)
         roles = role_pids(stack, job_id)
         await client.jobs.stop(job_id)
         status = await wait_state(client, job_id, {"terminated", "failed", "completed"}, 10)
         assert status.state.value == "terminated"
-        await until(lambda: stack.workers() == [], 10)
+        await eventually(lambda: stack.workers() == [], timeout=10)
         assert not any(alive(p) for p in roles)
         tasks = await client.tasks.list(job_id)
         assert {t.state.value for t in tasks} == {"terminated"}
@@ -135,7 +127,7 @@ async def test_killed_flamelet_is_lost_and_fails_the_job(stack: LocalStack):
         assert status.state.value == "failed"
         lost = [e for e in await job_events(client, job_id) if e.type == "agent.lost"]
         assert [e.task_id for e in lost] == [trainer.task_id]
-    await until(lambda: stack.workers() == [], 15)
+    await eventually(lambda: stack.workers() == [], timeout=15)
 
 
 async def test_max_run_time_terminates_a_job_that_never_ends(stack: LocalStack):
@@ -146,7 +138,7 @@ async def test_max_run_time_terminates_a_job_that_never_ends(stack: LocalStack):
         await client.jobs.start(job_id)
         status = await wait_state(client, job_id, {"terminated", "failed", "completed"}, 30)
         assert status.state.value == "terminated"
-    await until(lambda: stack.workers() == [], 15)
+    await eventually(lambda: stack.workers() == [], timeout=15)
 
 
 def test_up_refuses_without_rabbitmq(tmp_path: Path):

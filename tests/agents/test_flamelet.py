@@ -17,6 +17,8 @@ from flame_common.documents import TaskDoc
 from flame_common.settings import FlameSettings
 from flame_controller.deployers.local import flamelet_env
 from schemas.events import (
+    AgentLostEvent,
+    AgentRegisteredEvent,
     TaskAssigned,
     TaskAssignedEvent,
     TaskStatusChanged,
@@ -25,7 +27,10 @@ from schemas.events import (
     TaskStopRequestedEvent,
 )
 from schemas.states import JobState
-from tests.agents.helpers import CutOffProxy, EventRecorder, ManifestServer, publish
+from tests.agents.helpers import CutOffProxy, ManifestServer, publish
+from tests.support.clock import FakeClock
+from tests.support.tap import EventTap
+from tests.support.wait import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -55,7 +60,7 @@ async def start_flamelet(
 
 async def run_task(
     settings: FlameSettings,
-    recorder: EventRecorder,
+    tap: EventTap,
     manifests: ManifestServer,
     tmp_path: Path,
     script: str,
@@ -67,7 +72,7 @@ async def run_task(
     manifests.add("j1", task, "k", "trainer", script)
     work = tmp_path / task
     proc = await start_flamelet(settings, "j1", task, "k", manifests.url, work, **env)
-    await recorder.wait_for(lambda e: e.type == "agent.registered" and e.task_id == task)
+    await tap.wait_for(AgentRegisteredEvent, lambda e: e.task_id == task)
     await publish(settings, assigned("j1", task))
     return proc, work
 
@@ -89,20 +94,20 @@ LAUNCH = pytest.mark.parametrize(
 )
 
 
-def statuses(recorder: EventRecorder, task: str = "t1") -> list[str]:
+def statuses(tap: EventTap, task: str = "t1") -> list[str]:
     """States reported for a task, one per event id (delivery is at least once)."""
-    events = {e.id: e for e in recorder.of("task.status_changed", task)}
+    events = {e.id: e for e in tap.of(TaskStatusChangedEvent, lambda e: e.task_id == task)}
     return [e.payload.state.value for e in events.values()]
 
 
 @LAUNCH
 async def test_role_code_runs_to_completion(
-    settings, db, notifier, recorder, manifests, tmp_path, launch
+    settings, db, notifier, tap, manifests, tmp_path, launch
 ):
-    proc, work = await run_task(settings, recorder, manifests, tmp_path, "ok", **launch)
+    proc, work = await run_task(settings, tap, manifests, tmp_path, "ok", **launch)
     assert await asyncio.wait_for(proc.wait(), 30) == 0
-    final = recorder.of("task.status_changed", "t1")[-1]
-    assert statuses(recorder) == ["running", "completed"]
+    final = tap.of(TaskStatusChangedEvent, lambda e: e.task_id == "t1")[-1]
+    assert statuses(tap) == ["running", "completed"]
     assert final.payload.exit_code == 0 and "hello from trainer task t1" in final.payload.log_tail
     config = json.loads((work / "config").read_text())
     assert config["taskid"] == "t1" and config["role"] == "trainer"
@@ -112,12 +117,12 @@ async def test_role_code_runs_to_completion(
 
 @LAUNCH
 async def test_failing_role_reports_its_log_tail(
-    settings, db, notifier, recorder, manifests, tmp_path, launch
+    settings, db, notifier, tap, manifests, tmp_path, launch
 ):
-    proc, _ = await run_task(settings, recorder, manifests, tmp_path, "fail", **launch)
+    proc, _ = await run_task(settings, tap, manifests, tmp_path, "fail", **launch)
     assert await asyncio.wait_for(proc.wait(), 30) == 0
-    final = recorder.of("task.status_changed", "t1")[-1]
-    assert statuses(recorder) == ["running", "failed"]
+    final = tap.of(TaskStatusChangedEvent, lambda e: e.task_id == "t1")[-1]
+    assert statuses(tap) == ["running", "failed"]
     assert final.payload.exit_code == 3
     assert "fatal: the data is cursed" in final.payload.log_tail
     assert "working on step 199" in final.payload.log_tail
@@ -125,73 +130,73 @@ async def test_failing_role_reports_its_log_tail(
 
 
 async def test_prefetch_unpacks_before_the_assignment(
-    settings, db, notifier, recorder, manifests, tmp_path
+    settings, db, notifier, tap, manifests, tmp_path
 ):
     await TaskDoc(job_id="j1", task_id="t1", role="trainer", key="k").insert()
     manifests.add("j1", "t1", "k", "trainer", "ok")
     work = tmp_path / "w"
     proc = await start_flamelet(settings, "j1", "t1", "k", manifests.url, work, "--prefetch")
-    await recorder.wait_for(lambda e: e.type == "agent.registered")
-    for _ in range(200):
-        if (work / "config").exists():
-            break
-        await asyncio.sleep(0.05)
+    await tap.wait_for(AgentRegisteredEvent)
+    await eventually(lambda: (work / "config").exists(), what="the prefetched config")
     assert (work / "code" / "trainer" / "main.py").is_file()
-    assert recorder.of("task.status_changed", "t1") == []  # nothing runs before the assignment
+    assert statuses(tap) == []  # nothing runs before the assignment
     await publish(settings, assigned("j1", "t1"))
     assert await asyncio.wait_for(proc.wait(), 30) == 0
-    assert statuses(recorder) == ["running", "completed"]
+    assert statuses(tap) == ["running", "completed"]
 
 
 @pytest.mark.parametrize("options", [(), ("--prefetch",)])
-async def test_wrong_key_fails_the_task(
-    settings, db, notifier, recorder, manifests, tmp_path, options
-):
+async def test_wrong_key_fails_the_task(settings, db, notifier, tap, manifests, tmp_path, options):
     await TaskDoc(job_id="j1", task_id="t1", role="trainer", key="k").insert()
     manifests.add("j1", "t1", "other-key", "trainer", "ok")
     proc = await start_flamelet(settings, "j1", "t1", "k", manifests.url, tmp_path / "w", *options)
-    await recorder.wait_for(lambda e: e.type == "agent.registered")
+    await tap.wait_for(AgentRegisteredEvent)
     await publish(settings, assigned("j1", "t1"))
     assert await asyncio.wait_for(proc.wait(), 30) == 0
-    final = recorder.of("task.status_changed", "t1")[-1]
+    final = tap.of(TaskStatusChangedEvent, lambda e: e.task_id == "t1")[-1]
     assert final.payload.state.value == "failed" and "401" in final.payload.log_tail
 
 
 @LAUNCH
 async def test_stop_kills_the_role_code_and_reports_terminated(
-    settings, db, notifier, recorder, manifests, tmp_path, launch
+    settings, db, notifier, tap, manifests, tmp_path, launch
 ):
-    proc, work = await run_task(settings, recorder, manifests, tmp_path, "sleep", **launch)
-    await recorder.wait_for(lambda e: e.type == "task.status_changed")
-    while not (work / "role.pid").exists():
-        await asyncio.sleep(0.05)
+    proc, work = await run_task(settings, tap, manifests, tmp_path, "sleep", **launch)
+    await tap.wait_for(TaskStatusChangedEvent)
+    await eventually(lambda: (work / "role.pid").exists(), what="the role code's pid file")
     role_pid = int((work / "role.pid").read_text())
     await publish(
         settings,
         TaskStopRequestedEvent(payload=TaskStopRequested(reason="user"), job_id="j1", task_id="t1"),
     )
     assert await asyncio.wait_for(proc.wait(), 30) == 0
-    assert statuses(recorder) == ["running", "terminated"]
+    assert statuses(tap) == ["running", "terminated"]
     assert not psutil.pid_exists(role_pid) or psutil.Process(role_pid).status() == "zombie"
 
 
 @LAUNCH
 async def test_killed_flamelet_takes_its_role_code_along_and_is_lost(
-    settings, db, notifier, recorder, manifests, tmp_path, launch
+    settings, db, notifier, tap: EventTap, clock: FakeClock, manifests, tmp_path, launch
 ):
-    proc, work = await run_task(settings, recorder, manifests, tmp_path, "sleep", **launch)
-    while not (work / "role.pid").exists():
-        await asyncio.sleep(0.05)
+    proc, work = await run_task(settings, tap, manifests, tmp_path, "sleep", **launch)
+    await eventually(lambda: (work / "role.pid").exists(), what="the role code's pid file")
     role_pid = int((work / "role.pid").read_text())
     proc.kill()
     await proc.wait()
-    lost = await recorder.wait_for(lambda e: e.type == "agent.lost", timeout=15)
-    assert lost.task_id == "t1"
-    assert not psutil.pid_exists(role_pid)
+
+    def lost() -> list[AgentLostEvent]:
+        # the notifier's clock moves a whole timeout per look: once a heartbeat sent before the
+        # kill is handled, the agent is silent for longer than the timeout
+        clock.advance(settings.heartbeat_timeout)
+        return tap.of(AgentLostEvent)
+
+    (event,) = await eventually(lost, what="agent.lost of the killed flamelet")
+    assert event.task_id == "t1"
+    await eventually(lambda: not psutil.pid_exists(role_pid), what=f"role code {role_pid} gone")
 
 
 async def test_final_report_survives_a_broker_outage(
-    settings, db, notifier, recorder, manifests, tmp_path
+    settings, db, notifier, tap, manifests, tmp_path
 ):
     proxy = CutOffProxy()
     await proxy.start()
@@ -203,18 +208,19 @@ async def test_final_report_survives_a_broker_outage(
         settings, "j1", "t1", "k", manifests.url, work, FLAME_RABBIT_URL=via_proxy, ROLE_SECONDS="3"
     )
     try:
-        await recorder.wait_for(lambda e: e.type == "agent.registered")
+        await tap.wait_for(AgentRegisteredEvent)
         await publish(settings, assigned("j1", "t1"))
-        await recorder.wait_for(lambda e: e.type == "task.status_changed")
+        await tap.wait_for(TaskStatusChangedEvent)
         await asyncio.sleep(0.5)  # let the confirm of `running` reach the agent
         proxy.cut()  # the broker is gone for the agent while its role code finishes
-        await asyncio.sleep(5)
+        # the role code ends (ROLE_SECONDS) and the flamelet keeps its final report on disk
+        await eventually(lambda: (work / "final-report.json").exists(), what="the final report")
         stderr = (tmp_path / "t1.stderr").read_text()[-3000:]
         assert (work / "final-report.json").exists(), (os.listdir(work), stderr)
-        assert statuses(recorder) == ["running"]
+        assert statuses(tap) == ["running"]
         proxy.restore()
         assert await asyncio.wait_for(proc.wait(), 30) == 0
-        assert statuses(recorder) == ["running", "completed"]
+        assert statuses(tap) == ["running", "completed"]
         assert not (work / "final-report.json").exists()
     finally:
         if proc.returncode is None:
@@ -222,7 +228,7 @@ async def test_final_report_survives_a_broker_outage(
         await proxy.close()
 
 
-async def test_restarted_flamelet_resends_a_pending_final_report(settings, recorder, tmp_path):
+async def test_restarted_flamelet_resends_a_pending_final_report(settings, tap, tmp_path):
     work = tmp_path / "t9"
     work.mkdir()
     event = TaskStatusChangedEvent(
@@ -234,6 +240,6 @@ async def test_restarted_flamelet_resends_a_pending_final_report(settings, recor
     (work / "final-report.json").write_text(event.model_dump_json())
     proc = await start_flamelet(settings, "j9", "t9", "k", "http://127.0.0.1:9", work)
     assert await asyncio.wait_for(proc.wait(), 30) == 0
-    got = await recorder.wait_for(lambda e: e.type == "task.status_changed")
+    got = await tap.wait_for(TaskStatusChangedEvent)
     assert got.id == event.id and not (work / "final-report.json").exists()
     assert os.listdir(work) == []

@@ -19,7 +19,10 @@ from flame_controller.deployers.kubernetes import (
     worker_name,
 )
 from flame_controller.deployers.main import main as deployer_main
-from tests.agents.helpers import EventRecorder, publish, requested, until
+from schemas.events import WorkerCreatedEvent, WorkerFailedEvent
+from tests.agents.helpers import publish, requested
+from tests.support.tap import EventTap
+from tests.support.wait import eventually
 
 SPEC = WorkerSpec("65f0c0ffee0123456789abcd", "A" * 40, "s3cret", "http://api:10100")
 K8S_VERSION = "1.30"
@@ -106,7 +109,7 @@ async def test_deployer_creates_and_deletes_jobs_idempotently() -> None:
 
 @pytest.mark.integration
 async def test_flame_deployer_serves_a_compute_with_kubernetes_jobs(
-    settings: FlameSettings, db, recorder: EventRecorder
+    settings: FlameSettings, db, tap: EventTap
 ) -> None:
     cluster = FakeCluster()
     deployer = KubernetesDeployer(cluster, settings, namespace="flame", image="flame:dev")
@@ -114,7 +117,7 @@ async def test_flame_deployer_serves_a_compute_with_kubernetes_jobs(
     name = worker_name(WorkerSpec("j1", "a", "", ""))
     async with running_deployer(settings, register=False, deployer=deployer):
         await publish(settings, requested("j1", ["a"]))
-        created = await recorder.wait_for(lambda e: e.type == "worker.created")
+        created = await tap.wait_for(WorkerCreatedEvent)
         assert created.task_id == "a" and created.payload.worker_id == f"k8s-flame/{name}"
         job = as_dict(cluster.objects[("Job", "flame", name)])
         (container,) = job["spec"]["template"]["spec"]["containers"]
@@ -122,8 +125,8 @@ async def test_flame_deployer_serves_a_compute_with_kubernetes_jobs(
         assert env["FLAME_NAMESPACE"] == settings.namespace
         assert as_dict(cluster.objects[("Secret", "flame", name)])["stringData"] == {"key": "key-a"}
         await publish(settings, requested("j1", ["a"], type_="worker.released"))
-        await until(lambda: not cluster.objects)
-    assert not recorder.of("worker.failed")
+        await eventually(lambda: not cluster.objects, what="no cluster objects left")
+    assert not tap.of(WorkerFailedEvent)
 
 
 def test_kubernetes_deployer_needs_an_image(capsys) -> None:

@@ -1,11 +1,15 @@
-"""Notifier: registration key check, delivery to late agents, restarts, lost agents, clean-up."""
+"""Notifier: registration key check, delivery to late agents, restarts, lost agents, clean-up.
+
+Silence is timed on the `clock` fixture (a fake clock): a test moves it past the heartbeat
+timeout instead of sleeping, and proves that nothing was published with a later positive signal.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import aio_pika
@@ -15,11 +19,12 @@ from flame_common import amqp
 from flame_common.bus import names
 from flame_common.documents import TaskDoc
 from flame_common.settings import FlameSettings
-from flame_notifier.app import KEY_HEADER, running_notifier
+from flame_notifier.app import KEY_HEADER, Notifier, running_notifier
 from flame_notifier.documents import AgentDoc, Presence
 from schemas.events import (
     AgentHeartbeat,
     AgentHeartbeatEvent,
+    AgentLostEvent,
     AgentRegistered,
     AgentRegisteredEvent,
     EventBase,
@@ -34,7 +39,10 @@ from schemas.events import (
     parse_event,
 )
 from schemas.states import JobState
-from tests.agents.helpers import EventRecorder, publish
+from tests.agents.helpers import publish
+from tests.support.clock import FakeClock
+from tests.support.tap import EventTap
+from tests.support.wait import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -82,13 +90,16 @@ class FakeAgent:
         payload = AgentRegistered(agent_id=agent_id)
         return AgentRegisteredEvent(payload=payload, job_id=self.job_id, task_id=self.task_id)
 
+    async def heartbeat(self) -> None:
+        payload = AgentHeartbeat(agent_id=self.agent_id)
+        await self.send(
+            AgentHeartbeatEvent(payload=payload, job_id=self.job_id, task_id=self.task_id)
+        )
+
     def start_heartbeats(self) -> None:
         async def beat() -> None:
             while True:
-                payload = AgentHeartbeat(agent_id=self.agent_id)
-                await self.send(
-                    AgentHeartbeatEvent(payload=payload, job_id=self.job_id, task_id=self.task_id)
-                )
+                await self.heartbeat()
                 await asyncio.sleep(self.settings.heartbeat_interval)
 
         self._beating = asyncio.create_task(beat())
@@ -100,6 +111,40 @@ class FakeAgent:
     async def next(self, timeout: float = 10.0) -> EventBase:
         return await asyncio.wait_for(self.inbox.get(), timeout)
 
+    async def handled(self, tap: EventTap, marker_task: str) -> None:
+        """Wait until the notifier handled everything this agent sent so far: a new agent for
+        `marker_task` registers through the same channel (the inbox is handled in order) and its
+        `agent.registered` is awaited."""
+        marker = f"marker-{uuid.uuid4().hex[:6]}"
+        await self.send(
+            AgentRegisteredEvent(
+                payload=AgentRegistered(agent_id=marker), job_id=self.job_id, task_id=marker_task
+            )
+        )
+        await tap.wait_for(AgentRegisteredEvent, lambda e: e.payload.agent_id == marker)
+
+
+async def no_loss_after_a_sweep(
+    notifier: Notifier, agent: FakeAgent, tap: EventTap, marker_task: str
+) -> None:
+    """Sweep now, then prove no `agent.lost` of `agent`'s task went out: a registration handled
+    after the sweep reached the tap, and no loss came before it."""
+    await notifier.sweep()
+    await agent.handled(tap, marker_task)
+    assert tap.of(AgentLostEvent, lambda e: e.task_id == agent.task_id) == []
+
+
+async def queue_depth(settings: FlameSettings, queue: str) -> int | None:
+    """Messages ready in `queue`, None when it does not exist."""
+    connection = await amqp.connect(settings, name="test-queue-depth")
+    async with connection:
+        channel = await connection.channel()
+        try:
+            declared = await channel.declare_queue(queue, passive=True)
+        except aio_pika.exceptions.ChannelClosed:
+            return None
+        return declared.declaration_result.message_count or 0
+
 
 def assigned(job_id: str, task_id: str) -> EventBase:
     return TaskAssignedEvent(
@@ -107,19 +152,24 @@ def assigned(job_id: str, task_id: str) -> EventBase:
     )
 
 
-async def test_registration_needs_the_task_key(settings, db, notifier, recorder: EventRecorder):
+def registered_in(task_id: str) -> Callable[[AgentRegisteredEvent], bool]:
+    return lambda e: e.task_id == task_id
+
+
+async def test_registration_needs_the_task_key(settings, db, notifier, tap: EventTap):
     await seed_task("j1", "t1", key="right")
+    await seed_task("j1", "m1", key="right")
     agent = FakeAgent(settings, "j1", "t1", "right")
     async with agent.connected():
         await agent.register(key="wrong")
         await agent.send(agent.registered("other"), key="")
         await agent.register()
-        event = await recorder.wait_for(lambda e: e.type == "agent.registered")
+        event = await tap.wait_for(AgentRegisteredEvent)
         assert event.task_id == "t1" and event.payload.agent_id == agent.agent_id
         assert event.source == "notifier"
         await agent.register()  # a duplicate registration publishes nothing new
-        await asyncio.sleep(0.5)
-    assert len(recorder.of("agent.registered")) == 1
+        await agent.handled(tap, "m1")
+    assert len(tap.of(AgentRegisteredEvent, registered_in("t1"))) == 1
     doc = await AgentDoc.find_one({"task_id": "t1"})
     assert doc is not None and doc.agent_id == agent.agent_id and doc.presence == Presence.ACTIVE
 
@@ -127,8 +177,9 @@ async def test_registration_needs_the_task_key(settings, db, notifier, recorder:
 async def test_assignment_waits_for_an_agent_that_connects_late(settings, db, notifier):
     await seed_task("j2", "t2")
     await publish(settings, assigned("j2", "t2"))
-    await asyncio.sleep(0.5)  # nobody listens for t2 yet
-    agent = FakeAgent(settings, "j2", "t2", "k3y")
+    inbox = names(settings).agent_queue("t2")
+    await eventually(lambda: queue_depth(settings, inbox), what=f"the assignment queued in {inbox}")
+    agent = FakeAgent(settings, "j2", "t2", "k3y")  # nobody listened for t2 until now
     async with agent.connected():
         event = await agent.next()
     assert event.type == "task.assigned" and event.task_id == "t2"
@@ -138,52 +189,66 @@ async def test_delivery_goes_only_to_the_addressed_agent(settings, db, notifier)
     for t in ("ta", "tb"):
         await seed_task("j3", t)
     a, b = FakeAgent(settings, "j3", "ta", "k3y"), FakeAgent(settings, "j3", "tb", "k3y")
-    async with a.connected(), b.connected():
-        await publish(
-            settings,
-            TaskStopRequestedEvent(
-                payload=TaskStopRequested(reason="x"), job_id="j3", task_id="tb"
-            ),
+
+    def stop(task_id: str, reason: str) -> TaskStopRequestedEvent:
+        return TaskStopRequestedEvent(
+            payload=TaskStopRequested(reason=reason), job_id="j3", task_id=task_id
         )
+
+    async with a.connected(), b.connected():
+        await publish(settings, stop("tb", "for b"))
         event = await b.next()
         assert event.type == "task.stop_requested"
-        await asyncio.sleep(0.3)
+        await publish(settings, stop("ta", "for a"))  # a's first message is its own
+        first = await a.next()
+        assert isinstance(first, TaskStopRequestedEvent) and first.payload.reason == "for a"
         assert a.inbox.empty()
 
 
 async def test_notifier_restart_keeps_assignments_and_presence(
-    settings, db, recorder: EventRecorder
+    settings, db, tap: EventTap, clock: FakeClock
 ):
     await seed_task("j4", "t4")
+    await seed_task("j4", "m4")
+    timeout = settings.heartbeat_timeout
     agent = FakeAgent(settings, "j4", "t4", "k3y")
     async with agent.connected(consume=False):
-        async with running_notifier(settings):
+        async with running_notifier(settings, clock):
             await agent.register()
-            agent.start_heartbeats()
-            await recorder.wait_for(lambda e: e.type == "agent.registered")
+            await tap.wait_for(AgentRegisteredEvent, registered_in("t4"))
         # the notifier is down: the controller's assignment must wait in the notifier's queue
         await publish(settings, assigned("j4", "t4"))
-        await asyncio.sleep(settings.heartbeat_interval)
-        async with running_notifier(settings):
+        clock.advance(timeout + 1)  # silence while the notifier is away does not count
+        async with running_notifier(settings, clock) as notifier:
             queue = await amqp.agent_inbox(agent.channel, settings, "t4")
             await queue.consume(agent._on, no_ack=True)
             event = await agent.next()
             assert event.type == "task.assigned"
             # heartbeats keep the agent alive past the timeout; the restart did not re-register it
-            await asyncio.sleep(settings.heartbeat_timeout + 1)
-            assert recorder.of("agent.lost") == []
-            assert len(recorder.of("agent.registered")) == 1
-            agent.stop_heartbeats()
-            lost = await recorder.wait_for(lambda e: e.type == "agent.lost")
-            assert lost.task_id == "t4" and lost.payload.agent_id == agent.agent_id
+            for _ in range(3):
+                clock.advance(0.6 * timeout)
+                await agent.heartbeat()
+                await agent.handled(tap, "m4")
+            await no_loss_after_a_sweep(notifier, agent, tap, "m4")
+            assert len(tap.of(AgentRegisteredEvent, registered_in("t4"))) == 1
+            clock.advance(timeout + 0.1)  # the heartbeats stop
+            lost = await tap.wait_for(AgentLostEvent, lambda e: e.task_id == "t4")
+            assert lost.payload.agent_id == agent.agent_id
 
 
-async def test_silent_agent_is_lost_and_told_to_stop(settings, db, notifier, recorder):
+async def test_silent_agent_is_lost_and_told_to_stop(
+    settings, db, notifier, tap: EventTap, clock: FakeClock
+):
     await seed_task("j5", "t5")
+    await seed_task("j5", "m5")
     agent = FakeAgent(settings, "j5", "t5", "k3y")
     async with agent.connected():
         await agent.register()
-        lost = await recorder.wait_for(lambda e: e.type == "agent.lost", timeout=10)
+        await tap.wait_for(AgentRegisteredEvent, registered_in("t5"))
+        clock.advance(settings.heartbeat_timeout)  # silent for the timeout, not longer: kept
+        await no_loss_after_a_sweep(notifier, agent, tap, "m5")
+        clock.advance(0.1)
+        lost = await tap.wait_for(AgentLostEvent, lambda e: e.task_id == "t5")
         assert lost.job_id == "j5" and "heartbeat" in lost.payload.reason
         stop = await agent.next()
         assert stop.type == "task.stop_requested"
@@ -191,21 +256,28 @@ async def test_silent_agent_is_lost_and_told_to_stop(settings, db, notifier, rec
     assert doc is not None and doc.presence == Presence.LOST
 
 
-async def test_finished_task_and_job_are_no_longer_watched(settings, db, notifier, recorder):
+async def test_finished_task_and_job_are_no_longer_watched(
+    settings, db, notifier, tap: EventTap, clock: FakeClock
+):
     await seed_task("j6", "t6")
+    await seed_task("j6", "m6")
+    inbox = names(settings).agent_queue("t6")
     agent = FakeAgent(settings, "j6", "t6", "k3y")
     async with agent.connected(consume=False):
+        await amqp.agent_inbox(agent.channel, settings, "t6")  # as an agent does, unread here
         await agent.register()
-        await recorder.wait_for(lambda e: e.type == "agent.registered")
+        await tap.wait_for(AgentRegisteredEvent, registered_in("t6"))
         await publish(
             settings,
             TaskStatusChangedEvent(
                 payload=TaskStatusChanged(state=JobState.COMPLETED), job_id="j6", task_id="t6"
             ),
         )
-        await publish(settings, assigned("j6", "t6"))  # declares t6's inbox
-        await asyncio.sleep(settings.heartbeat_timeout + 1)
-        assert recorder.of("agent.lost") == []
+        await eventually(lambda: "t6" not in notifier.book, what="t6 no longer watched")
+        clock.advance(settings.heartbeat_timeout + 1)
+        await no_loss_after_a_sweep(notifier, agent, tap, "m6")
+        await publish(settings, assigned("j6", "t6"))
+        await eventually(lambda: queue_depth(settings, inbox), what=f"the assignment in {inbox}")
         await publish(
             settings,
             JobStateChangedEvent(
@@ -213,61 +285,70 @@ async def test_finished_task_and_job_are_no_longer_watched(settings, db, notifie
                 job_id="j6",
             ),
         )
-        await asyncio.sleep(0.5)
-        with pytest.raises(aio_pika.exceptions.ChannelClosed):
-            await agent.channel.declare_queue(names(settings).agent_queue("t6"), passive=True)
+
+        async def inbox_deleted() -> bool:
+            return await queue_depth(settings, inbox) is None
+
+        await eventually(inbox_deleted, what=f"{inbox} deleted")
     doc = await AgentDoc.find_one({"task_id": "t6"})
     assert doc is not None and doc.presence == Presence.DONE
 
 
-async def test_heartbeats_stay_in_memory(settings, db, notifier, recorder):
+async def test_heartbeats_stay_in_memory(settings, db, notifier, tap: EventTap, clock: FakeClock):
     await seed_task("j7", "t7")
+    await seed_task("j7", "m7")
     agent = FakeAgent(settings, "j7", "t7", "k3y")
     async with agent.connected(consume=False):
         await agent.register()
-        await recorder.wait_for(lambda e: e.type == "agent.registered")
+        await tap.wait_for(AgentRegisteredEvent, registered_in("t7"))
         registered = await AgentDoc.find_one({"task_id": "t7"})
         assert registered is not None
-        agent.start_heartbeats()
-        await asyncio.sleep(settings.heartbeat_timeout + 1)
-        assert recorder.of("agent.lost") == []  # the beats were heard...
+        for _ in range(3):  # 1.8 timeouts in all
+            clock.advance(0.6 * settings.heartbeat_timeout)
+            await agent.heartbeat()
+            await agent.handled(tap, "m7")
+        await no_loss_after_a_sweep(notifier, agent, tap, "m7")  # the beats were heard...
         doc = await AgentDoc.find_one({"task_id": "t7"})
     assert doc is not None and doc.last_seen == registered.last_seen  # ...and not written
 
 
-async def test_an_ended_agent_cannot_come_back_after_a_restart(settings, db, recorder):
+async def test_an_ended_agent_cannot_come_back_after_a_restart(
+    settings, db, tap: EventTap, clock: FakeClock
+):
     await seed_task("j8", "t8")
     agent = FakeAgent(settings, "j8", "t8", "k3y")
     async with agent.connected(consume=False):
-        async with running_notifier(settings):
+        async with running_notifier(settings, clock):
             await agent.register()
-            await recorder.wait_for(lambda e: e.type == "agent.lost", timeout=10)
-        async with running_notifier(settings):
+            await tap.wait_for(AgentRegisteredEvent, registered_in("t8"))
+            clock.advance(settings.heartbeat_timeout + 0.1)
+            await tap.wait_for(AgentLostEvent, lambda e: e.task_id == "t8")
+        async with running_notifier(settings, clock):
             await agent.register()  # the same agent again: refused, still lost
-            await asyncio.sleep(0.5)
-            other = FakeAgent(settings, "j8", "t8", "k3y")  # a new agent for the task: accepted
-            async with other.connected(consume=False):
-                await other.register()
-                await recorder.wait_for(
-                    lambda e: e.type == "agent.registered" and e.payload.agent_id == other.agent_id
-                )
-            assert len(recorder.of("agent.registered")) == 2
+            other = f"fake-{uuid.uuid4().hex[:6]}"  # a new agent for the task (sent after it)
+            await agent.send(agent.registered(other))
+            await tap.wait_for(AgentRegisteredEvent, lambda e: e.payload.agent_id == other)
+            assert len(tap.of(AgentRegisteredEvent, registered_in("t8"))) == 2
             doc = await AgentDoc.find_one({"task_id": "t8"})
-            assert doc is not None and doc.agent_id == other.agent_id
+            assert doc is not None and doc.agent_id == other
             assert doc.presence == Presence.ACTIVE
 
 
-async def test_restart_drops_agents_of_finished_tasks(settings, db, recorder):
+async def test_restart_drops_agents_of_finished_tasks(
+    settings, db, tap: EventTap, clock: FakeClock
+):
     await seed_task("j9", "t9")
+    await seed_task("j9", "m9")
     agent = FakeAgent(settings, "j9", "t9", "k3y")
-    async with agent.connected(consume=False), running_notifier(settings):
-        await agent.register()
-        await recorder.wait_for(lambda e: e.type == "agent.registered")
-        # the task ends unseen by the notifier (as while it is away): the controller saved it
-        await TaskDoc.find_one({"task_id": "t9"}).update({"$set": {"state": "completed"}})
-    async with running_notifier(settings) as notifier:
-        assert "t9" not in notifier.book
-        await asyncio.sleep(settings.heartbeat_timeout + 1)
-        assert recorder.of("agent.lost") == []
-        doc = await AgentDoc.find_one({"task_id": "t9"})
-        assert doc is not None and doc.presence == Presence.DONE
+    async with agent.connected(consume=False):
+        async with running_notifier(settings, clock):
+            await agent.register()
+            await tap.wait_for(AgentRegisteredEvent, registered_in("t9"))
+            # the task ends unseen by the notifier (as while it is away): the controller saved it
+            await TaskDoc.find_one({"task_id": "t9"}).update({"$set": {"state": "completed"}})
+        async with running_notifier(settings, clock) as notifier:
+            assert "t9" not in notifier.book
+            clock.advance(settings.heartbeat_timeout + 1)
+            await no_loss_after_a_sweep(notifier, agent, tap, "m9")
+            doc = await AgentDoc.find_one({"task_id": "t9"})
+            assert doc is not None and doc.presence == Presence.DONE

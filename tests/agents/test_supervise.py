@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import pytest
 from flame_common.embedded import EmbeddedMongo
 from flame_sdk.cli.supervisor import RestartPolicy, exit_reason
 from tests.agents.stack import EXAMPLES, LocalStack, create_job, local_stack, wait_state
+from tests.support.wait import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -43,13 +43,6 @@ def alive(pid: int) -> bool:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
-
-
-def until(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"{what}: not within {timeout:g} s"
-        time.sleep(0.1)
 
 
 def restarted(stack: LocalStack, service: str, old_pid: int) -> bool:
@@ -77,7 +70,9 @@ def test_restart_policy_backs_off_then_gives_up_and_resets_after_a_stable_run() 
 async def test_killed_controller_comes_back_and_jobs_still_run(stack: LocalStack):
     old = stack.pid("controller")
     os.kill(old, signal.SIGKILL)
-    await asyncio.to_thread(until, lambda: restarted(stack, "controller", old), 30, "restart")
+    await asyncio.to_thread(
+        wait_until, lambda: restarted(stack, "controller", old), timeout=30, what="restart"
+    )
     svc = state(stack, "controller")
     assert svc["restarts"] == 1 and svc["last_exit"]["reason"] == "killed by SIGKILL"
     assert stack.pid("controller") == svc["pid"] and alive(svc["pid"])
@@ -95,10 +90,14 @@ async def test_killed_controller_comes_back_and_jobs_still_run(stack: LocalStack
 def test_a_service_that_keeps_crashing_is_left_down_until_flame_up(stack: LocalStack):
     first = stack.pid("notifier")
     os.kill(first, signal.SIGKILL)
-    until(lambda: restarted(stack, "notifier", first), 30, "first restart")
+    wait_until(lambda: restarted(stack, "notifier", first), timeout=30, what="first restart")
     os.kill(state(stack, "notifier")["pid"], signal.SIGKILL)
-    until(lambda: state(stack, "notifier")["state"] == "down", 10, "notifier left down")
-    time.sleep(1.5)  # longer than the first backoff: it really stays down
+    wait_until(lambda: state(stack, "notifier")["state"] == "down", timeout=10, what="left down")
+    # it really stays down: a later decision of the supervisor (the deployer's restart, after its
+    # own backoff) still finds it down, not restarting
+    deployer = stack.pid("deployer")
+    os.kill(deployer, signal.SIGKILL)
+    wait_until(lambda: restarted(stack, "deployer", deployer), timeout=30, what="deployer restart")
     assert state(stack, "notifier")["state"] == "down"
     status = stack.flame("status")
     assert status.returncode == 1
@@ -128,7 +127,7 @@ def test_services_die_with_a_killed_supervisor(
     with local_stack(mongo_server.url, tmp_path) as stack:
         pids = tree(stack)
         os.kill(stack.pid("supervisor"), signal.SIGKILL)
-        until(lambda: not any(alive(p) for p in pids), 30, "services gone")
+        wait_until(lambda: not any(alive(p) for p in pids), timeout=30, what="services gone")
         status = stack.flame("status")
         assert status.returncode == 1 and "supervisor stopped" in status.stdout
 

@@ -3,7 +3,6 @@ apart, and `flame status` lists the live workers per job."""
 
 from __future__ import annotations
 
-import asyncio
 import subprocess
 from collections.abc import Iterator
 
@@ -19,6 +18,7 @@ from tests.agents.stack import (
     role_pids,
     wait_state,
 )
+from tests.support.wait import eventually
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -54,14 +54,6 @@ def ps_args() -> dict[int, str]:
     return {int(row[0]): row[1].strip() if len(row) > 1 else "" for row in rows}
 
 
-async def until(predicate, timeout: float) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        assert loop.time() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.1)
-
-
 async def test_ps_and_flame_status_tell_every_process_apart(stack: LocalStack):
     args = ps_args()
     for part, title in SERVICES.items():
@@ -75,7 +67,7 @@ async def test_ps_and_flame_status_tell_every_process_apart(stack: LocalStack):
         )
         await client.jobs.start(job_id)
         await wait_state(client, job_id, {"running"}, 60)
-        await until(lambda: len(role_pids(stack, job_id)) == 2, 30)  # both role codes run
+        await eventually(lambda: len(role_pids(stack, job_id)) == 2, timeout=30, what="2 roles")
         tasks = await client.tasks.list(job_id)
         registered = [e for e in await job_events(client, job_id) if e.type == "agent.registered"]
         flamelets = {e.task_id: e.payload.pid for e in registered}
@@ -100,6 +92,6 @@ async def test_ps_and_flame_status_tell_every_process_apart(stack: LocalStack):
 
         await client.jobs.stop(job_id)
         await wait_state(client, job_id, {"terminated", "failed", "completed"}, 15)
-    await until(lambda: stack.workers() == [], 15)
+    await eventually(lambda: stack.workers() == [], timeout=15)
     status = stack.flame("status")
     assert "workers    0 in 0 job(s)" in status.stdout and job_id not in status.stdout

@@ -16,11 +16,11 @@ from schemas.job import JobSpec, ModelSpec, RoleDatasetGroups
 from tests.agents.stack import (
     EXAMPLES,
     LocalStack,
-    code_zip,
     job_events,
     local_stack,
     wait_state,
 )
+from tests.support.zips import scripted_zip
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -41,7 +41,7 @@ async def test_hand_started_flamelet_joins_a_job_on_an_unmanaged_compute(stack: 
         await client.designs.create(design)
         schema = DesignSchema.model_validate_json((EXAMPLES / "mnist" / "schema.json").read_text())
         await client.schemas.create(design, schema)
-        await client.code.upload(design, code_zip({"trainer": "ok", "aggregator": "ok"}))
+        await client.code.upload(design, scripted_zip({"trainer": "ok", "aggregator": "ok"}))
         dataset = await client.datasets.create(
             DatasetInfo(url="file:///edge/data.npz", data_format="npz", realm="default/edge")
         )

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import io
 import json
-import stat
-import zipfile
 from pathlib import Path
 
 import pytest
@@ -14,14 +11,7 @@ from flamelet.manifest import ManifestError, parse_manifest
 from flamelet.runner import log_tail
 from flamelet.unpack import UnsafeArchive, unpack_zip
 from tests.agents.helpers import multipart
-
-
-def make_zip(entries: list[tuple[str | zipfile.ZipInfo, bytes]]) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
-        for name, data in entries:
-            zf.writestr(name, data)
-    return buf.getvalue()
+from tests.support.zips import make_zip, symlink
 
 
 def test_good_archive_unpacks_below_the_destination(tmp_path: Path) -> None:
@@ -55,10 +45,8 @@ def test_dangerous_names_are_refused_before_anything_is_written(
 
 
 def test_symbolic_links_are_refused(tmp_path: Path) -> None:
-    link = zipfile.ZipInfo("trainer/data")
-    link.external_attr = (stat.S_IFLNK | 0o777) << 16
     with pytest.raises(UnsafeArchive, match="symbolic link"):
-        unpack_zip(make_zip([(link, b"/etc/passwd")]), tmp_path / "code")
+        unpack_zip(make_zip([symlink("trainer/data", "/etc/passwd")]), tmp_path / "code")
 
 
 def test_oversized_archives_are_refused(tmp_path: Path) -> None:

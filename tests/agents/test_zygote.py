@@ -15,7 +15,8 @@ from flame_common.settings import FlameSettings
 from flame_controller.deployers.base import WorkerSpec
 from flame_controller.deployers.local import LocalDeployer, flamelet_env
 from flame_controller.deployers.zygote import ORPHANED, ZygoteClient, ZygoteError
-from tests.agents.helpers import EventRecorder
+from schemas.events import AgentRegisteredEvent
+from tests.support.tap import EventTap
 
 pytestmark = pytest.mark.integration
 
@@ -50,12 +51,12 @@ async def start(deployer: LocalDeployer, task: str) -> None:
     await deployer.start(WorkerSpec("jz", task, f"key-{task}", "http://127.0.0.1:9"))
 
 
-async def registered(recorder: EventRecorder, task: str) -> None:
-    await recorder.wait_for(lambda e: e.type == "agent.registered" and e.task_id == task)
+async def registered(tap: EventTap, task: str) -> None:
+    await tap.wait_for(AgentRegisteredEvent, lambda e: e.task_id == task)
 
 
 async def test_flamelets_of_a_dead_zygote_stop_and_the_deployer_spawns_instead(
-    settings: FlameSettings, db, notifier, recorder: EventRecorder, tmp_path: Path
+    settings: FlameSettings, db, notifier, tap: EventTap, tmp_path: Path
 ):
     deployer = LocalDeployer(settings)
     await deployer.open()
@@ -64,7 +65,7 @@ async def test_flamelets_of_a_dead_zygote_stop_and_the_deployer_spawns_instead(
         await start(deployer, "a")
         pid = deployer.pid("jz", "a")
         assert pid is not None
-        await registered(recorder, "a")
+        await registered(tap, "a")
         proc = psutil.Process(pid)
         assert proc.name() == "flamelet" and os.getpgid(pid) == pid  # own session and group
         assert proc.parent().pid == deployer.zygote.pid
@@ -77,14 +78,14 @@ async def test_flamelets_of_a_dead_zygote_stop_and_the_deployer_spawns_instead(
         await start(deployer, "b")
         spawned = deployer.pid("jz", "b")
         assert spawned is not None and psutil.Process(spawned).parent().pid == os.getpid()
-        await registered(recorder, "b")
+        await registered(tap, "b")
     finally:
         await deployer.close()
     assert deployer.running() == []
 
 
 async def test_without_zygote_flamelets_are_spawned(
-    settings: FlameSettings, db, notifier, recorder: EventRecorder
+    settings: FlameSettings, db, notifier, tap: EventTap
 ):
     deployer = LocalDeployer(settings, zygote=False)
     await deployer.open()
@@ -92,7 +93,7 @@ async def test_without_zygote_flamelets_are_spawned(
         await start(deployer, "c")
         pid = deployer.pid("jz", "c")
         assert pid is not None and psutil.Process(pid).parent().pid == os.getpid()
-        await registered(recorder, "c")
+        await registered(tap, "c")
         # titled by the flamelet itself (`ps -eo args`), the same whether forked or spawned
         assert " ".join(psutil.Process(pid).cmdline()).strip() == "flamelet job=jz task=c"
     finally:
