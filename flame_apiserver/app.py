@@ -23,7 +23,7 @@ from flame_apiserver.routes import (
     tokens,
 )
 from flame_apiserver.services import open_services
-from flame_apiserver.sse import StreamTiming
+from flame_apiserver.sse import StreamSlots, StreamTiming
 from flame_common.logs import get_logger
 from flame_common.settings import FlameSettings
 
@@ -65,6 +65,9 @@ def create_app(
         redirect_slashes=False,
     )
     app.state.stream_timing = stream_timing or StreamTiming()
+    app.state.stream_slots = StreamSlots(
+        settings.max_event_streams, settings.max_event_streams_per_user
+    )
     install_error_handlers(app)
     for router in (
         health.router,
@@ -80,6 +83,10 @@ def create_app(
         tokens.router,
     ):
         app.include_router(router)
-    app.add_middleware(BodyLimit, max_bytes=settings.max_code_bytes + _MULTIPART_OVERHEAD)
+    app.add_middleware(
+        BodyLimit,
+        max_bytes=settings.max_code_bytes + _MULTIPART_OVERHEAD,
+        max_json_bytes=settings.max_json_bytes,
+    )
     app.add_middleware(SlashTolerance)
     return app

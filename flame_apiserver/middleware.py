@@ -40,17 +40,25 @@ class _BodyTooLarge(Exception):
 
 
 class BodyLimit:
-    """Answer 413 once a request body exceeds `max_bytes` (Content-Length or streamed bytes)."""
+    """Answer 413 once a request body exceeds its cap (Content-Length or streamed bytes):
+    `max_bytes` for multipart uploads (code zips), `max_json_bytes` for any other body."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, max_json_bytes: int | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.max_json_bytes = max_bytes if max_json_bytes is None else max_json_bytes
 
-    async def _reject(self, send: Send) -> None:
+    def _cap(self, scope: Scope) -> int:
+        for name, value in scope.get("headers", []):
+            if name == b"content-type" and value.lower().startswith(b"multipart/form-data"):
+                return self.max_bytes
+        return self.max_json_bytes
+
+    async def _reject(self, send: Send, cap: int) -> None:
         body = json.dumps(
             {
                 "code": ErrorCode.TOO_LARGE.value,
-                "message": f"request body is larger than {self.max_bytes} bytes",
+                "message": f"request body is larger than {cap} bytes",
             }
         ).encode()
         headers = [
@@ -64,9 +72,10 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        cap = self._cap(scope)
         for name, value in scope.get("headers", []):
-            if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
-                await self._reject(send)
+            if name == b"content-length" and value.isdigit() and int(value) > cap:
+                await self._reject(send, cap)
                 return
         received = 0
         exceeded = False
@@ -77,7 +86,7 @@ class BodyLimit:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
+                if received > cap:
                     exceeded = True
                     raise _BodyTooLarge
             return message
@@ -89,10 +98,10 @@ class BodyLimit:
                 await send(message)
             elif not replied:
                 replied = True
-                await self._reject(send)
+                await self._reject(send, cap)
 
         try:
             await self.app(scope, counting_receive, guarded_send)
         except _BodyTooLarge:
             if not replied:
-                await self._reject(send)
+                await self._reject(send, cap)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import anyio
 
 from flame_common.jobs_read import JobReads
+from schemas.errors import Unavailable
 from schemas.states import JobState
 
 
@@ -19,6 +20,45 @@ class StreamTiming:
     poll_seconds: float = 0.25  # how often the log is read while nothing new arrived
     keepalive_seconds: float = 15.0  # comment line sent when idle, so proxies keep the stream
     batch: int = 200
+
+
+class StreamSlots:
+    """Counts the open event streams: at most `total` in the apiserver and `per_user` per user;
+    one more is refused (503) rather than holding a poller and a socket."""
+
+    def __init__(self, total: int, per_user: int) -> None:
+        self.total, self.per_user = total, per_user
+        self._open: dict[str, int] = {}
+
+    @property
+    def open(self) -> int:
+        return sum(self._open.values())
+
+    def take(self, user: str) -> Callable[[], None]:
+        """Claim a slot for `user`; returns its release (idempotent). Raises TooManyStreams."""
+        if self.open >= self.total:
+            raise TooManyStreams(f"{self.total} event streams are open (FLAME_MAX_EVENT_STREAMS)")
+        if self._open.get(user, 0) >= self.per_user:
+            raise TooManyStreams(
+                f"user {user!r} has {self.per_user} event streams open "
+                "(FLAME_MAX_EVENT_STREAMS_PER_USER)"
+            )
+        self._open[user] = self._open.get(user, 0) + 1
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                self._open[user] -= 1
+                if not self._open[user]:
+                    del self._open[user]
+
+        return release
+
+
+class TooManyStreams(Unavailable):
+    """No event-stream slot is free; retry later."""
 
 
 def frame(event: dict[str, Any]) -> bytes:

@@ -34,6 +34,10 @@ class FlameSettings(BaseSettings):
     max_code_bytes: int = 10 * 1024 * 1024
     max_code_files: int = 2000  # entries in a code zip
     max_code_unpacked_bytes: int = 100 * 1024 * 1024  # total uncompressed size (zip bombs)
+    max_json_bytes: int = Field(default=1024 * 1024, ge=1024)  # any body but a code upload
+    # open server-sent event streams (each polls the log): in all, and per user
+    max_event_streams: int = Field(default=64, ge=1)
+    max_event_streams_per_user: int = Field(default=8, ge=1)
     rpc_timeout: float = 10.0
     # Identity (docs/security.md): sha256 hex of the bootstrap admin token and of the token the
     # stack's own deployer registers its compute with (`flame up` makes both); the deployer

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import StreamingResponse
+from starlette.background import BackgroundTask
 
 from flame_apiserver.auth import for_path_user
 from flame_apiserver.context import Ctx
@@ -57,8 +59,21 @@ async def stream_events(
     """SSE: `id: <seq>`, `event: <type>`, `data: <event json>`; ends once the job is done."""
     await _check_owner(ctx.jobs, user, job_id)
     start = max(after, last_event_id or 0)
+    release = request.app.state.stream_slots.take(user)  # 503 when none is free
+    frames = stream_job_events(ctx.jobs, job_id, start, request.app.state.stream_timing)
     return StreamingResponse(
-        stream_job_events(ctx.jobs, job_id, start, request.app.state.stream_timing),
+        _releasing(frames, release),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        background=BackgroundTask(release),  # also when the client left before the first frame
     )
+
+
+async def _releasing(
+    frames: AsyncIterator[bytes], release: Callable[[], None]
+) -> AsyncIterator[bytes]:
+    try:
+        async for chunk in frames:
+            yield chunk
+    finally:
+        release()

@@ -78,7 +78,7 @@ async def test_errors_are_json(api: httpx.AsyncClient) -> None:
 
 
 async def test_json_body_limit(memory_settings: FlameSettings, stack: MemoryStack) -> None:
-    small = memory_settings.with_overrides(max_code_bytes=1000)
+    small = memory_settings.with_overrides(max_json_bytes=1000)
     async with api_client(small, stack.ports()) as client:
         huge = {"id": "d", "description": "x" * 200_000}
         r = await client.post("/users/u/designs", json=huge)
