@@ -242,7 +242,7 @@ async def test_a_job_user_may_use_its_data_plane_and_nothing_else(
         lingering = await _connect(rabbit_url, login.user, login.password)
         await rabbit_accounts.close(job)
         await rabbit_accounts.close(job)  # already gone: nothing to do
-        with pytest.raises(Exception, match="closed|CONNECTION_FORCED"):  # the broker drops it
+        with pytest.raises(Exception, match=r"closed|CONNECTION_FORCED"):  # the broker drops it
             await asyncio.wait_for(lingering.channel(), 10)
         assert await rabbit_accounts.jobs() == set()
         with pytest.raises(ProbableAuthenticationError):
