@@ -1,13 +1,11 @@
-"""Controller test helpers: seeded designs/datasets, an RPC client, an event tap on the bus."""
+"""Controller test helpers: seeded designs/datasets, an RPC client with an event tap on the bus."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
-import aio_pika
 import pytest
 
 from flame_common.bus import make_broker, names, publish_event
@@ -17,9 +15,10 @@ from flame_common.settings import FlameSettings
 from flame_controller.memory import MemoryCatalog
 from flame_controller.ports import Design
 from schemas.commands import CommandReply
-from schemas.events import EventBase, TaskStatusChanged, TaskStatusChangedEvent, parse_event
+from schemas.events import EventBase, TaskStatusChanged, TaskStatusChangedEvent
 from schemas.states import JobState
 from tests.controller.examples import COMPUTES, Example, load_example
+from tests.support.tap import EventTap
 
 MNIST_DATASET = "64132c15981345ad7b31da47"
 
@@ -78,32 +77,20 @@ def mnist() -> Example:
 
 
 class Bus:
-    """RPC client and event publisher/tap on one namespace."""
+    """RPC client and event publisher on one namespace; `seen` taps its events."""
 
     def __init__(self, settings: FlameSettings) -> None:
         self.settings = settings
         self.broker = make_broker(settings)
-        self.seen: list[EventBase] = []
-        self._conn: aio_pika.abc.AbstractRobustConnection | None = None
+        self.seen = EventTap(settings)
 
     async def start(self) -> None:
         await self.broker.connect()
-        self._conn = await aio_pika.connect_robust(self.settings.rabbit_url)
-        channel = await self._conn.channel()
-        exchange = await channel.declare_exchange(
-            names(self.settings).events_exchange, aio_pika.ExchangeType.TOPIC, durable=True
-        )
-        queue = await channel.declare_queue(exclusive=True)
-        await queue.bind(exchange, routing_key="#")
-        await queue.consume(self._on_message, no_ack=True)
-
-    async def _on_message(self, message: aio_pika.abc.AbstractIncomingMessage) -> None:
-        self.seen.append(parse_event(message.body))
+        await self.seen.start()
 
     async def stop(self) -> None:
         await self.broker.stop()
-        if self._conn is not None:
-            await self._conn.close()
+        await self.seen.close()
 
     async def call(self, cmd: Any, timeout: float = 10.0) -> CommandReply:
         msg = await self.broker.request(
@@ -120,18 +107,6 @@ class Bus:
         event = TaskStatusChangedEvent(payload=payload, source="test", **envelope)
         await publish_event(self.broker, self.settings, event)
         return event
-
-    async def wait_for(
-        self, predicate: Callable[[EventBase], bool], count: int = 1, timeout: float = 15.0
-    ) -> list[EventBase]:
-        async def _poll() -> list[EventBase]:
-            while True:
-                found = [e for e in self.seen if predicate(e)]
-                if len(found) >= count:
-                    return found
-                await asyncio.sleep(0.05)
-
-        return await asyncio.wait_for(_poll(), timeout)
 
 
 @pytest.fixture
@@ -153,16 +128,3 @@ async def bus(settings: FlameSettings) -> AsyncIterator[Bus]:
 async def job_log(job_id: str) -> list[dict[str, Any]]:
     cursor = EventDoc.get_pymongo_collection().find({"job_id": job_id}, sort=[("seq", 1)])
     return [raw async for raw in cursor]
-
-
-async def wait_until(check: Callable[[], Any], timeout: float = 15.0) -> Any:
-    """Poll an async check until it returns something truthy."""
-
-    async def _poll() -> Any:
-        while True:
-            value = await check()
-            if value:
-                return value
-            await asyncio.sleep(0.1)
-
-    return await asyncio.wait_for(_poll(), timeout)

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import io
 import json
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,6 +10,7 @@ from typing import Any
 from flame_controller.expansion import DatasetRef
 from schemas.design import DesignSchema
 from schemas.job import JobSpec
+from tests.support.zips import code_zip
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "data" / "flame_examples"
 
@@ -46,11 +45,7 @@ class Example:
         return JobSpec.model_validate({**self.spec, "id": job_id, "userId": user_id})
 
     def code_zip(self) -> bytes:
-        buf = io.BytesIO()
-        with zipfile.ZipFile(buf, "w") as zf:
-            for role in sorted(self.roles):
-                zf.writestr(f"{role}/main.py", f"print('{role}')\n")
-        return buf.getvalue()
+        return code_zip({role: f"print('{role}')\n" for role in sorted(self.roles)})
 
 
 def _json(path: Path) -> Any:

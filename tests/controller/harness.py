@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 from faststream.rabbit import TestRabbitBroker
@@ -25,6 +25,7 @@ from flame_controller.timers import run_timers
 from schemas.commands import CommandReply
 from schemas.events import EVENT_CLASSES, EventBase
 from tests.controller.conftest import Bus
+from tests.support.tap import EventLog
 
 
 def event(type_: str, payload: Any, **envelope: Any) -> EventBase:
@@ -36,7 +37,7 @@ class Harness:
     """Commands and events in; published events and the store's records out."""
 
     records: JobRecords
-    seen: list[EventBase]
+    seen: EventLog  # what the controller published
 
     async def call(self, cmd: Any) -> CommandReply:
         raise NotImplementedError
@@ -49,18 +50,6 @@ class Harness:
         """Every event the controller appended for the job went out on the bus."""
         raise NotImplementedError
 
-    async def wait_for(
-        self, predicate: Callable[[EventBase], bool], count: int = 1, timeout: float = 15.0
-    ) -> list[EventBase]:
-        async def _poll() -> list[EventBase]:
-            while True:
-                found = [e for e in self.seen if predicate(e)]
-                if len(found) >= count:
-                    return found
-                await asyncio.sleep(0.05)
-
-        return await asyncio.wait_for(_poll(), timeout)
-
 
 class InProcess(Harness):
     """A `Controller` on the memory adapters; commands go through the RPC handler's decoding,
@@ -70,7 +59,7 @@ class InProcess(Harness):
         self.settings = settings
         self.store = self.records = MemoryJobStore(settings.stop_grace_seconds)
         self.catalog = catalog
-        self.seen = []
+        self.seen = EventLog()
         self.controller = Controller(settings, self.store, catalog, self.seen.extend)
 
     @contextlib.asynccontextmanager
@@ -103,7 +92,7 @@ class InProcess(Harness):
         return e
 
     async def all_published(self, job_id: str) -> bool:
-        handed = {e.id for e in self.seen}
+        handed = {e.id for e in self.seen.events}
         return all(x.published or x.event.id in handed for x in await self.records.log(job_id))
 
 

@@ -19,6 +19,7 @@ from schemas.events import (
     WorkerCreatedEvent,
 )
 from schemas.states import JobState
+from tests.support.wait import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -51,12 +52,10 @@ async def test_batches_in_order_ack_after_write_and_requeue_failed_job(
     await publish_event(broker, settings, created)
     runner = asyncio.create_task(consumer.run())
     try:
-
-        async def all_written() -> None:
-            while sorted(written.get("job-b", [])) != sorted(sent["job-b"]):
-                await asyncio.sleep(0.05)
-
-        await asyncio.wait_for(all_written(), 15)
+        await eventually(
+            lambda: sorted(written.get("job-b", [])) == sorted(sent["job-b"]),
+            what="every job-b event written",
+        )
         assert failures["job-b"] == 0
         assert written["job-a"] == sent["job-a"]  # delivery order, each event written once
         assert len(written["job-b"]) == len(sent["job-b"])  # requeued, then written once
@@ -98,12 +97,7 @@ async def test_a_store_outage_is_retried_in_place_and_burns_no_delivery_attempt(
     )
     runner = asyncio.create_task(consumer.run())
     try:
-
-        async def written() -> None:
-            while len(calls) < 4:
-                await asyncio.sleep(0.05)
-
-        await asyncio.wait_for(written(), 15)
+        await eventually(lambda: len(calls) >= 4, what="a fourth write attempt")
     finally:
         runner.cancel()
         await asyncio.gather(runner, return_exceptions=True)

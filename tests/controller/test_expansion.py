@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import io
 import re
-import zipfile
 from typing import Any
 
 import pytest
@@ -15,6 +13,7 @@ from schemas.errors import Forbidden, Invalid
 from schemas.job import Plugin
 from schemas.task_config import Broker, Registry
 from tests.controller.examples import load_example
+from tests.support.zips import make_zip
 
 JOB_ID = "64145f7c10b9b3b94f5252bd"
 BROKERS = [Broker(sort="mqtt", host="localhost"), Broker(sort="p2p", host="localhost:10104")]
@@ -437,19 +436,9 @@ def test_non_data_role_without_association_yields_no_task_and_empty_groupby_gets
     assert tasks[0].config.channels[0].group_by.value == ["default"]
 
 
-def _zip(names: list[str]) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as zf:
-        for n in names:
-            zf.writestr(n, "x")
-    return buf.getvalue()
-
-
 def test_code_roles_are_top_level_directories() -> None:
-    assert code_roles(_zip(["trainer/main.py", "trainer/lib/a.py", "aggregator/main.py"])) == {
-        "trainer",
-        "aggregator",
-    }
+    names = ["trainer/main.py", "trainer/lib/a.py", "aggregator/main.py"]
+    assert code_roles(make_zip(dict.fromkeys(names, "x"))) == {"trainer", "aggregator"}
 
 
 @pytest.mark.parametrize(
@@ -462,7 +451,7 @@ def test_code_roles_are_top_level_directories() -> None:
 )
 def test_code_zip_errors(names: list[str], message: str) -> None:
     with pytest.raises(Invalid, match=re.escape(message)):
-        code_roles(_zip(names))
+        code_roles(make_zip(dict.fromkeys(names, "x")))
 
 
 def test_code_that_is_not_a_zip() -> None:

@@ -15,11 +15,20 @@ from flame_controller.memory import MemoryJobStore
 from flame_controller.ports import Design, LoggedEvent, TaskRecord
 from schemas import commands as c
 from schemas.errors import Conflict, Forbidden, Invalid, NotFound
-from schemas.events import AgentRegistered, TaskStatusChanged, WorkerCreated
+from schemas.events import (
+    AgentRegistered,
+    TaskAssignedEvent,
+    TaskStatusChanged,
+    TaskStopRequestedEvent,
+    WorkerCreated,
+    WorkerReleasedEvent,
+    WorkerRequestedEvent,
+)
 from schemas.job import JobSpec
 from schemas.states import JobState
-from tests.controller.conftest import Bus, memory_catalog, mnist, seed_example, wait_until
+from tests.controller.conftest import Bus, memory_catalog, mnist, seed_example
 from tests.controller.harness import Harness, InProcess, Live, event
+from tests.support.wait import eventually
 
 
 @pytest.fixture
@@ -107,31 +116,31 @@ async def test_create_start_run_complete(h: Harness) -> None:
     # An agent that registers before the start is assigned when the job starts.
     early = AgentRegistered(agent_id="agent-agg")
     await h.publish(event("agent.registered", early, job_id=job_id, task_id=agg))
-    await wait_until(lambda: _agent_of(h, job_id, agg))
+    await eventually(lambda: _agent_of(h, job_id, agg))
     started = (await h.call(c.StartJob(user_id="alice", job_id=job_id))).unwrap()
     assert isinstance(started, dict) and started["state"] == "deploying"
-    requested = await h.wait_for(lambda e: e.type == "worker.requested" and e.job_id == job_id, 2)
+    requested = await h.seen.wait_count(WorkerRequestedEvent, 2, lambda e: e.job_id == job_id)
     # The mnist dataset's realm default/us/west is the region of compute-1.
     assert {e.payload.compute_id: e.payload.task_ids for e in requested} == {
         "default": [agg],
         "compute-1": [trn],
     }
-    await h.wait_for(lambda e: e.type == "task.assigned" and e.task_id == agg)
+    await h.seen.wait_for(TaskAssignedEvent, lambda e: e.task_id == agg)
 
     await h.publish(event("worker.created", WorkerCreated(compute_id="default"), job_id=job_id))
     late = AgentRegistered(agent_id="agent-trn")
     await h.publish(event("agent.registered", late, job_id=job_id, task_id=trn))
-    await h.wait_for(lambda e: e.type == "task.assigned" and e.task_id == trn)
+    await h.seen.wait_for(TaskAssignedEvent, lambda e: e.task_id == trn)
 
     running = await _report(h, job_id, agg, JobState.RUNNING)
     await h.publish(running)  # redelivered: ignored by id
     await _report(h, job_id, trn, JobState.RUNNING)
-    await wait_until(lambda: _state_is(h, job_id, "running"))
+    await eventually(lambda: _state_is(h, job_id, "running"))
     await _report(h, job_id, trn, JobState.COMPLETED)
     await _report(h, job_id, trn, JobState.COMPLETED)  # a duplicate report with a new id
     await _report(h, job_id, agg, JobState.COMPLETED)
-    await wait_until(lambda: _state_is(h, job_id, "completed"))
-    await h.wait_for(lambda e: e.type == "worker.released" and e.job_id == job_id)
+    await eventually(lambda: _state_is(h, job_id, "completed"))
+    await h.seen.wait_for(WorkerReleasedEvent, lambda e: e.job_id == job_id)
 
     log = await h.records.log(job_id)
     _assert_clean_log(log)
@@ -150,7 +159,7 @@ async def test_create_start_run_complete(h: Harness) -> None:
     assert (await _tasks(h, job_id))["trainer"].state == "completed"
     job = await h.records.job(job_id)
     assert job is not None and job.ended_at is not None and job.deadline_at is None
-    await wait_until(lambda: h.all_published(job_id))
+    await eventually(lambda: h.all_published(job_id))
 
 
 async def _agent_of(h: Harness, job_id: str, task_id: str) -> str:
@@ -170,11 +179,11 @@ async def test_report_over_rpc_and_stop(h: Harness) -> None:
     assert (await h.call(report)).unwrap() == {}
     stopped = (await h.call(c.StopJob(user_id="alice", job_id=job_id))).unwrap()
     assert isinstance(stopped, dict) and stopped["state"] == "stopping"
-    asked = await h.wait_for(lambda e: e.type == "task.stop_requested" and e.job_id == job_id, 2)
+    asked = await h.seen.wait_count(TaskStopRequestedEvent, 2, lambda e: e.job_id == job_id)
     assert {e.task_id for e in asked} == {t.task_id for t in tasks.values()}
     for t in tasks.values():
         await _report(h, job_id, t.task_id, JobState.TERMINATED)
-    await wait_until(lambda: _state_is(h, job_id, "terminated"))
+    await eventually(lambda: _state_is(h, job_id, "terminated"))
     # The terminated report carried no log: the one reported over RPC stays.
     assert (await _tasks(h, job_id))["trainer"].log == "epoch 1"
     log = await h.records.log(job_id)
@@ -189,7 +198,7 @@ async def test_report_over_rpc_and_stop(h: Harness) -> None:
 async def test_max_run_time_expiry_terminates(h: Harness) -> None:
     job_id = await _create(h, maxRunTime=1)
     await h.call(c.StartJob(user_id="alice", job_id=job_id))
-    await wait_until(lambda: _state_is(h, job_id, "terminated"), timeout=20)
+    await eventually(lambda: _state_is(h, job_id, "terminated"), timeout=20)
     job = await h.records.job(job_id)
     assert job is not None and job.reason == "maxRunTime of 1 s exceeded"
     log = await h.records.log(job_id)
@@ -263,7 +272,7 @@ async def test_unmanaged_computes_get_no_worker_request(in_process: InProcess) -
     h.catalog.add_compute("compute-1", managed=False)
     job_id = await _create(h)
     await h.call(c.StartJob(user_id="alice", job_id=job_id))
-    requested = [e for e in h.seen if e.type == "worker.requested" and e.job_id == job_id]
+    requested = h.seen.of(WorkerRequestedEvent, lambda e: e.job_id == job_id)
     assert [e.payload.compute_id for e in requested] == ["default"]
 
 
@@ -298,6 +307,6 @@ async def test_the_services_run_on_injected_memory_stores(
         trn = (await _tasks(h, job_id))["trainer"].task_id
         registered = AgentRegistered(agent_id="a")
         await h.publish(event("agent.registered", registered, job_id=job_id, task_id=trn))
-        await wait_until(lambda: _agent_of(h, job_id, trn))
-        await wait_until(lambda: h.all_published(job_id))  # the relay marked them in this store
+        await eventually(lambda: _agent_of(h, job_id, trn))
+        await eventually(lambda: h.all_published(job_id))  # the relay marked them in this store
     assert await store.pending() == []

@@ -23,8 +23,9 @@ from schemas.events import (
 )
 from schemas.job import JobSpec
 from schemas.states import JobState
-from tests.controller.conftest import Bus, memory_catalog, mnist, seed_example, wait_until
+from tests.controller.conftest import Bus, memory_catalog, mnist, seed_example
 from tests.controller.harness import Harness, InProcess, Live, event
+from tests.support.wait import eventually
 
 
 async def plant_poison(store: JobStore, *, huge_run_time: bool) -> str:
@@ -75,7 +76,7 @@ async def _is(h: Harness, job_id: str, state: str) -> bool:
 
 async def _assert_recovered(h: Harness, poison: str, good: str) -> None:
     """The poison job failed with its reason and takes no more commands; the good one lives on."""
-    await wait_until(lambda: _is(h, poison, "failed"))
+    await eventually(lambda: _is(h, poison, "failed"))
     job = await h.records.job(poison)
     assert job is not None and job.deadline_at is None and job.ended_at is not None
     assert job.reason.startswith("quarantined: event ") and "cannot be replayed" in job.reason
@@ -85,7 +86,7 @@ async def _assert_recovered(h: Harness, poison: str, good: str) -> None:
     for task in await h.records.tasks(good):
         running = TaskStatusChanged(state=JobState.RUNNING)
         await h.publish(event("task.status_changed", running, job_id=good, task_id=task.task_id))
-    await wait_until(lambda: _is(h, good, "running"))
+    await eventually(lambda: _is(h, good, "running"))
 
 
 @pytest.mark.parametrize("huge_run_time", [False, True], ids=["evolve-raises", "maxRunTime-1e12"])

@@ -17,7 +17,8 @@ from flame_common.settings import FlameSettings
 from schemas import commands as c
 from schemas.job import JobSpec
 from schemas.states import JobState
-from tests.controller.conftest import Bus, job_log, mnist, seed_example, wait_until
+from tests.controller.conftest import Bus, job_log, mnist, seed_example
+from tests.support.wait import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
@@ -88,7 +89,7 @@ async def _ready(bus: Bus) -> None:
             return False
         return True
 
-    await wait_until(answers, timeout=30)
+    await eventually(answers, timeout=30)
 
 
 async def _state(job_id: str) -> str:
@@ -114,7 +115,7 @@ async def test_sigkill_restart_loses_and_duplicates_nothing(
     for job_id in (job, slow):
         await bus.call(c.StartJob(user_id="alice", job_id=job_id))
     first = await bus.report(JobState.RUNNING, job_id=job, task_id=tasks["aggregator"])
-    await wait_until(lambda: _is(job, "running"))
+    await eventually(lambda: _is(job, "running"))
 
     process.kill()
     # While the controller is down its durable queue keeps these (one is a redelivery).
@@ -128,8 +129,8 @@ async def test_sigkill_restart_loses_and_duplicates_nothing(
     await asyncio.sleep(3.2)  # the slow job's maxRunTime passes while nobody is watching
 
     process.start()
-    await wait_until(lambda: _is(job, "completed"), timeout=30)
-    await wait_until(lambda: _is(slow, "terminated"), timeout=30)
+    await eventually(lambda: _is(job, "completed"), timeout=30)
+    await eventually(lambda: _is(slow, "terminated"), timeout=30)
     slow_doc = await JobDoc.find_one({"job_id": slow})
     assert slow_doc is not None and slow_doc.reason == "maxRunTime of 3 s exceeded"
 

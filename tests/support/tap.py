@@ -1,8 +1,9 @@
-"""An event tap: every event of a namespace's events exchange on the real broker, typed."""
+"""Typed event logs to wait on: `EventLog` (filled by the test) and `EventTap` (every event of a
+namespace's events exchange on the real broker)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from typing import TypeVar
 
@@ -11,7 +12,7 @@ import aio_pika
 from flame_common import amqp
 from flame_common.settings import FlameSettings
 from schemas.events import EventBase, parse_event
-from tests.support.wait import TIMEOUT, eventually
+from tests.support.wait import TIMEOUT, describe, eventually
 
 E = TypeVar("E", bound=EventBase)
 
@@ -20,28 +21,14 @@ def _any(event: EventBase) -> bool:
     return True
 
 
-class EventTap:
-    """Collects (in arrival order) the events published on the events exchange of a namespace."""
+class EventLog:
+    """Events in arrival order, looked up and waited for by class (`schemas.events`)."""
 
-    def __init__(self, settings: FlameSettings) -> None:
-        self.settings = settings
+    def __init__(self) -> None:
         self.events: list[EventBase] = []
-        self._connection: aio_pika.abc.AbstractRobustConnection | None = None
 
-    async def start(self) -> None:
-        self._connection = await amqp.connect(self.settings, name="test-tap")
-        channel = await self._connection.channel()
-        exchange = await amqp.events_exchange(channel, self.settings)
-        queue = await channel.declare_queue(exclusive=True, auto_delete=True)
-        await queue.bind(exchange, routing_key="#")
-        await queue.consume(self._on, no_ack=True)
-
-    async def _on(self, message: aio_pika.abc.AbstractIncomingMessage) -> None:
-        self.events.append(parse_event(message.body))
-
-    async def close(self) -> None:
-        if self._connection is not None:
-            await self._connection.close()
+    def extend(self, events: Iterable[EventBase]) -> None:
+        self.events.extend(events)
 
     def of(self, kind: type[E], where: Callable[[E], bool] = _any) -> list[E]:
         """The events seen so far of class `kind` for which `where` holds."""
@@ -68,11 +55,35 @@ class EventTap:
             return found if len(found) >= count else []
 
         def what() -> str:
-            condition = "" if where is _any else f" matching {where.__qualname__}"
+            condition = "" if where is _any else f" matching {describe(where)}"
             seen = [e.type for e in self.events]
             return f"{count} {kind.__name__}{condition} (events seen: {seen})"
 
         return await eventually(enough, timeout=timeout, interval=0.02, what=what)
+
+
+class EventTap(EventLog):
+    """The events published on the events exchange of `settings`' namespace (real broker)."""
+
+    def __init__(self, settings: FlameSettings) -> None:
+        super().__init__()
+        self.settings = settings
+        self._connection: aio_pika.abc.AbstractRobustConnection | None = None
+
+    async def start(self) -> None:
+        self._connection = await amqp.connect(self.settings, name="test-tap")
+        channel = await self._connection.channel()
+        exchange = await amqp.events_exchange(channel, self.settings)
+        queue = await channel.declare_queue(exclusive=True, auto_delete=True)
+        await queue.bind(exchange, routing_key="#")
+        await queue.consume(self._on, no_ack=True)
+
+    async def _on(self, message: aio_pika.abc.AbstractIncomingMessage) -> None:
+        self.events.append(parse_event(message.body))
+
+    async def close(self) -> None:
+        if self._connection is not None:
+            await self._connection.close()
 
 
 @asynccontextmanager

@@ -17,7 +17,7 @@ INTERVAL = 0.05
 Described = str | Callable[[], str] | None
 
 
-def _describe(check: Callable[..., Any]) -> str:
+def describe(check: Callable[..., Any]) -> str:
     """The source of a lambda (what the test wrote), else the callable's name."""
     name = getattr(check, "__qualname__", repr(check))
     if name.endswith("<lambda>"):
@@ -31,7 +31,7 @@ def _describe(check: Callable[..., Any]) -> str:
 def _failure(
     check: Callable[..., Any], what: Described, timeout: float, last: Any
 ) -> AssertionError:
-    name = what() if callable(what) else what or _describe(check)
+    name = what() if callable(what) else what or describe(check)
     return AssertionError(f"waited {timeout:g} s for {name}; last value seen: {last!r}")
 
 
