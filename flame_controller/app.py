@@ -121,9 +121,9 @@ async def _serving(
         await consumer.start(amqp)  # deliveries wait in its inbox until it runs, after recovery
         await relay.open(amqp)
         await relay.republish_pending()
-        open_jobs = await stores.jobs.open_jobs()
-        await controller.recover(open_jobs)
-        if accounts is not None and (stale := await sweep(accounts, open_jobs)):
+        await controller.recover(await stores.jobs.open_jobs())
+        # after recovery: jobs it quarantined are no longer open, their users go too
+        if accounts is not None and (stale := await sweep(accounts, await stores.jobs.open_jobs())):
             log.info("stale job broker users deleted", jobs=len(stale))
         workers = [
             asyncio.create_task(relay.run(), name="outbox"),

@@ -17,6 +17,7 @@ from flame_apiserver.views import agent_task_config, task_config
 from flame_common.datanames import data_resources, exchange_name, queue_name, with_credentials
 from flame_common.jobs_read import TaskRecord as ReadTask
 from flame_common.settings import FlameSettings
+from flame_controller.app import running_controller
 from flame_controller.broker_accounts import MemoryAccounts, sweep, user_name
 from flame_controller.memory import MemoryJobStore
 from flame_controller.rabbit_accounts import BrokerAccountsError, RabbitAccounts, vhost_of
@@ -26,6 +27,7 @@ from schemas.errors import FlameError
 from schemas.events import EventBase, TaskStatusChanged, TaskStatusChangedEvent
 from schemas.job import JobSpec
 from schemas.states import JobState
+from tests.conftest import track_namespace
 from tests.controller.conftest import memory_catalog, mnist
 
 ADMIN_URL = "http://guest:guest@127.0.0.1:15672/"
@@ -284,3 +286,32 @@ async def test_an_unreachable_management_api_is_a_clear_error() -> None:
         with pytest.raises(BrokerAccountsError, match="unreachable") as info:
             await accounts.check()
     assert "guest" not in str(info.value)
+
+
+@pytest.mark.integration
+async def test_the_controller_deletes_stale_job_users_when_it_starts(
+    rabbit_accounts: RabbitAccounts, tmp_path: Path
+) -> None:
+    await rabbit_accounts.open("65aa00000000000000000001")  # a job no store knows: stale
+    settings = FlameSettings(
+        home=tmp_path,
+        namespace=track_namespace(rabbit_accounts.namespace),
+        controller_store="memory",
+        rabbit_admin_url=ADMIN_URL,
+    )
+    async with running_controller(settings) as controller:
+        assert controller.accounts is not None
+    assert await rabbit_accounts.jobs() == set()
+
+
+async def test_without_an_admin_url_the_controller_runs_on_shared_credentials(
+    tmp_path: Path, rabbit_url: str
+) -> None:
+    settings = FlameSettings(
+        home=tmp_path,
+        namespace=track_namespace(f"t{uuid.uuid4().hex[:10]}"),
+        controller_store="memory",
+        rabbit_admin_url="",
+    )
+    async with running_controller(settings) as controller:
+        assert controller.accounts is None
