@@ -22,6 +22,7 @@ from flame_common.embedded import free_port
 from flame_common.settings import FlameSettings
 from flame_controller.app import running_controller
 from schemas.events import EventBase
+from tests.support.wait import eventually
 
 T = TypeVar("T")
 
@@ -79,11 +80,11 @@ class LiveStack:
             lifespan="on",
         )
         self._server = uvicorn.Server(config)
-        self._serving = asyncio.create_task(self._server.serve())
-        while not self._server.started:
-            if self._serving.done():
-                raise RuntimeError(f"the apiserver did not start: {self._serving.exception()!r}")
-            await asyncio.sleep(0.05)
+        serving = self._serving = asyncio.create_task(self._server.serve())
+        server = self._server
+        await eventually(lambda: server.started or serving.done(), what="the apiserver serving")
+        if serving.done():
+            raise RuntimeError(f"the apiserver did not start: {serving.exception()!r}")
         await self._broker.start()
 
     async def _stop(self) -> None:

@@ -5,7 +5,6 @@ Agents do not take part: the test plays them by publishing `task.status_changed`
 
 from __future__ import annotations
 
-import asyncio
 import io
 import json
 import os
@@ -22,6 +21,7 @@ import pytest
 from flame_common.settings import FlameSettings
 from flame_sdk.cli.exit_codes import ExitCode
 from flame_sdk.client import FlameClient
+from flame_sdk.localstack import wait_state
 from schemas.events import TaskStatusChanged, TaskStatusChangedEvent
 from schemas.states import JobState
 from tests.client.live import LiveStack, flamectl
@@ -81,16 +81,6 @@ def make_code(root: Path) -> Path:
         (root / role).mkdir(parents=True)
         (root / role / "main.py").write_text(f"print('{role}')\n")
     return root
-
-
-async def wait_state(client: FlameClient, job_id: str, states: set[JobState]) -> None:
-    state = None
-    for _ in range(300):
-        state = (await client.jobs.status(job_id)).state
-        if state in states:
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"job {job_id} stayed in {state}, expected one of {sorted(states)}")
 
 
 async def report_all(stack: LiveStack, client: FlameClient, job_id: str, state: JobState) -> None:
