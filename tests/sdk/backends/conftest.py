@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,16 +18,6 @@ from flame_sdk.backends.rabbitmq import exchange_name, unicast_key
 
 # Short liveness figures keep the suite fast; chunks small enough that most tests chunk.
 BROKER_OPTIONS: dict[str, Any] = {"heartbeat_interval": 0.1, "liveness_timeout": 1.0}
-WAIT = 15.0
-
-
-async def eventually(predicate: Callable[[], bool], what: str, timeout: float = WAIT) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.01)
 
 
 @dataclass

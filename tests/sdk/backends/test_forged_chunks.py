@@ -7,7 +7,8 @@ import pytest
 
 from flame_sdk.backends.broker import BrokerBackend
 from flame_sdk.backends.frames import Header, Kind
-from tests.sdk.backends.conftest import Cluster, eventually
+from tests.sdk.backends.conftest import Cluster
+from tests.support.wait import eventually
 
 MAX = 100_000  # the receiver's largest message: 100 kB per sender, 400 kB per scope
 
@@ -23,7 +24,7 @@ async def test_forged_chunk_headers_cost_only_what_was_sent(cluster: Cluster) ->
     agg, t1 = cluster.end("agg", max_message_bytes=MAX), cluster.end("t1", chunk_size=10_000)
     a = await agg.join("aggregator", "trainer")
     s1 = await t1.join("trainer", "aggregator")
-    await eventually(lambda: agg.peers(a) == ["t1"], "join")
+    await eventually(lambda: agg.peers(a) == ["t1"], what="join")
 
     def frame(sender: str, message_id: int, index: int, count: int, total: int) -> Header:
         return Header(
@@ -37,10 +38,10 @@ async def test_forged_chunk_headers_cost_only_what_was_sent(cluster: Cluster) ->
     forged += [frame(f"ghost{i}", 1, 0, 5, MAX).encode() + b"y" * 20_000 for i in range(30)]
     for raw in [*forged, frame("t1", 4, 0, 1, 6).encode() + b"marker"]:
         await cluster.inject(a, raw)
-    await eventually(lambda: agg.received(a) == [b"marker"], "the frames after the forged ones")
+    await eventually(lambda: agg.received(a) == [b"marker"], what="the frames after the forged")
     assert 30 <= _held(agg.backend) <= 4 * MAX  # never the 3 x 100 kB announced, nor 600 kB
 
     honest = bytes(range(256)) * 300  # 76.8 kB in 8 chunks: older forgeries make room
     await t1.backend.send(s1, "agg", honest)
-    await eventually(lambda: agg.received(a) == [b"marker", honest], "an honest message")
+    await eventually(lambda: agg.received(a) == [b"marker", honest], what="an honest message")
     assert _held(agg.backend) <= 4 * MAX

@@ -8,6 +8,7 @@ import uuid
 
 from flame_sdk.backends.base import Scope
 from flame_sdk.backends.local import LocalBackend, LocalHub
+from tests.support.wait import eventually
 
 
 def test_ends_on_different_event_loops_exchange_messages() -> None:
@@ -28,8 +29,7 @@ def test_ends_on_different_event_loops_exchange_messages() -> None:
         backend.bind(ignore, ignore, on_message)
         await backend.join(Scope(job, "param", "default", "aggregator", "trainer", "agg"))
         ready.set()
-        while not done.is_set():
-            await asyncio.sleep(0.01)
+        await eventually(done.is_set, what="the trainer's message")
         await backend.close()
 
     thread = threading.Thread(target=asyncio.run, args=(aggregator(),))
@@ -67,10 +67,7 @@ async def test_an_explicit_hub_isolates_ends_of_the_same_job() -> None:
     await private.join(Scope(job, "param", "default", "aggregator", "trainer", "agg"))
     await shared_peer.join(Scope(job, "param", "default", "aggregator", "trainer", "agg2"))
     await shared.join(Scope(job, "param", "default", "trainer", "aggregator", "t1"))
-    for _ in range(100):
-        if seen["agg2"]:
-            break
-        await asyncio.sleep(0.01)
+    await eventually(lambda: seen["agg2"], what="agg2 sees t1 on the shared hub")
     assert seen == {"agg": [], "agg2": ["t1"]}  # the private hub saw nobody
     for backend in (private, shared, shared_peer):
         await backend.close()

@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 
 from flame_sdk.backends.base import BrokerOutageError
-from tests.sdk.backends.conftest import Cluster, eventually
+from tests.sdk.backends.conftest import Cluster
 from tests.sdk.backends.proxy import TcpProxy
+from tests.support.wait import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -48,7 +49,7 @@ async def test_short_outage_loses_nothing_and_nobody_leaves(
     agg, t1 = cluster.end("agg"), cluster.end("t1", chunk_size=64 * 1024, send_window=2)
     a = await agg.join("aggregator", "trainer")
     s1 = await t1.join("trainer", "aggregator")
-    await eventually(lambda: agg.peers(a) == ["t1"] and t1.peers(s1) == ["agg"], "discovery")
+    await eventually(lambda: agg.peers(a) == ["t1"] and t1.peers(s1) == ["agg"], what="discovery")
     big = np.random.default_rng(0).bytes(3 * 1024 * 1024)  # 48 chunks, two in flight
 
     upload = asyncio.create_task(t1.backend.send(s1, "agg", big))  # cut in the middle of it
@@ -61,8 +62,8 @@ async def test_short_outage_loses_nothing_and_nobody_leaves(
     await asyncio.wait_for(asyncio.gather(upload, during), 30)
     await agg.backend.broadcast(a, b"after the outage")
 
-    await eventually(lambda: len(agg.received(a)) == 2, "both messages")
-    await eventually(lambda: t1.received(s1) == [b"after the outage"], "broadcast after")
+    await eventually(lambda: len(agg.received(a)) == 2, what="both messages")
+    await eventually(lambda: t1.received(s1) == [b"after the outage"], what="broadcast after")
     assert agg.received(a) == [big, b"sent during the outage"]  # once each, in order
     assert agg.leaves(a) == [] and t1.leaves(s1) == []
     assert agg.backend.failure is None and t1.backend.failure is None
@@ -75,7 +76,7 @@ async def test_peer_known_across_the_outage_gets_messages_sent_before_it_resubsc
     agg, trainers = cluster.end("agg"), [cluster.end(f"t{i}") for i in range(3)]
     a = await agg.join("aggregator", "trainer")
     scopes = [await t.join("trainer", "aggregator") for t in trainers]
-    await eventually(lambda: agg.peers(a) == ["t0", "t1", "t2"], "discovery")
+    await eventually(lambda: agg.peers(a) == ["t0", "t1", "t2"], what="discovery")
 
     proxy.cut()
     sends = [
@@ -86,7 +87,8 @@ async def test_peer_known_across_the_outage_gets_messages_sent_before_it_resubsc
     proxy.restore()
     await asyncio.wait_for(asyncio.gather(*sends), 30)
     for t, s in zip(trainers, scopes, strict=True):
-        await eventually(lambda t=t, s=s: t.received(s) == [f"model for {t.end_id}".encode()], "")
+        model = f"model for {t.end_id}".encode()
+        await eventually(lambda t=t, s=s, m=model: t.received(s) == [m], what=f"{t.end_id}'s model")
     assert agg.leaves(a) == []
 
 
@@ -97,7 +99,7 @@ async def test_outage_longer_than_the_bound_fails_clearly(
     agg, t1 = cluster.end("agg"), cluster.end("t1", outage_timeout=1.0)
     a = await agg.join("aggregator", "trainer")
     s1 = await t1.join("trainer", "aggregator")
-    await eventually(lambda: t1.peers(s1) == ["agg"], "discovery")
+    await eventually(lambda: t1.peers(s1) == ["agg"], what="discovery")
 
     proxy.cut()
     with pytest.raises(BrokerOutageError, match=r"broker unreachable .* t1 gives up"):
