@@ -22,14 +22,6 @@ async def _manager(role: str, task_id: str, job_id: str, **extra: object) -> Cha
     return cm
 
 
-async def _until(predicate, timeout: float = 5.0) -> None:  # type: ignore[no-untyped-def]
-    async def poll() -> None:
-        while not predicate():
-            await asyncio.sleep(0.01)
-
-    await asyncio.wait_for(poll(), timeout)
-
-
 @pytest.fixture
 async def job() -> AsyncIterator[tuple[ChannelManager, ChannelManager, ChannelManager]]:
     job_id = uuid.uuid4().hex
@@ -96,12 +88,13 @@ async def test_broadcast_and_weights(job: tuple[ChannelManager, ...]) -> None:
 
 
 async def test_leaving_end_unblocks_receivers(job: tuple[ChannelManager, ...]) -> None:
-    agg, t1, _ = job
+    agg, t1, t2 = job
     channel = agg.get_by_tag("aggregate")
     await channel.await_join(2, timeout=5)
     waiter = asyncio.create_task(channel.recv("t1"))
-    await asyncio.sleep(0.05)
-    assert not waiter.done()
+    await t2.get_by_tag("upload").send("a", {Key.ROUND: 1})
+    assert await channel.recv("t2", timeout=5) == {Key.ROUND: 1}  # a later message got through
+    assert not waiter.done()  # while the receive from t1 still waits
     await t1.close()
     assert await asyncio.wait_for(waiter, 5) is None
     assert not channel.has("t1")
@@ -181,7 +174,11 @@ async def test_groups_are_isolated() -> None:
         eu, na = managers[0].get("param-channel"), managers[1].get("param-channel")
         await eu.await_join(1, timeout=5)
         await na.await_join(1, timeout=5)
-        await asyncio.sleep(0.05)
+        # a message sent after every join got through: the joins before it were all handled
+        await managers[2].get("param-channel").send("a-eu", {Key.ROUND: 1})
+        await managers[3].get("param-channel").send("a-na", {Key.ROUND: 2})
+        assert await eu.recv("t-eu", timeout=5) == {Key.ROUND: 1}
+        assert await na.recv("t-na", timeout=5) == {Key.ROUND: 2}
         assert eu.all_ends() == ["t-eu"] and na.all_ends() == ["t-na"]
     finally:
         for cm in managers:
