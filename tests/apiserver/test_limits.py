@@ -27,6 +27,7 @@ from tests.apiserver.conftest import (
     example,
     make_zip,
 )
+from tests.support.wait import eventually
 
 U = "alice"
 
@@ -103,9 +104,7 @@ async def _served(settings: FlameSettings, stack: MemoryStack) -> AsyncIterator[
     )
     task = asyncio.create_task(server.serve())
     try:
-        async with asyncio.timeout(20):
-            while not server.started:
-                await asyncio.sleep(0.02)
+        await eventually(lambda: server.started, what="uvicorn started")
         yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True
@@ -148,13 +147,13 @@ async def test_event_streams_are_limited_in_all_and_per_user(
             r = await client.get("/users/carol/jobs/carol-job/events/stream")
             assert r.status_code == 503 and "3 event streams are open" in r.json()["message"]
             assert (await client.get("/users/carol/jobs/carol-job/events")).status_code == 200
+
+        async def carol_gets_a_stream() -> bool:
+            async with AsyncExitStack() as exits:
+                return await _open_stream(exits, client, "carol") == 200
+
         # the streams closed by their clients free their slots
-        async with asyncio.timeout(10):
-            while True:
-                async with AsyncExitStack() as exits:
-                    if await _open_stream(exits, client, "carol") == 200:
-                        break
-                await asyncio.sleep(0.05)
+        await eventually(carol_gets_a_stream, what="a slot freed by the closed streams")
 
 
 @pytest.fixture
