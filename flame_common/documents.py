@@ -1,7 +1,8 @@
 """Beanie documents: Flame's MongoDB collections (designs, code, datasets, jobs, tasks, events).
 
-Writers: the apiserver writes designs, code, datasets, computes and API tokens; the controller is the single
-writer of jobs, tasks and the event log. Query with ONE merged filter dict (nx-27017: no `$and`).
+Writers: the apiserver writes designs, code, datasets, computes and API tokens; the controller is
+the single writer of jobs, tasks and the event log. Query with ONE merged filter dict (nx-27017:
+no `$and`).
 """
 
 from __future__ import annotations
