@@ -127,13 +127,9 @@ class MemoryJobStore:
                 broker_password=login.password if login else "",
             )
 
-    async def pending(self) -> list[EventBase]:
-        return [
-            e
-            for job_id in sorted(self._log)
-            for e in self._log[job_id]
-            if not self._published[e.id]
-        ]
+    async def pending(self, job_id: str | None = None) -> list[EventBase]:
+        jobs = sorted(self._log) if job_id is None else [job_id]
+        return [e for j in jobs for e in self._log.get(j, []) if not self._published[e.id]]
 
     async def mark_published(self, event_ids: Sequence[str]) -> None:
         for event_id in event_ids:

@@ -178,10 +178,11 @@ class MongoJobStore:
         }
         await TaskDoc.get_pymongo_collection().update_many({"job_id": job_id}, {"$set": stored})
 
-    async def pending(self) -> list[EventBase]:
-        cursor = EventDoc.get_pymongo_collection().find(
-            {"published": False}, sort=[("job_id", 1), ("seq", 1)]
-        )
+    async def pending(self, job_id: str | None = None) -> list[EventBase]:
+        query: dict[str, Any] = {"published": False}
+        if job_id is not None:
+            query["job_id"] = job_id
+        cursor = EventDoc.get_pymongo_collection().find(query, sort=[("job_id", 1), ("seq", 1)])
         events: list[EventBase] = []
         async for raw in cursor:
             try:

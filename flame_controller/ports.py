@@ -140,8 +140,9 @@ class JobStore(Protocol):
         """Store (None: clear) the job's data-plane broker login on its tasks, for their agents."""
         ...
 
-    async def pending(self) -> list[EventBase]:
-        """Events not yet marked published, in per-job `seq` order (the outbox)."""
+    async def pending(self, job_id: str | None = None) -> list[EventBase]:
+        """Events not yet marked published (of one job if given), in per-job `seq` order (the
+        outbox)."""
         ...
 
     async def mark_published(self, event_ids: Sequence[str]) -> None: ...

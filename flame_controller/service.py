@@ -72,6 +72,8 @@ class Controller:
         self.publish = publish
         self._locks: dict[str, asyncio.Lock] = {}
         self._cache: dict[str, _Entry] = {}
+        # jobs whose last write failed: the log may hold events not yet published or projected
+        self._unsettled: set[str] = set()
 
     def _lock(self, job_id: str) -> asyncio.Lock:
         return self._locks.setdefault(job_id, asyncio.Lock())
@@ -83,12 +85,38 @@ class Controller:
                 state, seen = await self.store.load(job_id)
             except UnfoldableLog as exc:
                 await self.store.quarantine(job_id, exc.reason)
+                self._unsettled.discard(job_id)
                 log.error("job quarantined", job_id=job_id, reason=exc.reason)
                 raise Conflict(f"job {job_id} is quarantined (failed): {exc.reason}") from exc
+            if job_id in self._unsettled:
+                await self._settle(job_id, state)
             if state is None or state.deleted:
                 raise NotFound(f"job {job_id} not found")
             entry = self._cache[job_id] = _Entry(state, seen)
         return entry
+
+    async def _settle(self, job_id: str, state: JobView | None) -> None:
+        """After a failed write: project the replayed state, publish what the log holds unsent."""
+        if state is not None and not state.deleted:
+            await self.store.reproject(state)
+        pending = await self.store.pending(job_id)
+        self.publish(pending)
+        self._unsettled.discard(job_id)
+        log.info("job settled after a failed write", job_id=job_id, published=len(pending))
+
+    async def settle(self) -> None:
+        """Settle the jobs whose write failed, should no command or event come for them (the
+        timers call this every pass)."""
+        for job_id in sorted(self._unsettled):
+            async with self._lock(job_id):
+                if job_id not in self._unsettled:
+                    continue
+                try:
+                    await self._entry(job_id)  # settles it, also a deleted or quarantined job
+                except (NotFound, Conflict):
+                    continue
+                except Exception as exc:  # the store is still away: next pass
+                    log.warning("job not settled yet", job_id=job_id, error=repr(exc))
 
     async def _owned(self, job_id: str, user_id: str) -> _Entry:
         entry = await self._entry(job_id)
@@ -232,7 +260,11 @@ class Controller:
                 state, events, observed=observed, planned=planned, keys=keys, before=entry.state
             )
         except Exception:
-            self._forget(state.job_id)  # reload from the log next time
+            # Some of the write may be stored (events without projections): reload from the log
+            # next time, and publish what it holds then (the redelivered cause is then a
+            # duplicate, so it would not do it).
+            self._forget(state.job_id)
+            self._unsettled.add(state.job_id)
             raise
         ended = state.deleted or (state.state.is_terminal and not entry.state.state.is_terminal)
         entry.state = state

@@ -13,9 +13,11 @@ log = get_logger(__name__)
 
 
 async def run_timers(controller: Controller, store: JobStore, interval: float) -> None:
-    """Every `interval` s, tick the jobs past their deadline (deadlines live in the store)."""
+    """Every `interval` s, tick the jobs past their deadline (deadlines live in the store) and
+    settle the jobs whose last write failed."""
     while True:
         try:
+            await controller.settle()
             now = datetime.now(UTC)
             for job_id in await store.due(now):
                 await controller.tick(job_id, now)
