@@ -119,6 +119,18 @@ async def delete_namespaces(namespaces: list[str]) -> None:
                     await channel.exchange_delete(f"{ns}.{exchange}")
                 with contextlib.suppress(Exception):
                     await channel.close()
+    await delete_job_users(namespaces)
+
+
+async def delete_job_users(namespaces: list[str]) -> None:
+    """Delete the per-job broker users of jobs the tests started and never ended."""
+    from flame_controller.rabbit_accounts import RabbitAccounts
+
+    with contextlib.suppress(Exception):  # no management API: no users were made
+        for ns in namespaces:
+            async with RabbitAccounts(FlameSettings().rabbit_admin_url, ns) as accounts:
+                for job_id in await accounts.jobs():
+                    await accounts.close(job_id)
 
 
 @pytest.fixture
