@@ -19,6 +19,7 @@ from flame_common.db import init_db
 from flame_common.jobs_read import JobReads
 from flame_common.jobs_read.mongo import MongoJobReads
 from flame_common.logs import get_logger
+from flame_common.recent import RecentIds
 from flame_common.redelivery import processing
 from flame_common.settings import FlameSettings
 from flame_notifier.documents import AgentDoc, Presence
@@ -62,6 +63,7 @@ class Notifier:
         self._events: AbstractExchange | None = None
         self._agents: AbstractExchange | None = None
         self._inboxes: set[str] = set()
+        self.recent = RecentIds()  # ids of the controller's events handled
 
     async def setup(self) -> None:
         self._events = await amqp.events_exchange(self.channel, self.settings)
@@ -121,18 +123,38 @@ class Notifier:
             event = _decode(message)
             if event is None:
                 return
-            if event.type in DELIVERED:  # routed to the agent as it is
-                if event.task_id:
-                    await self.deliver(event)
-            elif isinstance(event, TaskStatusChangedEvent):
-                if event.payload.state.is_terminal and event.task_id:
-                    self.book.mark([event.task_id], Presence.DONE)  # saved by the next sweep
-            elif (
-                isinstance(event, JobStateChangedEvent)
-                and event.payload.to_state.is_terminal
-                and event.job_id
-            ):
-                await self._job_ended(event.job_id)
+            if not self.recent.claim(event.id):
+                log.info("duplicate event skipped", event_id=event.id, type=event.type)
+                return
+            try:
+                await self._handle(event)
+            except BaseException:
+                self.recent.release(event.id)  # its redelivery is handled again
+                raise
+
+    async def _handle(self, event: EventBase) -> None:
+        if event.type in DELIVERED:  # routed to the agent as it is
+            if event.task_id and not await self._ended(event):
+                await self.deliver(event)
+        elif isinstance(event, TaskStatusChangedEvent):
+            if event.payload.state.is_terminal and event.task_id:
+                self.book.mark([event.task_id], Presence.DONE)  # saved by the next sweep
+        elif (
+            isinstance(event, JobStateChangedEvent)
+            and event.payload.to_state.is_terminal
+            and event.job_id
+        ):
+            await self._job_ended(event.job_id)
+
+    async def _ended(self, event: EventBase) -> bool:
+        """A `task.assigned` of a task that already ended (a late duplicate, e.g. re-published
+        after a controller restart) is not delivered: it would start its agent again."""
+        if event.type != "task.assigned" or not event.task_id:
+            return False
+        if await self.jobs.terminal_tasks([event.task_id]):
+            log.info("assignment of an ended task skipped", task_id=event.task_id)
+            return True
+        return False
 
     async def _job_ended(self, job_id: str) -> None:
         """Stop watching the job's agents and remove their inboxes."""

@@ -11,6 +11,7 @@ from aio_pika.abc import AbstractExchange, AbstractIncomingMessage
 from flame_common import amqp
 from flame_common.jobs_read import JobReads
 from flame_common.logs import get_logger
+from flame_common.recent import RecentIds
 from flame_common.redelivery import processing
 from flame_common.settings import FlameSettings
 from flame_controller.deployers.base import Deployer, WorkerSpec
@@ -24,6 +25,11 @@ from schemas.events import (
     WorkerRequestedEvent,
     parse_event,
 )
+from schemas.states import JobState
+
+# A worker is started only for a job in one of these states (or one without a projection yet,
+# whose tasks then decide): a late or repeated request of a job that ended or stops starts none.
+DEPLOYABLE = frozenset({JobState.STARTING, JobState.DEPLOYING, JobState.RUNNING})
 
 log = get_logger(__name__)
 
@@ -47,6 +53,7 @@ class DeployerService:
         self.events = events
         self.jobs = jobs
         self.source = f"deployer.{compute_id}"
+        self.recent = RecentIds()
 
     async def _publish(self, event: EventBase, key: str) -> None:
         """Publish `event` under an id derived from its type, job, task and `key`."""
@@ -74,16 +81,36 @@ class DeployerService:
                 return
             if event.payload.compute_id != self.compute_id or not event.job_id:
                 return
-            if isinstance(event, WorkerRequestedEvent):
-                await self.deploy(event)
-            else:
-                await self.deployer.stop(event.job_id, list(event.payload.task_ids))
-                log.info("workers released", job_id=event.job_id, count=len(event.payload.task_ids))
+            if not self.recent.claim(event.id):
+                log.info("duplicate event skipped", event_id=event.id, type=event.type)
+                return
+            try:
+                await self._handle(event)
+            except BaseException:
+                self.recent.release(event.id)  # its redelivery is handled again
+                raise
+
+    async def _handle(self, event: WorkerRequestedEvent | WorkerReleasedEvent) -> None:
+        assert event.job_id
+        if isinstance(event, WorkerRequestedEvent):
+            await self.deploy(event)
+        else:
+            await self.deployer.stop(event.job_id, list(event.payload.task_ids))
+            log.info("workers released", job_id=event.job_id, count=len(event.payload.task_ids))
 
     async def deploy(self, event: WorkerRequestedEvent) -> None:
-        """Start the requested workers, all at once."""
+        """Start the requested workers, all at once; none for a job that is no longer
+        deploying or running, nor for tasks that already ended (a late or repeated request)."""
         job_id = str(event.job_id)
+        job = await self.jobs.job(job_id)
+        if job is not None and job.state not in DEPLOYABLE:
+            log.info("worker request of an inactive job ignored", job_id=job_id, state=job.state)
+            return
         task_ids = list(dict.fromkeys(event.payload.task_ids))
+        ended = await self.jobs.terminal_tasks(task_ids)
+        if ended:
+            log.info("worker request of ended tasks ignored", job_id=job_id, tasks=sorted(ended))
+            task_ids = [t for t in task_ids if t not in ended]
         keys = await self.jobs.task_keys(job_id, task_ids)
         await asyncio.gather(*(self._deploy_one(job_id, t, keys.get(t)) for t in task_ids))
 
