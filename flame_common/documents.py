@@ -12,7 +12,7 @@ from typing import Any
 
 from beanie import Document
 from pydantic import Field
-from pymongo import ASCENDING, IndexModel
+from pymongo import ASCENDING, DESCENDING, IndexModel
 
 
 def utcnow() -> datetime:
@@ -166,7 +166,10 @@ class EventDoc(Document):
         name = "events"
         indexes = [
             IndexModel([("event_id", ASCENDING)], unique=True),
-            IndexModel([("job_id", ASCENDING), ("seq", ASCENDING)]),
+            # one event per (job, seq): a second writer's append is refused. Descending seq: a
+            # key other than the former non-unique (job_id, seq) index's, so older databases
+            # get it too
+            IndexModel([("job_id", ASCENDING), ("seq", DESCENDING)], unique=True),
             IndexModel([("published", ASCENDING)]),
         ]
 

@@ -48,6 +48,9 @@ class FlameSettings(BaseSettings):
     # Controller; its store: `mongo` (shared with the apiserver) or `memory` (one process only)
     tick_seconds: float = 0.5
     controller_store: Literal["mongo", "memory"] = "mongo"
+    # Jobs are split into this many partitions by a hash of the job id; each has one writer at a
+    # time among the namespace's controllers (every controller of a namespace must agree on it)
+    controller_partitions: int = Field(default=8, ge=1, le=256)
     job_brokers: list[dict[str, str]] = Field(
         default_factory=lambda: [{"sort": "rabbitmq", "host": "amqp://guest:guest@127.0.0.1:5672/"}]
     )

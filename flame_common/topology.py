@@ -8,6 +8,7 @@ same description. Names come from `BusNames`; aio-pika is imported only when dec
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -20,6 +21,10 @@ if TYPE_CHECKING:
     from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue
 
 NOTIFIER_INBOX = "notifier.agents"  # registrations and heartbeats of agents, read by the notifier
+# Messages of a controller partition queue besides events (AMQP `type` property):
+PROBE = "controller.probe"  # tells whoever receives it that it is the partition's active consumer
+COMMAND = "controller.command"  # an RPC command forwarded to the partition of its job
+JOB_ID_HEADER = "x-flame-job-id"  # on a forwarded job.create: the job id its partition came from
 AGENT_INBOX_EXPIRES_MS = 24 * 3600 * 1000  # an agent inbox unused for a day is removed
 
 
@@ -59,6 +64,7 @@ class Topology:
 
     names: BusNames
     delivery_limit: int = 5
+    partitions: int = 8
 
     @property
     def events(self) -> Exchange:
@@ -80,20 +86,45 @@ class Topology:
         """Classic queue of every dead letter of the namespace, read (not consumed) by the API."""
         return Queue(self.names.dead_letters, exchange=self.dead_letters, routing_keys=("",))
 
-    def consumer(self, consumer: str, event_types: tuple[str, ...] | list[str]) -> Queue:
-        """The quorum queue of one event consumer (e.g. 'controller.events', 'deployer.default')."""
+    def _quorum(self, **extra: Any) -> Mapping[str, Any]:
         arguments = {
             "x-queue-type": "quorum",
             "x-delivery-limit": self.delivery_limit - 1,  # counts returns: attempts - 1
             "x-dead-letter-exchange": self.dead_letters.name,
+            **extra,
         }
+        return MappingProxyType(arguments)
+
+    def consumer(self, consumer: str, event_types: tuple[str, ...] | list[str]) -> Queue:
+        """The quorum queue of one event consumer (e.g. 'controller.events', 'deployer.default')."""
         return Queue(
             self.names.queue(consumer),
-            arguments=MappingProxyType(arguments),
+            arguments=self._quorum(),
             exchange=self.events,
             routing_keys=tuple(event_types),
             dead_letter_queue=self.dead_letter_queue,
         )
+
+    def partition_of(self, job_id: str) -> int:
+        """The controller partition a job belongs to (a stable hash of its id)."""
+        return zlib.crc32(job_id.encode()) % self.partitions
+
+    def partition(self, index: int) -> Queue:
+        """Quorum queue of one controller partition: its jobs' events and forwarded commands.
+
+        Every controller consumes every partition queue; the broker delivers to one of them at a
+        time (single active consumer) and hands the queue to another when it goes away, so each
+        job has one writer. Messages reach it by queue name through the default exchange.
+        """
+        return Queue(
+            self.names.queue(f"controller.partition.{index}"),
+            arguments=self._quorum(**{"x-single-active-consumer": True}),
+            dead_letter_queue=self.dead_letter_queue,
+        )
+
+    @property
+    def partition_queues(self) -> tuple[Queue, ...]:
+        return tuple(self.partition(i) for i in range(self.partitions))
 
     @property
     def commands(self) -> Queue:
@@ -121,7 +152,9 @@ class Topology:
 
 
 def topology(settings: FlameSettings) -> Topology:
-    return Topology(BusNames(settings.namespace), settings.delivery_limit)
+    return Topology(
+        BusNames(settings.namespace), settings.delivery_limit, settings.controller_partitions
+    )
 
 
 async def declare_exchange(channel: AbstractChannel, exchange: Exchange) -> AbstractExchange:

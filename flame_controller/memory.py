@@ -1,8 +1,8 @@
 """The in-memory adapters of the controller's ports (simulation, tests): same semantics as Mongo.
 
-Unique event ids across all jobs, per-job `seq` order, all-or-nothing create, projections written
-exactly as `mongo.py` writes them (same fields, same moments). Each call runs without awaiting,
-so it is atomic on the event loop. Nothing survives the process.
+Unique event ids across all jobs, unique `(job_id, seq)`, per-job `seq` order, all-or-nothing
+create, projections written exactly as `mongo.py` writes them (same fields, same moments). Each
+call runs without awaiting, so it is atomic on the event loop. Nothing survives the process.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from flame_controller.ports import (
     DuplicateEvent,
     JobRecord,
     LoggedEvent,
+    SeqTaken,
     TaskRecord,
     UnfoldableLog,
 )
@@ -49,6 +50,7 @@ class MemoryJobStore:
         self.grace = stop_grace_seconds
         self._log: dict[str, list[EventBase]] = {}  # job id -> events in seq order
         self._published: dict[str, bool] = {}  # event id -> published (also: the unique ids)
+        self._seqs: dict[str, set[int]] = {}  # job id -> the seqs in its log (unique)
         self._jobs: dict[str, dict[str, Any]] = {}
         self._tasks: dict[str, dict[str, dict[str, Any]]] = {}  # job id -> task id -> fields
 
@@ -88,6 +90,7 @@ class MemoryJobStore:
     async def purge(self, job_id: str) -> None:
         for event in self._log.pop(job_id, []):
             self._published.pop(event.id, None)
+        self._seqs.pop(job_id, None)
         self._jobs.pop(job_id, None)
         self._tasks.pop(job_id, None)
 
@@ -163,10 +166,15 @@ class MemoryJobStore:
 
     def _check_new(self, events: Sequence[EventBase]) -> None:
         ids: set[str] = set()
+        seqs: set[tuple[str, int]] = set()
         for e in events:
             if e.id in self._published or e.id in ids:
                 raise DuplicateEvent(f"event {e.id} already logged")
+            key = (e.job_id or "", e.seq or 0)
+            if key in seqs or key[1] in self._seqs.get(key[0], ()):
+                raise SeqTaken(f"seq {key[1]} of job {key[0]} already logged")
             ids.add(e.id)
+            seqs.add(key)
 
     def _add(self, events: Sequence[EventBase], *, observed: AbstractSet[str]) -> None:
         unordered: set[str] = set()
@@ -175,6 +183,7 @@ class MemoryJobStore:
             if log and (log[-1].seq or 0) > (e.seq or 0):
                 unordered.add(e.job_id or "")
             log.append(e)
+            self._seqs.setdefault(e.job_id or "", set()).add(e.seq or 0)
             self._published[e.id] = e.id in observed
         for job_id in unordered:  # the log reads in seq order, whatever the append order
             self._log[job_id].sort(key=lambda e: e.seq or 0)

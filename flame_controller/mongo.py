@@ -36,6 +36,7 @@ from flame_controller.ports import (
     DuplicateEvent,
     JobRecord,
     LoggedEvent,
+    SeqTaken,
     TaskRecord,
     UnfoldableLog,
 )
@@ -267,8 +268,10 @@ async def _insert_events(docs: list[dict[str, Any]]) -> None:
     except BulkWriteError as exc:
         errors = exc.details.get("writeErrors", [])
         if errors and errors[0].get("code") == DUPLICATE_KEY:
-            event_id = docs[errors[0]["index"]]["event_id"]
-            raise DuplicateEvent(f"event {event_id} already logged") from exc
+            doc = docs[errors[0]["index"]]
+            if "event_id" in str(errors[0].get("errmsg", "")):
+                raise DuplicateEvent(f"event {doc['event_id']} already logged") from exc
+            raise SeqTaken(f"seq {doc['seq']} of job {doc['job_id']} already logged") from exc
         raise
 
 

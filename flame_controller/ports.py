@@ -22,6 +22,11 @@ class DuplicateEvent(Exception):
     """An appended event's id is already in the log (nothing of that write was stored)."""
 
 
+class SeqTaken(Exception):
+    """Another writer already appended this `seq` of the job (nothing of that write was stored):
+    the job's state here is stale; reload it from the log."""
+
+
 class UnfoldableLog(Exception):
     """A job's stored log cannot be replayed: an event does not parse or does not fold."""
 
@@ -125,7 +130,8 @@ class JobStore(Protocol):
         before: JobView | None = None,
     ) -> None:
         """Append stamped `events` (ids in `observed` came from the bus: already published),
-        then project `state` (the fold of `before` and `events`); raises DuplicateEvent."""
+        then project `state` (the fold of `before` and `events`); raises DuplicateEvent, or
+        SeqTaken when a `(job_id, seq)` is already in the log (`(job_id, seq)` is unique)."""
         ...
 
     async def reproject(self, state: JobView) -> None:

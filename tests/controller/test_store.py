@@ -19,7 +19,7 @@ from flame_controller.expansion import PlannedTask
 from flame_controller.memory import MemoryCatalog, MemoryJobStore
 from flame_controller.mongo import MongoCatalog, MongoJobStore
 from flame_controller.planning import Planner, new_keys
-from flame_controller.ports import Catalog, DuplicateEvent, JobRecords, JobStore
+from flame_controller.ports import Catalog, CommandRecord, DuplicateEvent, JobRecords, JobStore, SeqTaken
 from flame_controller.state import JobView, evolve
 from schemas.events import EventBase, parse_event
 from schemas.states import JobState
@@ -137,6 +137,7 @@ class StoreContract:
         planner = Planner(FlameSettings(), a.catalog)
         spec, planned = await planner.plan(job_id, "alice", mnist().job_spec(job_id))
         events, state = d.decide_folded(None, d.Create(job_id, "alice", spec, planned))
+        events = [e.model_copy(update={"seq": i}) for i, e in enumerate(events, 1)]
         keys = new_keys(planned[:1])  # the second task has no key: the write fails
         with pytest.raises(KeyError):
             await a.store.create(state, events, planned, keys)
@@ -162,6 +163,21 @@ class StoreContract:
         with pytest.raises(DuplicateEvent):
             await a.store.append(job.state, [again], before=job.state)
         assert len(await a.store.log(job.state.job_id)) == 3
+
+    async def test_a_second_writer_of_a_seq_is_refused(self, a: Adapters) -> None:
+        """Two writers holding the same state: the first append wins, the second's stores
+        nothing (its other events neither) and says the seq is taken."""
+        job = await self._create(a)
+        stale = job.state
+        await self._step(a, job, d.Start())
+        first_log = await a.store.log(job.state.job_id)
+        second, state = _stamp(d.decide(stale, d.Start()), stale)  # the same decision, anew
+        with pytest.raises(SeqTaken, match=f"seq {stale.last_seq + 1} of job {stale.job_id}"):
+            await a.store.append(state, second, before=stale)
+        assert await a.store.log(job.state.job_id) == first_log
+        record = await a.store.job(job.state.job_id)
+        assert record is not None and record.last_seq == job.state.last_seq
+        assert record.state == "deploying"
 
     # --- append and projections ------------------------------------------------------------------
 
@@ -213,6 +229,23 @@ class StoreContract:
         ]
         await a.store.mark_published([e.id for e in pending])
         assert await a.store.pending() == []
+
+    async def test_a_command_key_is_claimed_once_and_keeps_its_result(self, a: Adapters) -> None:
+        job = await self._create(a)
+        first = CommandRecord("alice/k1", "job.create", job.state.job_id, "corr-1")
+        assert await a.store.claim_command(first) is None
+        again = CommandRecord("alice/k1", "job.create", "another", "corr-2")
+        assert await a.store.claim_command(again) == first  # the first claim wins, unfinished
+        await a.store.finish_command("alice/k1", {"id": job.state.job_id, "state": "ready"})
+        stored = await a.store.claim_command(again)
+        assert stored == replace(first, result={"id": job.state.job_id, "state": "ready"})
+        assert await a.store.claim_command(replace(first, key="bob/k1")) is None  # per user
+        # committed: the job's log holds events with the command's correlation id
+        events, state = _stamp(d.decide(job.state, d.Start(frozenset()), "corr-start"), job.state)
+        await a.store.append(state, events, before=job.state)
+        assert await a.store.committed(job.state.job_id, "corr-start")
+        assert not await a.store.committed(job.state.job_id, "corr-other")
+        assert not await a.store.committed("0" * 24, "corr-start")
 
     async def test_due_deadlines_and_open_jobs(self, a: Adapters) -> None:
         idle, active, done = await self._create(a), await self._create(a), await self._create(a)
