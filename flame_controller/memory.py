@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from collections.abc import Set as AbstractSet
-from dataclasses import fields
+from dataclasses import fields, replace
 from datetime import datetime
 from typing import Any
 
 from flame_controller.broker_accounts import BrokerLogin
 from flame_controller.expansion import DatasetRef, PlannedTask
 from flame_controller.ports import (
+    CommandRecord,
     Design,
     DuplicateEvent,
     JobRecord,
@@ -53,6 +54,7 @@ class MemoryJobStore:
         self._seqs: dict[str, set[int]] = {}  # job id -> the seqs in its log (unique)
         self._jobs: dict[str, dict[str, Any]] = {}
         self._tasks: dict[str, dict[str, dict[str, Any]]] = {}  # job id -> task id -> fields
+        self._commands: dict[str, CommandRecord] = {}  # idempotency key -> command
 
     async def load(self, job_id: str) -> tuple[JobView | None, set[str]]:
         state: JobView | None = None
@@ -138,6 +140,19 @@ class MemoryJobStore:
         for event_id in event_ids:
             if event_id in self._published:
                 self._published[event_id] = True
+
+    async def claim_command(self, record: CommandRecord) -> CommandRecord | None:
+        if (stored := self._commands.get(record.key)) is not None:
+            return stored
+        self._commands[record.key] = record
+        return None
+
+    async def finish_command(self, key: str, result: dict[str, Any]) -> None:
+        if (record := self._commands.get(key)) is not None:
+            self._commands[key] = replace(record, result=result)
+
+    async def committed(self, job_id: str, correlation_id: str) -> bool:
+        return any(e.correlation_id == correlation_id for e in self._log.get(job_id, []))
 
     async def due(self, now: datetime) -> list[str]:
         return [

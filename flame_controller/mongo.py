@@ -17,7 +17,7 @@ from typing import Any
 
 from bson import ObjectId
 from pymongo import DeleteMany, UpdateMany, UpdateOne
-from pymongo.errors import BulkWriteError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from flame_common.documents import (
     CodeDoc,
@@ -32,6 +32,7 @@ from flame_common.logs import get_logger
 from flame_controller.broker_accounts import BrokerLogin
 from flame_controller.expansion import DatasetRef, PlannedTask
 from flame_controller.ports import (
+    CommandRecord,
     Design,
     DuplicateEvent,
     JobRecord,
@@ -55,6 +56,7 @@ from schemas.events import EventBase, parse_event
 from schemas.states import TERMINAL_STATES
 
 DUPLICATE_KEY = 11000
+COMMANDS = "commands"  # idempotency keys of commands: `_id` = key, the result once finished
 _JOB_FIELDS = [f.name for f in fields(JobRecord)]
 _TASK_FIELDS = [f.name for f in fields(TaskRecord)]
 _JOB_TIMES = {"created_at", "started_at", "updated_at", "ended_at", "deadline_at"}
@@ -203,6 +205,38 @@ class MongoJobStore:
                 {"event_id": {"$in": list(event_ids)}}, {"$set": {"published": True}}
             )
 
+    async def claim_command(self, record: CommandRecord) -> CommandRecord | None:
+        doc = {
+            "_id": record.key,
+            "kind": record.kind,
+            "job_id": record.job_id,
+            "correlation_id": record.correlation_id,
+            "result": None,
+            "created_at": now(),
+        }
+        try:
+            await _commands().insert_one(doc)
+            return None
+        except DuplicateKeyError:
+            stored = await _commands().find_one({"_id": record.key})
+        assert stored is not None  # keys are never removed
+        return CommandRecord(
+            key=stored["_id"],
+            kind=stored["kind"],
+            job_id=stored["job_id"],
+            correlation_id=stored["correlation_id"],
+            result=stored.get("result"),
+        )
+
+    async def finish_command(self, key: str, result: dict[str, Any]) -> None:
+        await _commands().update_one({"_id": key}, {"$set": {"result": result}})
+
+    async def committed(self, job_id: str, correlation_id: str) -> bool:
+        found = await EventDoc.get_pymongo_collection().find_one(
+            {"job_id": job_id, "body.correlation_id": correlation_id}, projection={"_id": 1}
+        )
+        return found is not None
+
     async def due(self, now: datetime) -> list[str]:
         cursor = JobDoc.get_pymongo_collection().find({"deadline_at": {"$lte": now}}, {"job_id": 1})
         return [raw["job_id"] async for raw in cursor]
@@ -229,6 +263,11 @@ class MongoJobStore:
     async def tasks(self, job_id: str) -> list[TaskRecord]:
         cursor = TaskDoc.get_pymongo_collection().find({"job_id": job_id}, sort=[("task_id", 1)])
         return [TaskRecord(**{k: raw.get(k) for k in _TASK_FIELDS}) async for raw in cursor]
+
+
+def _commands() -> Any:
+    """The collection of command idempotency keys (in the events' database)."""
+    return EventDoc.get_pymongo_collection().database[COMMANDS]
 
 
 class MongoCatalog:

@@ -46,6 +46,18 @@ class Design:
 
 
 @dataclass(frozen=True)
+class CommandRecord:
+    """A command run under an idempotency key (`<user>/<key>`): its kind, its job, the
+    correlation id its events carry, and its result once it finished."""
+
+    key: str
+    kind: str
+    job_id: str
+    correlation_id: str
+    result: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
 class LoggedEvent:
     """One entry of a job's log."""
 
@@ -152,6 +164,18 @@ class JobStore(Protocol):
         ...
 
     async def mark_published(self, event_ids: Sequence[str]) -> None: ...
+
+    async def claim_command(self, record: CommandRecord) -> CommandRecord | None:
+        """Store `record` (no result yet) unless its key is already stored: then the stored one."""
+        ...
+
+    async def finish_command(self, key: str, result: dict[str, Any]) -> None:
+        """Keep the result of the command stored under `key` (answered to its retries)."""
+        ...
+
+    async def committed(self, job_id: str, correlation_id: str) -> bool:
+        """Whether the job's log holds events of the command with that correlation id."""
+        ...
 
     async def due(self, now: datetime) -> list[str]:
         """Jobs whose deadline (maxRunTime or stop grace) is at or before `now`."""

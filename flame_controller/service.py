@@ -7,6 +7,7 @@ the log and projections -> hand the new events to the outbox relay.
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -20,10 +21,10 @@ from flame_controller import decide as d
 from flame_controller.broker_accounts import BrokerAccounts
 from flame_controller.expansion import PlannedTask
 from flame_controller.planning import Planner, new_keys
-from flame_controller.ports import Catalog, JobStore, UnfoldableLog
+from flame_controller.ports import Catalog, CommandRecord, JobStore, UnfoldableLog
 from flame_controller.state import JobView, evolve
 from schemas import commands as c
-from schemas.errors import Conflict, FlameError, NotFound
+from schemas.errors import Conflict, FlameError, Invalid, NotFound
 from schemas.events import EventBase, TaskStatusChanged, TaskStatusChangedEvent
 from schemas.job import JobStatus
 
@@ -127,9 +128,48 @@ class Controller:
     # --- commands (RPC) ------------------------------------------------------------------------
 
     async def execute(self, cmd: Any) -> dict[str, Any]:
-        """Run one RPC command; returns its result or raises a FlameError."""
+        """Run one RPC command; returns its result or raises a FlameError. A command with an
+        idempotency key runs once per key and user: a retry gets the first result."""
+        if not cmd.idempotency_key:
+            return await self._execute(cmd)
+        key = f"{cmd.user_id}/{cmd.idempotency_key}"
+        async with self._lock(f"command {key}"):
+            return await self._once(key, cmd)
+
+    async def _once(self, key: str, cmd: Any) -> dict[str, Any]:
+        job_id = getattr(cmd, "job_id", None) or str(ObjectId())
+        claim = CommandRecord(key, cmd.kind, job_id, cmd.correlation_id or uuid.uuid4().hex)
+        stored = await self.store.claim_command(claim)
+        if stored is not None:
+            created = cmd.kind == "job.create"  # its job id was drawn by the first attempt
+            if stored.kind != cmd.kind or not (created or stored.job_id == job_id):
+                raise Invalid(
+                    f"idempotency key {cmd.idempotency_key!r} was used for another command "
+                    f"({stored.kind} of job {stored.job_id})"
+                )
+            if stored.result is not None:
+                log.info("command retry answered", kind=cmd.kind, job_id=stored.job_id)
+                return stored.result
+            claim = stored  # an earlier attempt failed or died: did its events get logged?
+        if stored is not None and await self.store.committed(claim.job_id, claim.correlation_id):
+            result = await self._result_of(cmd, claim.job_id)
+        else:
+            result = await self._execute(
+                cmd.model_copy(update={"correlation_id": claim.correlation_id}), claim.job_id
+            )
+        await self.store.finish_command(key, result)
+        return result
+
+    async def _result_of(self, cmd: Any, job_id: str) -> dict[str, Any]:
+        """The answer to a command whose events were logged by an attempt that died."""
+        if isinstance(cmd, c.DeleteJob | c.ReportTaskStatus):
+            return {}
+        async with self._lock(job_id):
+            return job_status((await self._entry(job_id)).state)
+
+    async def _execute(self, cmd: Any, job_id: str | None = None) -> dict[str, Any]:
         if isinstance(cmd, c.CreateJob):
-            return await self.create(cmd)
+            return await self.create(cmd, job_id)
         async with self._lock(cmd.job_id):
             if isinstance(cmd, c.ReportTaskStatus):
                 await self._report(cmd)
@@ -157,8 +197,8 @@ class Controller:
                 return {}
             return job_status(entry.state)
 
-    async def create(self, cmd: c.CreateJob) -> dict[str, Any]:
-        job_id = str(ObjectId())
+    async def create(self, cmd: c.CreateJob, job_id: str | None = None) -> dict[str, Any]:
+        job_id = job_id or str(ObjectId())
         spec, planned = await self.planner.plan(job_id, cmd.user_id, cmd.spec)
         create = d.Create(job_id, cmd.user_id, spec, planned)
         events, folded = d.decide_folded(None, create, cmd.correlation_id)

@@ -18,6 +18,9 @@ class Command(BaseModel):
 
     user_id: str
     correlation_id: str | None = None
+    # The caller's key for this command: its retries carry the same one and the controller runs
+    # it once (answering a retry with the first result); None: no such promise.
+    idempotency_key: str | None = Field(default=None, min_length=1, max_length=200)
 
 
 class CreateJob(Command):

@@ -19,7 +19,14 @@ from flame_controller.expansion import PlannedTask
 from flame_controller.memory import MemoryCatalog, MemoryJobStore
 from flame_controller.mongo import MongoCatalog, MongoJobStore
 from flame_controller.planning import Planner, new_keys
-from flame_controller.ports import Catalog, CommandRecord, DuplicateEvent, JobRecords, JobStore, SeqTaken
+from flame_controller.ports import (
+    Catalog,
+    CommandRecord,
+    DuplicateEvent,
+    JobRecords,
+    JobStore,
+    SeqTaken,
+)
 from flame_controller.state import JobView, evolve
 from schemas.events import EventBase, parse_event
 from schemas.states import JobState
