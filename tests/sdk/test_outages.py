@@ -22,6 +22,7 @@ from flame_sdk.simulation.expand import JobOverrides, expand
 from flame_sdk.simulation.processes import ProcessJob, TaskProcess
 from flame_sdk.simulation.runner import build_roles, run_roles
 from tests.sdk.backends.proxy import TcpProxy
+from tests.support.wait import eventually
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 ROUNDS = 6
@@ -64,9 +65,7 @@ async def test_broker_outage_mid_round_the_run_completes_with_the_same_accuracy(
     roles = _proxied_roles(proxy)
     (agg,) = [r for r in roles if r.config.role == "aggregator"]
     run = asyncio.create_task(run_roles(roles, BOUND))
-    async with asyncio.timeout(BOUND):
-        while agg.round < 3 and not run.done():
-            await asyncio.sleep(0.01)
+    await eventually(lambda: agg.round >= 3 or run.done(), timeout=BOUND, what="round 3")
     assert not run.done()
     proxy.cut()  # in round 3: models out or updates coming back
     await asyncio.sleep(3.0)
@@ -82,9 +81,7 @@ async def test_broker_outage_longer_than_the_bound_fails_clearly(proxy: TcpProxy
     roles = _proxied_roles(proxy, brokerOutageTimeout=2)
     (agg,) = [r for r in roles if r.config.role == "aggregator"]
     run = asyncio.create_task(run_roles(roles, BOUND))
-    async with asyncio.timeout(BOUND):
-        while agg.round < 2 and not run.done():
-            await asyncio.sleep(0.01)
+    await eventually(lambda: agg.round >= 2 or run.done(), timeout=BOUND, what="round 2")
     assert not run.done()
     proxy.cut()  # for good
     with pytest.raises(BrokerOutageError, match=r"rabbitmq broker unreachable .* gives up"):
@@ -122,9 +119,9 @@ async def test_killed_middle_aggregator_the_top_finishes_and_its_trainers_end(
             for c in configs
             if c["role"] == "trainer" and set(c["groupAssociation"].values()) & set(group.values())
         }
-        async with asyncio.timeout(BOUND):  # until round 2 is under way at the top
-            while not _evaluated(top, 2):
-                await asyncio.sleep(0.2)
+        await eventually(
+            lambda: _evaluated(top, 2), timeout=BOUND, interval=0.2, what="round 2 at the top"
+        )
         os.kill(victim.process.pid, signal.SIGKILL)  # type: ignore[union-attr]
         codes = await job.wait(timeout=BOUND)
     finally:

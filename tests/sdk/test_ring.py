@@ -24,6 +24,7 @@ from flame_sdk.simulation.expand import JobOverrides, expand
 from flame_sdk.simulation.processes import ProcessJob, TaskProcess
 from flame_sdk.wire import Key
 from tests.sdk.helpers import task_config
+from tests.support.wait import eventually
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 RING_CHANNEL = {
@@ -179,14 +180,14 @@ async def test_late_joiner_gets_the_model_catches_up_and_joins_the_ring() -> Non
     early[1].block_round = 3
     tasks = [asyncio.create_task(t.arun()) for t in early]
 
-    async def seen_by_all() -> None:
-        while not all(t.mailbox.channel.has("t0") for t in early):
-            await asyncio.sleep(0.01)
-
     try:
         await asyncio.wait_for(asyncio.to_thread(early[1].blocked.wait, 20), 25)
         tasks.append(asyncio.create_task(late.arun()))
-        await asyncio.wait_for(seen_by_all(), 10)
+        await eventually(
+            lambda: all(t.mailbox.channel.has("t0") for t in early),
+            timeout=10,
+            what="the newcomer t0 seen by every early member",
+        )
         early[1].release.set()
         await asyncio.wait_for(asyncio.gather(*tasks), 30)
     finally:

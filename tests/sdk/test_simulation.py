@@ -17,6 +17,7 @@ from flame_sdk.simulation.cli import main as flame_sim
 from flame_sdk.simulation.expand import expand
 from tests.sdk.helpers import task_config
 from tests.sdk.roles import CountingTrainer, SumAggregator
+from tests.support.wait import eventually
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -112,12 +113,7 @@ async def test_late_trainer_joins_the_next_round() -> None:
     late = CountingTrainer(config)
     tasks = [asyncio.create_task(r.arun()) for r in (agg, *early)]
     try:
-
-        async def round_two() -> None:
-            while agg.round < 2:
-                await asyncio.sleep(0.01)
-
-        await asyncio.wait_for(round_two(), 30)
+        await eventually(lambda: agg.round >= 2, timeout=30, what="the aggregator in round 2")
         tasks.append(asyncio.create_task(late.arun()))
         await asyncio.wait_for(asyncio.gather(*tasks), 60)
     finally:
