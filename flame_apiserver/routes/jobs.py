@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Header, status
 
 from flame_apiserver.auth import for_path_user
 from flame_apiserver.context import Ctx
@@ -17,6 +17,17 @@ from schemas.states import JobState
 from schemas.task import TaskInfo
 
 router = APIRouter(prefix="/users/{user}/jobs", tags=["jobs"], dependencies=[for_path_user])
+
+# The caller's key of a job command: a retry with the same key is run once (first answer again).
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=200,
+        description="the same key on a retry: the command runs once, the retry gets its answer",
+    ),
+]
 
 
 async def _check_datasets(ctx: Ctx, user: str, spec: JobSpec) -> None:
@@ -38,11 +49,14 @@ def _result(reply: dict[str, Any] | list[Any] | None) -> dict[str, Any]:
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=JobStatus)
-async def create_job(user: str, body: JobSpec, ctx: Ctx) -> dict[str, Any]:
+async def create_job(
+    user: str, body: JobSpec, ctx: Ctx, key: IdempotencyKey = None
+) -> dict[str, Any]:
     """Create a job (the controller expands it into tasks); returns its status (`ready`)."""
     spec = body.model_copy(update={"user_id": user, "id": ""})
     await _check_datasets(ctx, user, spec)
-    return _result(await ctx.controller.call(CreateJob(user_id=user, spec=spec)))
+    command = CreateJob(user_id=user, spec=spec, idempotency_key=key)
+    return _result(await ctx.controller.call(command))
 
 
 @router.get("", response_model=list[JobStatus])
@@ -56,19 +70,22 @@ async def get_job(user: str, job_id: str, ctx: Ctx) -> JobSpec:
 
 
 @router.put("/{job_id}", response_model=JobStatus)
-async def update_job(user: str, job_id: str, body: JobSpec, ctx: Ctx) -> dict[str, Any]:
+async def update_job(
+    user: str, job_id: str, body: JobSpec, ctx: Ctx, key: IdempotencyKey = None
+) -> dict[str, Any]:
     """Replace the spec of a job that is not active (409 otherwise); tasks are rebuilt."""
     if body.id not in ("", job_id):
         raise Invalid(f"a job id cannot be changed (path '{job_id}', body '{body.id}')")
     spec = body.model_copy(update={"user_id": user, "id": job_id})
     await _check_datasets(ctx, user, spec)
-    return _result(await ctx.controller.call(UpdateJob(user_id=user, job_id=job_id, spec=spec)))
+    command = UpdateJob(user_id=user, job_id=job_id, spec=spec, idempotency_key=key)
+    return _result(await ctx.controller.call(command))
 
 
 @router.delete("/{job_id}", response_model=str)
-async def delete_job(user: str, job_id: str, ctx: Ctx) -> str:
+async def delete_job(user: str, job_id: str, ctx: Ctx, key: IdempotencyKey = None) -> str:
     """Delete a job that is not active (409 otherwise), with its tasks."""
-    await ctx.controller.call(DeleteJob(user_id=user, job_id=job_id))
+    await ctx.controller.call(DeleteJob(user_id=user, job_id=job_id, idempotency_key=key))
     return f"job '{job_id}' deleted"
 
 
@@ -78,12 +95,14 @@ async def get_job_status(user: str, job_id: str, ctx: Ctx) -> JobStatus:
 
 
 @router.put("/{job_id}/status", response_model=JobStatus)
-async def put_job_status(user: str, job_id: str, body: JobStatus, ctx: Ctx) -> dict[str, Any]:
+async def put_job_status(
+    user: str, job_id: str, body: JobStatus, ctx: Ctx, key: IdempotencyKey = None
+) -> dict[str, Any]:
     """Request `starting` (start) or `stopping` (stop); the path's job id wins over the body's."""
     if body.state is JobState.STARTING:
-        command: StartJob | StopJob = StartJob(user_id=user, job_id=job_id)
+        command: StartJob | StopJob = StartJob(user_id=user, job_id=job_id, idempotency_key=key)
     elif body.state is JobState.STOPPING:
-        command = StopJob(user_id=user, job_id=job_id)
+        command = StopJob(user_id=user, job_id=job_id, idempotency_key=key)
     elif body.state is JobState.APPLYING:
         raise NotImplementedYet(
             "'applying' is not supported; change a stopped job with PUT /users/{user}/jobs/{jobId}"

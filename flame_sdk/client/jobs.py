@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import builtins
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any
@@ -12,9 +14,14 @@ from flame_sdk.client.events import follow_stream, read_pages
 from flame_sdk.client.http import Transport
 from flame_sdk.client.progress import JobProgress, apply
 from flame_sdk.client.tasks import TasksClient
+from schemas.errors import Unavailable
 from schemas.events import EventBase
 from schemas.job import JobSpec, JobStatus
 from schemas.states import JobState
+
+COMMAND_ATTEMPTS = 3  # a job command that met an unavailable apiserver or controller is sent
+RETRY_DELAY = 0.5  # again after this many seconds (doubled per attempt), under the same key
+IDEMPOTENCY_HEADER = "Idempotency-Key"
 
 
 class JobsClient(Resource):
@@ -24,7 +31,7 @@ class JobsClient(Resource):
 
     async def create(self, spec: JobSpec) -> JobStatus:
         """Create a job (tasks are expanded at once); it starts in state `ready`."""
-        body = await self._t.json("POST", self._path("jobs"), json=spec.wire())
+        body = await self._command("POST", self._path("jobs"), json=spec.wire())
         return JobStatus.model_validate(body)
 
     async def list(self, *, limit: int = 100) -> builtins.list[JobStatus]:
@@ -41,11 +48,11 @@ class JobsClient(Resource):
 
     async def update(self, job_id: str, spec: JobSpec) -> JobStatus:
         """Replace the spec of a job that is not active (tasks are rebuilt)."""
-        body = await self._t.json("PUT", self._path("jobs", job_id), json=spec.wire())
+        body = await self._command("PUT", self._path("jobs", job_id), json=spec.wire())
         return await self._status_from(job_id, body)
 
     async def delete(self, job_id: str) -> None:
-        await self._t.request("DELETE", self._path("jobs", job_id))
+        await self._command("DELETE", self._path("jobs", job_id))
 
     async def start(self, job_id: str) -> JobStatus:
         return await self._request_state(job_id, JobState.STARTING)
@@ -103,10 +110,23 @@ class JobsClient(Resource):
         return replace(progress, tasks={t.task_id: t.state for t in tasks})
 
     async def _request_state(self, job_id: str, state: JobState) -> JobStatus:
-        body = await self._t.json(
+        body = await self._command(
             "PUT", self._path("jobs", job_id, "status"), json={"id": job_id, "state": state.value}
         )
         return await self._status_from(job_id, body)
+
+    async def _command(self, method: str, path: str, *, json: Any = None) -> Any:
+        """Send a job command under a fresh `Idempotency-Key`; when the apiserver or controller
+        is unavailable (503, no answer) send it again with the same key, so it runs once."""
+        headers = {IDEMPOTENCY_HEADER: uuid.uuid4().hex}
+        delay = RETRY_DELAY
+        for _ in range(COMMAND_ATTEMPTS - 1):
+            try:
+                return await self._t.json(method, path, json=json, headers=headers)
+            except Unavailable:
+                await asyncio.sleep(delay)
+                delay *= 2
+        return await self._t.json(method, path, json=json, headers=headers)
 
     async def _status_from(self, job_id: str, body: Any) -> JobStatus:
         if isinstance(body, dict) and "state" in body:
