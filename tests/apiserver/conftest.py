@@ -1,13 +1,9 @@
 """Apiserver test fixtures: the app on the in-memory adapters (`api`, `stack`) or on real nx-27017
-+ RabbitMQ (`app_client`, `event_sink`, `fake_controller`)."""
++ RabbitMQ (`app_client`, `tap`, `fake_controller`)."""
 
 from __future__ import annotations
 
-import asyncio
-import io
 import json
-import uuid
-import zipfile
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -26,13 +22,14 @@ from flame_apiserver.auth import token_hash
 from flame_apiserver.context import ApiPorts
 from flame_apiserver.memory import MemoryPublisher, MemoryResources
 from flame_apiserver.sse import StreamTiming
-from flame_common.bus import events_exchange, names
+from flame_common.bus import names
 from flame_common.jobs_read import JobRecord, TaskRecord
 from flame_common.jobs_read.memory import MemoryJobReads
 from flame_common.settings import FlameSettings
 from schemas.commands import COMMAND_ADAPTER, Command, CommandReply
 from schemas.errors import FlameError
-from schemas.events import EventBase, parse_event
+from schemas.events import EventBase
+from tests.support.tap import EventTap, event_tap
 
 EXAMPLES = Path(__file__).parent.parent / "data" / "flame_examples"
 ADMIN_TOKEN = "admin-token-of-the-apiserver-tests"  # the bootstrap admin token of every test app
@@ -42,14 +39,6 @@ FAST_STREAM = StreamTiming(poll_seconds=0.05, keepalive_seconds=0.3)
 
 def example(name: str, file: str) -> Any:
     return json.loads((EXAMPLES / name / file).read_text())
-
-
-def make_zip(files: dict[str, bytes]) -> bytes:
-    out = io.BytesIO()
-    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zf:
-        for name, data in files.items():
-            zf.writestr(name, data)
-    return out.getvalue()
 
 
 def multipart_parts(response: httpx.Response) -> dict[str, tuple[str, bytes]]:
@@ -111,38 +100,11 @@ async def api_client(
         yield client
 
 
-class EventSink:
-    """Every event published on the namespace's events exchange during a test."""
-
-    def __init__(self) -> None:
-        self.events: list[EventBase] = []
-
-    def of_type(self, event_type: str) -> list[EventBase]:
-        return [e for e in self.events if e.type == event_type]
-
-    async def wait_for(
-        self, event_type: str, count: int = 1, timeout: float = 5.0
-    ) -> list[EventBase]:
-        async with asyncio.timeout(timeout):
-            while len(self.of_type(event_type)) < count:
-                await asyncio.sleep(0.02)
-        return self.of_type(event_type)
-
-
 @pytest.fixture
-async def event_sink(settings: FlameSettings) -> AsyncIterator[EventSink]:
-    sink = EventSink()
-    broker = RabbitBroker(settings.rabbit_url, logger=None)
-    name = names(settings).queue(f"test-sink-{uuid.uuid4().hex[:6]}")
-    queue = RabbitQueue(name, auto_delete=True, routing_key="#")
-
-    @broker.subscriber(queue, events_exchange(settings), no_reply=True)
-    async def collect(body: dict[str, Any]) -> None:
-        sink.events.append(parse_event(body))
-
-    await broker.start()
-    yield sink
-    await broker.stop()
+async def tap(settings: FlameSettings) -> AsyncIterator[EventTap]:
+    """Every event published on the namespace's events exchange during a test."""
+    async with event_tap(settings) as t:
+        yield t
 
 
 Responder = Callable[[Any], CommandReply]
@@ -192,7 +154,7 @@ T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 class RecordedEvents(MemoryPublisher):
-    """The memory publisher with the `EventSink` interface (events are there once published)."""
+    """The memory publisher, asserting on what was published (events are there once published)."""
 
     async def wait_for(self, event_type: str, count: int = 1) -> list[EventBase]:
         found = self.of_type(event_type)

@@ -8,7 +8,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 
 import httpx
 import pytest
@@ -18,6 +17,7 @@ from flame_apiserver.middleware import normalize_path
 from flame_common.embedded import free_port, port_open
 from flame_common.settings import FlameSettings
 from tests.apiserver.conftest import ADMIN, ADMIN_TOKEN, MemoryStack, api_client
+from tests.support.wait import wait_until
 
 
 def test_normalize_path() -> None:
@@ -105,10 +105,12 @@ def test_console_entry_serves_and_logs_json(
     command = [exe] if exe else [sys.executable, "-m", "flame_apiserver.main"]
     proc = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 30
-        while not port_open("127.0.0.1", port) and time.monotonic() < deadline:
-            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-            time.sleep(0.1)
+        wait_until(
+            lambda: port_open("127.0.0.1", port) or proc.poll() is not None,
+            timeout=30,
+            what=f"the apiserver listening on port {port}",
+        )
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
         r = httpx.get(f"http://127.0.0.1:{port}/users/u/designs/", headers=ADMIN, timeout=10)
         assert r.status_code == 200 and r.json() == []
     finally:

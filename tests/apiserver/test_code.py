@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import io
 import random
-import stat
-import zipfile
 from collections.abc import AsyncIterator
 
 import httpx
 import pytest
 
 from flame_common.settings import FlameSettings
-from tests.apiserver.conftest import MNIST_CODE, MemoryStack, api_client, make_zip
+from tests.apiserver.conftest import MNIST_CODE, MemoryStack, api_client
+from tests.support.zips import make_zip, symlink
 
 U = "alice"
 CODE_URL = f"/users/{U}/designs/mnist/code"
@@ -68,22 +66,15 @@ async def test_code_needs_design_and_file(api: httpx.AsyncClient, stack: MemoryS
     await _nothing_stored(stack)
 
 
-def _symlink_zip() -> bytes:
-    out = io.BytesIO()
-    with zipfile.ZipFile(out, "w") as zf:
-        zf.writestr("trainer/main.py", b"x")
-        link = zipfile.ZipInfo("trainer/passwd")
-        link.create_system = 3
-        link.external_attr = (stat.S_IFLNK | 0o777) << 16
-        zf.writestr(link, b"/etc/passwd")
-    return out.getvalue()
-
-
 BAD_ZIPS = {
     "dotdot": (make_zip({"trainer/main.py": b"x", "trainer/../../evil.py": b"x"}), 422, ".."),
     "absolute": (make_zip({"trainer/main.py": b"x", "/etc/evil.py": b"x"}), 422, "absolute"),
     "root file": (make_zip({"trainer/main.py": b"x", "setup.py": b"x"}), 422, "root"),
-    "symlink": (_symlink_zip(), 422, "symbolic link"),
+    "symlink": (
+        make_zip([("trainer/main.py", b"x"), symlink("trainer/passwd", "/etc/passwd")]),
+        422,
+        "symbolic link",
+    ),
     "not a zip": (b"this is not a zip file at all", 422, "not a valid zip"),
     "empty": (make_zip({}), 422, "no files"),
     "too many entries": (make_zip({f"trainer/f{i}.py": b"" for i in range(30)}), 413, "entries"),

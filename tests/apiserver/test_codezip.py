@@ -10,7 +10,8 @@ import pytest
 
 from flame_apiserver.codezip import ZipLimits, role_zip, validate_code_zip
 from schemas.errors import Invalid, NotFound, TooLarge
-from tests.apiserver.conftest import MNIST_CODE, make_zip
+from tests.apiserver.conftest import MNIST_CODE
+from tests.support.zips import make_zip
 
 LIMITS = ZipLimits(max_files=100, max_unpacked_bytes=1_000_000)
 
@@ -25,12 +26,10 @@ def test_unsafe_names(name: str) -> None:
 
 
 def test_duplicate_entries() -> None:
-    out = io.BytesIO()
-    with zipfile.ZipFile(out, "w") as zf, pytest.warns(UserWarning):
-        zf.writestr("trainer/main.py", b"a")
-        zf.writestr("trainer/main.py", b"b")
+    with pytest.warns(UserWarning):
+        data = make_zip([("trainer/main.py", b"a"), ("trainer/main.py", b"b")])
     with pytest.raises(Invalid, match="more than once"):
-        validate_code_zip(out.getvalue(), LIMITS)
+        validate_code_zip(data, LIMITS)
 
 
 def _lie_about_size(data: bytes, size: int) -> bytes:

@@ -16,6 +16,7 @@ from flame_common.settings import FlameSettings
 from flame_controller.consumer import EventConsumer
 from schemas.deadletters import DeadLetter
 from schemas.events import EventBase, parse_event
+from tests.support.wait import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -34,10 +35,11 @@ def _status(job_id: str) -> EventBase:
 
 
 async def _dead_letters(settings: FlameSettings, count: int) -> list[DeadLetter]:
-    async with asyncio.timeout(20):
-        while len(letters := await peek(settings, 100)) < count:
-            await asyncio.sleep(0.1)
-    return letters
+    async def enough() -> list[DeadLetter]:
+        letters = await peek(settings, 100)
+        return letters if len(letters) >= count else []
+
+    return await eventually(enough, timeout=20, what=f"{count} dead letter(s)")
 
 
 async def _run(

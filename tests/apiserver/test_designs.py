@@ -5,7 +5,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.apiserver.conftest import MNIST_CODE, MemoryStack, example, make_zip
+from tests.apiserver.conftest import MNIST_CODE, MemoryStack, example
+from tests.support.zips import make_zip
 
 U = "alice"
 

@@ -20,6 +20,7 @@ from flame_common.settings import FlameSettings
 from schemas.events import parse_event
 from schemas.states import JobState
 from tests.apiserver.conftest import ADMIN, ADMIN_TOKEN, FAST_STREAM, MemoryStack, sse_frames
+from tests.support.wait import eventually
 
 U = "alice"
 
@@ -128,9 +129,7 @@ async def live_server(settings: FlameSettings) -> AsyncIterator[str]:
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
-    async with asyncio.timeout(20):
-        while not server.started:
-            await asyncio.sleep(0.02)
+    await eventually(lambda: server.started, timeout=20, interval=0.02, what="uvicorn started")
     yield f"http://127.0.0.1:{port}"
     server.should_exit = True
     await task

@@ -7,7 +7,8 @@ from typing import Any
 import httpx
 
 from schemas.token import token_sha256
-from tests.apiserver.conftest import MNIST_CODE, MemoryStack, example, make_zip
+from tests.apiserver.conftest import MNIST_CODE, MemoryStack, example
+from tests.support.zips import make_zip
 
 NO_TOKEN = {"Authorization": ""}
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import io
 import json
 import zipfile
@@ -13,7 +12,9 @@ import httpx
 import pytest
 
 from flame_common.settings import FlameSettings
-from tests.apiserver.conftest import MNIST_CODE, example, make_zip, multipart_parts, sse_frames
+from tests.apiserver.conftest import MNIST_CODE, example, multipart_parts, sse_frames
+from tests.support.wait import eventually
+from tests.support.zips import make_zip
 
 pytestmark = pytest.mark.integration
 
@@ -53,13 +54,12 @@ def _job(dataset_id: str, **extra: Any) -> dict[str, Any]:
     }
 
 
-async def _wait_state(client: httpx.AsyncClient, job_id: str, state: str) -> dict[str, Any]:
-    async with asyncio.timeout(20):
-        while True:
-            status = (await client.get(f"/users/{U}/jobs/{job_id}/status")).json()
-            if status["state"] == state:
-                return dict(status)
-            await asyncio.sleep(0.1)
+async def _wait_state(client: httpx.AsyncClient, job_id: str, state: str) -> None:
+    async def reached() -> bool:
+        status = (await client.get(f"/users/{U}/jobs/{job_id}/status")).json()
+        return bool(status["state"] == state)
+
+    await eventually(reached, timeout=20, what=f"job {job_id} {state}")
 
 
 async def test_job_lifecycle_with_controller(

@@ -25,9 +25,9 @@ from tests.apiserver.conftest import (
     MemoryStack,
     api_client,
     example,
-    make_zip,
 )
 from tests.support.wait import eventually
+from tests.support.zips import make_zip
 
 U = "alice"
 

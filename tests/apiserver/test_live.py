@@ -15,9 +15,12 @@ import pytest
 
 from flame_common.documents import CodeDoc, DesignDoc, JobDoc, TaskDoc
 from schemas.design import DesignSchema
+from schemas.events import RESOURCE_EVENTS, ComputeRegisteredEvent
 from schemas.job import JobSpec
 from schemas.task_config import JobRef, TaskConfig
-from tests.apiserver.conftest import MNIST_CODE, EventSink, example, make_zip, multipart_parts
+from tests.apiserver.conftest import MNIST_CODE, example, multipart_parts
+from tests.support.tap import EventTap
+from tests.support.zips import make_zip
 
 pytestmark = pytest.mark.integration
 
@@ -25,9 +28,7 @@ U = "alice"
 COMPUTE = {"computeId": "c1", "region": "default/us", "apiKey": "secret", "adminId": "ops"}
 
 
-async def test_resources_reads_and_events(
-    app_client: httpx.AsyncClient, event_sink: EventSink
-) -> None:
+async def test_resources_reads_and_events(app_client: httpx.AsyncClient, tap: EventTap) -> None:
     assert (await app_client.post(f"/users/{U}/designs", json={"id": "mnist"})).status_code == 201
     schema = example("mnist", "schema.json")
     r = await app_client.post(f"/users/{U}/designs/mnist/schema", json=schema)
@@ -75,6 +76,6 @@ async def test_resources_reads_and_events(
     assert r.status_code == 409  # a job uses it
 
     for event_type in ("design.created", "schema.updated", "code.uploaded", "dataset.created"):
-        [event] = await event_sink.wait_for(event_type)
+        [event] = await tap.wait_count(RESOURCE_EVENTS[event_type], 1)
         assert event.source == "apiserver"
-    await event_sink.wait_for("compute.registered")
+    await tap.wait_for(ComputeRegisteredEvent)

@@ -17,7 +17,8 @@ from schemas.design import DesignSchema
 from schemas.errors import NotFound
 from schemas.job import JobSpec
 from schemas.task_config import JobRef, TaskConfig
-from tests.apiserver.conftest import MNIST_CODE, MemoryStack, example, make_zip, multipart_parts
+from tests.apiserver.conftest import MNIST_CODE, MemoryStack, example, multipart_parts
+from tests.support.zips import make_zip
 
 U = "alice"
 KEYS = {"agg": "K" * 32, "trn": "k" * 32}
