@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 
 import aio_pika
@@ -15,6 +14,7 @@ from flame_common.redelivery import attempt, processing
 from flame_common.settings import FlameSettings
 from flame_common.topology import TopologyError, declare_queue, topology
 from schemas.events import parse_event
+from tests.support.wait import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -114,8 +114,6 @@ async def test_a_message_failing_in_processing_is_dead_lettered_after_the_limit(
     exchange = await amqp.events_exchange(channel, settings)
     await exchange.publish(amqp.event_message(event), routing_key=event.type)
     dead = await channel.get_queue(topology(settings).dead_letter_queue.name)
-    async with asyncio.timeout(15):
-        while (letter := await dead.get(fail=False)) is None:
-            await asyncio.sleep(0.05)
+    letter = await eventually(lambda: dead.get(fail=False), what="a dead letter")
     assert letter.message_id == event.id
     assert tries == [1, 2, 3]

@@ -7,13 +7,13 @@ import os
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import psutil
 import pytest
 
 from flamelet import warm
+from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.skipif(not warm.available(), reason="warm starts need Linux")
 
@@ -129,13 +129,11 @@ def test_child_dies_with_its_agent(tmp_path):
     lines, log = drive(tmp_path, "orphan")
     pid = lines[0]["pid"]
     assert "to stderr" in log.read_text()  # the role code was running
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
+
+    def gone() -> bool:
         try:
-            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
-                break
+            return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
         except psutil.NoSuchProcess:
-            break
-        time.sleep(0.05)
-    else:
-        pytest.fail(f"warm child {pid} outlived its agent")
+            return True
+
+    wait_until(gone, timeout=10, what=f"warm child {pid} ending with its agent")
