@@ -58,7 +58,6 @@ class FakeAgent:
         self.settings, self.job_id, self.task_id, self.key = settings, job_id, task_id, key
         self.agent_id = f"fake-{uuid.uuid4().hex[:6]}"
         self.inbox: asyncio.Queue[EventBase] = asyncio.Queue()
-        self._beating: asyncio.Task[None] | None = None
 
     @contextlib.asynccontextmanager
     async def connected(self, *, consume: bool = True) -> AsyncIterator[FakeAgent]:
@@ -69,10 +68,7 @@ class FakeAgent:
             if consume:
                 queue = await amqp.agent_inbox(self.channel, self.settings, self.task_id)
                 await queue.consume(self._on, no_ack=True)
-            try:
-                yield self
-            finally:
-                self.stop_heartbeats()
+            yield self
 
     async def _on(self, message: Any) -> None:
         await self.inbox.put(parse_event(message.body))
@@ -95,18 +91,6 @@ class FakeAgent:
         await self.send(
             AgentHeartbeatEvent(payload=payload, job_id=self.job_id, task_id=self.task_id)
         )
-
-    def start_heartbeats(self) -> None:
-        async def beat() -> None:
-            while True:
-                await self.heartbeat()
-                await asyncio.sleep(self.settings.heartbeat_interval)
-
-        self._beating = asyncio.create_task(beat())
-
-    def stop_heartbeats(self) -> None:
-        if self._beating is not None:
-            self._beating.cancel()
 
     async def next(self, timeout: float = 10.0) -> EventBase:
         return await asyncio.wait_for(self.inbox.get(), timeout)

@@ -15,6 +15,7 @@ from flame_sdk.simulation.expand import JobOverrides
 from flame_sdk.simulation.runner import build_roles
 from tests.sdk.helpers import task_config
 from tests.sdk.roles import CountingTrainer, SumAggregator
+from tests.support.wait import eventually
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 BOUND = 60.0  # no test here may take longer: a hang fails instead of blocking the suite
@@ -98,8 +99,7 @@ async def test_dead_middle_aggregator_top_finishes_and_its_trainers_end() -> Non
 
     try:
         async with asyncio.timeout(BOUND):
-            while top.round < 2:
-                await asyncio.sleep(0.05)
+            await eventually(lambda: top.round >= 2, timeout=BOUND, what="round 2 at the top")
             await victim.cm.backends[0].kill()  # type: ignore[attr-defined]
             runs[victim.config.taskid].cancel()
             others = [runs[r.config.taskid] for r in roles if r is not victim]
