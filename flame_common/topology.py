@@ -24,7 +24,6 @@ NOTIFIER_INBOX = "notifier.agents"  # registrations and heartbeats of agents, re
 # Messages of a controller partition queue besides events (AMQP `type` property):
 PROBE = "controller.probe"  # tells whoever receives it that it is the partition's active consumer
 COMMAND = "controller.command"  # an RPC command forwarded to the partition of its job
-JOB_ID_HEADER = "x-flame-job-id"  # on a forwarded job.create: the job id its partition came from
 AGENT_INBOX_EXPIRES_MS = 24 * 3600 * 1000  # an agent inbox unused for a day is removed
 
 
@@ -125,6 +124,12 @@ class Topology:
     @property
     def partition_queues(self) -> tuple[Queue, ...]:
         return tuple(self.partition(i) for i in range(self.partitions))
+
+    @property
+    def controllers(self) -> Queue:
+        """Classic queue every live controller consumes and nobody sends to: its consumer count
+        is the number of controllers sharing the partitions."""
+        return Queue(self.names.queue("controller.members"))
 
     @property
     def commands(self) -> Queue:

@@ -2,13 +2,16 @@
 
 Nothing else constructs stores: `open_stores(settings)` picks the adapters of
 `settings.controller_store` (`mongo` or `memory`), and `running_controller` hands them to the
-`Controller`, the outbox relay and the timers (tests may pass their own `Stores`).
+`Controller`, the outbox relay and the timers (tests may pass their own `Stores`). The jobs it
+writes are those of the partitions it owns (`partitions.py`): replayed when gained, ticked by
+the timers.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -16,16 +19,17 @@ import aio_pika
 from aio_pika.abc import AbstractRobustConnection
 from pymongo.errors import ConnectionFailure
 
-from flame_common.bus import make_broker
 from flame_common.db import init_db
 from flame_common.logs import get_logger
 from flame_common.settings import FlameSettings
+from flame_common.topology import topology
 from flame_controller.broker_accounts import BrokerAccounts, sweep
 from flame_controller.consumer import EventConsumer
-from flame_controller.handlers import build_router
+from flame_controller.handlers import handle_command
 from flame_controller.memory import MemoryCatalog, MemoryJobStore
 from flame_controller.mongo import MongoCatalog, MongoJobStore
 from flame_controller.outbox import OutboxRelay
+from flame_controller.partitions import Partitions
 from flame_controller.ports import Catalog, JobStore
 from flame_controller.rabbit_accounts import BrokerAccountsError, RabbitAccounts, vhost_of
 from flame_controller.service import Controller
@@ -107,38 +111,52 @@ def _data_broker_url(settings: FlameSettings) -> str:
 async def _serving(
     settings: FlameSettings, stores: Stores, accounts: BrokerAccounts | None
 ) -> AsyncIterator[Controller]:
-    broker = make_broker(settings)
     relay = OutboxRelay(settings, stores.jobs)
     controller = Controller(settings, stores.jobs, stores.catalog, relay.enqueue, accounts)
-    consumer = EventConsumer(settings, controller.observe, transient=stores.unavailable)
-    broker.include_router(build_router(settings, controller))
+
+    async def sweep_users() -> None:
+        """Delete the broker users of jobs no longer open (e.g. just quarantined)."""
+        if accounts is not None and (stale := await sweep(accounts, await stores.jobs.open_jobs())):
+            log.info("stale job broker users deleted", jobs=len(stale))
+
+    async def gained(new: frozenset[int]) -> None:
+        """Replay the open jobs of partitions we now write (states cached earlier are stale)."""
+        controller.forget_jobs(lambda job_id: partitions.of(job_id) in new)
+        open_jobs = await stores.jobs.open_jobs()
+        await controller.recover([j for j in open_jobs if partitions.of(j) in new])
+        await sweep_users()
+
+    partitions = Partitions(topology(settings), on_gain=gained, forget=controller.forget_jobs)
+    consumer = EventConsumer(
+        settings,
+        controller.observe,
+        transient=stores.unavailable,
+        partitions=partitions,
+        run_command=functools.partial(handle_command, controller),
+    )
     workers: list[asyncio.Task[None]] = []
     amqp: AbstractRobustConnection | None = None
     try:
-        await broker.connect()
-        # Hot paths (events in, outbox out) use aio-pika/aiormq directly; FastStream serves RPC.
+        # events and commands in, the outbox out: aio-pika/aiormq directly
         amqp = await aio_pika.connect_robust(settings.rabbit_url)
-        await consumer.start(amqp)  # deliveries wait in its inbox until it runs, after recovery
+        await consumer.start(amqp)  # deliveries wait in its inbox until it runs
         await relay.open(amqp)
         await relay.republish_pending()
-        await controller.recover(await stores.jobs.open_jobs())
-        # after recovery: jobs it quarantined are no longer open, their users go too
-        if accounts is not None and (stale := await sweep(accounts, await stores.jobs.open_jobs())):
-            log.info("stale job broker users deleted", jobs=len(stale))
+        await sweep_users()
         workers = [
             asyncio.create_task(relay.run(), name="outbox"),
             asyncio.create_task(consumer.run(), name="events"),
+            asyncio.create_task(consumer.probe(), name="probes"),
             asyncio.create_task(
-                run_timers(controller, stores.jobs, settings.tick_seconds), name="timers"
+                run_timers(controller, stores.jobs, settings.tick_seconds, partitions.owns),
+                name="timers",
             ),
         ]
-        await broker.start()
         log.info("controller started", namespace=settings.namespace)
         yield controller
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(relay.drained(), timeout=5)
     finally:
-        await broker.stop()
         for worker in workers:
             worker.cancel()
         await asyncio.gather(*workers, return_exceptions=True)

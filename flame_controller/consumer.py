@@ -1,4 +1,4 @@
-"""Consumer of the controller's event queue on the AMQP channel itself, batched, one ack per batch.
+"""Consumer of the controller's queues on the AMQP channel itself, batched, one ack per batch.
 
 Deliveries (raw aiormq messages: no per-message wrapper objects) wait in an inbox, at most
 `prefetch` unacked; each pass takes what is there, writes it as one batch per job (`handle`), and
@@ -9,21 +9,33 @@ Otherwise each message is settled alone: the messages of a job whose write faile
 queue after a delay (`flame_common.redelivery`; the quorum queue dead-letters them after
 `delivery_limit` attempts), undecodable ones are rejected straight to the dead letters. After a
 reconnect the consumer is registered again.
+
+With `partitions` (several controllers on a namespace; `flame_controller.partitions`) it also
+consumes the command queue and every partition queue. An event or command of a job whose
+partition another controller owns is forwarded to that partition's queue (publisher confirms,
+pipelined; settled once confirmed); the rest runs here: events as above, commands concurrently
+with them (each answered on its `reply_to`). `job.create` runs wherever it arrives. A probe only
+tells us we own its partition; a gained partition is replayed before its messages run.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 from aio_pika.abc import AbstractRobustChannel, AbstractRobustConnection
 from aiormq.abc import DeliveredMessage
+from pamqp.commands import Basic
 from pydantic import ValidationError
 
 from flame_common.logs import get_logger
 from flame_common.redelivery import attempt, before_return
 from flame_common.settings import FlameSettings
-from flame_common.topology import declare_queue, topology
+from flame_common.topology import COMMAND, PROBE, declare_queue, topology
+from flame_controller.handlers import command_job
+from flame_controller.partitions import PROBE_SECONDS, Partitions
 from schemas.events import EventBase, parse_event
 
 log = get_logger(__name__)
@@ -40,7 +52,11 @@ CONSUMED = (
 PREFETCH = 2000  # unacked deliveries: the next batch gathers while the current one is written
 MAX_BATCH = 1000  # deliveries per pass (nx-27017 inserts are cheapest in big batches)
 
+COMMANDS_TAG = "commands"  # consumer tag of the command queue
+_PARTITION_TAG = "#"  # partition queues: "<queue name>#<subscription number>"
+
 Handle = Callable[[str, Sequence[EventBase]], Awaitable[None]]
+RunCommand = Callable[[bytes], Awaitable[dict[str, Any]]]
 
 
 class EventConsumer:
@@ -54,22 +70,38 @@ class EventConsumer:
         transient: tuple[type[BaseException], ...] = (),
         prefetch: int = PREFETCH,
         max_batch: int = MAX_BATCH,
+        partitions: Partitions | None = None,
+        run_command: RunCommand | None = None,
     ) -> None:
+        assert (partitions is None) == (run_command is None), "partitions come with commands"
         self.settings = settings
         self.handle = handle
         self.transient = transient
         self.prefetch = prefetch
         self.max_batch = max_batch
+        self.partitions = partitions
+        self.run_command = run_command
         self._inbox: asyncio.Queue[DeliveredMessage] = asyncio.Queue()
         self._spec = topology(settings).consumer(EVENTS_CONSUMER, CONSUMED)
         self._queue = self._spec.name
         self._channel: AbstractRobustChannel | None = None
+        self._out: AbstractRobustChannel | None = None  # forwards, replies, probes (confirmed)
+        self._tags: dict[str, int] = {}  # consumer tag -> partition, of our live subscriptions
+        self._subscriptions = 0
+        self._pass = asyncio.Lock()  # a pass and a release of partitions never interleave
 
     async def start(self, connection: AbstractRobustConnection) -> None:
-        """Declare the durable queue, bind every consumed type, start receiving into the inbox."""
+        """Declare the queues (the events queue binds every consumed type), start receiving
+        into the inbox."""
         channel = self._channel = await connection.channel()
         await channel.set_qos(prefetch_count=self.prefetch)
         await declare_queue(channel, self._spec)
+        if self.partitions is not None:
+            self._out = await connection.channel(publisher_confirms=True)
+            await declare_queue(channel, topology(self.settings).commands)
+            await declare_queue(channel, topology(self.settings).controllers)
+            for queue in self.partitions.topology.partition_queues:
+                await declare_queue(channel, queue)
         channel.reopen_callbacks.add(self._consume)  # the restored channel has no consumer
         await self._consume()
 
@@ -77,6 +109,51 @@ class EventConsumer:
         assert self._channel is not None
         underlay = await self._channel.get_underlay_channel()
         await underlay.basic_consume(self._queue, self._receive)
+        if self.partitions is None:
+            return
+        self.partitions.lose_all()  # a new channel: the broker gave our queues to the others
+        self._tags = {}
+        await underlay.basic_consume(
+            topology(self.settings).commands.name, self._receive, consumer_tag=COMMANDS_TAG
+        )
+        await underlay.basic_consume(topology(self.settings).controllers.name, self._receive)
+        for partition in range(self.partitions.count):
+            await self._subscribe(partition)
+
+    async def _subscribe(self, partition: int) -> None:
+        """Consume a partition queue (the broker makes us its active consumer, or a waiting one)."""
+        assert self.partitions is not None and self._channel is not None
+        self._subscriptions += 1
+        tag = f"{self.partitions.queue(partition)}#{self._subscriptions}"
+        self._tags[tag] = partition
+        underlay = await self._channel.get_underlay_channel()
+        await underlay.basic_consume(
+            self.partitions.queue(partition), self._receive, consumer_tag=tag
+        )
+
+    async def rebalance(self) -> None:
+        """Keep at most our share of the partitions (their count over the live controllers'):
+        cancel the consumers of the others and queue up again behind the waiting controllers,
+        which the broker makes active."""
+        assert self.partitions is not None and self._out is not None
+        channel = await self._out.get_underlay_channel()
+        members = await channel.queue_declare(
+            topology(self.settings).controllers.name, passive=True
+        )
+        share = -(-self.partitions.count // max(members.consumer_count or 1, 1))
+        excess = sorted(self.partitions.owned)[share:]
+        if not excess:
+            return
+        assert self._channel is not None
+        async with self._pass:
+            underlay = await self._channel.get_underlay_channel()
+            for tag, partition in list(self._tags.items()):
+                if partition in excess:
+                    await underlay.basic_cancel(tag)
+                    del self._tags[tag]
+                    self.partitions.release(partition)
+                    await self._subscribe(partition)
+        log.info("partitions handed over", partitions=excess, controllers=members.consumer_count)
 
     async def _receive(self, message: DeliveredMessage) -> None:
         self._inbox.put_nowait(message)
@@ -87,21 +164,65 @@ class EventConsumer:
             await asyncio.sleep(0)  # let deliveries already read from the socket join the batch
             while len(batch) < self.max_batch and not self._inbox.empty():
                 batch.append(self._inbox.get_nowait())
-            await self.process(batch)
+            async with self._pass:
+                await self.process(batch)
+
+    async def probe(self) -> None:
+        """Every `PROBE_SECONDS`, probe the partitions we do not own and drop the cached states
+        of jobs that are not ours (e.g. jobs created here for another partition)."""
+        assert self.partitions is not None and self._out is not None
+        while True:
+            try:
+                await self.partitions.probe(await self._out.get_underlay_channel())
+                await self.rebalance()
+            except Exception as exc:  # the robust connection heals; the next round retries
+                log.warning("partition probe failed", error=repr(exc))
+            self.partitions.forget_others()
+            await asyncio.sleep(PROBE_SECONDS)
 
     async def process(self, batch: Sequence[DeliveredMessage]) -> None:
         """Write one batch (one `handle` call per job, concurrently), then settle its messages."""
+        # deliveries of a channel that closed meanwhile went back to their queues already
+        batch = [m for m in batch if not m.channel.is_closed]
+        if self.partitions is not None:
+            batch = await self._without_released(batch)
+        if not batch:
+            return
+        if self.partitions is not None:
+            await self._partitions_first(batch)
         groups: dict[str, list[EventBase]] = {}
-        job_of: list[str | None] = []  # per message: its job ("" = dropped; None = undecodable)
-        for message in batch:
+        forwards: dict[int, list[int]] = {}  # partition -> messages to forward there
+        commands: list[int] = []
+        job_of: list[str | None] = []  # per message: its job, "partition <n>" (forwarded),
+        # "" (nothing to write: settled here) or None (undecodable)
+        for i, message in enumerate(batch):
+            if (route := self._route(message)) is not None:
+                target, kind = route
+                if target is not None:
+                    forwards.setdefault(target, []).append(i)
+                elif kind == "command":
+                    commands.append(i)
+                job_of.append(f"partition {target}" if target is not None else "")
+                continue
             event = _decode(message.body)
             job_id = (event.job_id or "") if isinstance(event, EventBase) else event
             if isinstance(event, EventBase) and job_id:
+                if self.partitions is not None and not self._here(message, job_id):
+                    target = self.partitions.of(job_id)
+                    self.partitions.forwarding(target)
+                    forwards.setdefault(target, []).append(i)
+                    job_of.append(f"partition {target}")
+                    continue
                 groups.setdefault(job_id, []).append(event)
             job_of.append(job_id)
-        failed = await self._write(groups)
+        failed, unforwarded, _ = await asyncio.gather(
+            self._write(groups),
+            self._forward(batch, forwards),
+            asyncio.gather(*(self._command(batch[i]) for i in commands)),
+        )
         for job_id, error in failed.items():
             log.error("event batch not written, requeued", job_id=job_id, error=repr(error))
+        failed.update(unforwarded)
         if not failed and None not in job_of:  # one ack covers the batch and earlier deliveries
             await _settle(batch[-1], ack=True, multiple=True)
             return
@@ -112,6 +233,97 @@ class EventConsumer:
                 await _settle(message, ack=False, requeue=False)
             else:
                 await _settle(message, ack=job_id not in failed)
+
+    async def _without_released(self, batch: Sequence[DeliveredMessage]) -> list[DeliveredMessage]:
+        """Return to their queues the deliveries of partitions we handed over (their new owner
+        gets them); the rest of the batch."""
+        kept = []
+        for message in batch:
+            if _PARTITION_TAG in _tag(message) and _tag(message) not in self._tags:
+                await _settle(message, ack=False, requeue=True)
+            else:
+                kept.append(message)
+        return kept
+
+    async def _partitions_first(self, batch: Sequence[DeliveredMessage]) -> None:
+        """Partitions that delivered to us are ours (replayed first); probes of ours that came
+        back make their partitions direct (before this batch's shared-queue events are routed)."""
+        assert self.partitions is not None
+        tags = self._tags
+        await self.partitions.gain({tags[t] for m in batch if (t := _tag(m)) in tags})
+        for message in batch:
+            if message.header.properties.message_type == PROBE and _tag(message) in tags:
+                self.partitions.probed(tags[_tag(message)], message.header.properties.message_id)
+
+    def _here(self, message: DeliveredMessage, job_id: str) -> bool:
+        """Whether a job's event is written here: it came through its partition's queue (ours),
+        or through the shared queue while its partition is direct."""
+        assert self.partitions is not None
+        if _tag(message) in self._tags:
+            return self.partitions.owns(job_id)
+        return self.partitions.direct(job_id)
+
+    def _route(self, message: DeliveredMessage) -> tuple[int | None, str] | None:
+        """None for an event; else (partition to forward to or None, "probe"|"command")."""
+        if self.partitions is None:
+            return None
+        kind = message.header.properties.message_type
+        if kind == PROBE:
+            return None, "probe"
+        if kind == COMMAND:  # forwarded to us: our partition
+            return None, "command"
+        if _tag(message) != COMMANDS_TAG:
+            return None
+        job_id = command_job(message.body)
+        if job_id is None or self.partitions.owns(job_id):
+            return None, "command"
+        return self.partitions.of(job_id), "command forwarded"
+
+    async def _forward(
+        self, batch: Sequence[DeliveredMessage], forwards: dict[int, list[int]]
+    ) -> dict[str, BaseException]:
+        """Publish messages to the queues of the partitions that own them (confirmed)."""
+        if not forwards:
+            return {}
+        assert self.partitions is not None and self._out is not None
+        channel = await self._out.get_underlay_channel()
+        failed: dict[str, BaseException] = {}
+        for partition, indexes in forwards.items():
+            try:
+                await asyncio.gather(
+                    *(
+                        channel.basic_publish(
+                            batch[i].body,
+                            exchange="",
+                            routing_key=self.partitions.queue(partition),
+                            properties=_forwarded(batch[i]),
+                        )
+                        for i in indexes
+                    )
+                )
+            except Exception as exc:
+                failed[f"partition {partition}"] = exc
+        return failed
+
+    async def _command(self, message: DeliveredMessage) -> None:
+        """Run one command and answer it on its `reply_to` (a lost answer: the caller's 503)."""
+        assert self.run_command is not None and self._out is not None
+        reply = await self.run_command(message.body)
+        properties = message.header.properties
+        if not properties.reply_to:
+            return
+        try:
+            channel = await self._out.get_underlay_channel()
+            await channel.basic_publish(
+                json.dumps(reply).encode(),
+                exchange="",
+                routing_key=properties.reply_to,
+                properties=Basic.Properties(
+                    content_type="application/json", correlation_id=properties.correlation_id
+                ),
+            )
+        except Exception as exc:
+            log.warning("command reply not sent", error=repr(exc))
 
     async def _write(self, groups: dict[str, list[EventBase]]) -> dict[str, BaseException]:
         """One `handle` per job, concurrently; jobs whose write failed only because the store is
@@ -176,6 +388,28 @@ async def _settle(
             await message.channel.basic_nack(tag, requeue=requeue)
     except Exception as exc:
         log.warning("acknowledgement failed", error=repr(exc))
+
+
+def _tag(message: DeliveredMessage) -> str:
+    """The consumer tag the message was delivered to (which queue it came from)."""
+    delivery = message.delivery
+    return (delivery.consumer_tag or "") if isinstance(delivery, Basic.Deliver) else ""
+
+
+def _forwarded(message: DeliveredMessage) -> Basic.Properties:
+    """The properties a forwarded message keeps (not the broker's delivery bookkeeping)."""
+    p = message.header.properties
+    headers = {k: v for k, v in (p.headers or {}).items() if not k.startswith("x-")}
+    return Basic.Properties(
+        content_type=p.content_type,
+        delivery_mode=p.delivery_mode,
+        message_id=p.message_id,
+        correlation_id=p.correlation_id,
+        reply_to=p.reply_to,
+        expiration=p.expiration,
+        message_type=COMMAND if _tag(message) == COMMANDS_TAG else p.message_type,
+        headers=headers or None,
+    )
 
 
 def _decode(body: bytes) -> EventBase | str | None:

@@ -1,16 +1,13 @@
-"""FastStream handler of the RPC command queue (events are consumed by `consumer.py`)."""
+"""RPC commands: decode and run one (`handle_command`), and find the job a command is about."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
-from faststream.rabbit import RabbitRouter
 from pydantic import ValidationError
 
-from flame_common.bus import rabbit_queue
 from flame_common.logs import get_logger
-from flame_common.settings import FlameSettings
-from flame_common.topology import topology
 from flame_controller.service import Controller
 from schemas.commands import COMMAND_ADAPTER, CommandReply
 from schemas.errors import BadRequest, FlameError
@@ -18,10 +15,10 @@ from schemas.errors import BadRequest, FlameError
 log = get_logger(__name__)
 
 
-async def handle_command(controller: Controller, body: Any) -> dict[str, Any]:
-    """Decode and execute one command; every outcome becomes a `CommandReply`."""
+async def handle_command(controller: Controller, body: bytes) -> dict[str, Any]:
+    """Decode and execute one command (JSON); every outcome becomes a `CommandReply`."""
     try:
-        cmd = COMMAND_ADAPTER.validate_python(body)
+        cmd = COMMAND_ADAPTER.validate_json(body)
     except ValidationError as exc:
         reply = CommandReply.failure(BadRequest(f"malformed command: {exc.errors()[0]['msg']}"))
         return reply.model_dump(mode="json")
@@ -35,11 +32,13 @@ async def handle_command(controller: Controller, body: Any) -> dict[str, Any]:
     return reply.model_dump(mode="json")
 
 
-def build_router(settings: FlameSettings, controller: Controller) -> RabbitRouter:
-    router = RabbitRouter()
-
-    @router.subscriber(rabbit_queue(topology(settings).commands))
-    async def on_command(body: dict[str, Any]) -> dict[str, Any]:
-        return await handle_command(controller, body)
-
-    return router
+def command_job(body: bytes) -> str | None:
+    """The existing job a command is about; None for `job.create` (any controller may create a
+    job: nobody else writes a job id nobody knows yet) and for a body that does not decode
+    (answered as malformed wherever it runs)."""
+    try:
+        raw = json.loads(body)
+    except ValueError:
+        return None
+    job_id = raw.get("job_id") if isinstance(raw, dict) else None
+    return job_id if isinstance(job_id, str) and job_id else None

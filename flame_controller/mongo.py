@@ -125,6 +125,8 @@ class MongoJobStore:
                 await TaskDoc.get_pymongo_collection().insert_many(
                     [_task_doc(state.job_id, t, keys[t.task_id]) for t in tasks]
                 )
+        except SeqTaken:  # another writer created this job: nothing here is ours to remove
+            raise
         except Exception:
             await self.purge(state.job_id)
             raise

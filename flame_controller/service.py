@@ -21,7 +21,7 @@ from flame_controller import decide as d
 from flame_controller.broker_accounts import BrokerAccounts
 from flame_controller.expansion import PlannedTask
 from flame_controller.planning import Planner, new_keys
-from flame_controller.ports import Catalog, CommandRecord, JobStore, UnfoldableLog
+from flame_controller.ports import Catalog, CommandRecord, JobStore, SeqTaken, UnfoldableLog
 from flame_controller.state import JobView, evolve
 from schemas import commands as c
 from schemas.errors import Conflict, FlameError, Invalid, NotFound
@@ -299,6 +299,9 @@ class Controller:
             await self.store.append(
                 state, events, observed=observed, planned=planned, keys=keys, before=entry.state
             )
+        except SeqTaken:  # nothing stored: another controller wrote the job meanwhile
+            self._forget(state.job_id)
+            raise
         except Exception:
             # Some of the write may be stored (events without projections): reload from the log
             # next time, and publish what it holds then (the redelivered cause is then a
@@ -318,6 +321,12 @@ class Controller:
 
     def _forget(self, job_id: str) -> None:
         self._cache.pop(job_id, None)
+
+    def forget_jobs(self, drop: Callable[[str], bool]) -> None:
+        """Drop the cached states of the jobs `drop` selects (another controller writes them now;
+        they are replayed from the log if they come back)."""
+        for job_id in [j for j in self._cache if drop(j)]:
+            del self._cache[job_id]
 
     # --- the job's data-plane broker login ------------------------------------------------------
 

@@ -62,6 +62,9 @@ _QUEUES = (
     "notifier.agents",
     "deployer.default",
     "dead-letters",
+    "controller.members",
+    # the controller's partition queues (FLAME_CONTROLLER_PARTITIONS: the default in tests)
+    *(f"controller.partition.{i}" for i in range(FlameSettings().controller_partitions)),
 )
 _EXCHANGES = ("events", "agents", "dead-letters")
 

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,11 +19,13 @@ from flame_common.documents import CodeDoc, ComputeDoc, DatasetDoc, DesignDoc, E
 from flame_common.settings import FlameSettings
 from flame_controller.memory import MemoryCatalog
 from flame_controller.ports import Design
+from schemas import commands as c
 from schemas.commands import CommandReply
 from schemas.events import EventBase, TaskStatusChanged, TaskStatusChangedEvent
 from schemas.states import JobState
 from tests.controller.examples import COMPUTES, Example, load_example
 from tests.support.tap import EventTap
+from tests.support.wait import eventually
 
 MNIST_DATASET = "64132c15981345ad7b31da47"
 
@@ -128,3 +135,72 @@ async def bus(settings: FlameSettings) -> AsyncIterator[Bus]:
 async def job_log(job_id: str) -> list[dict[str, Any]]:
     cursor = EventDoc.get_pymongo_collection().find({"job_id": job_id}, sort=[("seq", 1)])
     return [raw async for raw in cursor]
+
+
+class ControllerProcess:
+    """`python -m flame_controller.main` with FLAME_* env from the test settings."""
+
+    def __init__(self, settings: FlameSettings, log_path: Path) -> None:
+        self.env = {
+            **os.environ,
+            "FLAME_MONGO_URL": settings.mongo_url,
+            "FLAME_MONGO_DB": settings.mongo_db,
+            "FLAME_RABBIT_URL": settings.rabbit_url,
+            "FLAME_NAMESPACE": settings.namespace,
+            "FLAME_HOME": str(settings.home),
+            "FLAME_STOP_GRACE_SECONDS": "1",
+            "FLAME_TICK_SECONDS": "0.2",
+        }
+        self.log_path = log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with open(self.log_path, "ab") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "flame_controller.main"],
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def terminate(self) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                return self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+
+@pytest.fixture
+def process(settings: FlameSettings, tmp_path: Path) -> Iterator[ControllerProcess]:
+    proc = ControllerProcess(settings, tmp_path / "controller.log")
+    yield proc
+    proc.terminate()
+
+
+@pytest.fixture
+async def seeded(db: None) -> AsyncIterator[None]:
+    await seed_example(mnist())
+    yield
+
+
+async def wait_ready(bus: Bus) -> None:
+    """Wait until the controller answers commands."""
+
+    async def answers() -> bool:
+        try:
+            await bus.call(c.StartJob(user_id="probe", job_id="0" * 24), timeout=1)
+        except TimeoutError:
+            return False
+        return True
+
+    await eventually(answers, timeout=30)

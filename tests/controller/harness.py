@@ -11,12 +11,10 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
-from faststream.rabbit import TestRabbitBroker
-
-from flame_common.bus import make_broker, names, publish_event
+from flame_common.bus import publish_event
 from flame_common.settings import FlameSettings
 from flame_controller.app import running_controller
-from flame_controller.handlers import build_router, handle_command
+from flame_controller.handlers import handle_command
 from flame_controller.memory import MemoryCatalog, MemoryJobStore
 from flame_controller.mongo import MongoJobStore
 from flame_controller.ports import JobRecords
@@ -75,16 +73,12 @@ class InProcess(Harness):
 
     async def call(self, cmd: Any) -> CommandReply:
         return CommandReply.model_validate(
-            await handle_command(self.controller, cmd.model_dump(mode="json"))
+            await handle_command(self.controller, cmd.model_dump_json().encode())
         )
 
     async def call_raw(self, body: bytes) -> CommandReply:
-        """Send raw bytes to the command queue of FastStream's in-memory broker."""
-        broker = make_broker(self.settings)
-        broker.include_router(build_router(self.settings, self.controller))
-        async with TestRabbitBroker(broker) as test_broker:
-            msg = await test_broker.request(body, queue=names(self.settings).command_queue)
-            return CommandReply.model_validate_json(msg.body)
+        """Hand raw bytes to the RPC handler as they came off the command queue."""
+        return CommandReply.model_validate(await handle_command(self.controller, body))
 
     async def publish(self, e: EventBase) -> EventBase:
         assert e.job_id is not None

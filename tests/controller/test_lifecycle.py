@@ -235,7 +235,7 @@ async def test_bad_input_is_rejected_and_nothing_is_written(in_process: InProces
     assert isinstance(err, Forbidden)
     assert await h.store.pending() == [] and await h.store.open_jobs() == []
 
-    # A malformed command is a typed error too (through FastStream's in-memory broker).
+    # A malformed command is a typed error too (raw bytes through the RPC handler).
     reply = await h.call_raw(b'{"kind": "job.start"}')
     assert not reply.ok and reply.error is not None and reply.error.code == "bad_request"
 

@@ -3,93 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import subprocess
-import sys
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import pytest
 
 from flame_common.documents import JobDoc, TaskDoc
-from flame_common.settings import FlameSettings
 from schemas import commands as c
 from schemas.job import JobSpec
 from schemas.states import JobState
-from tests.controller.conftest import Bus, job_log, mnist, seed_example
+from tests.controller.conftest import Bus, ControllerProcess, job_log, mnist, wait_ready
 from tests.support.wait import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
-
-
-class ControllerProcess:
-    """`python -m flame_controller.main` with FLAME_* env from the test settings."""
-
-    def __init__(self, settings: FlameSettings, log_path: Path) -> None:
-        self.env = {
-            **os.environ,
-            "FLAME_MONGO_URL": settings.mongo_url,
-            "FLAME_MONGO_DB": settings.mongo_db,
-            "FLAME_RABBIT_URL": settings.rabbit_url,
-            "FLAME_NAMESPACE": settings.namespace,
-            "FLAME_HOME": str(settings.home),
-            "FLAME_STOP_GRACE_SECONDS": "1",
-            "FLAME_TICK_SECONDS": "0.2",
-        }
-        self.log_path = log_path
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        with open(self.log_path, "ab") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "flame_controller.main"],
-                env=self.env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(timeout=10)
-
-    def terminate(self) -> int:
-        assert self.proc is not None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                return self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return self.proc.returncode
-
-
-@pytest.fixture
-def process(settings: FlameSettings, tmp_path: Path) -> Iterator[ControllerProcess]:
-    proc = ControllerProcess(settings, tmp_path / "controller.log")
-    yield proc
-    proc.terminate()
-
-
-@pytest.fixture
-async def seeded(db: None) -> AsyncIterator[None]:
-    await seed_example(mnist())
-    yield
-
-
-async def _ready(bus: Bus) -> None:
-    """Wait until the controller answers commands."""
-
-    async def answers() -> bool:
-        try:
-            await bus.call(c.StartJob(user_id="probe", job_id="0" * 24), timeout=1)
-        except TimeoutError:
-            return False
-        return True
-
-    await eventually(answers, timeout=30)
 
 
 async def _state(job_id: str) -> str:
@@ -101,7 +25,7 @@ async def test_sigkill_restart_loses_and_duplicates_nothing(
     seeded: None, bus: Bus, process: ControllerProcess
 ) -> None:
     process.start()
-    await _ready(bus)
+    await wait_ready(bus)
     spec = JobSpec.model_validate(mnist().spec)
     done = (await bus.call(c.CreateJob(user_id="alice", spec=spec))).unwrap()
     timed = (
