@@ -45,7 +45,8 @@ async def eventually(
     """Call `check` (sync or async) until it returns something truthy and return that value.
 
     After `timeout` seconds fail with an AssertionError naming `what` (a text, or a callable
-    giving it then; default: the name of `check`) and the last value `check` returned.
+    giving it then; default: the source of a lambda `check`, else its name) and the last value
+    `check` returned.
     """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
