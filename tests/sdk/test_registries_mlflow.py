@@ -7,7 +7,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Iterator
 
@@ -16,6 +15,7 @@ import pytest
 
 from flame_common.embedded import free_port
 from flame_sdk.registries import MlflowRegistry, create_registry
+from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -55,11 +55,14 @@ def mlflow_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 90
-        while not _healthy(url):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"mlflow server did not start:\n{(root / 'server.log').read_text()}")
-            time.sleep(0.5)
+        wait_until(
+            lambda: _healthy(url) or proc.poll() is not None,
+            timeout=90,
+            interval=0.5,
+            what=lambda: f"mlflow server up; its log:\n{(root / 'server.log').read_text()}",
+        )
+        if proc.poll() is not None:
+            pytest.fail(f"mlflow server exited:\n{(root / 'server.log').read_text()}")
         yield url
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
