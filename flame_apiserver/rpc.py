@@ -5,7 +5,8 @@ direct reply-to), so one slow command would stall every other HTTP request. This
 owns an exclusive reply queue and matches replies to waiting requests by correlation id, so
 commands run concurrently; each waits at most `settings.rpc_timeout` seconds. Commands carry an
 expiration equal to that timeout, so a controller that starts later never executes a request
-whose caller already got a 503.
+whose caller already got a 503. Each carries a proof keyed with the service secret
+(`flame_common.proofs.command_proof`), without which the controller refuses it.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pamqp.commands import Basic
 
 from flame_common.bus import rabbit_queue
 from flame_common.logs import get_logger
+from flame_common.proofs import PROOF_HEADER, command_proof
 from flame_common.settings import FlameSettings
 from flame_common.topology import topology
 from schemas.commands import Command, CommandReply
@@ -35,6 +37,7 @@ class ControllerClient:
     def __init__(self, broker: RabbitBroker, settings: FlameSettings) -> None:
         self._broker = broker
         self._timeout = settings.rpc_timeout
+        self._secret = settings.service_secret
         self._command_queue = topology(settings).commands.name
         self._pending: dict[str, asyncio.Future[Any]] = {}
         self.reply_queue = rabbit_queue(topology(settings).replies(uuid.uuid4().hex[:12]))
@@ -51,9 +54,12 @@ class ControllerClient:
         correlation_id = uuid.uuid4().hex
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending[correlation_id] = future
+        body = command.model_dump_json().encode()
         try:
             confirm = await self._broker.publish(
-                command.model_dump(mode="json"),
+                body,
+                headers={PROOF_HEADER: command_proof(self._secret, body)},
+                content_type="application/json",
                 queue=self._command_queue,
                 reply_to=self.reply_queue.name,
                 correlation_id=correlation_id,

@@ -15,6 +15,7 @@ from aio_pika.abc import (
     AbstractRobustConnection,
 )
 
+from flame_common.proofs import PROOF_HEADER
 from flame_common.settings import FlameSettings
 from flame_common.topology import NOTIFIER_INBOX, declare_exchange, declare_queue, topology
 from schemas.events import EventBase, event_json
@@ -60,11 +61,13 @@ async def consumer_queue(
 
 
 def event_message(
-    event: EventBase, *, persistent: bool = True, ttl: float | None = None
+    event: EventBase, *, persistent: bool = True, ttl: float | None = None, proof: str = ""
 ) -> aio_pika.Message:
-    """An AMQP message carrying one event as JSON (message id = event id)."""
+    """An AMQP message carrying one event as JSON (message id = event id), with its proof of
+    origin (`flame_common.proofs`) when given."""
     return aio_pika.Message(
         event_json(event),
+        headers={PROOF_HEADER: proof} if proof else None,
         content_type="application/json",
         message_id=event.id,
         type=event.type,

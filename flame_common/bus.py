@@ -11,6 +11,7 @@ from typing import Any, cast
 from faststream.rabbit import ExchangeType, RabbitBroker, RabbitExchange, RabbitQueue
 
 from flame_common.busnames import BusNames, names  # noqa: F401  (BusNames re-exported)
+from flame_common.proofs import PROOF_HEADER, service_proof
 from flame_common.settings import FlameSettings
 from flame_common.topology import Exchange, Queue, topology
 from schemas.events import EventBase, event_json
@@ -44,9 +45,11 @@ def make_broker(settings: FlameSettings) -> RabbitBroker:
 
 
 async def publish_event(broker: RabbitBroker, settings: FlameSettings, event: EventBase) -> None:
-    """Publish one event (persistent) to the events exchange with its type as routing key."""
+    """Publish one event (persistent) to the events exchange with its type as routing key,
+    proven with the service secret."""
     await broker.publish(
         event_json(event),
+        headers={PROOF_HEADER: service_proof(settings.service_secret, event)},
         exchange=events_exchange(settings),
         routing_key=event.type,
         persist=True,

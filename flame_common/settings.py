@@ -45,6 +45,9 @@ class FlameSettings(BaseSettings):
     admin_token_sha256: str = ""
     registration_token_sha256: str = ""
     registration_token: str = ""
+    # The control-plane services' shared secret (never given to flamelets or role code): their
+    # events and the apiserver's commands carry an HMAC keyed with it (`flame_common.proofs`).
+    service_secret: str = ""
     # Controller; its store: `mongo` (shared with the apiserver) or `memory` (one process only)
     tick_seconds: float = 0.5
     controller_store: Literal["mongo", "memory"] = "mongo"

@@ -31,6 +31,7 @@ from flame_controller.mongo import MongoCatalog, MongoJobStore
 from flame_controller.outbox import OutboxRelay
 from flame_controller.partitions import Partitions
 from flame_controller.ports import Catalog, JobStore
+from flame_controller.provenance import Provenance
 from flame_controller.rabbit_accounts import BrokerAccountsError, RabbitAccounts, vhost_of
 from flame_controller.service import Controller
 from flame_controller.timers import run_timers
@@ -133,6 +134,7 @@ async def _serving(
         transient=stores.unavailable,
         partitions=partitions,
         run_command=functools.partial(handle_command, controller),
+        provenance=Provenance(settings, stores.jobs),
     )
     workers: list[asyncio.Task[None]] = []
     amqp: AbstractRobustConnection | None = None

@@ -31,11 +31,15 @@ from pamqp.commands import Basic
 from pydantic import ValidationError
 
 from flame_common.logs import get_logger
+from flame_common.proofs import proof_of
 from flame_common.redelivery import attempt, before_return
 from flame_common.settings import FlameSettings
 from flame_common.topology import COMMAND, PROBE, declare_queue, topology
 from flame_controller.handlers import command_job
 from flame_controller.partitions import PROBE_SECONDS, Partitions
+from flame_controller.provenance import Provenance
+from schemas.commands import CommandReply
+from schemas.errors import Forbidden
 from schemas.events import EventBase, parse_event
 
 log = get_logger(__name__)
@@ -72,8 +76,10 @@ class EventConsumer:
         max_batch: int = MAX_BATCH,
         partitions: Partitions | None = None,
         run_command: RunCommand | None = None,
+        provenance: Provenance | None = None,
     ) -> None:
         assert (partitions is None) == (run_command is None), "partitions come with commands"
+        assert run_command is None or provenance is not None, "commands are checked"
         self.settings = settings
         self.handle = handle
         self.transient = transient
@@ -81,6 +87,7 @@ class EventConsumer:
         self.max_batch = max_batch
         self.partitions = partitions
         self.run_command = run_command
+        self.provenance = provenance  # None: events are not checked (batching tests only)
         self._inbox: asyncio.Queue[DeliveredMessage] = asyncio.Queue()
         self._spec = topology(settings).consumer(EVENTS_CONSUMER, CONSUMED)
         self._queue = self._spec.name
@@ -191,6 +198,7 @@ class EventConsumer:
         if self.partitions is not None:
             await self._partitions_first(batch)
         groups: dict[str, list[EventBase]] = {}
+        positions: dict[str, list[int]] = {}  # job -> its events' positions in the batch
         forwards: dict[int, list[int]] = {}  # partition -> messages to forward there
         commands: list[int] = []
         job_of: list[str | None] = []  # per message: its job, "partition <n>" (forwarded),
@@ -214,7 +222,9 @@ class EventConsumer:
                     job_of.append(f"partition {target}")
                     continue
                 groups.setdefault(job_id, []).append(event)
+                positions.setdefault(job_id, []).append(i)
             job_of.append(job_id)
+        unproven = await self._sift(batch, groups, positions, job_of)
         failed, unforwarded, _ = await asyncio.gather(
             self._write(groups),
             self._forward(batch, forwards),
@@ -223,6 +233,7 @@ class EventConsumer:
         for job_id, error in failed.items():
             log.error("event batch not written, requeued", job_id=job_id, error=repr(error))
         failed.update(unforwarded)
+        failed.update(unproven)
         if not failed and None not in job_of:  # one ack covers the batch and earlier deliveries
             await _settle(batch[-1], ack=True, multiple=True)
             return
@@ -308,8 +319,15 @@ class EventConsumer:
     async def _command(self, message: DeliveredMessage) -> None:
         """Run one command and answer it on its `reply_to` (a lost answer: the caller's 503)."""
         assert self.run_command is not None and self._out is not None
-        reply = await self.run_command(message.body)
+        assert self.provenance is not None
         properties = message.header.properties
+        refusal = self.provenance.command_refusal(message.body, proof_of(properties.headers))
+        if refusal is None:
+            reply = await self.run_command(message.body)
+        else:  # not from the apiserver: nothing is done
+            reply = CommandReply.failure(
+                Forbidden(f"command refused: {refusal} (FLAME_SERVICE_SECRET)")
+            ).model_dump(mode="json")
         if not properties.reply_to:
             return
         try:
@@ -324,6 +342,45 @@ class EventConsumer:
             )
         except Exception as exc:
             log.warning("command reply not sent", error=repr(exc))
+
+    async def _sift(
+        self,
+        batch: Sequence[DeliveredMessage],
+        groups: dict[str, list[EventBase]],
+        positions: dict[str, list[int]],
+        job_of: list[str | None],
+    ) -> dict[str, BaseException]:
+        """Take the unproven events out of `groups` (their messages go to the dead letters:
+        `job_of` None); returns the jobs whose task keys could not be read (requeued)."""
+        provenance = self.provenance
+        if provenance is None or not groups:
+            return {}
+        jobs = list(groups)
+        results = await asyncio.gather(
+            *(
+                provenance.refused(
+                    job_id,
+                    groups[job_id],
+                    [proof_of(batch[i].header.properties.headers) for i in positions[job_id]],
+                )
+                for job_id in jobs
+            ),
+            return_exceptions=True,
+        )
+        failed: dict[str, BaseException] = {}
+        for job_id, refused in zip(jobs, results, strict=True):
+            if isinstance(refused, BaseException):
+                failed[job_id] = refused
+                del groups[job_id]
+                continue
+            for n in refused:
+                job_of[positions[job_id][n]] = None
+            kept = [e for n, e in enumerate(groups[job_id]) if n not in refused]
+            if kept:
+                groups[job_id] = kept
+            else:
+                del groups[job_id]
+        return failed
 
     async def _write(self, groups: dict[str, list[EventBase]]) -> dict[str, BaseException]:
         """One `handle` per job, concurrently; jobs whose write failed only because the store is

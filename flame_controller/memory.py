@@ -164,6 +164,9 @@ class MemoryJobStore:
     async def open_jobs(self) -> list[str]:
         return [job_id for job_id, job in self._jobs.items() if job["state"] not in _FINISHED]
 
+    async def task_keys(self, job_id: str) -> dict[str, str]:
+        return {t: task["key"] for t, task in self._tasks.get(job_id, {}).items()}
+
     # --- JobRecords ------------------------------------------------------------------------------
 
     async def log(self, job_id: str) -> list[LoggedEvent]:

@@ -248,6 +248,11 @@ class MongoJobStore:
         cursor = JobDoc.get_pymongo_collection().find({"state": {"$nin": finished}}, {"job_id": 1})
         return [raw["job_id"] async for raw in cursor]
 
+    async def task_keys(self, job_id: str) -> dict[str, str]:
+        tasks = TaskDoc.get_pymongo_collection()
+        cursor = tasks.find({"job_id": job_id}, {"task_id": 1, "key": 1})
+        return {raw["task_id"]: raw["key"] async for raw in cursor}
+
     # --- JobRecords ------------------------------------------------------------------------------
 
     async def log(self, job_id: str) -> list[LoggedEvent]:

@@ -12,6 +12,7 @@ from pamqp.commands import Basic
 from pamqp.common import FieldTable
 
 from flame_common.logs import get_logger
+from flame_common.proofs import PROOF_HEADER, service_proof
 from flame_common.settings import FlameSettings
 from flame_common.topology import declare_exchange, declare_queue, topology
 from flame_controller.ports import JobStore
@@ -190,7 +191,7 @@ class OutboxRelay:
                         event_json(e),
                         exchange=self._exchange,
                         routing_key=e.type,
-                        properties=_properties(e),
+                        properties=_properties(e, self.settings.service_secret),
                         mandatory=True,
                         timeout=PUBLISH_TIMEOUT,
                     )
@@ -220,7 +221,7 @@ class OutboxRelay:
                 event_json(e),
                 exchange=self._topology.dead_letters.name,
                 routing_key=e.type,
-                properties=_properties(e, dead=True),
+                properties=_properties(e, self.settings.service_secret, dead=True),
                 timeout=PUBLISH_TIMEOUT,
             )
             if not isinstance(confirmed, Basic.Ack):
@@ -233,12 +234,13 @@ class OutboxRelay:
         )
 
 
-def _properties(event: EventBase, *, dead: bool = False) -> Basic.Properties:
-    """As `flame_common.bus.publish_event` sends: persistent JSON, message id = event id; a dead
-    letter names why and where it failed as the broker does (`x-first-death-*`)."""
-    headers: FieldTable | None = None
+def _properties(event: EventBase, secret: str, *, dead: bool = False) -> Basic.Properties:
+    """As `flame_common.bus.publish_event` sends: persistent JSON, message id = event id, proven
+    with the service `secret`; a dead letter names why and where it failed as the broker does
+    (`x-first-death-*`)."""
+    headers: FieldTable = {PROOF_HEADER: service_proof(secret, event)}
     if dead:
-        headers = {"x-first-death-reason": UNROUTABLE, "x-first-death-queue": ""}
+        headers.update({"x-first-death-reason": UNROUTABLE, "x-first-death-queue": ""})
     return Basic.Properties(
         content_type="application/json",
         delivery_mode=aio_pika.DeliveryMode.PERSISTENT.value,

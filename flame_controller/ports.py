@@ -185,6 +185,10 @@ class JobStore(Protocol):
         """Jobs not in a terminal state (replayed at start)."""
         ...
 
+    async def task_keys(self, job_id: str) -> dict[str, str]:
+        """Task id -> key of every task of the job (the proofs of its agents' events)."""
+        ...
+
 
 class JobRecords(Protocol):
     """Reads of the log and projections (tests, simulation, monitors)."""

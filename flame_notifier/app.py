@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -19,6 +18,7 @@ from flame_common.db import init_db
 from flame_common.jobs_read import JobReads
 from flame_common.jobs_read.mongo import MongoJobReads
 from flame_common.logs import get_logger
+from flame_common.proofs import event_refusal, proof_of, service_proof
 from flame_common.recent import RecentIds
 from flame_common.redelivery import processing
 from flame_common.settings import FlameSettings
@@ -42,7 +42,6 @@ log = get_logger(__name__)
 CONSUMER = "notifier"
 DELIVERED = ("task.assigned", "task.stop_requested")
 WATCHED = (*DELIVERED, "task.status_changed", "job.state_changed")
-KEY_HEADER = "x-flame-task-key"
 
 
 class Notifier:
@@ -73,7 +72,9 @@ class Notifier:
 
     async def publish(self, event: EventBase) -> None:
         assert self._events is not None
-        await self._events.publish(amqp.event_message(event), routing_key=event.type)
+        proof = service_proof(self.settings.service_secret, event)
+        message = amqp.event_message(event, proof=proof)
+        await self._events.publish(message, routing_key=event.type)
 
     async def deliver(self, event: EventBase) -> None:
         """Put `event` into its task's agent inbox (declared first: a late agent still gets it)."""
@@ -88,20 +89,20 @@ class Notifier:
 
     async def on_agent_message(self, message: AbstractIncomingMessage) -> None:
         async with message.process(requeue=True):
-            if message.type == "agent.heartbeat" and _heartbeat(self.book, message.body):
-                return  # the frequent case, without validating a whole event
             event = _decode(message)
             if event is None:
                 return
+            proof = proof_of(message.headers)
             if isinstance(event, AgentHeartbeatEvent):
-                log.debug("heartbeat of an unknown agent", task_id=event.task_id)
+                if (refusal := self.book.heartbeat(event, proof)) is not None:
+                    log.debug("heartbeat ignored", task_id=event.task_id, reason=refusal)
             elif isinstance(event, AgentRegisteredEvent):
-                await self._register(event, str(message.headers.get(KEY_HEADER, "")))
+                await self._register(event, proof)
             else:
                 log.warning("unexpected agent message", type=event.type)
 
-    async def _register(self, event: AgentRegisteredEvent, key: str) -> None:
-        outcome = await self.book.register(event, key)
+    async def _register(self, event: AgentRegisteredEvent, proof: str) -> None:
+        outcome = await self.book.register(event, proof)
         if not outcome.accepted:
             log.warning("registration refused", task_id=event.task_id, reason=outcome.reason)
             return
@@ -121,7 +122,7 @@ class Notifier:
     async def on_event(self, message: AbstractIncomingMessage) -> None:
         async with processing(message, self.settings, CONSUMER):
             event = _decode(message)
-            if event is None:
+            if event is None or not await self._proven(event, proof_of(message.headers)):
                 return
             if not self.recent.claim(event.id):
                 log.info("duplicate event skipped", event_id=event.id, type=event.type)
@@ -131,6 +132,23 @@ class Notifier:
             except BaseException:
                 self.recent.release(event.id)  # its redelivery is handled again
                 raise
+
+    async def _proven(self, event: EventBase, proof: str) -> bool:
+        """Whether a watched event comes from a service (or a status from its task's agent);
+        an unproven one is dropped with a log line."""
+        keys: dict[str, str] = {}
+        if proof.startswith("task:") and event.job_id and event.task_id:
+            keys = await self.jobs.task_keys(event.job_id, [event.task_id])
+        refusal = event_refusal(event, proof, secret=self.settings.service_secret, task_keys=keys)
+        if refusal is not None:
+            log.warning(
+                "unproven event dropped",
+                type=event.type,
+                job_id=event.job_id,
+                task_id=event.task_id,
+                reason=refusal,
+            )
+        return refusal is None
 
     async def _handle(self, event: EventBase) -> None:
         if event.type in DELIVERED:  # routed to the agent as it is
@@ -199,18 +217,6 @@ class Notifier:
                 await self.sweep()
             except Exception:  # broker or database hiccup: try again next period
                 log.exception("presence sweep failed")
-
-
-def _heartbeat(book: PresenceBook, body: bytes) -> bool:
-    """Note a heartbeat from its raw JSON; False when it is malformed or of an unknown agent."""
-    try:
-        data = json.loads(body)
-        task_id, agent_id = data["task_id"], data["payload"]["agent_id"]
-    except (ValueError, KeyError, TypeError):
-        return False
-    return (
-        isinstance(task_id, str) and isinstance(agent_id, str) and book.heartbeat(task_id, agent_id)
-    )
 
 
 def _decode(message: AbstractIncomingMessage) -> EventBase | None:

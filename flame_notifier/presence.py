@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -11,8 +10,9 @@ from datetime import UTC, datetime
 from pymongo.errors import DuplicateKeyError
 
 from flame_common.jobs_read import JobReads
+from flame_common.proofs import task_refusal
 from flame_notifier.documents import AgentDoc, Presence
-from schemas.events import AgentRegisteredEvent
+from schemas.events import AgentHeartbeatEvent, AgentRegisteredEvent
 
 # Seconds on a monotonic scale (`time.monotonic`); tests pass a fake one to advance time at will.
 Clock = Callable[[], float]
@@ -65,6 +65,7 @@ class PresenceBook:
         self._jobs = jobs
         self._silence = Silence(timeout, clock)
         self._active: dict[str, AgentDoc] = {}
+        self._keys: dict[str, str] = {}  # task id -> key, of the active agents (proofs)
         self._ended: dict[str, tuple[str, Presence]] = {}  # task id -> (job id, presence), unsaved
 
     def __contains__(self, task_id: str) -> bool:
@@ -80,18 +81,24 @@ class PresenceBook:
         for doc in docs.values():
             self._active[doc.task_id] = doc
             self._silence.heard(doc.task_id)
+        by_job: dict[str, list[str]] = {}
+        for doc in docs.values():
+            by_job.setdefault(doc.job_id, []).append(doc.task_id)
+        for job_id, task_ids in by_job.items():
+            self._keys.update(await self._jobs.task_keys(job_id, task_ids))
         return len(self._active)
 
-    async def register(self, event: AgentRegisteredEvent, key: str) -> Registration:
-        """Record the agent of `event.task_id` if `key` is that task's key."""
+    async def register(self, event: AgentRegisteredEvent, proof: str) -> Registration:
+        """Record the agent of `event.task_id` if `proof` shows it holds that task's key."""
         payload = event.payload
         if not event.task_id or not event.job_id:
             return Registration(False, False, "registration names no job/task")
         task = await self._jobs.task(event.job_id, event.task_id)
         if task is None:
             return Registration(False, False, "unknown task")
-        if not hmac.compare_digest(task.key.encode(), key.encode()):
-            return Registration(False, False, "wrong task key")
+        if (refusal := task_refusal(event, proof, task.key)) is not None:
+            return Registration(False, False, refusal)
+        self._keys[event.task_id] = task.key
         current = self._active.get(event.task_id)
         if current is not None and current.agent_id == payload.agent_id:
             return Registration(True, False)
@@ -119,13 +126,17 @@ class PresenceBook:
         self._silence.heard(event.task_id)
         return Registration(True, True)
 
-    def heartbeat(self, task_id: str, agent_id: str) -> bool:
-        """Note a heartbeat; False when no such active agent serves that task."""
+    def heartbeat(self, beat: AgentHeartbeatEvent, proof: str) -> str | None:
+        """Note a heartbeat; why not when no such active agent serves that task or the beat is
+        not proven with the task's key."""
+        task_id = beat.task_id or ""
         doc = self._active.get(task_id)
-        if doc is None or doc.agent_id != agent_id:
-            return False
+        if doc is None or doc.agent_id != beat.payload.agent_id:
+            return "no such active agent"
+        if (refusal := task_refusal(beat, proof, self._keys.get(task_id))) is not None:
+            return refusal
         self._silence.heard(task_id)
-        return True
+        return None
 
     def silent(self) -> list[AgentDoc]:
         """Active agents not heard from within the timeout."""
@@ -135,6 +146,7 @@ class PresenceBook:
         """Stop watching these tasks' agents; their new presence is saved by the next `flush`."""
         for task_id in task_ids:
             doc = self._active.pop(task_id, None)
+            self._keys.pop(task_id, None)
             self._silence.forget(task_id)
             if doc is not None:
                 self._ended[task_id] = (doc.job_id, presence)
@@ -145,6 +157,7 @@ class PresenceBook:
         task_ids += [t for t, (job, _) in self._ended.items() if job == job_id]
         for task_id in task_ids:
             self._active.pop(task_id, None)
+            self._keys.pop(task_id, None)
             self._silence.forget(task_id)
             self._ended.pop(task_id, None)
         await AgentDoc.find({"job_id": job_id}).update({"$set": {"presence": Presence.DONE.value}})

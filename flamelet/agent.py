@@ -19,6 +19,7 @@ from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractIncomingMess
 from flame_common import amqp
 from flame_common.busnames import names
 from flame_common.logs import get_logger
+from flame_common.proofs import task_proof
 from flame_common.settings import FlameSettings
 from flame_common.titles import flamelet_title, role_title, set_title
 from flamelet.manifest import ManifestError, fetch_patiently
@@ -42,7 +43,6 @@ from schemas.states import JobState
 
 log = get_logger(__name__)
 
-KEY_HEADER = "x-flame-task-key"  # read by the notifier to authenticate the registration
 INBOX_DELETE = 2.0  # seconds an ending agent gives the broker to delete its inbox
 
 
@@ -72,7 +72,7 @@ class Agent:
         self.task = task
         self.work_dir = work_dir
         self.agent_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        self.report = FinalReport(work_dir)
+        self.report = FinalReport(work_dir, task.key)
         self.done = asyncio.Event()
         self._channel: AbstractChannel | None = None
         self._events: AbstractExchange | None = None
@@ -138,8 +138,7 @@ class Agent:
             ),
             **self._envelope(),
         )
-        message = amqp.event_message(event)
-        message.headers = {KEY_HEADER: self.task.key}
+        message = amqp.event_message(event, proof=task_proof(self.task.key, event))
         inbox = names(self.settings).queue(amqp.NOTIFIER_INBOX)
         await publish_until_confirmed(self._channel.default_exchange, message, inbox)
         log.debug("registered", task_id=self.task.task_id, agent_id=self.agent_id)
@@ -152,7 +151,10 @@ class Agent:
             payload = AgentHeartbeat(agent_id=self.agent_id)
             beat = AgentHeartbeatEvent(payload=payload, **self._envelope())
             message = amqp.event_message(
-                beat, persistent=False, ttl=self.settings.heartbeat_timeout
+                beat,
+                persistent=False,
+                ttl=self.settings.heartbeat_timeout,
+                proof=task_proof(self.task.key, beat),
             )
             try:
                 await self._channel.default_exchange.publish(
@@ -244,7 +246,8 @@ class Agent:
     async def _status(self, payload: TaskStatusChanged) -> None:
         assert self._events is not None
         event = TaskStatusChangedEvent(payload=payload, **self._envelope())
-        await publish_until_confirmed(self._events, amqp.event_message(event), event.type)
+        message = amqp.event_message(event, proof=task_proof(self.task.key, event))
+        await publish_until_confirmed(self._events, message, event.type)
 
     async def _finish(self, state: JobState, code: int | None, tail: str, reason: str) -> None:
         """Persist, then deliver the final status; the agent is done once the broker has it."""

@@ -11,6 +11,7 @@ from aio_pika.abc import AbstractExchange
 
 from flame_common import amqp
 from flame_common.logs import get_logger
+from flame_common.proofs import task_proof
 from schemas.events import EventBase, event_json, parse_event
 
 log = get_logger(__name__)
@@ -38,10 +39,12 @@ async def publish_until_confirmed(
 
 
 class FinalReport:
-    """The task's last status: written to the work dir first, removed once the broker has it."""
+    """The task's last status: written to the work dir first, removed once the broker has it
+    (proven with the task's `key`)."""
 
-    def __init__(self, work_dir: Path) -> None:
+    def __init__(self, work_dir: Path, key: str) -> None:
         self.path = work_dir / PENDING_FILE
+        self._key = key
 
     def pending(self) -> EventBase | None:
         """A report a previous run of this agent could not deliver."""
@@ -55,5 +58,6 @@ class FinalReport:
         os.replace(tmp, self.path)
 
     async def send(self, exchange: AbstractExchange, event: EventBase) -> None:
-        await publish_until_confirmed(exchange, amqp.event_message(event), event.type)
+        message = amqp.event_message(event, proof=task_proof(self._key, event))
+        await publish_until_confirmed(exchange, message, event.type)
         self.path.unlink(missing_ok=True)

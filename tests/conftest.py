@@ -147,6 +147,7 @@ def settings(
         mongo_db=namespace,
         rabbit_url=rabbit_url,
         namespace=namespace,
+        service_secret=f"service-secret-of-{namespace}",  # what the test plays a service with
         log_json=False,
         heartbeat_interval=0.5,
         heartbeat_timeout=3.0,

@@ -11,6 +11,7 @@ from aio_pika.abc import AbstractExchange, AbstractIncomingMessage
 from flame_common import amqp
 from flame_common.jobs_read import JobReads
 from flame_common.logs import get_logger
+from flame_common.proofs import event_refusal, proof_of, service_proof
 from flame_common.recent import RecentIds
 from flame_common.redelivery import processing
 from flame_common.settings import FlameSettings
@@ -59,7 +60,8 @@ class DeployerService:
         """Publish `event` under an id derived from its type, job, task and `key`."""
         name = f"{event.type}/{event.job_id}/{event.task_id}/{key}"
         event = event.model_copy(update={"id": uuid.uuid5(uuid.NAMESPACE_URL, name).hex})
-        await self.events.publish(amqp.event_message(event), routing_key=event.type)
+        proof = service_proof(self.settings.service_secret, event)
+        await self.events.publish(amqp.event_message(event, proof=proof), routing_key=event.type)
 
     async def worker_failed(self, job_id: str, task_id: str, reason: str) -> None:
         """Report a worker that could not start or died on its own."""
@@ -80,6 +82,13 @@ class DeployerService:
             if not isinstance(event, WorkerRequestedEvent | WorkerReleasedEvent):
                 return
             if event.payload.compute_id != self.compute_id or not event.job_id:
+                return
+            secret = self.settings.service_secret
+            refusal = event_refusal(event, proof_of(message.headers), secret=secret, task_keys={})
+            if refusal is not None:  # not from the controller: start or stop nothing
+                log.warning(
+                    "unproven event dropped", type=event.type, job_id=event.job_id, reason=refusal
+                )
                 return
             if not self.recent.claim(event.id):
                 log.info("duplicate event skipped", event_id=event.id, type=event.type)

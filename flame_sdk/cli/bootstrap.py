@@ -27,13 +27,15 @@ def admin_token(path: Path) -> str:
 
 
 def service_secrets(token: str) -> dict[str, str]:
-    """What the services are told: the admin token's hash only, and a fresh registration token
-    for the stack's own deployer (POST /computes)."""
+    """What the services are told: the admin token's hash only, a fresh registration token for
+    the stack's own deployer (POST /computes), and a fresh service secret (their proofs on the
+    bus, `flame_common.proofs`)."""
     registration = secrets.token_urlsafe(32)
     return {
         "FLAME_ADMIN_TOKEN_SHA256": token_sha256(token),
         "FLAME_REGISTRATION_TOKEN_SHA256": token_sha256(registration),
         "FLAME_REGISTRATION_TOKEN": registration,
+        "FLAME_SERVICE_SECRET": secrets.token_urlsafe(32),
     }
 
 

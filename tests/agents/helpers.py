@@ -13,6 +13,7 @@ from urllib.parse import parse_qs, urlparse
 
 from flame_common import amqp
 from flame_common.busnames import names
+from flame_common.proofs import service_proof
 from flame_common.settings import FlameSettings
 from schemas.events import (
     EventBase,
@@ -127,12 +128,13 @@ def requested(
 
 
 async def publish(settings: FlameSettings, event: EventBase) -> None:
-    """Publish an event as the controller would."""
+    """Publish an event as the controller would (proven with the service secret)."""
     connection = await amqp.connect(settings, name="test-publisher")
     async with connection:
         channel = await connection.channel()
         exchange = await amqp.events_exchange(channel, settings)
-        await exchange.publish(amqp.event_message(event), routing_key=event.type)
+        proof = service_proof(settings.service_secret, event)
+        await exchange.publish(amqp.event_message(event, proof=proof), routing_key=event.type)
 
 
 class CutOffProxy:

@@ -18,8 +18,9 @@ import pytest
 from flame_common import amqp
 from flame_common.bus import names
 from flame_common.documents import TaskDoc
+from flame_common.proofs import service_proof, task_proof
 from flame_common.settings import FlameSettings
-from flame_notifier.app import KEY_HEADER, Notifier, running_notifier
+from flame_notifier.app import Notifier, running_notifier
 from flame_notifier.documents import AgentDoc, Presence
 from schemas.events import (
     AgentHeartbeat,
@@ -74,8 +75,9 @@ class FakeAgent:
         await self.inbox.put(parse_event(message.body))
 
     async def send(self, event: EventBase, key: str | None = None) -> None:
-        message = amqp.event_message(event)
-        message.headers = {KEY_HEADER: self.key if key is None else key}
+        message = amqp.event_message(
+            event, proof=task_proof(self.key if key is None else key, event)
+        )
         route = names(self.settings).queue(amqp.NOTIFIER_INBOX)
         await self.channel.default_exchange.publish(message, routing_key=route)
 
@@ -336,3 +338,54 @@ async def test_restart_drops_agents_of_finished_tasks(
             await no_loss_after_a_sweep(notifier, agent, tap, "m9")
             doc = await AgentDoc.find_one({"task_id": "t9"})
             assert doc is not None and doc.presence == Presence.DONE
+
+
+async def publish_forged(settings: FlameSettings, event: EventBase, proof: str) -> None:
+    """Publish `event` on the events exchange with broker credentials but `proof` ("": none)."""
+    connection = await amqp.connect(settings, name="test-forger")
+    async with connection:
+        channel = await connection.channel()
+        exchange = await amqp.events_exchange(channel, settings)
+        await exchange.publish(amqp.event_message(event, proof=proof), routing_key=event.type)
+
+
+async def test_forged_controller_events_are_not_delivered(settings, db, notifier):
+    await seed_task("j8", "t8", key="k8")
+    agent = FakeAgent(settings, "j8", "t8", "k8")
+    async with agent.connected():
+        forged = assigned("j8", "t8")
+        await publish_forged(settings, forged, "")
+        await publish_forged(settings, forged, service_proof("not-the-secret", forged))
+        await publish_forged(settings, forged, task_proof("k8", forged))  # agents cannot assign
+        stop = TaskStopRequestedEvent(
+            payload=TaskStopRequested(reason="proven"), job_id="j8", task_id="t8"
+        )
+        await publish(settings, stop)  # proven with the service secret: delivered
+        first = await agent.next()
+        assert isinstance(first, TaskStopRequestedEvent) and first.payload.reason == "proven"
+        assert agent.inbox.empty()
+
+
+async def test_registration_and_heartbeats_need_their_own_task_key(
+    settings, db, notifier, tap: EventTap, clock: FakeClock
+):
+    await seed_task("j10", "t10", key="key-of-t10")
+    await seed_task("j10", "o10", key="key-of-o10")
+    await seed_task("j10", "m10", key="key-of-t10")  # the marker agent registers with our key
+    agent = FakeAgent(settings, "j10", "t10", "key-of-t10")
+    async with agent.connected():
+        await agent.register(key="key-of-o10")  # another task's key
+        await agent.handled(tap, "m10")
+        assert tap.of(AgentRegisteredEvent, registered_in("t10")) == []
+        await agent.register()
+        await tap.wait_for(AgentRegisteredEvent, registered_in("t10"))
+        beat = AgentHeartbeatEvent(
+            payload=AgentHeartbeat(agent_id=agent.agent_id), job_id="j10", task_id="t10"
+        )
+        clock.advance(0.6 * settings.heartbeat_timeout)
+        await agent.send(beat, key="key-of-o10")  # a forged beat keeps nobody alive
+        await agent.send(beat.model_copy(update={"id": uuid.uuid4().hex}), key="")
+        await agent.handled(tap, "m10")
+        clock.advance(0.6 * settings.heartbeat_timeout)
+        lost = await tap.wait_for(AgentLostEvent, lambda e: e.task_id == "t10")
+        assert lost.payload.agent_id == agent.agent_id

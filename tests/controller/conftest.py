@@ -16,6 +16,7 @@ import pytest
 from flame_common.bus import make_broker, names, publish_event
 from flame_common.db import init_db
 from flame_common.documents import CodeDoc, ComputeDoc, DatasetDoc, DesignDoc, EventDoc
+from flame_common.proofs import PROOF_HEADER, command_proof
 from flame_common.settings import FlameSettings
 from flame_controller.memory import MemoryCatalog
 from flame_controller.ports import Design
@@ -100,11 +101,13 @@ class Bus:
         await self.seen.close()
 
     async def call(self, cmd: Any, timeout: float = 10.0) -> CommandReply:
-        msg = await self.broker.request(
-            json.dumps(cmd.model_dump(mode="json")).encode(),
+        body = json.dumps(cmd.model_dump(mode="json")).encode()
+        msg = await self.broker.request(  # as the apiserver sends it: proven
+            body,
             queue=names(self.settings).command_queue,
             timeout=timeout,
             content_type="application/json",
+            headers={PROOF_HEADER: command_proof(self.settings.service_secret, body)},
         )
         return CommandReply.model_validate_json(msg.body)
 
@@ -147,6 +150,7 @@ class ControllerProcess:
             "FLAME_MONGO_DB": settings.mongo_db,
             "FLAME_RABBIT_URL": settings.rabbit_url,
             "FLAME_NAMESPACE": settings.namespace,
+            "FLAME_SERVICE_SECRET": settings.service_secret,
             "FLAME_HOME": str(settings.home),
             "FLAME_STOP_GRACE_SECONDS": "1",
             "FLAME_TICK_SECONDS": "0.2",

@@ -117,6 +117,12 @@ class StoreContract:
 
     # --- create, load, records -----------------------------------------------------------------
 
+    async def test_task_keys_are_those_of_the_jobs_tasks(self, a: Adapters) -> None:
+        job, other = await self._create(a), await self._create(a)
+        assert await a.store.task_keys(job.state.job_id) == job.keys
+        assert set(job.keys).isdisjoint(await a.store.task_keys(other.state.job_id))
+        assert await a.store.task_keys(str(ObjectId())) == {}
+
     async def test_create_writes_log_job_and_tasks(self, a: Adapters) -> None:
         job = await self._create(a)
         job_id = job.state.job_id

@@ -1,0 +1,68 @@
+"""Which consumed events and commands the controller trusts: proven by the service secret, or an
+agent event by its task's key (`flame_common.proofs`); each job's task keys loaded once, cached."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Sequence
+
+from flame_common.logs import get_logger
+from flame_common.proofs import TASK, command_refusal, event_refusal
+from flame_common.settings import FlameSettings
+from flame_controller.ports import JobStore
+from schemas.events import EventBase
+
+log = get_logger(__name__)
+
+CACHED_JOBS = 10_000  # jobs whose task keys stay in memory (least recently used dropped first)
+
+
+class Provenance:
+    """Checks proofs against the service secret and the task keys of each job (from `store`)."""
+
+    def __init__(self, settings: FlameSettings, store: JobStore) -> None:
+        self._secret = settings.service_secret
+        self._store = store
+        self._keys: OrderedDict[str, dict[str, str]] = OrderedDict()
+        if not self._secret:
+            log.warning(
+                "FLAME_SERVICE_SECRET is empty: anyone with broker credentials can forge "
+                "service events and commands (`flame up` sets one per stack)"
+            )
+
+    async def refused(
+        self, job_id: str, events: Sequence[EventBase], proofs: Sequence[str]
+    ) -> set[int]:
+        """Positions of the events (of one job) that are not proven; each is logged (never a
+        key). The job's keys are loaded once, and again when an agent names a task not among
+        them (tasks added by an update)."""
+        keys = self._keys.get(job_id)
+        agents = [e.task_id for e, p in zip(events, proofs, strict=True) if p.startswith(TASK)]
+        if agents and (keys is None or any(t not in keys for t in agents)):
+            keys = self._keys[job_id] = await self._store.task_keys(job_id)
+            while len(self._keys) > CACHED_JOBS:
+                self._keys.popitem(last=False)
+        if keys is not None:
+            self._keys.move_to_end(job_id)
+        refused = set()
+        for i, (event, proof) in enumerate(zip(events, proofs, strict=True)):
+            why = event_refusal(event, proof, secret=self._secret, task_keys=keys or {})
+            if why is not None:
+                refused.add(i)
+                log.warning(
+                    "unproven event dead-lettered",
+                    type=event.type,
+                    event_id=event.id,
+                    job_id=job_id,
+                    task_id=event.task_id,
+                    source=event.source,
+                    reason=why,
+                )
+        return refused
+
+    def command_refusal(self, body: bytes, proof: str) -> str | None:
+        """Why a command is refused (not proven by the service secret); None when it is not."""
+        why = command_refusal(self._secret, body, proof)
+        if why is not None:
+            log.warning("unproven command refused", reason=why)
+        return why
