@@ -58,6 +58,8 @@ MAX_BATCH = 1000  # deliveries per pass (nx-27017 inserts are cheapest in big ba
 
 COMMANDS_TAG = "commands"  # consumer tag of the command queue
 _PARTITION_TAG = "#"  # partition queues: "<queue name>#<subscription number>"
+# headers the broker adds (delivery counts, dead-lettering): a forwarded message starts afresh
+_BROKER_HEADERS = ("x-delivery-count", "x-death", "x-first-death-", "x-last-death-")
 
 Handle = Callable[[str, Sequence[EventBase]], Awaitable[None]]
 RunCommand = Callable[[bytes], Awaitable[dict[str, Any]]]
@@ -456,7 +458,7 @@ def _tag(message: DeliveredMessage) -> str:
 def _forwarded(message: DeliveredMessage) -> Basic.Properties:
     """The properties a forwarded message keeps (not the broker's delivery bookkeeping)."""
     p = message.header.properties
-    headers = {k: v for k, v in (p.headers or {}).items() if not k.startswith("x-")}
+    headers = {k: v for k, v in (p.headers or {}).items() if not k.startswith(_BROKER_HEADERS)}
     return Basic.Properties(
         content_type=p.content_type,
         delivery_mode=p.delivery_mode,
