@@ -36,6 +36,7 @@ from flame_common.documents import (
 )
 from flame_common.embedded import start_embedded_mongo
 from flame_common.logs import configure_logging
+from flame_common.proofs import PROOF_HEADER, command_proof, task_proof
 from flame_common.settings import FlameSettings
 from flame_controller.app import running_controller
 from schemas.commands import CommandReply, CreateJob, StartJob
@@ -143,8 +144,8 @@ class Agents:
     after they are appended and projected, so they mark the end of a run without polling MongoDB.
     """
 
-    def __init__(self, settings: FlameSettings, job_id: str) -> None:
-        self.settings, self.job_id = settings, job_id
+    def __init__(self, settings: FlameSettings, job_id: str, keys: dict[str, str]) -> None:
+        self.settings, self.job_id, self.keys = settings, job_id, keys  # keys: task id -> key
         self.sent = 0
         self.completed = asyncio.Event()
 
@@ -173,6 +174,7 @@ class Agents:
             content_type="application/json",
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
             message_id=event.id,
+            headers={PROOF_HEADER: task_proof(self.keys[event.task_id or ""], event)},
         )
         await self.exchange.publish(message, routing_key=event.type)
         self.sent += 1
@@ -244,11 +246,12 @@ async def run_round(settings: FlameSettings, call: Call, ids: list[str]) -> Roun
     job = await call(CreateJob(user_id="bench", spec=spec))
     creation = time.perf_counter() - t0
     job_id = str(job["id"])
-    agents = Agents(settings, job_id)
+    cursor = TaskDoc.get_pymongo_collection().find({"job_id": job_id}, {"task_id": 1, "key": 1})
+    keys = {raw["task_id"]: raw["key"] async for raw in cursor}  # as each agent holds its own
+    task_ids = list(keys)
+    agents = Agents(settings, job_id, keys)
     await agents.start()
     logged_before = await EventDoc.find({"job_id": job_id}).count()
-    cursor = TaskDoc.get_pymongo_collection().find({"job_id": job_id}, {"task_id": 1})
-    task_ids = [raw["task_id"] async for raw in cursor]
 
     t_start = time.perf_counter()
     await call(StartJob(user_id="bench", job_id=job_id))
@@ -287,6 +290,7 @@ async def main() -> None:
             mongo_db=ns,
             rabbit_url=rabbit,
             namespace=ns,
+            service_secret=uuid.uuid4().hex,
             log_level="WARNING",
         )
         try:
@@ -302,6 +306,7 @@ async def main() -> None:
                         queue=names(settings).command_queue,
                         timeout=60,
                         content_type="application/json",
+                        headers={PROOF_HEADER: command_proof(settings.service_secret, body)},
                     )
                     result = CommandReply.model_validate_json(msg.body).unwrap()
                     assert isinstance(result, dict)
