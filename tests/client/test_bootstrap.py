@@ -44,3 +44,6 @@ def test_services_get_the_admin_token_hash_only(tmp_path: Path) -> None:
     registration = secrets["FLAME_REGISTRATION_TOKEN"]
     assert secrets["FLAME_REGISTRATION_TOKEN_SHA256"] == token_sha256(registration)
     assert service_secrets("the-admin-token")["FLAME_REGISTRATION_TOKEN"] != registration
+    service = secrets["FLAME_SERVICE_SECRET"]  # the services' proofs on the bus, per stack
+    assert len(service) >= 32
+    assert service_secrets("the-admin-token")["FLAME_SERVICE_SECRET"] != service
