@@ -1,4 +1,4 @@
-"""Console entry `flame-apiserver`: serve the REST API with uvicorn (settings from FLAME_* env)."""
+"""Console entry `flame-apiserver`: the REST API under uvicorn (HTTPS with FLAME_API_TLS_CERT)."""
 
 from __future__ import annotations
 
@@ -20,6 +20,8 @@ def main() -> None:
         port=settings.api_port,
         log_config=None,
         access_log=False,
+        ssl_certfile=settings.api_tls_cert or None,
+        ssl_keyfile=settings.api_tls_key or None,
     )
 
 

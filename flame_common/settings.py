@@ -30,7 +30,14 @@ class FlameSettings(BaseSettings):
     # REST API
     api_host: str = "127.0.0.1"
     api_port: int = 10100
-    api_url: str = ""  # how agents reach the apiserver; defaults to http://api_host:api_port
+    api_url: str = ""  # how agents reach the apiserver; defaults to http(s)://api_host:api_port
+    # TLS (docs/security.md "TLS"): the apiserver serves HTTPS with this certificate and key
+    # (PEM files); every client of the stack (flamelets, deployers, probes, the controller's
+    # broker admin client, MongoDB without its own tlsCAFile) trusts `ca_file` (empty: the
+    # system's CAs). Brokers use TLS when their URLs say amqps:// (`?cafile=`) or mqtts://.
+    api_tls_cert: str = ""
+    api_tls_key: str = ""
+    ca_file: str = ""
     max_code_bytes: int = 10 * 1024 * 1024
     max_code_files: int = 2000  # entries in a code zip
     max_code_unpacked_bytes: int = 100 * 1024 * 1024  # total uncompressed size (zip bombs)
@@ -86,7 +93,8 @@ class FlameSettings(BaseSettings):
 
     @property
     def apiserver_url(self) -> str:
-        return self.api_url or f"http://{self.api_host}:{self.api_port}"
+        scheme = "https" if self.api_tls_cert else "http"
+        return self.api_url or f"{scheme}://{self.api_host}:{self.api_port}"
 
     def with_overrides(self, **values: Any) -> FlameSettings:
         return self.model_copy(update=values)

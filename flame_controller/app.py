@@ -88,7 +88,10 @@ async def open_accounts(settings: FlameSettings) -> AsyncIterator[BrokerAccounts
         yield None
         return
     async with RabbitAccounts(
-        settings.rabbit_admin_url, settings.namespace, vhost_of(_data_broker_url(settings))
+        settings.rabbit_admin_url,
+        settings.namespace,
+        vhost_of(_data_broker_url(settings)),
+        ca_file=settings.ca_file,
     ) as accounts:
         try:
             await accounts.check()

@@ -7,6 +7,7 @@ from urllib.parse import quote, unquote, urlsplit
 import httpx
 
 from flame_common.datanames import data_resources
+from flame_common.tls import client_context
 from flame_controller.broker_accounts import USER_INFIX, BrokerLogin, new_login, user_name
 
 TIMEOUT = 10.0  # seconds per management request
@@ -25,7 +26,10 @@ def vhost_of(amqp_url: str) -> str:
 class RabbitAccounts:
     """Job users tagged `flame-job`, with configure/write/read limited to the job's data names."""
 
-    def __init__(self, admin_url: str, namespace: str, vhost: str = "/") -> None:
+    def __init__(
+        self, admin_url: str, namespace: str, vhost: str = "/", *, ca_file: str = ""
+    ) -> None:
+        """`ca_file`: the CA an https management API's certificate chains to ("": system's)."""
         parts = urlsplit(admin_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError("the RabbitMQ management URL must be http(s)://user:pass@host:port")
@@ -34,10 +38,13 @@ class RabbitAccounts:
         self.auth = (unquote(parts.username or "guest"), unquote(parts.password or "guest"))
         self.namespace = namespace
         self.vhost = vhost
+        self.ca_file = ca_file
         self._client: httpx.AsyncClient | None = None
 
     async def __aenter__(self) -> RabbitAccounts:
-        self._client = httpx.AsyncClient(auth=self.auth, timeout=TIMEOUT)
+        self._client = httpx.AsyncClient(
+            auth=self.auth, timeout=TIMEOUT, verify=client_context(self.ca_file or None)
+        )
         return self
 
     async def __aexit__(self, *_: object) -> None:

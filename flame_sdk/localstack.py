@@ -22,6 +22,7 @@ import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -92,15 +93,24 @@ class LocalStack:
         below = psutil.Process(self.pid("deployer")).children(recursive=True)
         return [p for p in below if _name(p) != ZYGOTE]
 
+    def _config(self) -> dict[str, Any]:
+        """The flamectl config file `flame up` wrote."""
+        import yaml
+
+        return dict(yaml.safe_load((self.home / "config.yaml").read_text()))
+
     @property
     def token(self) -> str:
         """The stack's admin token, from the config file `flame up` wrote."""
-        import yaml
+        return str(self._config()["token"])
 
-        return str(yaml.safe_load((self.home / "config.yaml").read_text())["token"])
+    @property
+    def ca_file(self) -> str:
+        """The CA of the apiserver's certificate (`flame up --tls`), else ""."""
+        return str(self._config()["apiserver"].get("caFile", ""))
 
     def client(self, user: str = "alice") -> FlameClient:
-        return FlameClient(self.endpoint, user, token=self.token)
+        return FlameClient(self.endpoint, user, token=self.token, ca_file=self.ca_file or None)
 
 
 def _name(proc: psutil.Process) -> str:
@@ -112,12 +122,17 @@ def _name(proc: psutil.Process) -> str:
 
 @contextlib.contextmanager
 def local_stack(
-    mongo_url: str | None, tmp: Path, namespace: str | None = None, **settings: str
+    mongo_url: str | None,
+    tmp: Path,
+    namespace: str | None = None,
+    *,
+    tls: bool = False,
+    **settings: str,
 ) -> Iterator[LocalStack]:
     """`flame up` with FLAME_HOME under `tmp`, its own namespace and API port; `flame down` after.
 
-    `mongo_url`: an existing MongoDB (None: the stack's embedded one). `settings`: extra
-    FLAME_* variables, over `QUICK`.
+    `mongo_url`: an existing MongoDB (None: the stack's embedded one). `tls`: `flame up --tls`
+    (HTTPS; certificates under `tmp/home/tls`). `settings`: extra FLAME_* variables, over `QUICK`.
     """
     namespace = namespace or f"e{uuid.uuid4().hex[:10]}"
     port = free_port()
@@ -132,8 +147,9 @@ def local_stack(
     )
     if mongo_url:
         env["FLAME_MONGO_URL"] = mongo_url
-    stack = LocalStack(tmp / "home", env, f"http://127.0.0.1:{port}")
-    result = stack.flame("up")
+    scheme = "https" if tls else "http"
+    stack = LocalStack(tmp / "home", env, f"{scheme}://127.0.0.1:{port}")
+    result = stack.flame("up", *(["--tls"] if tls else []))
     try:
         if result.returncode != 0:
             raise RuntimeError(f"flame up failed:\n{result.stderr}{result.stdout}")

@@ -230,6 +230,7 @@ class Agent:
             self.task.task_id,
             self.task.key,
             patience=self.settings.manifest_patience,
+            ca_file=self.settings.ca_file,
         )
         code_dir = self.work_dir / "code"
         if code_dir.exists():

@@ -15,6 +15,7 @@ import httpx
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from flame_common.logs import get_logger
+from flame_common.tls import client_context
 from schemas.task import TASK_KEY_HEADER
 
 log = get_logger(__name__)
@@ -104,9 +105,10 @@ def parse_manifest(body: bytes, content_type: str) -> Manifest:
 
 
 @functools.cache
-def tls_context() -> ssl.SSLContext:
-    """The verifying TLS context of the manifest client (built once: it costs ~30 ms)."""
-    return httpx.create_ssl_context()
+def tls_context(ca_file: str = "") -> ssl.SSLContext:
+    """The verifying TLS context of the manifest client, trusting `ca_file` (else the system's
+    CAs); built once per CA file: it costs ~30 ms."""
+    return client_context(ca_file) if ca_file else httpx.create_ssl_context()
 
 
 MAX_HEADERS = 100
@@ -127,10 +129,16 @@ async def _read_body(reader: asyncio.StreamReader, headers: dict[str, str]) -> b
 
 
 async def http_get(
-    url: str, accept: str, timeout: float, send: Mapping[str, str] | None = None
+    url: str,
+    accept: str,
+    timeout: float,
+    send: Mapping[str, str] | None = None,
+    *,
+    ca_file: str = "",
 ) -> tuple[int, str, bytes]:
     """A one-shot HTTP/1.1 GET sending the `send` headers too: (status, content type, body);
-    transport errors raise OSError.
+    transport errors raise OSError. An https server's certificate must chain to `ca_file`
+    (else to the system's CAs).
 
     Far cheaper than a full client for the one request an agent makes; no proxy, no redirects.
     """
@@ -149,7 +157,7 @@ async def http_get(
     )
     async with asyncio.timeout(timeout):
         reader, writer = await asyncio.open_connection(
-            host, port, ssl=tls_context() if https else None, limit=1 << 20
+            host, port, ssl=tls_context(ca_file) if https else None, limit=1 << 20
         )
         try:
             writer.write(request.encode("ascii"))
@@ -175,7 +183,7 @@ async def http_get(
 
 
 async def fetch_manifest(
-    apiserver: str, job_id: str, task_id: str, key: str, *, timeout: float = 30.0
+    apiserver: str, job_id: str, task_id: str, key: str, *, timeout: float = 30.0, ca_file: str = ""
 ) -> Manifest:
     """GET /jobs/{job}/{task}/task with the key in header X-Flame-Task-Key, and parse it."""
     url = f"{apiserver.rstrip('/')}/jobs/{quote(job_id, safe='')}/{quote(task_id, safe='')}/task"
@@ -183,8 +191,14 @@ async def fetch_manifest(
         raise ManifestError("the task key is empty or not a single line", retryable=False)
     try:
         status, content_type, body = await http_get(
-            url, "multipart/form-data", timeout, {TASK_KEY_HEADER: key}
+            url, "multipart/form-data", timeout, {TASK_KEY_HEADER: key}, ca_file=ca_file
         )
+    except ssl.SSLCertVerificationError as exc:
+        raise ManifestError(
+            f"the apiserver at {apiserver} has a certificate this agent does not trust "
+            f"({exc.verify_message}); FLAME_CA_FILE names the CA to trust",
+            retryable=False,
+        ) from None
     except (OSError, TimeoutError) as exc:
         raise ManifestError(
             f"cannot reach the apiserver at {apiserver}: {exc or type(exc).__name__}",
@@ -203,7 +217,7 @@ RETRY_MAX = 5.0
 
 
 async def fetch_patiently(
-    apiserver: str, job_id: str, task_id: str, key: str, *, patience: float
+    apiserver: str, job_id: str, task_id: str, key: str, *, patience: float, ca_file: str = ""
 ) -> Manifest:
     """`fetch_manifest`, retrying an unreachable or failing (5xx) apiserver for `patience` s."""
     loop = asyncio.get_running_loop()
@@ -213,7 +227,12 @@ async def fetch_patiently(
         left = deadline - loop.time()
         try:
             return await fetch_manifest(
-                apiserver, job_id, task_id, key, timeout=min(30.0, max(left, 1.0))
+                apiserver,
+                job_id,
+                task_id,
+                key,
+                timeout=min(30.0, max(left, 1.0)),
+                ca_file=ca_file,
             )
         except ManifestError as exc:
             left = deadline - loop.time()

@@ -46,7 +46,12 @@ async def running_deployer(
         if register:
             spec = ComputeSpec(compute_id=compute_id, api_key=api_key(settings.home, compute_id))
             registration = asyncio.create_task(
-                register_compute(settings.apiserver_url, spec, settings.registration_token)
+                register_compute(
+                    settings.apiserver_url,
+                    spec,
+                    settings.registration_token,
+                    ca_file=settings.ca_file,
+                )
             )
         yield deployer
     finally:

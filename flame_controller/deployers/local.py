@@ -60,6 +60,8 @@ def flamelet_env(settings: FlameSettings, key: str) -> dict[str, str]:
         FLAME_LOG_JSON=str(settings.log_json).lower(),
         FLAME_TASK_KEY=key,
     )
+    if settings.ca_file:  # the CA the apiserver's certificate chains to
+        env["FLAME_CA_FILE"] = settings.ca_file
     return env
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import httpx
 
 from flame_common.logs import get_logger
+from flame_common.tls import client_context
 from schemas.compute import ComputeSpec
 
 log = get_logger(__name__)
@@ -27,18 +28,20 @@ def api_key(home: Path, compute_id: str) -> str:
 
 
 async def register_compute(
-    apiserver: str, spec: ComputeSpec, token: str, *, max_delay: float = 30.0
+    apiserver: str, spec: ComputeSpec, token: str, *, max_delay: float = 30.0, ca_file: str = ""
 ) -> None:
     """POST the compute until the apiserver accepts it (201) or says it exists with our key.
 
-    `token` is an admin or compute-registration token (settings.registration_token).
+    `token` is an admin or compute-registration token (settings.registration_token); an https
+    apiserver's certificate must chain to `ca_file` (else to the system's CAs).
     """
+    verify = client_context(ca_file or None)
     delay = 0.5
     url = f"{apiserver.rstrip('/')}/computes"
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     while True:
         try:
-            async with httpx.AsyncClient(timeout=10, headers=headers) as client:
+            async with httpx.AsyncClient(timeout=10, headers=headers, verify=verify) as client:
                 response = await client.post(url, json=spec.wire())
             if response.status_code in (200, 201):
                 log.info("compute registered", compute_id=spec.compute_id)

@@ -13,15 +13,17 @@ import asyncio
 import contextlib
 import math
 import socket
+import ssl
 import uuid
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from flame_common.logs import get_logger
+from flame_common.tls import client_context
 from flame_sdk.backends.base import Scope
 from flame_sdk.backends.broker import BrokerBackend
 
@@ -31,18 +33,32 @@ CHUNK_SIZE = 1024 * 1024
 SEND_WINDOW = 16
 QOS = 1
 DEFAULT_PORT = 1883
+DEFAULT_TLS_PORT = 8883
 CONNECT_TIMEOUT = 5.0
 
 
 def parse_broker(broker: str) -> tuple[str, int]:
-    """`host`, `host:port` or `mqtt://host:port` -> (host, port)."""
+    """`host`, `host:port`, `mqtt://host:port` or `mqtts://host:port?cafile=PEM` -> (host, port)."""
     text = broker if "://" in broker else f"mqtt://{broker}"
     parts = urlsplit(text)
-    if parts.scheme not in ("mqtt", "tcp") or not parts.hostname:
+    if parts.scheme not in ("mqtt", "tcp", "mqtts") or not parts.hostname:
         raise ValueError(
-            f"mqtt broker must look like host[:port] or mqtt://host[:port], got {broker!r}"
+            "mqtt broker must look like host[:port], mqtt://host[:port] or "
+            f"mqtts://host[:port][?cafile=PEM], got {broker!r}"
         )
-    return parts.hostname, parts.port or DEFAULT_PORT
+    return parts.hostname, parts.port or (
+        DEFAULT_TLS_PORT if parts.scheme == "mqtts" else DEFAULT_PORT
+    )
+
+
+def broker_tls(broker: str) -> ssl.SSLContext | None:
+    """The verifying TLS context of an `mqtts://` broker (trusting its `cafile`, else the
+    system's CAs); None for plain MQTT."""
+    parts = urlsplit(broker)
+    if parts.scheme != "mqtts":
+        return None
+    cafile = dict(parse_qsl(parts.query)).get("cafile")
+    return client_context(cafile)
 
 
 def _check_part(what: str, value: str) -> str:
@@ -80,6 +96,7 @@ class MQTTBackend(BrokerBackend):
         **options: Any,
     ) -> None:
         self.host, self.port = parse_broker(broker)
+        self.tls = broker_tls(broker)
         _check_part("job id", job_id)
         _check_part("end id", end_id)
         super().__init__(
@@ -110,6 +127,7 @@ class MQTTBackend(BrokerBackend):
         client = aiomqtt.Client(
             self.host,
             self.port,
+            tls_context=self.tls,
             identifier=self._identifier,
             protocol=aiomqtt.ProtocolVersion.V5,
             will=aiomqtt.Will(

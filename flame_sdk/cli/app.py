@@ -38,8 +38,17 @@ def global_options(
         OutputFormat, typer.Option("--output", "-o", help="Tables for humans or JSON for scripts.")
     ] = OutputFormat.TABLE,
     insecure: Annotated[
-        bool, typer.Option("--insecure", help="Skip TLS certificate verification.")
+        bool,
+        typer.Option("--insecure", help="Skip TLS certificate verification (never by default)."),
     ] = False,
+    ca_file: Annotated[
+        str | None,
+        typer.Option(
+            "--ca-file",
+            help="CA certificate (PEM) an https apiserver must chain to "
+            "[$FLAME_CA_FILE, else the config file's apiserver.caFile, else the system CAs].",
+        ),
+    ] = None,
     timeout: Annotated[
         float, typer.Option(min=0.1, help="Seconds to wait for each apiserver answer.")
     ] = 30.0,
@@ -47,7 +56,7 @@ def global_options(
         str | None, typer.Option(help="API token [$FLAME_TOKEN, else the config file].")
     ] = None,
 ) -> None:
-    ctx.obj = Options(config, endpoint, user, output, insecure, timeout, token)
+    ctx.obj = Options(config, endpoint, user, output, insecure, timeout, token, ca_file)
 
 
 app.add_typer(create.app, name="create")

@@ -39,13 +39,14 @@ def service_secrets(token: str) -> dict[str, str]:
     }
 
 
-def write_cli_config(path: Path, endpoint: str, token: str) -> Path:
-    """flamectl's config: the endpoint, the admin token and (kept if set) the user; mode 0600,
-    written to a new file so the token is never readable by others, even for a moment."""
+def write_cli_config(path: Path, endpoint: str, token: str, ca_file: str = "") -> Path:
+    """flamectl's config: the endpoint (and the CA its certificate chains to), the admin token
+    and (kept if set) the user; mode 0600, written to a new file so the token is never readable
+    by others, even for a moment."""
     import yaml
 
     current = _read(path)
-    current["apiserver"] = {"endpoint": endpoint}
+    current["apiserver"] = {"endpoint": endpoint, **({"caFile": ca_file} if ca_file else {})}
     current.setdefault("user", getpass.getuser())
     current["token"] = token
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -8,23 +8,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from schemas.errors import BadRequest, Invalid
 
 DEFAULT_ENDPOINT = "http://127.0.0.1:10100"
 ENV_CONFIG, ENV_ENDPOINT, ENV_USER = "FLAME_CONFIG", "FLAME_APISERVER", "FLAME_USER"
-ENV_TOKEN = "FLAME_TOKEN"
+ENV_TOKEN, ENV_CA_FILE = "FLAME_TOKEN", "FLAME_CA_FILE"
 
 
 class _ApiServer(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
     endpoint: str = ""
+    ca_file: str = Field("", alias="caFile")
 
 
 class ConfigFile(BaseModel):
-    """The config file: `apiserver: {endpoint: URL}`, `user: NAME` and `token: API token` (other
-    keys ignored)."""
+    """The config file: `apiserver: {endpoint: URL, caFile: CA of its certificate}`, `user: NAME`
+    and `token: API token` (other keys ignored)."""
 
     model_config = ConfigDict(extra="ignore")
     apiserver: _ApiServer = _ApiServer()
@@ -38,6 +39,7 @@ class CliConfig:
     user: str
     source: Path | None  # the config file that was read, if any
     token: str = ""
+    ca_file: str = ""  # the CA an https endpoint's certificate must chain to ("": system CAs)
 
 
 def default_config_path(home: Path) -> Path:
@@ -75,9 +77,10 @@ def resolve_config(
     env: Mapping[str, str],
     home: Path,
     token: str | None = None,
+    ca_file: str | None = None,
 ) -> CliConfig:
-    """Flags win over env (FLAME_APISERVER, FLAME_USER, FLAME_TOKEN), env over the file, the file
-    over defaults.
+    """Flags win over env (FLAME_APISERVER, FLAME_USER, FLAME_TOKEN, FLAME_CA_FILE), env over the
+    file, the file over defaults.
 
     The file is `config_path`, else $FLAME_CONFIG, else $FLAME_HOME/config.yaml (the one
     `flame up` writes), else ~/.flame/config.yaml; a file named
@@ -97,5 +100,6 @@ def resolve_config(
     )
     resolved_user = user or env.get(ENV_USER) or (file.user if file else "") or getpass.getuser()
     resolved_token = token or env.get(ENV_TOKEN) or (file.token if file else "")
+    resolved_ca = ca_file or env.get(ENV_CA_FILE) or (file.apiserver.ca_file if file else "")
     source = path if file is not None else None
-    return CliConfig(resolved_endpoint, resolved_user, source, resolved_token)
+    return CliConfig(resolved_endpoint, resolved_user, source, resolved_token, resolved_ca)

@@ -8,13 +8,15 @@ from urllib.parse import urlsplit
 from flame_common.busnames import names
 from flame_common.embedded import port_open
 from flame_common.settings import FlameSettings
+from flame_common.tls import client_context
 
 READY_QUEUES = ("notifier", "deployer.default")  # besides the controller's command queue
 
 
 def rabbit_answers(url: str) -> bool:
     parts = urlsplit(url)
-    if not port_open(parts.hostname or "127.0.0.1", parts.port or 5672, timeout=1.0):
+    port = parts.port or (5671 if parts.scheme == "amqps" else 5672)
+    if not port_open(parts.hostname or "127.0.0.1", port, timeout=1.0):
         return False
     import aio_pika
 
@@ -54,11 +56,12 @@ def consumers_ready(settings: FlameSettings) -> bool:
         return False
 
 
-def http_answers(url: str) -> bool:
+def http_answers(url: str, ca_file: str = "") -> bool:
+    """The apiserver answers at `url` (an https one with a certificate `ca_file` verifies)."""
     import httpx
 
     try:
-        httpx.get(url, timeout=1.0)
+        httpx.get(url, timeout=1.0, verify=client_context(ca_file or None))
         return True
     except httpx.HTTPError:
         return False

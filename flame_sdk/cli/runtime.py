@@ -32,6 +32,7 @@ class Options:
     insecure: bool = False
     timeout: float = 30.0
     token: str | None = None
+    ca_file: str | None = None
 
     def resolve(self) -> CliConfig:
         return resolve_config(
@@ -39,6 +40,7 @@ class Options:
             endpoint=self.endpoint,
             user=self.user,
             token=self.token,
+            ca_file=self.ca_file,
             env=os.environ,
             home=Path.home(),
         )
@@ -77,6 +79,7 @@ def run(
             opts.timeout,
             token=config.token,
             verify=not opts.insecure,
+            ca_file=config.ca_file or None,
         ) as client:
             return await action(client)
 

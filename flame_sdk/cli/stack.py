@@ -7,6 +7,7 @@ logs in `$FLAME_HOME/logs/<part>.log`. `down` stops only what those pid files na
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -18,8 +19,10 @@ from urllib.parse import urlsplit
 
 import typer
 
+from flame_common.certs import DEFAULT_HOSTS, ensure_local_certs
 from flame_common.embedded import free_port, port_open
 from flame_common.settings import FlameSettings
+from flame_common.tls import with_ca_file
 from flame_sdk.cli import probes
 from flame_sdk.cli.bootstrap import admin_token, service_secrets, write_cli_config
 from flame_sdk.cli.services import SERVICES
@@ -62,13 +65,58 @@ def _fail(message: str) -> None:
     raise typer.Exit(1)
 
 
+def _tls(settings: FlameSettings) -> tuple[FlameSettings, dict[str, str]]:
+    """`--tls`: the local CA and server certificate under $FLAME_HOME/tls (made once), the
+    apiserver on HTTPS, every client trusting the CA (FLAME_CA_FILE when set, else the local
+    one) and amqps:// / mqtts:// broker URLs given that CA file; returns the env to add."""
+    extra = [] if settings.api_host in ("0.0.0.0", "::", *DEFAULT_HOSTS) else [settings.api_host]
+    certs = ensure_local_certs(settings.home / "tls", [*DEFAULT_HOSTS, *extra])
+    ca = settings.ca_file or str(certs.ca_file)
+    brokers = [
+        {**b, "host": with_ca_file(b["host"], ca)} if "host" in b else b
+        for b in settings.job_brokers
+    ]
+    values = {
+        "api_tls_cert": str(certs.cert_file),
+        "api_tls_key": str(certs.key_file),
+        "ca_file": ca,
+        "rabbit_url": with_ca_file(settings.rabbit_url, ca),
+    }
+    env = {f"FLAME_{name.upper()}": value for name, value in values.items()}
+    env["FLAME_JOB_BROKERS"] = json.dumps(brokers)
+    return settings.with_overrides(**values, job_brokers=brokers), env
+
+
+def _plain(settings: FlameSettings, mongo_url: str) -> list[str]:
+    """What still travels in clear under `--tls` (the local brokers and MongoDB are not ours to
+    reconfigure: their URLs say whether they use TLS)."""
+    plain = [] if settings.rabbit_url.startswith("amqps://") else ["rabbitmq (FLAME_RABBIT_URL)"]
+    urls = [b.get("host", "") for b in settings.job_brokers]
+    if any(not u.startswith(("amqps://", "mqtts://")) for u in urls):
+        plain.append("job brokers (FLAME_JOB_BROKERS)")
+    if "tls=true" not in mongo_url.lower() and "ssl=true" not in mongo_url.lower():
+        plain.append("mongodb (FLAME_MONGO_URL)")
+    return plain
+
+
 @app.command()
 def up(
     timeout: Annotated[float, typer.Option(help="seconds to wait for the apiserver")] = 60.0,
+    tls: Annotated[
+        bool,
+        typer.Option(
+            "--tls",
+            help="HTTPS with a local CA's certificate ($FLAME_HOME/tls), verified by every "
+            "client; amqps:// and mqtts:// broker URLs get its CA file.",
+        ),
+    ] = False,
 ) -> None:
     """Start MongoDB (embedded, unless FLAME_MONGO_URL is set) and the services."""
     settings = FlameSettings()
     stack = Stack(settings)
+    tls_env: dict[str, str] = {}
+    if tls:
+        settings, tls_env = _tls(settings)
     if not probes.rabbit_answers(settings.rabbit_url):
         _fail(f"RabbitMQ does not answer at {_safe(settings.rabbit_url)}; start it: {RABBIT_HINT}")
     mongo_url = settings.mongo_url
@@ -79,17 +127,22 @@ def up(
     # the admin token is kept before anything starts: a later `up` finds the same one
     config_path = settings.home / "config.yaml"
     token = admin_token(config_path)
-    config = write_cli_config(config_path, settings.apiserver_url, token)
-    env = {**os.environ, "FLAME_MONGO_URL": mongo_url, "FLAME_HOME": str(settings.home)}
-    env.update(service_secrets(token))
+    endpoint, ca_file = settings.apiserver_url, settings.ca_file if settings.api_tls_cert else ""
     supervisor = stack.process("supervisor")
+    running_at = (stack.info("supervisor") or {}).get("endpoint", endpoint)
+    if supervisor is not None and running_at != endpoint:
+        _fail(f"the stack already runs at {running_at}; `flame down` first to serve {endpoint}")
+    config = write_cli_config(config_path, endpoint, token, ca_file)
+    env = {**os.environ, "FLAME_MONGO_URL": mongo_url, "FLAME_HOME": str(settings.home)}
+    env.update(service_secrets(token), **tls_env)
     asked = time.time()
     if supervisor is None:
         supervisor = stack.spawn("supervisor", [sys.executable, "-m", SUPERVISOR], env)
+        stack.record("supervisor", supervisor, endpoint=endpoint, ca_file=ca_file)
     else:
         supervisor.send_signal(signal.SIGHUP)  # restart the services it had left down
     deadline = time.monotonic() + timeout
-    while not (probes.http_answers(settings.apiserver_url) and probes.consumers_ready(settings)):
+    while not (probes.http_answers(endpoint, ca_file) and probes.consumers_ready(settings)):
         if not supervisor.is_running() or supervisor.status() == "zombie":
             _fail(f"the supervisor exited:\n{stack.log_tail('supervisor')}")
         supervised = read_state(stack.run_dir)
@@ -99,17 +152,22 @@ def up(
         if time.monotonic() > deadline:
             _fail(f"the stack did not become ready within {timeout:g} s (see {stack.log_dir})")
         time.sleep(0.2)
-    typer.echo(f"apiserver  {settings.apiserver_url}")
+    typer.echo(f"apiserver  {endpoint}")
     typer.echo(f"mongodb    {mongo_url}")
     typer.echo(f"rabbitmq   {_safe(settings.rabbit_url)} (namespace {settings.namespace})")
     typer.echo(f"logs       {stack.log_dir}")
     typer.echo(f"flamectl   {config}")
+    if tls:
+        typer.echo(f"tls        CA {ca_file} (flamectl, flamelets and the services verify with it)")
+        if plain := _plain(settings, mongo_url):
+            typer.echo(f"warning: without TLS: {', '.join(plain)} (see docs/security.md, TLS)")
 
 
 def _safe(url: str) -> str:
     parts = urlsplit(url)
     netloc = parts.hostname or ""
-    return f"{parts.scheme}://{netloc}:{parts.port or 5672}{parts.path}"
+    port = parts.port or (5671 if parts.scheme == "amqps" else 5672)
+    return f"{parts.scheme}://{netloc}:{port}{parts.path}"
 
 
 def _last_exit(svc: dict[str, Any]) -> str:
@@ -126,6 +184,9 @@ def status() -> None:
     settings = FlameSettings()
     stack = Stack(settings)
     supervisor = stack.process("supervisor")
+    recorded = stack.info("supervisor") or {}
+    endpoint = str(recorded.get("endpoint") or settings.apiserver_url)
+    ca_file = str(recorded.get("ca_file") or settings.ca_file)
     services = read_state(stack.run_dir).get("services", {}) if supervisor else {}
     healthy = supervisor is not None
     supervised = f"running (pid {supervisor.pid})" if supervisor else "stopped"
@@ -140,8 +201,8 @@ def status() -> None:
             check = f"up since {since:%H:%M:%S}  " if since else ""
             check += f"restarts {svc.get('restarts', 0)}  last exit {_last_exit(svc)}  "
         if part == "apiserver" and proc:
-            ok = probes.http_answers(settings.apiserver_url)
-            check += f"http {settings.apiserver_url} {'ok' if ok else 'not answering'}"
+            ok = probes.http_answers(endpoint, ca_file)
+            check += f"http {endpoint} {'ok' if ok else 'not answering'}"
             healthy &= ok
         elif part == "mongo" and proc:
             url = urlsplit(str((stack.info(part) or {}).get("url", "")))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import TracebackType
 
 import httpx
@@ -21,6 +22,8 @@ class FlameClient:
     """Async client of one Flame apiserver for one user; use as `async with FlameClient(...) as c`.
 
     `token` is the API token sent as `Authorization: Bearer` (the user's own, or an admin's).
+    An https endpoint's certificate is verified against `ca_file` (else the system's CAs);
+    `verify=False` skips the check (only when asked for: `flamectl --insecure`).
 
     Every method returns pydantic models of `schemas`; failures raise `schemas.errors.FlameError`
     subclasses (NotFound, Conflict, Invalid, ...; Unavailable when the server cannot be reached).
@@ -34,13 +37,19 @@ class FlameClient:
         *,
         token: str = "",
         verify: bool = True,
+        ca_file: str | Path | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         if not user.strip():
             raise Invalid("the Flame user name is empty")
         self.user = user
         self._transport = Transport(
-            endpoint, timeout=timeout, token=token, verify=verify, transport=transport
+            endpoint,
+            timeout=timeout,
+            token=token,
+            verify=verify,
+            ca_file=ca_file,
+            transport=transport,
         )
         self.designs = DesignsClient(self._transport, user)
         self.schemas = SchemasClient(self._transport, user)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 
+from flame_common.tls import http_verify
 from flame_sdk.client.errors import error_from_response
 from schemas.errors import Invalid, Unavailable
 
@@ -67,14 +70,19 @@ class Transport:
         timeout: float,
         token: str = "",
         verify: bool = True,
+        ca_file: str | Path | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.endpoint = check_endpoint(endpoint)
         headers = {"Authorization": f"Bearer {token}"} if token else {}
+        try:
+            tls = http_verify(ca_file, insecure=not verify)
+        except (OSError, ssl.SSLError) as exc:
+            raise Invalid(f"cannot use CA file {ca_file}: {exc}") from exc
         self._http = httpx.AsyncClient(
             base_url=self.endpoint,
             timeout=timeout,
-            verify=verify,
+            verify=tls,
             transport=transport,
             headers=headers,
         )
@@ -86,6 +94,8 @@ class Transport:
         if isinstance(exc, httpx.TimeoutException):
             return Unavailable(f"the Flame apiserver at {self.endpoint} did not answer in time")
         reason = str(exc) or type(exc).__name__
+        if "CERTIFICATE_VERIFY_FAILED" in reason:
+            reason += " (trust the server's CA with --ca-file or FLAME_CA_FILE)"
         return Unavailable(f"cannot reach the Flame apiserver at {self.endpoint}: {reason}")
 
     async def request(
