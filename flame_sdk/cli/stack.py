@@ -216,7 +216,9 @@ def status() -> None:
         typer.echo(f"{part:<11}{state:<24}{check}".rstrip())
         if svc.get("last_exit") and svc["last_exit"].get("log"):
             typer.echo(f"{'':<11}last log line: {svc['last_exit']['log'][:200]}")
-    rabbit = probes.rabbit_answers(settings.rabbit_url)
+    rabbit = probes.rabbit_answers(
+        with_ca_file(settings.rabbit_url, ca_file) if ca_file else settings.rabbit_url
+    )
     typer.echo(
         f"{'rabbitmq':<11}{'ok' if rabbit else 'not answering':<24}{_safe(settings.rabbit_url)}"
     )
