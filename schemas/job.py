@@ -34,7 +34,7 @@ class ModelRegistry(WireModel):
     """A job's own model registry (Flame's files carry one in the modelSpec); empty `sort` = the
     platform's default registry (`FLAME_JOB_REGISTRY`)."""
 
-    sort: str = ""
+    sort: str = Field(default="", json_schema_extra={"enum": ["", *REGISTRY_SORTS]})
     uri: str = ""
 
     @field_validator("sort")
@@ -88,7 +88,9 @@ class JobSpec(WireModel):
     code_revision: int = 0
     priority: str = "low"
     backend: str = Field(min_length=1)
-    max_run_time: int = DEFAULT_MAX_RUN_TIME
+    max_run_time: int = Field(
+        default=DEFAULT_MAX_RUN_TIME, json_schema_extra={"minimum": 0, "maximum": MAX_RUN_TIME}
+    )  # bounds checked by `_positive` (messages naming the field), declared for OpenAPI
     data_spec: list[RoleDatasetGroups] = Field(default_factory=list)
     model_spec: ModelSpec = Field(default_factory=ModelSpec)
 

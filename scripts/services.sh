@@ -1,22 +1,37 @@
 #!/usr/bin/env bash
-# Make sure the services the tests talk to are listening: RabbitMQ (5672, management API 15672)
-# and Mosquitto (1883). Idempotent: enables the management plugin only when it is not on yet.
+# Make sure the services the tests talk to answer: RabbitMQ (AMQP handshake on 5672, management API
+# 15672) and Mosquitto (1883). A RabbitMQ that accepts TCP but no longer answers the AMQP handshake is
+# restarted. Idempotent: enables the management plugin only when it is not on yet.
 set -uo pipefail
 listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-wait_port() {
-  for _ in $(seq 1 60); do listening "$1" && return 0; sleep 1; done
-  echo "error: nothing listens on 127.0.0.1:$1 after 60 s ($2)" >&2; return 1
+# AMQP 0-9-1: the server answers the protocol header with a connection.start frame (type 1).
+amqp_answers() {
+  timeout 5 bash -c 'exec 3<>/dev/tcp/127.0.0.1/5672 && printf "AMQP\x00\x00\x09\x01" >&3 &&
+    [ "$(head -c 1 <&3 | od -An -tu1 | tr -d " ")" = 1 ]' 2>/dev/null
+}
+wait_for() {
+  for _ in $(seq 1 90); do "$@" && return 0; sleep 1; done
+  return 1
+}
+start_rabbitmq() {
+  rabbitmq-server -detached >/dev/null 2>&1 || true
+  wait_for amqp_answers || { echo "error: RabbitMQ does not answer on 127.0.0.1:5672 after 90 s" >&2; exit 1; }
 }
 if ! listening 5672; then
   echo "==> starting RabbitMQ"
-  rabbitmq-server -detached >/dev/null 2>&1 || true
-  wait_port 5672 "RabbitMQ" || exit 1
+  start_rabbitmq
+elif ! wait_for amqp_answers; then
+  echo "==> RabbitMQ listens but does not answer the AMQP handshake: restarting it"
+  timeout 30 rabbitmqctl stop >/dev/null 2>&1 || true
+  pkill -9 -f beam.smp 2>/dev/null || true
+  sleep 2
+  start_rabbitmq
 fi
 # The controller creates per-job broker users through the management HTTP API.
 if ! listening 15672; then
   echo "==> enabling the RabbitMQ management plugin"
-  rabbitmq-plugins enable rabbitmq_management >/dev/null 2>&1 || true
-  wait_port 15672 "RabbitMQ management" || exit 1
+  timeout 60 rabbitmq-plugins enable rabbitmq_management >/dev/null 2>&1 || true
+  wait_for listening 15672 || { echo "error: RabbitMQ management API not on :15672 after 90 s" >&2; exit 1; }
 fi
 if ! listening 1883; then
   echo "==> starting Mosquitto"
@@ -24,6 +39,6 @@ if ! listening 1883; then
     apt-get update -qq && apt-get install -y -qq mosquitto >/dev/null
   fi
   mosquitto -d -p 1883 >/dev/null 2>&1 || true
-  wait_port 1883 "Mosquitto" || exit 1
+  wait_for listening 1883 || { echo "error: nothing listens on 127.0.0.1:1883 after 90 s (Mosquitto)" >&2; exit 1; }
 fi
 echo "==> services up: RabbitMQ :5672 (management :15672), Mosquitto :1883"

@@ -6,14 +6,14 @@ import secrets
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Response, status
+from fastapi import APIRouter, Header, Query, Response, status
 
 from flame_apiserver.auth import Registrar
 from flame_apiserver.context import Ctx
 from flame_apiserver.lookups import any_job
 from flame_apiserver.ports import AlreadyExists, ComputeRecord, Resources
 from schemas.compute import ComputeSpec, ComputeStatus, DeploymentConfig, DeploymentStatus
-from schemas.errors import BadRequest, Conflict, NotFound, Unauthorized
+from schemas.errors import Conflict, NotFound, Unauthorized
 from schemas.states import AgentState, ComputeState
 
 router = APIRouter(prefix="/computes", tags=["computes"])
@@ -104,11 +104,11 @@ async def register_compute(
 
 
 @router.get("", response_model=list[dict[str, Any]])
-async def list_computes(_: Registrar, ctx: Ctx, adminId: str = "") -> list[dict[str, Any]]:
-    """Computes of one admin (`adminId` required; admin or compute-registration token); api
-    keys are never returned."""
-    if not adminId:
-        raise BadRequest("query parameter 'adminId' is required")
+async def list_computes(
+    _: Registrar, ctx: Ctx, adminId: Annotated[str, Query(min_length=1)]
+) -> list[dict[str, Any]]:
+    """Computes of one admin (admin or compute-registration token); api keys are never
+    returned."""
     return [_public_spec(d) for d in await ctx.resources.computes_of(adminId)]
 
 

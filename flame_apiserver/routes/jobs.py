@@ -11,7 +11,7 @@ from flame_apiserver.context import Ctx
 from flame_apiserver.lookups import job_of, task_of
 from flame_apiserver.views import job_spec, job_status, task_config, task_info
 from schemas.commands import CreateJob, DeleteJob, StartJob, StopJob, UpdateJob
-from schemas.errors import Forbidden, Invalid, NotFound, NotImplementedYet
+from schemas.errors import Forbidden, Invalid, NotFound
 from schemas.job import JobSpec, JobStatus
 from schemas.states import JobState
 from schemas.task import TaskInfo
@@ -104,8 +104,9 @@ async def put_job_status(
     elif body.state is JobState.STOPPING:
         command = StopJob(user_id=user, job_id=job_id, idempotency_key=key)
     elif body.state is JobState.APPLYING:
-        raise NotImplementedYet(
-            "'applying' is not supported; change a stopped job with PUT /users/{user}/jobs/{jobId}"
+        raise Invalid(
+            "state 'applying' cannot be requested; change a stopped job with "
+            "PUT /users/{user}/jobs/{jobId}"
         )
     else:
         raise Invalid(f"users may request only 'starting' or 'stopping', not '{body.state.value}'")

@@ -47,6 +47,8 @@ async def test_listing_hides_api_keys(api: httpx.AsyncClient) -> None:
     assert [c["managed"] for c in listed] == [True, False]
     assert (await api.get("/computes?adminId=nobody")).json() == []
     assert (await api.get("/computes")).status_code == 400
+    empty = await api.get("/computes?adminId=")
+    assert empty.status_code == 400 and "adminId" in empty.json()["message"]
 
 
 async def test_deployment_config_requires_the_key(

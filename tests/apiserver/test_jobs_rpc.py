@@ -74,7 +74,7 @@ async def test_user_may_request_only_start_and_stop(
         r = await api.put(f"/users/{U}/jobs/j1/status", json={"state": state})
         assert r.status_code == 422, state
     r = await api.put(f"/users/{U}/jobs/j1/status", json={"state": "applying"})
-    assert r.status_code == 501 and r.json()["code"] == "not_implemented"
+    assert r.status_code == 422 and "'applying' cannot be requested" in r.json()["message"]
     assert fake_controller.commands == []
 
 
