@@ -14,18 +14,41 @@ wait_for() {
   return 1
 }
 start_rabbitmq() {
-  rabbitmq-server -detached >/dev/null 2>&1 || true
+  # As root, Debian's wrapper starts the node through `su`, whose PAM session resets the open-files
+  # limit to 1024; setpriv switches user without PAM, so the node inherits the limit raised below.
+  if [ "$(id -u)" = 0 ] && id rabbitmq >/dev/null 2>&1 && command -v setpriv >/dev/null &&
+    [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ]; then
+    (cd /var/lib/rabbitmq && HOME=/var/lib/rabbitmq setpriv --reuid=rabbitmq --regid=rabbitmq \
+      --init-groups /usr/lib/rabbitmq/bin/rabbitmq-server -detached) >/dev/null 2>&1 || true
+  else
+    rabbitmq-server -detached >/dev/null 2>&1 || true
+  fi
   wait_for amqp_answers || { echo "error: RabbitMQ does not answer on 127.0.0.1:5672 after 90 s" >&2; exit 1; }
 }
+restart_rabbitmq() {
+  timeout -s KILL 30 rabbitmqctl stop >/dev/null 2>&1 || true
+  pkill -9 -f 'beam.smp.*rabbit' 2>/dev/null || true
+  sleep 2
+  start_rabbitmq
+}
+# Each socket and queue segment of RabbitMQ takes a file handle; started with the common soft limit of
+# 1024 it stops accepting connections (handshake never answered) once a few hundred queues exist.
+open_files_limit() {
+  local pid
+  pid=$(pgrep -f 'beam.smp.*rabbit' | head -1)
+  [ -n "$pid" ] && awk '/Max open files/ {print $4}' "/proc/$pid/limits" 2>/dev/null
+}
+# Raise our own soft limit first: a RabbitMQ started from here inherits it.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || ulimit -n 20000 2>/dev/null || true
 if ! listening 5672; then
   echo "==> starting RabbitMQ"
   start_rabbitmq
 elif ! wait_for amqp_answers; then
   echo "==> RabbitMQ listens but does not answer the AMQP handshake: restarting it"
-  timeout 30 rabbitmqctl stop >/dev/null 2>&1 || true
-  pkill -9 -f beam.smp 2>/dev/null || true
-  sleep 2
-  start_rabbitmq
+  restart_rabbitmq
+elif limit=$(open_files_limit) && [ -n "$limit" ] && [ "$limit" != unlimited ] && [ "$limit" -lt 16384 ]; then
+  echo "==> RabbitMQ runs with an open-files limit of $limit: restarting it with $(ulimit -Sn)"
+  restart_rabbitmq
 fi
 # The controller creates per-job broker users through the management HTTP API.
 if ! listening 15672; then

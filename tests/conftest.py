@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote
 
+import httpx
 import pytest
 import structlog
 
@@ -54,19 +55,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 _NAMESPACES: list[str] = []
-# Durable queues and exchanges the services declare per namespace (agent inboxes expire).
-_QUEUES = (
-    "controller.events",
-    "controller.commands",
-    "notifier",
-    "notifier.agents",
-    "deployer.default",
-    "dead-letters",
-    "controller.members",
-    # the controller's partition queues (FLAME_CONTROLLER_PARTITIONS: the default in tests)
-    *(f"controller.partition.{i}" for i in range(FlameSettings().controller_partitions)),
-)
-_EXCHANGES = ("events", "agents", "dead-letters")
 
 
 def track_namespace(ns: str) -> str:
@@ -89,54 +77,55 @@ def _restore_logging() -> Iterator[None]:
 
 
 @pytest.fixture
-def namespace() -> str:
-    """A unique bus namespace / database name so tests never see each other's traffic."""
-    return track_namespace(f"t{uuid.uuid4().hex[:10]}")
+def namespace() -> Iterator[str]:
+    """A unique bus namespace / database name so tests never see each other's traffic; its queues,
+    exchanges and broker users are deleted when the test ends (durable queues left by hundreds of
+    tests would pile up on the broker: each holds file handles)."""
+    ns = track_namespace(f"t{uuid.uuid4().hex[:10]}")
+    yield ns
+    if port_open("127.0.0.1", 15672):
+        _NAMESPACES.remove(ns)
+        delete_namespaces([ns])
 
 
 @pytest.fixture(scope="session", autouse=True)
 def _delete_test_queues() -> Iterator[None]:
-    """At the end of the session, remove the durable queues/exchanges the tests declared."""
+    """At the end of the session, remove what the tests declared in namespaces not yet cleaned."""
     yield
-    if not _NAMESPACES or not port_open("127.0.0.1", 5672):
-        return
-    try:  # bounded: a broker that stopped answering must not hang the end of the session
-        asyncio.run(asyncio.wait_for(delete_namespaces(list(_NAMESPACES)), 120))
-    except Exception as exc:  # cleanup only: the tests have already reported
-        print(f"warning: test queues not deleted: {exc!r}")
+    if _NAMESPACES and port_open("127.0.0.1", 15672):
+        delete_namespaces(list(_NAMESPACES))
 
 
-async def delete_namespaces(namespaces: list[str]) -> None:
-    """Delete the durable queues and exchanges the services declare in these namespaces."""
-    import aio_pika
-
-    connection = await aio_pika.connect(RABBIT_URL, timeout=10)
-    async with connection:
-        for ns in namespaces:
-            for queue in _QUEUES:
-                channel = await connection.channel()
-                with contextlib.suppress(Exception):
-                    await channel.queue_delete(f"{ns}.{queue}")
-                with contextlib.suppress(Exception):
-                    await channel.close()
-            for exchange in _EXCHANGES:
-                channel = await connection.channel()
-                with contextlib.suppress(Exception):
-                    await channel.exchange_delete(f"{ns}.{exchange}")
-                with contextlib.suppress(Exception):
-                    await channel.close()
-    await delete_job_users(namespaces)
+def delete_namespaces(namespaces: list[str]) -> None:
+    """Delete, through the management API, every queue and exchange named `<namespace>.…` and the
+    per-job broker users of these namespaces. Cleanup only: bounded, and a failure is a warning."""
+    admin = httpx.URL(FlameSettings().rabbit_admin_url)
+    prefixes = tuple(f"{ns}." for ns in namespaces)
+    try:
+        with httpx.Client(
+            base_url=admin.copy_with(username=None, password=None),
+            auth=(admin.username, admin.password),
+            timeout=10,
+        ) as http:
+            for kind in ("queues", "exchanges"):
+                listing = http.get(f"/api/{kind}/%2F", params={"columns": "name"})
+                listing.raise_for_status()
+                for name in (item["name"] for item in listing.json()):
+                    if name.startswith(prefixes):
+                        http.delete(f"/api/{kind}/%2F/{quote(name, safe='')}")
+        asyncio.run(asyncio.wait_for(delete_job_users(namespaces), 30))
+    except Exception as exc:  # the tests have already reported; a leftover is not a failure
+        print(f"warning: broker objects of {namespaces[:3]}… not deleted: {exc!r}")
 
 
 async def delete_job_users(namespaces: list[str]) -> None:
     """Delete the per-job broker users of jobs the tests started and never ended."""
     from flame_controller.rabbit_accounts import RabbitAccounts
 
-    with contextlib.suppress(Exception):  # no management API: no users were made
-        for ns in namespaces:
-            async with RabbitAccounts(FlameSettings().rabbit_admin_url, ns) as accounts:
-                for job_id in await accounts.jobs():
-                    await accounts.close(job_id)
+    for ns in namespaces:
+        async with RabbitAccounts(FlameSettings().rabbit_admin_url, ns) as accounts:
+            for job_id in await accounts.jobs():
+                await accounts.close(job_id)
 
 
 @pytest.fixture
