@@ -20,6 +20,7 @@ from flame_apiserver.routes import (
     events,
     health,
     jobs,
+    metrics,
     tokens,
 )
 from flame_apiserver.services import open_services
@@ -77,6 +78,7 @@ def create_app(
         datasets.user_router,
         jobs.router,
         events.router,
+        metrics.router,
         computes.router,
         agents.router,
         deadletters.router,

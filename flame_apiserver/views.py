@@ -50,13 +50,22 @@ def task_config(doc: TaskRecord) -> dict[str, Any]:
     return config.to_wire()
 
 
+# the scheme of a broker host given as a bare `host[:port]`, by broker sort
+BARE_HOST_SCHEMES = {"rabbitmq": "amqp", "mqtt": "mqtt"}
+
+
 def agent_task_config(doc: TaskRecord) -> dict[str, Any]:
-    """The config served to the task's agent: its RabbitMQ brokers carry the job's own login."""
+    """The config served to the task's agent: its brokers of the sorts the job has a login on
+    (RabbitMQ, MQTT) carry that login."""
     config = task_config(doc)
     if doc.broker_user:
         for broker in config.get("brokers", []):
-            if broker.get("sort") == "rabbitmq":
+            sort = broker.get("sort", "")
+            if sort in doc.broker_sorts:
                 broker["host"] = with_credentials(
-                    broker["host"], doc.broker_user, doc.broker_password
+                    broker["host"],
+                    doc.broker_user,
+                    doc.broker_password,
+                    scheme=BARE_HOST_SCHEMES.get(sort, sort),
                 )
     return config

@@ -1,4 +1,4 @@
-"""A job's data plane on RabbitMQ: its names (SDK backend, broker accounts) and broker URLs."""
+"""A job's data plane: its RabbitMQ names (SDK backend, broker accounts) and broker URLs."""
 
 from __future__ import annotations
 
@@ -23,13 +23,19 @@ def data_resources(job_id: str) -> str:
 
 
 def without_credentials(url: str) -> str:
-    """`url` with its `user:password@` removed (what task configs store)."""
+    """`url` (or a bare `[user:password@]host[:port]`) with its `user:password@` removed (what
+    task configs store)."""
+    if "://" not in url:
+        return url.rpartition("@")[2]
     parts = urlsplit(url)
     return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
-def with_credentials(url: str, user: str, password: str) -> str:
-    """`url` with `user:password@` as its credentials (what a job's agents are served)."""
+def with_credentials(url: str, user: str, password: str, *, scheme: str = "amqp") -> str:
+    """`url` with `user:password@` as its credentials (what a job's agents are served); a bare
+    `host[:port]` is read as `scheme://host[:port]`."""
+    if "://" not in url:
+        url = f"{scheme}://{url}"
     parts = urlsplit(without_credentials(url))
     userinfo = f"{quote(user, safe='')}:{quote(password, safe='')}"
     return urlunsplit(parts._replace(netloc=f"{userinfo}@{parts.netloc}"))

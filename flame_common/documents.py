@@ -145,6 +145,8 @@ class TaskDoc(Document):
     # the job's data-plane broker login while it runs (set by the controller; agents only)
     broker_user: str = ""
     broker_password: str = ""
+    # the job_brokers sorts the login is valid on (logins stored without it were RabbitMQ's)
+    broker_sorts: list[str] = Field(default_factory=lambda: ["rabbitmq"])
 
     class Settings:
         name = "tasks"

@@ -18,7 +18,9 @@ PROOF_HEADER = "flame-proof"
 TASK = "task"
 SERVICE = "service"
 # Event types an agent may vouch for with its task key; every other type needs the service secret.
-AGENT_TYPES = frozenset({"task.status_changed", "agent.registered", "agent.heartbeat"})
+AGENT_TYPES = frozenset(
+    {"task.status_changed", "task.metrics", "agent.registered", "agent.heartbeat"}
+)
 
 
 def identity(event: EventBase) -> bytes:

@@ -70,6 +70,11 @@ class FlameSettings(BaseSettings):
     # own broker user limited to its data exchange and queues. Empty: jobs' role code is served
     # the job_brokers URL as it is (shared credentials; the controller warns).
     rabbit_admin_url: str = "http://guest:guest@127.0.0.1:15672/"
+    # Mosquitto's dynamic-security plugin as its admin client (controller only), e.g.
+    # mqtt://flame-admin:PW@127.0.0.1:1883 or mqtts://… (verified with `ca_file`): each running
+    # job gets an MQTT client limited to its topics, with the job's RabbitMQ password. Empty: MQTT
+    # role code is served the job_brokers URL as it is (shared access; the controller warns).
+    mqtt_admin_url: str = ""
     # Agents
     heartbeat_interval: float = 2.0
     heartbeat_timeout: float = 10.0

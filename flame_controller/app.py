@@ -23,16 +23,17 @@ from flame_common.db import init_db
 from flame_common.logs import get_logger
 from flame_common.settings import FlameSettings
 from flame_common.topology import topology
-from flame_controller.broker_accounts import BrokerAccounts, sweep
+from flame_controller.broker_accounts import BrokerAccountsError, JobAccounts, sweep
 from flame_controller.consumer import EventConsumer
 from flame_controller.handlers import handle_command
 from flame_controller.memory import MemoryCatalog, MemoryJobStore
 from flame_controller.mongo import MongoCatalog, MongoJobStore
+from flame_controller.mosquitto_accounts import MosquittoAccounts
 from flame_controller.outbox import OutboxRelay
 from flame_controller.partitions import Partitions
 from flame_controller.ports import Catalog, JobStore
 from flame_controller.provenance import Provenance
-from flame_controller.rabbit_accounts import BrokerAccountsError, RabbitAccounts, vhost_of
+from flame_controller.rabbit_accounts import RabbitAccounts, vhost_of
 from flame_controller.service import Controller
 from flame_controller.timers import run_timers
 
@@ -78,8 +79,17 @@ async def running_controller(
 
 
 @contextlib.asynccontextmanager
-async def open_accounts(settings: FlameSettings) -> AsyncIterator[BrokerAccounts | None]:
-    """Per-job broker users through the management API; None (loudly) when it is off or away."""
+async def open_accounts(settings: FlameSettings) -> AsyncIterator[JobAccounts | None]:
+    """Per-job logins on the data-plane brokers whose admin access is on (RabbitMQ's management
+    API, Mosquitto's dynamic-security plugin); None (loudly) when none is."""
+    async with _rabbit_accounts(settings) as rabbit:
+        brokers = [b for b in (rabbit, await _mosquitto_accounts(settings)) if b is not None]
+        yield JobAccounts(settings.namespace, brokers) if brokers else None
+
+
+@contextlib.asynccontextmanager
+async def _rabbit_accounts(settings: FlameSettings) -> AsyncIterator[RabbitAccounts | None]:
+    """Per-job RabbitMQ users through the management API; None (loudly) when it is off or away."""
     if not settings.rabbit_admin_url:
         log.warning(
             "FLAME_RABBIT_ADMIN_URL is empty: role code of every job gets the shared broker "
@@ -106,6 +116,33 @@ async def open_accounts(settings: FlameSettings) -> AsyncIterator[BrokerAccounts
         yield accounts
 
 
+async def _mosquitto_accounts(settings: FlameSettings) -> MosquittoAccounts | None:
+    """Per-job MQTT clients through the dynamic-security plugin; None (loudly, when a job broker
+    is MQTT) when it is off or away."""
+    if not any(b.get("sort") == "mqtt" for b in settings.job_brokers):
+        return None
+    if not settings.mqtt_admin_url:
+        log.warning(
+            "FLAME_MQTT_ADMIN_URL is empty: role code of every job gets the MQTT brokers of "
+            "FLAME_JOB_BROKERS as configured (it can subscribe to and publish on other jobs' "
+            "topics)"
+        )
+        return None
+    accounts = MosquittoAccounts(
+        settings.mqtt_admin_url, settings.namespace, ca_file=settings.ca_file
+    )
+    try:
+        await accounts.check()
+    except BrokerAccountsError as exc:
+        log.error(
+            "per-job MQTT clients are OFF: role code gets the MQTT brokers as configured "
+            "(load Mosquitto's dynamic-security plugin; FLAME_MQTT_ADMIN_URL names its admin)",
+            error=str(exc),
+        )
+        return None
+    return accounts
+
+
 def _data_broker_url(settings: FlameSettings) -> str:
     hosts = [b.get("host", "") for b in settings.job_brokers if b.get("sort") == "rabbitmq"]
     return hosts[0] if hosts else settings.rabbit_url
@@ -113,7 +150,7 @@ def _data_broker_url(settings: FlameSettings) -> str:
 
 @contextlib.asynccontextmanager
 async def _serving(
-    settings: FlameSettings, stores: Stores, accounts: BrokerAccounts | None
+    settings: FlameSettings, stores: Stores, accounts: JobAccounts | None
 ) -> AsyncIterator[Controller]:
     relay = OutboxRelay(settings, stores.jobs)
     controller = Controller(settings, stores.jobs, stores.catalog, relay.enqueue, accounts)

@@ -1,14 +1,17 @@
-"""The `BrokerAccounts` port: one broker user per running job, limited to its data plane.
+"""The `BrokerAccounts` port: a login per running job on each data-plane broker, for its data only.
 
-Adapters: `RabbitAccounts` (`rabbit_accounts.py`, RabbitMQ's management HTTP API) and
-`MemoryAccounts` (here; for unit tests). The controller opens a job's account when the job starts
-and closes it when the job ends; `sweep` closes the accounts of jobs that are no longer open.
+Adapters: `RabbitAccounts` (`rabbit_accounts.py`, RabbitMQ's management HTTP API),
+`MosquittoAccounts` (`mosquitto_accounts.py`, Mosquitto's dynamic-security plugin) and
+`MemoryAccounts` (here; for unit tests). `JobAccounts` gives a job the same login on every broker
+whose adapter is on; the controller opens it when the job starts and closes it when the job ends;
+`sweep` closes the accounts of jobs that are no longer open.
 """
 
 from __future__ import annotations
 
+import contextlib
 import secrets
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -19,26 +22,36 @@ USER_INFIX = ".job."  # user names are `<namespace>.job.<job id>`
 
 @dataclass(frozen=True)
 class BrokerLogin:
-    """A job's broker user and its random password (never logged, never in an event)."""
+    """A job's broker user and its random password (never logged, never in an event); `sorts`:
+    the `job_brokers` sorts on which the user exists (their hosts are served with the login)."""
 
     user: str
     password: str = field(repr=False)
+    sorts: tuple[str, ...] = ()
+
+
+class BrokerAccountsError(Exception):
+    """A broker refused or failed an account request (names the operation, never a password)."""
 
 
 def user_name(namespace: str, job_id: str) -> str:
     return f"{namespace}{USER_INFIX}{job_id}"
 
 
-def new_login(namespace: str, job_id: str) -> BrokerLogin:
-    return BrokerLogin(user_name(namespace, job_id), secrets.token_urlsafe(24))
+def new_login(namespace: str, job_id: str, sorts: Collection[str] = ()) -> BrokerLogin:
+    return BrokerLogin(
+        user_name(namespace, job_id), secrets.token_urlsafe(24), tuple(sorted(sorts))
+    )
 
 
-class BrokerAccounts(Protocol):
-    """Broker users of jobs; each may use only `data_resources(job)` in the data-plane vhost."""
+def jobs_of(namespace: str, users: Collection[str]) -> set[str]:
+    """The jobs of `namespace` among broker user names."""
+    prefix = f"{namespace}{USER_INFIX}"
+    return {u.removeprefix(prefix) for u in users if u.startswith(prefix)}
 
-    async def open(self, job_id: str) -> BrokerLogin:
-        """Create (or reset) the job's user with a fresh password and its permissions."""
-        ...
+
+class Accounts(Protocol):
+    """What `sweep` needs: the jobs that have users, and closing them."""
 
     async def close(self, job_id: str) -> None:
         """Delete the job's user (absent: nothing to do)."""
@@ -49,7 +62,18 @@ class BrokerAccounts(Protocol):
         ...
 
 
-async def sweep(accounts: BrokerAccounts, open_jobs: Collection[str]) -> list[str]:
+class BrokerAccounts(Accounts, Protocol):
+    """Users of jobs on one broker; each may use only its job's data plane there."""
+
+    sort: str  # the `job_brokers` sort whose hosts these users log in to
+
+    async def open(self, job_id: str, login: BrokerLogin) -> None:
+        """Create (or reset) the job's user `login.user`, password `login.password`, with the
+        permissions of the job's data plane."""
+        ...
+
+
+async def sweep(accounts: Accounts, open_jobs: Collection[str]) -> list[str]:
     """Close the accounts of jobs not in `open_jobs` (left by a crash); returns those jobs."""
     stale = sorted((await accounts.jobs()) - set(open_jobs))
     for job_id in stale:
@@ -57,21 +81,59 @@ async def sweep(accounts: BrokerAccounts, open_jobs: Collection[str]) -> list[st
     return stale
 
 
+class JobAccounts:
+    """A job's one login (same user and password) on every broker of `brokers`."""
+
+    def __init__(self, namespace: str, brokers: Sequence[BrokerAccounts]) -> None:
+        self.namespace = namespace
+        self.brokers = tuple(brokers)
+        self.sorts = frozenset(b.sort for b in self.brokers)
+
+    async def open(self, job_id: str) -> BrokerLogin:
+        """A fresh login of the job on every broker; when one broker refuses, the users already
+        made are deleted again (a failure there is left to the sweep) and the error raised."""
+        login = new_login(self.namespace, job_id, self.sorts)
+        try:
+            for broker in self.brokers:
+                await broker.open(job_id, login)
+        except Exception:
+            for broker in self.brokers:
+                with contextlib.suppress(Exception):
+                    await broker.close(job_id)
+            raise
+        return login
+
+    async def close(self, job_id: str) -> None:
+        """Delete the job's user on every broker; the first failure is raised after trying all."""
+        failures: list[Exception] = []
+        for broker in self.brokers:
+            try:
+                await broker.close(job_id)
+            except Exception as exc:
+                failures.append(exc)
+        if failures:
+            raise failures[0]
+
+    async def jobs(self) -> set[str]:
+        found: set[str] = set()
+        for broker in self.brokers:
+            found |= await broker.jobs()
+        return found
+
+
 class MemoryAccounts:
     """`BrokerAccounts` in a dict: user -> (password, permission regex)."""
 
-    def __init__(self, namespace: str = "flame") -> None:
+    def __init__(self, namespace: str = "flame", sort: str = "rabbitmq") -> None:
         self.namespace = namespace
+        self.sort = sort
         self.users: dict[str, tuple[str, str]] = {}
 
-    async def open(self, job_id: str) -> BrokerLogin:
-        login = new_login(self.namespace, job_id)
+    async def open(self, job_id: str, login: BrokerLogin) -> None:
         self.users[login.user] = (login.password, data_resources(job_id))
-        return login
 
     async def close(self, job_id: str) -> None:
         self.users.pop(user_name(self.namespace, job_id), None)
 
     async def jobs(self) -> set[str]:
-        prefix = f"{self.namespace}{USER_INFIX}"
-        return {u.removeprefix(prefix) for u in self.users if u.startswith(prefix)}
+        return jobs_of(self.namespace, self.users)

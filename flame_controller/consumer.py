@@ -48,6 +48,7 @@ EVENTS_CONSUMER = "controller.events"
 # Event types the controller consumes from the events exchange (one binding each).
 CONSUMED = (
     "task.status_changed",
+    "task.metrics",
     "worker.created",
     "worker.failed",
     "agent.registered",

@@ -37,6 +37,7 @@ from schemas.events import (
     TaskAssignedEvent,
     TaskCreated,
     TaskCreatedEvent,
+    TaskMetricsEvent,
     TaskRemoved,
     TaskRemovedEvent,
     TaskStatusChanged,
@@ -282,7 +283,7 @@ def _observe(new: _Emitter, e: EventBase) -> None:
             new.add(e)
             _settle(new)
         return
-    new.add(e)
+    new.add(e)  # task.metrics: appended to the job's log as it is (the job's training record)
     if isinstance(e, AgentRegisteredEvent):
         assert task is not None
         if s.state in ACTIVE_STATES and task.live:
@@ -306,12 +307,13 @@ def _waiting_on(s: JobView, compute_id: str) -> list[TaskView]:
 
 _OBSERVED = (
     TaskStatusChangedEvent,
+    TaskMetricsEvent,
     AgentRegisteredEvent,
     AgentLostEvent,
     WorkerCreatedEvent,
     WorkerFailedEvent,
 )
-_TASK_EVENTS = (TaskStatusChangedEvent, AgentRegisteredEvent, AgentLostEvent)
+_TASK_EVENTS = (TaskStatusChangedEvent, TaskMetricsEvent, AgentRegisteredEvent, AgentLostEvent)
 _RUNNABLE = frozenset({*ACTIVE_STATES, JobState.STOPPING})
 
 

@@ -130,6 +130,7 @@ class MemoryJobStore:
             task.update(
                 broker_user=login.user if login else "",
                 broker_password=login.password if login else "",
+                broker_sorts=list(login.sorts) if login else [],
             )
 
     async def pending(self, job_id: str | None = None) -> list[EventBase]:

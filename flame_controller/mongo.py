@@ -180,6 +180,7 @@ class MongoJobStore:
         stored = {
             "broker_user": login.user if login else "",
             "broker_password": login.password if login else "",
+            "broker_sorts": list(login.sorts) if login else [],
         }
         await TaskDoc.get_pymongo_collection().update_many({"job_id": job_id}, {"$set": stored})
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Collection
 
 from flame_common.datanames import without_credentials
 from flame_common.settings import FlameSettings
@@ -19,19 +20,18 @@ class Planner:
     """Turns a job spec into planned tasks, reading designs, code and datasets."""
 
     def __init__(
-        self, settings: FlameSettings, catalog: Catalog, *, job_logins: bool = False
+        self, settings: FlameSettings, catalog: Catalog, *, login_sorts: Collection[str] = ()
     ) -> None:
-        """`job_logins`: jobs get their own broker login, so configs keep no RabbitMQ credentials
-        (the apiserver adds the job's login when it serves a config to an agent)."""
+        """`login_sorts`: the broker sorts on which jobs get their own login, so configs keep no
+        credentials for them (the apiserver adds the job's login when it serves a config to an
+        agent)."""
         self.catalog = catalog
         self.brokers = [Broker.model_validate(b) for b in settings.job_brokers]
-        if job_logins:
-            self.brokers = [
-                b.model_copy(update={"host": without_credentials(b.host)})
-                if b.sort == "rabbitmq"
-                else b
-                for b in self.brokers
-            ]
+        for i, broker in enumerate(self.brokers):
+            if broker.sort in login_sorts:
+                self.brokers[i] = broker.model_copy(
+                    update={"host": without_credentials(broker.host)}
+                )
         self.registry = Registry.model_validate(settings.job_registry)
         self.max_tasks = settings.max_tasks_per_job
 

@@ -81,6 +81,7 @@ def new_task(job_id: str, t: PlannedTask, key: str) -> dict[str, Any]:
         "timestamp": now(),
         "broker_user": "",
         "broker_password": "",
+        "broker_sorts": [],
     }
 
 

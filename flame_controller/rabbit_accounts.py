@@ -8,13 +8,9 @@ import httpx
 
 from flame_common.datanames import data_resources
 from flame_common.tls import client_context
-from flame_controller.broker_accounts import USER_INFIX, BrokerLogin, new_login, user_name
+from flame_controller.broker_accounts import BrokerAccountsError, BrokerLogin, jobs_of, user_name
 
 TIMEOUT = 10.0  # seconds per management request
-
-
-class BrokerAccountsError(Exception):
-    """The management API refused or failed a request (names the operation, never a password)."""
 
 
 def vhost_of(amqp_url: str) -> str:
@@ -25,6 +21,8 @@ def vhost_of(amqp_url: str) -> str:
 
 class RabbitAccounts:
     """Job users tagged `flame-job`, with configure/write/read limited to the job's data names."""
+
+    sort = "rabbitmq"
 
     def __init__(
         self, admin_url: str, namespace: str, vhost: str = "/", *, ca_file: str = ""
@@ -58,8 +56,7 @@ class RabbitAccounts:
         if "administrator" not in response.json().get("tags", []):
             raise BrokerAccountsError("the management API user is not an administrator")
 
-    async def open(self, job_id: str) -> BrokerLogin:
-        login = new_login(self.namespace, job_id)
+    async def open(self, job_id: str, login: BrokerLogin) -> None:
         user = quote(login.user, safe="")
         body = {"password": login.password, "tags": "flame-job"}
         await self._request("PUT", f"/users/{user}", f"create broker user {login.user}", body)
@@ -69,7 +66,6 @@ class RabbitAccounts:
         await self._request(
             "PUT", f"/permissions/{vhost}/{user}", f"grant broker user {login.user}", rights
         )
-        return login
 
     async def close(self, job_id: str) -> None:
         user = user_name(self.namespace, job_id)
@@ -79,9 +75,7 @@ class RabbitAccounts:
 
     async def jobs(self) -> set[str]:
         response = await self._request("GET", "/users", "list broker users")
-        prefix = f"{self.namespace}{USER_INFIX}"
-        names = (u.get("name", "") for u in response.json())
-        return {n.removeprefix(prefix) for n in names if n.startswith(prefix)}
+        return jobs_of(self.namespace, [u.get("name", "") for u in response.json()])
 
     async def _request(
         self,

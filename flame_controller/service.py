@@ -18,7 +18,7 @@ from bson import ObjectId
 from flame_common.logs import get_logger
 from flame_common.settings import FlameSettings
 from flame_controller import decide as d
-from flame_controller.broker_accounts import BrokerAccounts
+from flame_controller.broker_accounts import JobAccounts
 from flame_controller.expansion import PlannedTask
 from flame_controller.planning import Planner, new_keys
 from flame_controller.ports import Catalog, CommandRecord, JobStore, SeqTaken, UnfoldableLog
@@ -63,13 +63,15 @@ class Controller:
         store: JobStore,
         catalog: Catalog,
         publish: Publish,
-        accounts: BrokerAccounts | None = None,
+        accounts: JobAccounts | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.catalog = catalog
         self.accounts = accounts  # None: jobs share the job_brokers credentials
-        self.planner = Planner(settings, catalog, job_logins=accounts is not None)
+        self.planner = Planner(
+            settings, catalog, login_sorts=accounts.sorts if accounts is not None else ()
+        )
         self.publish = publish
         self._locks: dict[str, asyncio.Lock] = {}
         self._cache: dict[str, _Entry] = {}

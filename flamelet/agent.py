@@ -23,6 +23,7 @@ from flame_common.proofs import task_proof
 from flame_common.settings import FlameSettings
 from flame_common.titles import flamelet_title, role_title, set_title
 from flamelet.manifest import ManifestError, fetch_patiently
+from flamelet.metrics import METRICS_FILE, MetricsRelay
 from flamelet.reporter import FinalReport, publish_until_confirmed
 from flamelet.runner import RoleProcess, log_tail, role_env
 from flamelet.unpack import UnsafeArchive, unpack_zip
@@ -33,7 +34,10 @@ from schemas.events import (
     AgentRegistered,
     AgentRegisteredEvent,
     Envelope,
+    MetricsRecord,
     TaskAssignedEvent,
+    TaskMetrics,
+    TaskMetricsEvent,
     TaskStatusChanged,
     TaskStatusChangedEvent,
     TaskStopRequestedEvent,
@@ -44,6 +48,7 @@ from schemas.states import JobState
 log = get_logger(__name__)
 
 INBOX_DELETE = 2.0  # seconds an ending agent gives the broker to delete its inbox
+METRICS_DRAIN = 10.0  # seconds an ending task gives its last metrics to reach the broker
 
 
 @dataclass(frozen=True)
@@ -198,7 +203,8 @@ class Agent:
             await self._finish(JobState.FAILED, None, str(exc), "task preparation failed")
             return
         log_path = self.work_dir / "task.log"
-        env = role_env(os.environ, self.task.job_id, self.task.task_id)
+        relay = MetricsRelay(self.work_dir / METRICS_FILE, self._send_metrics)
+        env = role_env(os.environ, self.task.job_id, self.task.task_id, relay.path)
         title = role_title(script.parent.name, self.task.job_id, self.task.task_id)
         child = self._child = RoleProcess(script, config, log_path, env, title, self.warm)
         if self._stop.is_set():
@@ -213,7 +219,10 @@ class Agent:
             await child.stop(self.settings.stop_grace_seconds)
         log.debug("role code started", pid=child.pid, script=str(script))
         await self._status(TaskStatusChanged(state=JobState.RUNNING))
+        relaying = self._spawn(relay.run())
         code = await child.wait()
+        relaying.cancel()
+        await relay.drain(METRICS_DRAIN)  # the last rounds' metrics go before the final status
         tail = log_tail(log_path)
         if child.stopped:
             await self._finish(JobState.TERMINATED, code, tail, "stopped")
@@ -247,6 +256,12 @@ class Agent:
     async def _status(self, payload: TaskStatusChanged) -> None:
         assert self._events is not None
         event = TaskStatusChangedEvent(payload=payload, **self._envelope())
+        message = amqp.event_message(event, proof=task_proof(self.task.key, event))
+        await publish_until_confirmed(self._events, message, event.type)
+
+    async def _send_metrics(self, records: list[MetricsRecord]) -> None:
+        assert self._events is not None
+        event = TaskMetricsEvent(payload=TaskMetrics(records=records), **self._envelope())
         message = amqp.event_message(event, proof=task_proof(self.task.key, event))
         await publish_until_confirmed(self._events, message, event.type)
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from flame_common.processes import die_with_parent, signal_group
 from flamelet.warm import WarmProcess
-from schemas.task import LOG_TAIL_BYTES
+from schemas.task import LOG_TAIL_BYTES, METRICS_FILE_ENV
 
 # util-linux `setpriv --pdeathsig KILL -- python ...` arms the parent-death signal and execs the
 # role code, so spawning needs no `preexec_fn` (which forces a full fork of this process).
@@ -23,12 +23,15 @@ ROLEMAIN = "flamelet.rolemain"  # titles the fresh interpreter, then runs the sc
 _ROLE_SETTINGS = frozenset({"FLAME_DATA_ROOTS"})
 
 
-def role_env(environ: Mapping[str, str], job_id: str, task_id: str) -> dict[str, str]:
+def role_env(
+    environ: Mapping[str, str], job_id: str, task_id: str, metrics_file: Path
+) -> dict[str, str]:
     """The role code's environment: ours without any `FLAME_*` (the control plane's settings
     and secrets: broker and database URLs, task key) but `FLAME_DATA_ROOTS` (where its dataset
-    URLs may read), plus the job and task ids."""
+    URLs may read), plus the job and task ids and the file its metrics go to."""
     env = {k: v for k, v in environ.items() if not k.startswith("FLAME_") or k in _ROLE_SETTINGS}
     env.update(FLAME_JOB_ID=job_id, FLAME_TASK_ID=task_id, PYTHONUNBUFFERED="1")
+    env[METRICS_FILE_ENV] = str(metrics_file)
     return env
 
 

@@ -110,6 +110,26 @@ class TaskStatusChanged(Payload):
     reason: str = ""
 
 
+MAX_METRIC_RECORDS = 100  # rounds per task.metrics event
+MAX_METRICS = 64  # metrics per round
+MAX_METRIC_NAME = 128
+MetricName = Annotated[str, Field(min_length=1, max_length=MAX_METRIC_NAME)]
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+
+
+class MetricsRecord(BaseModel):
+    """The metrics a role recorded for one round (`update_metrics`, tasklet runtimes, bytes)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    round: int = Field(ge=0, le=10**9)
+    metrics: dict[MetricName, FiniteFloat] = Field(max_length=MAX_METRICS)
+
+
+class TaskMetrics(Payload):
+    records: list[MetricsRecord] = Field(min_length=1, max_length=MAX_METRIC_RECORDS)
+
+
 class ResourceChanged(Payload):
     """design.*, dataset.*, schema.*, code.uploaded: what changed, for monitors."""
 
@@ -199,6 +219,11 @@ class TaskStopRequestedEvent(EventBase):
 class TaskStatusChangedEvent(EventBase):
     type: Literal["task.status_changed"] = "task.status_changed"
     payload: TaskStatusChanged
+
+
+class TaskMetricsEvent(EventBase):
+    type: Literal["task.metrics"] = "task.metrics"
+    payload: TaskMetrics
 
 
 class WorkerRequestedEvent(EventBase):
@@ -296,6 +321,7 @@ Event = Annotated[
     | TaskAssignedEvent
     | TaskStopRequestedEvent
     | TaskStatusChangedEvent
+    | TaskMetricsEvent
     | WorkerRequestedEvent
     | WorkerReleasedEvent
     | WorkerCreatedEvent

@@ -12,6 +12,8 @@ from schemas.states import JobState
 KEY_HIDDEN = "hidden by system"
 TASK_KEY_HEADER = "X-Flame-Task-Key"  # how agents send their task key (never in a URL)
 LOG_TAIL_BYTES = 1000
+# The file a role appends its per-round metrics to, for its agent to relay (JSON lines).
+METRICS_FILE_ENV = "FLAME_METRICS_FILE"
 
 
 class TaskInfo(WireModel):
@@ -29,4 +31,14 @@ class TaskInfo(WireModel):
 class TaskStatus(WireModel):
     state: JobState
     log: str = Field(default="", max_length=64 * 1024)
+    timestamp: datetime | None = None
+
+
+class RoundMetrics(WireModel):
+    """What one task recorded for one round (from the job's `task.metrics` events)."""
+
+    task_id: str
+    role: str
+    round: int
+    metrics: dict[str, float]
     timestamp: datetime | None = None

@@ -68,20 +68,16 @@ status=0
 flamectl job watch "$job_id" || status=$?
 flamectl get tasks "$job_id"
 flamectl get job "$job_id" --status
-echo "==> the evaluation of the global model (last rounds, from the log tail of the top role):"
-flamectl --output json get tasks "$job_id" > "$work/tasks.json"
-python3 - "$work/tasks.json" <<'PY'
+echo "==> the evaluation of the global model, round by round (flamectl get metrics $job_id):"
+flamectl --output json get metrics "$job_id" > "$work/metrics.json"
+python3 - "$work/metrics.json" <<'PY'
 import json, sys
-tasks = json.load(open(sys.argv[1]))
-# The aggregator at the top evaluates; without one (ring all-reduce) every trainer does.
-order = ["aggregator", "top-aggregator", "trainer"]
-top = min((t for t in tasks if t["role"] in order), key=lambda t: order.index(t["role"]))
-print(f"  ({top['role']} {top['taskId'][:12]})")
-for line in top["log"].splitlines():
-    if line.startswith("{") and "accuracy" in line:
-        row = json.loads(line)
-        print("  round %3d  loss %.4f  accuracy %.4f"
-              % (row["evaluation"], row["loss"], row["accuracy"]))
+# The roles that evaluate (the top aggregator; every trainer in ring all-reduce) record test_*.
+for row in json.load(open(sys.argv[1])):
+    m = row["metrics"]
+    if "test_accuracy" in m:
+        print("  %-14s round %3d  loss %.4f  accuracy %.4f"
+              % (row["role"], row["round"], m.get("test_loss", float("nan")), m["test_accuracy"]))
 PY
 echo "==> logs: ~/.flame/logs/   stop the stack: flame down"
 echo "==> to use flame and flamectl in your shell: source ${FLAME_VENV:-.venv}/bin/activate"

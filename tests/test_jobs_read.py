@@ -115,6 +115,9 @@ class JobReadsContract:
         assert [e["seq"] for e in await reads.events_after("j1", 0, 10)] == [1, 2, 3]
         assert await reads.events_after("j1", 1, 1) == [{"type": "task.created", "seq": 2}]
         assert await reads.events_after("j1", 3, 10) == []
+        only = await reads.events_after("j1", 0, 10, types=["x", "task.created"])
+        assert [e["seq"] for e in only] == [2, 3]
+        assert [e["seq"] for e in await reads.events_after("j1", 2, 10, types=["x"])] == [3]
         assert await reads.logged_owner("j2") is None
         await seed.remove_job("j1")
         assert await reads.job("j1") is None and await reads.tasks_of_job("j1") == []

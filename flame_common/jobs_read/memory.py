@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from flame_common.jobs_read.port import JobRecord, TaskRecord
@@ -77,8 +77,12 @@ class MemoryJobReads:
             t.task_id for t in self._tasks.values() if t.task_id in wanted and t.state in _TERMINAL
         }
 
-    async def events_after(self, job_id: str, after: int, limit: int) -> list[dict[str, Any]]:
-        return [dict(e) for e in self._events.get(job_id, []) if e["seq"] > after][:limit]
+    async def events_after(
+        self, job_id: str, after: int, limit: int, types: Sequence[str] = ()
+    ) -> list[dict[str, Any]]:
+        log = self._events.get(job_id, [])
+        wanted = [e for e in log if e["seq"] > after and (not types or e.get("type") in types)]
+        return [dict(e) for e in wanted[:limit]]
 
     async def logged_owner(self, job_id: str) -> str | None:
         for event in self._events.get(job_id, []):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from beanie import Document
@@ -44,6 +45,7 @@ def task_record(doc: TaskDoc) -> TaskRecord:
         config=doc.config,
         broker_user=doc.broker_user,
         broker_password=doc.broker_password,
+        broker_sorts=tuple(doc.broker_sorts),
     )
 
 
@@ -98,13 +100,13 @@ class MongoJobReads:
         cursor = TaskDoc.find({"task_id": {"$in": task_ids}, "state": {"$in": _TERMINAL}})
         return {t.task_id async for t in cursor}
 
-    async def events_after(self, job_id: str, after: int, limit: int) -> list[dict[str, Any]]:
-        docs = (
-            await EventDoc.find({"job_id": job_id, "seq": {"$gt": after}})
-            .sort("seq")
-            .limit(limit)
-            .to_list()
-        )
+    async def events_after(
+        self, job_id: str, after: int, limit: int, types: Sequence[str] = ()
+    ) -> list[dict[str, Any]]:
+        query: dict[str, Any] = {"job_id": job_id, "seq": {"$gt": after}}
+        if types:
+            query["type"] = {"$in": list(types)}
+        docs = await EventDoc.find(query).sort("seq").limit(limit).to_list()
         return [{**d.body, "seq": d.seq} for d in docs]
 
     async def logged_owner(self, job_id: str) -> str | None:

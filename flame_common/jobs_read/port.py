@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -41,6 +42,7 @@ class TaskRecord:
     config: dict[str, Any] = field(default_factory=dict)
     broker_user: str = ""  # the job's data-plane broker login while it runs (agents only)
     broker_password: str = field(default="", repr=False)
+    broker_sorts: tuple[str, ...] = ()  # the `job_brokers` sorts the login is served on
 
 
 class JobReads(Protocol):
@@ -72,8 +74,11 @@ class JobReads(Protocol):
     async def terminal_tasks(self, task_ids: list[str]) -> set[str]:
         """Those of `task_ids` (of any job) whose state is terminal."""
 
-    async def events_after(self, job_id: str, after: int, limit: int) -> list[dict[str, Any]]:
-        """Logged event envelopes of the job with seq > `after`, by seq (`seq` set)."""
+    async def events_after(
+        self, job_id: str, after: int, limit: int, types: Sequence[str] = ()
+    ) -> list[dict[str, Any]]:
+        """Logged event envelopes of the job with seq > `after`, by seq (`seq` set); only those
+        of `types` when given."""
 
     async def logged_owner(self, job_id: str) -> str | None:
         """The user id in the job's `job.created` event (kept after the job is deleted)."""

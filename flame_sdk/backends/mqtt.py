@@ -16,12 +16,13 @@ import socket
 import ssl
 import uuid
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import SplitResult, parse_qsl, unquote, urlsplit
 
 import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from flame_common.datanames import without_credentials
 from flame_common.logs import get_logger
 from flame_common.tls import client_context
 from flame_sdk.backends.base import Scope
@@ -38,17 +39,29 @@ CONNECT_TIMEOUT = 5.0
 
 
 def parse_broker(broker: str) -> tuple[str, int]:
-    """`host`, `host:port`, `mqtt://host:port` or `mqtts://host:port?cafile=PEM` -> (host, port)."""
-    text = broker if "://" in broker else f"mqtt://{broker}"
-    parts = urlsplit(text)
+    """`host`, `host:port`, `mqtt://host:port` or `mqtts://host:port?cafile=PEM`, each optionally
+    with `user:password@` before the host -> (host, port)."""
+    parts = _split(broker)
     if parts.scheme not in ("mqtt", "tcp", "mqtts") or not parts.hostname:
         raise ValueError(
-            "mqtt broker must look like host[:port], mqtt://host[:port] or "
-            f"mqtts://host[:port][?cafile=PEM], got {broker!r}"
+            "mqtt broker must look like [user:password@]host[:port], mqtt://… or "
+            f"mqtts://…[?cafile=PEM], got {without_credentials(broker)!r}"
         )
     return parts.hostname, parts.port or (
         DEFAULT_TLS_PORT if parts.scheme == "mqtts" else DEFAULT_PORT
     )
+
+
+def broker_login(broker: str) -> tuple[str | None, str | None]:
+    """The (username, password) of the broker URL (the job's login), (None, None) without."""
+    parts = _split(broker)
+    if parts.username is None:
+        return None, None
+    return unquote(parts.username), unquote(parts.password or "")
+
+
+def _split(broker: str) -> SplitResult:
+    return urlsplit(broker if "://" in broker else f"mqtt://{broker}")
 
 
 def broker_tls(broker: str) -> ssl.SSLContext | None:
@@ -96,6 +109,7 @@ class MQTTBackend(BrokerBackend):
         **options: Any,
     ) -> None:
         self.host, self.port = parse_broker(broker)
+        self.username, self.password = broker_login(broker)  # never logged
         self.tls = broker_tls(broker)
         _check_part("job id", job_id)
         _check_part("end id", end_id)
@@ -127,6 +141,8 @@ class MQTTBackend(BrokerBackend):
         client = aiomqtt.Client(
             self.host,
             self.port,
+            username=self.username,
+            password=self.password,
             tls_context=self.tls,
             identifier=self._identifier,
             protocol=aiomqtt.ProtocolVersion.V5,

@@ -1,5 +1,5 @@
-"""`flamectl get`: design(s), schema, code, coderevision, dataset(s), job(s), task(s), tokens,
-deadletters."""
+"""`flamectl get`: design(s), schema, code, coderevision, dataset(s), job(s), task(s), metrics,
+tokens, deadletters."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from flame_sdk.cli.args import DatasetId, DesignId, JobId, Limit, TaskId
-from flame_sdk.cli.output import print_json, print_message, print_table
+from flame_sdk.cli.output import MetricsFormat, print_csv, print_json, print_message, print_table
 from flame_sdk.cli.runtime import fail, json_output, run
 from schemas.errors import BadRequest
 
@@ -154,6 +154,44 @@ def tasks(ctx: typer.Context, job_id: JobId, limit: Limit = 100) -> None:
             ["Job ID", "Task ID", "Role", "Compute", "State", "Timestamp"],
             [[t.job_id, t.task_id, t.role, t.compute_id, t.state, t.timestamp] for t in found],
         )
+
+
+@app.command("metrics")
+def metrics(
+    ctx: typer.Context,
+    job_id: JobId,
+    role: Annotated[
+        str | None, typer.Option("--role", "-r", help="Only this role's tasks.")
+    ] = None,
+    names: Annotated[
+        list[str] | None,
+        typer.Option("--metric", "-m", help="Only this metric (repeatable; default: all)."),
+    ] = None,
+    output: Annotated[
+        MetricsFormat | None,
+        typer.Option("--output", "-o", help="table, json or csv (default: flamectl's --output)."),
+    ] = None,
+) -> None:
+    """Per-round metrics of a job's tasks (what their role code recorded), by role, task, round."""
+    rows = run(ctx, lambda c: c.jobs.metrics(job_id, role=role))
+    fmt = output or (MetricsFormat.JSON if json_output(ctx) else MetricsFormat.TABLE)
+    if fmt is MetricsFormat.JSON:
+        print_json([r.wire() for r in rows])
+        return
+    columns = list(names or sorted({n for r in rows for n in r.metrics}))
+    table = [
+        [r.role, r.task_id, r.round, *(_number(r.metrics.get(n)) for n in columns)] for r in rows
+    ]
+    if fmt is MetricsFormat.CSV:
+        print_csv(["role", "task_id", "round", *columns], table)
+    elif not rows:
+        print_message(f"No metrics recorded for job '{job_id}' yet")
+    else:
+        print_table(["Role", "Task ID", "Round", *columns], table)
+
+
+def _number(value: float | None) -> str:
+    return "" if value is None else f"{value:.6g}"
 
 
 @app.command("deadletters")

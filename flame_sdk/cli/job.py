@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import sys
+from contextlib import nullcontext
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import typer
+from rich.live import Live
 
 from flame_sdk.cli.args import JobId
 from flame_sdk.cli.exit_codes import for_job_state
+from flame_sdk.cli.live import headline, total_rounds, view
 from flame_sdk.cli.output import print_json, print_message, timestamp
 from flame_sdk.cli.runtime import json_output, run
 from flame_sdk.client import FlameClient, JobProgress
+from flame_sdk.client.progress import RoleRounds
 from schemas.events import (
     EventBase,
     JobStateChangedEvent,
+    TaskMetricsEvent,
     TaskStatusChangedEvent,
     WorkerRequestedEvent,
 )
@@ -44,18 +51,34 @@ def events(
 
 
 @app.command("watch")
-def watch(ctx: typer.Context, job_id: JobId) -> None:
-    """Show live progress until the job ends; exit 0 if it completed, non-zero otherwise."""
+def watch(
+    ctx: typer.Context,
+    job_id: JobId,
+    live: Annotated[
+        bool | None,
+        typer.Option(
+            "--live/--lines",
+            help="Redraw one view in place (default on a terminal) or print a line per change.",
+        ),
+    ] = None,
+) -> None:
+    """Show live progress until the job ends: state, rounds per role with ETA, task counts,
+    latest metrics. Exit 0 if it completed, non-zero otherwise."""
     as_json = json_output(ctx)
+    redraw = not as_json and (live if live is not None else sys.stdout.isatty())
 
     async def follow(client: FlameClient) -> JobProgress:
+        rounds = total_rounds((await client.jobs.get(job_id)).model_spec.hyperparameters)
         last: JobProgress | None = None
-        async for progress in client.jobs.watch(job_id):
-            if as_json:
-                print_json(progress_json(progress), indent=None)
-            else:
-                print_message(describe_progress(progress, last))
-            last = progress
+        with Live(auto_refresh=False, redirect_stdout=False) if redraw else nullcontext() as screen:
+            async for progress in client.jobs.watch(job_id):
+                if screen is not None:
+                    screen.update(view(progress, rounds, datetime.now(UTC)), refresh=True)
+                elif as_json:
+                    print_json(progress_json(progress), indent=None)
+                else:
+                    print_message(describe_progress(progress, last, rounds))
+                last = progress
         assert last is not None, "watch yields at least one snapshot"
         return last
 
@@ -82,10 +105,17 @@ def describe_event(event: EventBase) -> str:
     return f"{event.seq or 0:>5}  {when}  {event.type:<20}  {task}  {detail}".rstrip()
 
 
-def describe_progress(progress: JobProgress, previous: JobProgress | None) -> str:
-    """A line per snapshot: a state change when there was one, then the task counts."""
+def describe_progress(progress: JobProgress, previous: JobProgress | None, rounds: int = 0) -> str:
+    """A line per snapshot: a state change when there was one, then the task counts; for a
+    task's metrics, its role's round and latest metrics."""
     counts = " ".join(f"{state}={n}" for state, n in progress.counts().items()) or "none"
     when = timestamp(progress.event.occurred_at) if progress.event else "now"
+    if isinstance(progress.event, TaskMetricsEvent):
+        role = progress.roles.get(progress.event.task_id or "", "?")
+        done = progress.training.get(role, RoleRounds())
+        of = f"/{rounds}" if rounds else ""
+        shown = " ".join(f"{k}={v:.4g}" for k, v in headline(done.metrics))
+        return f"[{when}] job {progress.job_id}: {role} round {done.round}{of} {shown}".rstrip()
     if previous is None or previous.state != progress.state:
         change = f"{previous.state} -> {progress.state}" if previous else str(progress.state)
         reason = f" ({progress.reason})" if progress.reason else ""
@@ -104,4 +134,8 @@ def progress_json(progress: JobProgress) -> dict[str, Any]:
         "seq": progress.seq,
         "tasks": {state.value: n for state, n in progress.counts().items()},
         "event": progress.event.type if progress.event else None,
+        "training": {
+            role: {"round": done.round, "metrics": dict(done.metrics)}
+            for role, done in sorted(progress.training.items())
+        },
     }

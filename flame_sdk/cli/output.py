@@ -1,7 +1,8 @@
-"""Printing for humans (aligned tables, messages) and for scripts (JSON)."""
+"""Printing for humans (aligned tables, messages) and for scripts (JSON, CSV)."""
 
 from __future__ import annotations
 
+import csv
 import json
 import sys
 from collections.abc import Sequence
@@ -13,6 +14,12 @@ from typing import Any
 class OutputFormat(StrEnum):
     TABLE = "table"
     JSON = "json"
+
+
+class MetricsFormat(StrEnum):
+    TABLE = "table"
+    JSON = "json"
+    CSV = "csv"
 
 
 def print_json(data: Any, *, indent: int | None = 2) -> None:
@@ -28,6 +35,14 @@ def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
     for row in cells:
         sys.stdout.write("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
         sys.stdout.write("\n")
+
+
+def print_csv(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    """RFC 4180 CSV on stdout, a header row first."""
+    writer = csv.writer(sys.stdout, lineterminator="\n")
+    writer.writerow(headers)
+    writer.writerows(rows)
+    sys.stdout.flush()
 
 
 def print_message(text: str) -> None:

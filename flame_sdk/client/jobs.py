@@ -18,6 +18,7 @@ from schemas.errors import Unavailable
 from schemas.events import EventBase
 from schemas.job import JobSpec, JobStatus
 from schemas.states import JobState
+from schemas.task import RoundMetrics
 
 COMMAND_ATTEMPTS = 3  # a job command that met an unavailable apiserver or controller is sent
 RETRY_DELAY = 0.5  # again after this many seconds (doubled per attempt), under the same key
@@ -45,6 +46,15 @@ class JobsClient(Resource):
     async def status(self, job_id: str) -> JobStatus:
         body = await self._t.json("GET", self._path("jobs", job_id, "status"))
         return JobStatus.model_validate(body)
+
+    async def metrics(
+        self, job_id: str, *, role: str | None = None, task_id: str | None = None
+    ) -> builtins.list[RoundMetrics]:
+        """Per-round metrics the job's tasks recorded (`update_metrics`, round runtimes), by
+        role, task and round; only `role`'s tasks, or one task, when given."""
+        params = {k: v for k, v in (("role", role), ("taskId", task_id)) if v is not None}
+        body = await self._t.json("GET", self._path("jobs", job_id, "metrics"), params=params)
+        return [RoundMetrics.model_validate(m) for m in body or []]
 
     async def update(self, job_id: str, spec: JobSpec) -> JobStatus:
         """Replace the spec of a job that is not active (tasks are rebuilt)."""

@@ -21,6 +21,7 @@ class RunIdentity:
     job_name: str
     task_id: str
     role: str
+    job_level: bool = False  # its metrics are the job's own (the top aggregator's evaluation)
 
 
 def check_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:

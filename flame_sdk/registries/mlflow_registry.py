@@ -1,6 +1,10 @@
 """`mlflow` registry: one MLflow run per task, models in the MLflow model registry.
 
 Experiment = the job id; run name = `<role>-<task id[:8]>` (tags carry job name/id, task, role).
+The job-level task (the top aggregator) also opens the job's parent run (`job-<job name>`, tag
+`flame.run=job`), logs its metrics there as well and finishes it when it closes, so the job's
+curve is one run in the MLflow UI; every other task run is nested under it (tag
+`mlflow.parentRunId`, set when the task's run opens or, if the parent was not there yet, closes).
 `save_model(name, weights, model)` logs the weights as `weights/<save id>/weights.safetensors`
 and, when `model` is a torch module, its whole state dict (buffers and dtypes kept) as
 `state_dict.safetensors` beside it; that directory is registered as a new version of `name`.
@@ -37,6 +41,8 @@ if TYPE_CHECKING:
     from mlflow import MlflowClient
 
 ALREADY_EXISTS = "RESOURCE_ALREADY_EXISTS"
+RUN_KIND = "flame.run"  # tag: "job" on the parent run of a job, "task" on its tasks' runs
+PARENT = "mlflow.parentRunId"  # the tag MLflow nests runs by
 DOES_NOT_EXIST = "RESOURCE_DOES_NOT_EXIST"
 
 
@@ -73,6 +79,7 @@ class MlflowRegistry(Registry):
         super().__init__(identity)
         self._client: MlflowClient | None = None
         self.run_id: str | None = None
+        self.parent_run_id: str | None = None
         self.closed = False
 
     @property
@@ -96,15 +103,35 @@ class MlflowRegistry(Registry):
         if self.closed:
             raise RuntimeError("mlflow registry: the run was closed")
         if self.run_id is None:
+            experiment_id = self._experiment_id()
+            self.parent_run_id = self._parent_run(experiment_id)
             tags = {
-                "flame.job_id": self.identity.job_id,
-                "flame.job_name": self.identity.job_name,
+                **self._job_tags(),
                 "flame.task_id": self.identity.task_id,
                 "flame.role": self.identity.role,
+                RUN_KIND: "task",
             }
-            run = self.client.create_run(self._experiment_id(), run_name=self.run_name, tags=tags)
+            if self.parent_run_id is not None:
+                tags[PARENT] = self.parent_run_id
+            run = self.client.create_run(experiment_id, run_name=self.run_name, tags=tags)
             self.run_id = run.info.run_id
         return self.run_id
+
+    def _job_tags(self) -> dict[str, str]:
+        return {"flame.job_id": self.identity.job_id, "flame.job_name": self.identity.job_name}
+
+    def _parent_run(self, experiment_id: str) -> str | None:
+        """The job's parent run; the job-level task creates it when it is not there yet."""
+        runs = self.client.search_runs(
+            [experiment_id], filter_string=f"tags.`{RUN_KIND}` = 'job'", max_results=1
+        )
+        if runs:
+            return str(runs[0].info.run_id)
+        if not self.identity.job_level:
+            return None
+        tags = {**self._job_tags(), RUN_KIND: "job"}
+        name = f"job-{self.identity.job_name or self.identity.job_id}"
+        return str(self.client.create_run(experiment_id, run_name=name, tags=tags).info.run_id)
 
     def _experiment_id(self) -> str:
         from mlflow.exceptions import MlflowException
@@ -131,6 +158,8 @@ class MlflowRegistry(Registry):
         stamp = int(time.time() * 1000)
         batch = [Metric(key, value, stamp, step) for key, value in values.items()]
         self.client.log_batch(self._run(), metrics=batch)
+        if self.identity.job_level and self.parent_run_id is not None:
+            self.client.log_batch(self.parent_run_id, metrics=batch)
 
     def save_params(self, params: Mapping[str, Any]) -> None:
         from mlflow.entities import Param
@@ -215,5 +244,12 @@ class MlflowRegistry(Registry):
 
     def close(self) -> None:
         if self.run_id is not None and not self.closed:
+            if self.parent_run_id is None:  # the parent came after this run opened: nest now
+                experiment_id = self.client.get_run(self.run_id).info.experiment_id
+                self.parent_run_id = self._parent_run(experiment_id)
+                if self.parent_run_id is not None:
+                    self.client.set_tag(self.run_id, PARENT, self.parent_run_id)
             self.client.set_terminated(self.run_id, "FINISHED")
+            if self.identity.job_level and self.parent_run_id is not None:
+                self.client.set_terminated(self.parent_run_id, "FINISHED")
             self.closed = True

@@ -16,6 +16,7 @@ from flame_sdk.config import Config
 from flame_sdk.datasamplers import DataSampler, create_datasampler
 from flame_sdk.registries import DummyRegistry, create_registry
 from flame_sdk.roles.memory import tune_malloc
+from flame_sdk.roles.progress import ProgressFile
 from flame_sdk.roles.waits import EXIT_BROKER_OUTAGE, EXIT_PEER_WAIT, PeerWaitError
 from flame_sdk.weights import ModelAdapter, Weights, adapter_for
 
@@ -47,6 +48,9 @@ class Role(abc.ABC):
 
     framework: ClassVar[str | None] = None
     func_tags: ClassVar[tuple[str, ...]] = ()
+    job_level: ClassVar[bool] = False
+    """Whether this role's metrics are the job's (its registry records them job-wide as well):
+    true for the top aggregators, which evaluate the global model."""
 
     def __init__(self, config: Config | str | Path | dict[str, Any]) -> None:
         self.config = config if isinstance(config, Config) else Config.load(config)
@@ -57,6 +61,7 @@ class Role(abc.ABC):
         self.registry: Any = None
         self.metrics: dict[str, Any] = {}
         self.metrics_history: list[dict[str, Any]] = []
+        self.progress = ProgressFile()
         self._round = 1
         self._work_done = False
         self._adapter: ModelAdapter | None = None
@@ -225,6 +230,7 @@ class Role(abc.ABC):
             cfg.job.name,
             cfg.taskid,
             cfg.role,
+            job_level=self.job_level,
         )
         await self.call_registry("setup_run")
 
@@ -258,6 +264,7 @@ class Role(abc.ABC):
         if self.registry is not None:
             await self.call_registry("save_metrics", self._round - 1, metrics)
         self.metrics_history.append({"round": self._round, **metrics})
+        self.progress.record(self._round, metrics)
         self.metrics.clear()
         self.composer.runtimes.clear()
 

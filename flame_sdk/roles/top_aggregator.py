@@ -17,6 +17,7 @@ class TopAggregator(Aggregator):
     """
 
     func_tags = ("distribute", "aggregate")
+    job_level = True  # its evaluation of the global model is the job's curve
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -66,6 +66,11 @@ def stack(
         yield s
 
 
+def flamectl(stack: LocalStack, *args: str) -> subprocess.CompletedProcess[str]:
+    command = [str(Path(sys.executable).parent / "flamectl"), *args]
+    return subprocess.run(command, env=stack.env, capture_output=True, text=True, timeout=60)
+
+
 def job_user(stack: LocalStack, job_id: str) -> str:
     return f"{stack.namespace}.job.{job_id}"
 
@@ -113,13 +118,9 @@ async def test_role_code_reaches_nothing_but_its_own_data_plane(
     report = json.loads(found.read_text())
     assert report["login_user"] == job_user(stack, job_id)  # it was served its job's login
     assert (
-        {"FLAME_JOB_ID", "FLAME_TASK_ID"}
+        {"FLAME_JOB_ID", "FLAME_TASK_ID", "FLAME_METRICS_FILE"}
         <= set(report["flame_env"])
-        <= {
-            "FLAME_JOB_ID",
-            "FLAME_TASK_ID",
-            "FLAME_DATA_ROOTS",
-        }
+        <= {"FLAME_JOB_ID", "FLAME_TASK_ID", "FLAME_METRICS_FILE", "FLAME_DATA_ROOTS"}
     )
     assert report["broker"] == {"publish_event": "refused", "read_other_job": "refused"}
     leaks = set(report["leaks"])
@@ -143,6 +144,23 @@ async def test_two_tier_training_runs_on_the_job_user_which_is_gone_after(
         assert status.state.value == "completed", [(t.role, t.log[-300:]) for t in tasks]
         assert len(tasks) == 5 and {t.state.value for t in tasks} == {"completed"}
     await user_gone(job_user(stack, job_id))
+    # What the aggregator computed (its JSON lines) reached the job's log, round by round.
+    aggregator = next(t for t in tasks if t.role == "aggregator")
+    log = stack.home / "work" / job_id / aggregator.task_id / "task.log"
+    printed = {
+        row["evaluation"]: row["accuracy"]
+        for row in map(json.loads, (x for x in log.read_text().splitlines() if x.startswith("{")))
+        if row.get("evaluation", 0) > 0
+    }
+    shown = flamectl(stack, "--user", "alice", "get", "metrics", job_id, "--output", "json")
+    assert shown.returncode == 0, shown.stderr
+    rows = json.loads(shown.stdout)
+    top = [r for r in rows if r["role"] == "aggregator"]
+    reported = {r["round"]: r["metrics"]["test_accuracy"] for r in top}
+    assert printed == reported and sorted(reported) == [1, 2]
+    trainers = {r["taskId"] for r in rows if r["role"] == "trainer"}
+    assert len(trainers) == 4  # every trainer reported its rounds (runtimes, bytes moved)
+    assert all(r["metrics"]["train.runtime"] > 0 for r in rows if r["role"] == "trainer")
 
 
 async def create_two_tier_job(client: FlameClient, rounds: int) -> str:

@@ -58,8 +58,10 @@ async def test_ps_and_flame_status_tell_every_process_apart(stack: LocalStack):
     args = ps_args()
     for part, title in SERVICES.items():
         assert args[stack.pid(part)] == title
+    # The deployer launches its zygote in the background once it is up.
+    await eventually(lambda: stack.zygote() is not None, timeout=30, what="the zygote")
     zygote = stack.zygote()
-    assert zygote is not None and args[zygote.pid] == "flame-zygote"
+    assert zygote is not None and ps_args()[zygote.pid] == "flame-zygote"
 
     async with stack.client() as client:
         job_id = await create_job(

@@ -60,6 +60,7 @@ async def test_another_users_token_is_403_and_changes_nothing(
         ("DELETE", "/users/alice/jobs/j1", {}),
         ("GET", "/users/alice/jobs/j1/tasks/t1/config", {}),
         ("GET", "/users/alice/jobs/j1/events", {}),
+        ("GET", "/users/alice/jobs/j1/metrics", {}),
         ("GET", "/users/alice/datasets", {}),
     ]
     for method, path, kwargs in attempts:

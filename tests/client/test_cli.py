@@ -181,6 +181,16 @@ def test_job_events_json_lines(cli_env: FakeApi) -> None:
     assert "job.state_changed" in table[1] and "ready -> starting" in table[1]
 
 
+ROUND_1 = {"test_accuracy": 0.5, "loss": 0.25, "train.runtime": 2.0}
+SPEC = {
+    "id": "j1",
+    "name": "n",
+    "designId": "d",
+    "backend": "mqtt",
+    "modelSpec": {"hyperparameters": {"rounds": 3}},
+}
+
+
 @pytest.mark.parametrize(
     ("end", "code"),
     [
@@ -197,10 +207,12 @@ def test_job_watch_exit_code_follows_the_outcome(
         job_event(2, "job.state_changed", {"from_state": "ready", "to_state": "starting"}),
         job_event(3, "task.status_changed", {"state": "running"}, "a"),
         job_event(4, "job.state_changed", {"from_state": "starting", "to_state": "running"}),
+        job_event(5, "task.metrics", {"records": [{"round": 1, "metrics": ROUND_1}]}, "a"),
         job_event(
-            5, "job.state_changed", {"from_state": "running", "to_state": end, "reason": "why"}
+            6, "job.state_changed", {"from_state": "running", "to_state": end, "reason": "why"}
         ),
     ]
+    cli_env.on("GET", JOB, body=SPEC)
     cli_env.handle(
         "GET",
         f"{JOB}/events",
@@ -211,14 +223,26 @@ def test_job_watch_exit_code_follows_the_outcome(
         "GET", f"{JOB}/tasks", body=[{"jobId": "j1", "taskId": "a", "role": "r", "state": end}]
     )
     result = flamectl("job", "watch", "j1")
-    assert result.exit_code == code
+    assert result.exit_code == code, (result.output, result.exception)
     lines = result.stdout.splitlines()
     assert "job j1: ready; tasks: ready=1" in lines[0]
     assert any("ready -> starting" in line for line in lines)
     assert any("task a running; tasks: running=1" in line for line in lines)
+    assert any(line.endswith("job j1: r round 1/3 loss=0.25 test_accuracy=0.5") for line in lines)
     assert f"running -> {end} (why); tasks: {end}=1" in lines[-1]
     as_json = flamectl("-o", "json", "job", "watch", "j1")
-    assert json.loads(as_json.stdout.splitlines()[-1])["tasks"] == {end: 1}
+    last = json.loads(as_json.stdout.splitlines()[-1])
+    assert last["tasks"] == {end: 1}
+    assert last["training"] == {"r": {"round": 1, "metrics": ROUND_1}}
+    # --live redraws one view (on a terminal by default); its last frame is what remains
+    view = flamectl("job", "watch", "j1", "--live")
+    assert view.exit_code == code
+    frame = view.stdout
+    assert f"job j1  {end} (why)" in frame and f"tasks: {end}=1" in frame
+    row = next(line for line in frame.splitlines() if line.lstrip().startswith("r "))
+    cells = row.split()
+    assert cells[2:5] == ["1/3", "0:00:00", "loss=0.25"]  # role, bar, round, ETA, metrics
+    assert "test_accuracy=0.5" in frame and "train.runtime" not in frame
 
 
 def test_stream_requests_ask_for_event_stream(cli_env: FakeApi) -> None:
@@ -238,3 +262,37 @@ def test_malformed_answers_are_reported_not_raised(cli_env: FakeApi) -> None:
     result = flamectl("get", "job", "j1", "--status")
     assert result.exit_code == ExitCode.INTERNAL
     assert result.stderr.startswith("Error: unexpected answer from the apiserver")
+
+
+METRICS = [
+    {"taskId": "agg", "role": "aggregator", "round": 1, "metrics": {"test_accuracy": 0.5}},
+    {"taskId": "agg", "role": "aggregator", "round": 2, "metrics": {"test_accuracy": 0.875}},
+    {"taskId": "t1", "role": "trainer", "round": 1, "metrics": {"train.runtime": 1.25}},
+]
+
+
+def test_get_metrics_as_table_json_and_csv(cli_env: FakeApi) -> None:
+    cli_env.on("GET", f"{JOB}/metrics", body=METRICS)
+    table = flamectl("get", "metrics", "j1").stdout.splitlines()
+    assert table[0].split() == ["ROLE", "TASK", "ID", "ROUND", "TEST_ACCURACY", "TRAIN.RUNTIME"]
+    assert table[2].split() == ["aggregator", "agg", "2", "0.875"]
+    assert table[3].split() == ["trainer", "t1", "1", "1.25"]
+    as_json = json.loads(flamectl("get", "metrics", "j1", "--output", "json").stdout)
+    assert [(r["round"], r["metrics"]) for r in as_json] == [
+        (r["round"], r["metrics"]) for r in METRICS
+    ]
+    assert json.loads(flamectl("-o", "json", "get", "metrics", "j1").stdout) == as_json
+    csv_lines = flamectl("get", "metrics", "j1", "-o", "csv", "-m", "test_accuracy").stdout
+    assert csv_lines.splitlines() == [
+        "role,task_id,round,test_accuracy",
+        "aggregator,agg,1,0.5",
+        "aggregator,agg,2,0.875",
+        "trainer,t1,1,",
+    ]
+
+
+def test_get_metrics_sends_the_role_and_says_when_there_are_none(cli_env: FakeApi) -> None:
+    cli_env.on("GET", f"{JOB}/metrics", body=[])
+    result = flamectl("get", "metrics", "j1", "--role", "trainer")
+    assert result.stdout.strip() == "No metrics recorded for job 'j1' yet"
+    assert cli_env.requests[-1].url.params["role"] == "trainer"

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 from flame_sdk.client.progress import JobProgress, apply
 from schemas.events import (
     JobStateChanged,
     JobStateChangedEvent,
+    MetricsRecord,
     TaskAssigned,
     TaskAssignedEvent,
     TaskCreated,
     TaskCreatedEvent,
+    TaskMetrics,
+    TaskMetricsEvent,
     TaskRemoved,
     TaskRemovedEvent,
     TaskStatusChanged,
@@ -76,3 +81,40 @@ def test_a_new_run_resets_task_states_and_removed_tasks_go() -> None:
         p, TaskRemovedEvent(payload=TaskRemoved(reason="update"), job_id="j", task_id="b", seq=6)
     )
     assert p.tasks == {"a": JobState.READY}
+
+
+def metrics(task: str, seq: int, at: datetime, *rounds: tuple[int, float]) -> TaskMetricsEvent:
+    records = [
+        MetricsRecord(round=r, metrics={"test_accuracy": a, "train.runtime": 1.0})
+        for r, a in rounds
+    ]
+    return TaskMetricsEvent(
+        payload=TaskMetrics(records=records), job_id="j", task_id=task, seq=seq, occurred_at=at
+    )
+
+
+T0 = datetime(2026, 12, 4, 6, 0, tzinfo=UTC)
+
+
+def started(seq: int, at: datetime) -> JobStateChangedEvent:
+    payload = JobStateChanged(from_state=JobState.READY, to_state=JobState.STARTING)
+    return JobStateChangedEvent(payload=payload, job_id="j", seq=seq, occurred_at=at)
+
+
+def test_metrics_advance_each_roles_rounds_and_give_an_eta() -> None:
+    p = JobProgress(job_id="j")
+    for e in [
+        created("a", 1),
+        created("b", 2),
+        started(3, T0),
+        metrics("a", 4, T0 + timedelta(seconds=10), (1, 0.5)),
+        metrics("b", 5, T0 + timedelta(seconds=20), (1, 0.4), (2, 0.6)),
+        metrics("a", 6, T0 + timedelta(seconds=21), (1, 0.5)),  # behind b: not the role's latest
+    ]:
+        p = apply(p, e)
+    assert p.training["trainer"].round == 2
+    assert p.training["trainer"].metrics["test_accuracy"] == 0.6
+    assert p.eta("trainer", 10) == timedelta(seconds=80)  # 10 s a round, 8 to go
+    assert p.eta("trainer", 2) == timedelta(0) and p.eta("nobody", 10) is None
+    rerun = apply(p, started(7, T0 + timedelta(minutes=5)))
+    assert rerun.training == {} and rerun.started_at == T0 + timedelta(minutes=5)

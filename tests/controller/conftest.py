@@ -25,6 +25,7 @@ from schemas.commands import CommandReply
 from schemas.events import EventBase, TaskStatusChanged, TaskStatusChangedEvent
 from schemas.states import JobState
 from tests.controller.examples import COMPUTES, Example, load_example
+from tests.support.mosquitto import dynsec_broker  # noqa: F401 (a fixture of these tests)
 from tests.support.tap import EventTap
 from tests.support.wait import eventually
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -14,13 +15,27 @@ import pytest
 from aiormq.exceptions import ChannelAccessRefused, ProbableAuthenticationError
 
 from flame_apiserver.views import agent_task_config, task_config
-from flame_common.datanames import data_resources, exchange_name, queue_name, with_credentials
+from flame_common.datanames import (
+    data_resources,
+    exchange_name,
+    queue_name,
+    with_credentials,
+    without_credentials,
+)
 from flame_common.jobs_read import TaskRecord as ReadTask
 from flame_common.settings import FlameSettings
 from flame_controller.app import running_controller
-from flame_controller.broker_accounts import MemoryAccounts, sweep, user_name
+from flame_controller.broker_accounts import (
+    BrokerAccountsError,
+    BrokerLogin,
+    JobAccounts,
+    MemoryAccounts,
+    new_login,
+    sweep,
+    user_name,
+)
 from flame_controller.memory import MemoryJobStore
-from flame_controller.rabbit_accounts import BrokerAccountsError, RabbitAccounts, vhost_of
+from flame_controller.rabbit_accounts import RabbitAccounts, vhost_of
 from flame_controller.service import Controller
 from schemas import commands as c
 from schemas.errors import FlameError
@@ -38,20 +53,58 @@ ADMIN_URL = "http://guest:guest@127.0.0.1:15672/"
 
 async def test_memory_accounts_open_close_and_sweep() -> None:
     accounts = MemoryAccounts("ns")
-    first = await accounts.open("j1")
-    again = await accounts.open("j1")
-    assert first.user == again.user == "ns.job.j1"
+    jobs = JobAccounts("ns", [accounts])
+    first = await jobs.open("j1")
+    again = await jobs.open("j1")
+    assert first.user == again.user == "ns.job.j1" and again.sorts == ("rabbitmq",)
     assert first.password != again.password and len(again.password) >= 24
     assert accounts.users["ns.job.j1"] == (again.password, data_resources("j1"))
     assert again.password not in repr(again)
-    await accounts.open("j2")
+    await jobs.open("j2")
     accounts.users["other.job.j9"] = ("x", "")  # another namespace's user: never ours to touch
-    assert await accounts.jobs() == {"j1", "j2"}
-    assert await sweep(accounts, ["j2"]) == ["j1"]
+    assert await jobs.jobs() == {"j1", "j2"}
+    assert await sweep(jobs, ["j2"]) == ["j1"]
     assert set(accounts.users) == {"ns.job.j2", "other.job.j9"}
-    await accounts.close("j2")
-    await accounts.close("j2")  # absent: nothing to do
+    await jobs.close("j2")
+    await jobs.close("j2")  # absent: nothing to do
     assert set(accounts.users) == {"other.job.j9"}
+
+
+async def test_a_job_gets_the_same_login_on_every_broker() -> None:
+    rabbit, mqtt = MemoryAccounts("ns"), MemoryAccounts("ns", sort="mqtt")
+    jobs = JobAccounts("ns", [rabbit, mqtt])
+    login = await jobs.open("j1")
+    assert login.sorts == ("mqtt", "rabbitmq") and jobs.sorts == {"mqtt", "rabbitmq"}
+    assert rabbit.users["ns.job.j1"][0] == mqtt.users["ns.job.j1"][0] == login.password
+    mqtt.users["ns.job.j2"] = ("x", "")  # left by a crash on one broker only
+    assert await jobs.jobs() == {"j1", "j2"}
+    assert await sweep(jobs, ["j1"]) == ["j2"]
+    assert set(rabbit.users) == set(mqtt.users) == {"ns.job.j1"}
+
+
+async def test_a_broker_refusing_a_login_leaves_none_on_the_others() -> None:
+    class Refusing(MemoryAccounts):
+        async def open(self, job_id: str, login: BrokerLogin) -> None:
+            raise BrokerAccountsError("cannot create MQTT client: createClient: Internal error")
+
+    rabbit = MemoryAccounts("ns")
+    jobs = JobAccounts("ns", [rabbit, Refusing("ns", sort="mqtt")])
+    with pytest.raises(BrokerAccountsError, match="Internal error"):
+        await jobs.open("j1")
+    assert rabbit.users == {}
+
+
+async def test_closing_tries_every_broker_then_raises_the_first_failure() -> None:
+    class Failing(MemoryAccounts):
+        async def close(self, job_id: str) -> None:
+            raise BrokerAccountsError("cannot delete broker user: management API answered 503")
+
+    mqtt = MemoryAccounts("ns", sort="mqtt")
+    jobs = JobAccounts("ns", [Failing("ns"), mqtt])
+    await jobs.open("j1")
+    with pytest.raises(BrokerAccountsError, match="503"):
+        await jobs.close("j1")
+    assert mqtt.users == {}
 
 
 def test_data_resources_cover_the_job_and_nothing_else() -> None:
@@ -67,13 +120,15 @@ def test_data_resources_cover_the_job_and_nothing_else() -> None:
 
 
 class Memory:
-    def __init__(self, tmp: Path, accounts: MemoryAccounts | None) -> None:
-        settings = FlameSettings(home=tmp, namespace="memory", controller_store="memory")
+    def __init__(self, tmp: Path, accounts: list[MemoryAccounts], **overrides: Any) -> None:
+        settings = FlameSettings(
+            home=tmp, namespace="memory", controller_store="memory", **overrides
+        )
         self.store = MemoryJobStore(settings.stop_grace_seconds)
         self.published: list[EventBase] = []
-        self.accounts = accounts
         catalog = memory_catalog(mnist())
-        self.controller = Controller(settings, self.store, catalog, self.published.extend, accounts)
+        jobs = JobAccounts("memory", accounts) if accounts else None
+        self.controller = Controller(settings, self.store, catalog, self.published.extend, jobs)
 
     async def create(self) -> str:
         spec = JobSpec.model_validate(mnist().spec)
@@ -93,7 +148,7 @@ class Memory:
 
 async def test_a_started_job_gets_its_own_login_and_loses_it_when_it_ends(tmp_path: Path) -> None:
     accounts = MemoryAccounts("memory")
-    m = Memory(tmp_path, accounts)
+    m = Memory(tmp_path, [accounts])
     job_id = await m.create()
     tasks = await m.store.tasks(job_id)
     brokers = [b for t in tasks for b in t.config["brokers"] if b["sort"] == "rabbitmq"]
@@ -118,10 +173,10 @@ async def test_a_started_job_gets_its_own_login_and_loses_it_when_it_ends(tmp_pa
 
 async def test_a_start_the_accounts_refuse_fails_and_changes_nothing(tmp_path: Path) -> None:
     class Refusing(MemoryAccounts):
-        async def open(self, job_id: str) -> Any:
+        async def open(self, job_id: str, login: BrokerLogin) -> None:
             raise BrokerAccountsError("cannot create broker user: management API answered 503")
 
-    m = Memory(tmp_path, Refusing("memory"))
+    m = Memory(tmp_path, [Refusing("memory")])
     job_id = await m.create()
     with pytest.raises(FlameError, match="management API answered 503"):
         await m.controller.execute(c.StartJob(user_id="alice", job_id=job_id))
@@ -130,17 +185,35 @@ async def test_a_start_the_accounts_refuse_fails_and_changes_nothing(tmp_path: P
 
 
 async def test_without_accounts_configs_keep_the_shared_broker_url(tmp_path: Path) -> None:
-    m = Memory(tmp_path, None)
+    m = Memory(tmp_path, [])
     job_id = await m.create()
     await m.controller.execute(c.StartJob(user_id="alice", job_id=job_id))
     hosts = {b["host"] for t in await m.store.tasks(job_id) for b in t.config["brokers"]}
     assert hosts == {"amqp://guest:guest@127.0.0.1:5672/"}
 
 
+async def test_configs_keep_no_credentials_of_the_brokers_jobs_have_logins_on(
+    tmp_path: Path,
+) -> None:
+    mqtt = MemoryAccounts("memory", sort="mqtt")
+    shared = [
+        {"sort": "rabbitmq", "host": "amqp://guest:guest@127.0.0.1:5672/"},
+        {"sort": "mqtt", "host": "shared:secret@127.0.0.1:1883"},
+    ]
+    m = Memory(tmp_path, [mqtt], job_brokers=shared)
+    job_id = await m.create()
+    await m.controller.execute(c.StartJob(user_id="alice", job_id=job_id))
+    hosts = {b["host"] for t in await m.store.tasks(job_id) for b in t.config["brokers"]}
+    assert hosts == {"amqp://guest:guest@127.0.0.1:5672/", "127.0.0.1:1883"}
+    user = user_name("memory", job_id)
+    tasks = await m.store.tasks(job_id)
+    assert {(t.broker_user, t.broker_password) for t in tasks} == {(user, mqtt.users[user][0])}
+
+
 # --- what the apiserver serves ------------------------------------------------------------------
 
 
-def _read_task(**login: str) -> ReadTask:
+def _read_task(**login: Any) -> ReadTask:
     config = {
         "backend": "rabbitmq",
         "brokers": [
@@ -157,12 +230,38 @@ def _read_task(**login: str) -> ReadTask:
 
 
 def test_only_the_agent_is_served_the_login() -> None:
-    task = _read_task(broker_user="ns.job.j1", broker_password="p@ss/word")
+    task = _read_task(
+        broker_user="ns.job.j1", broker_password="p@ss/word", broker_sorts=("rabbitmq",)
+    )
     served = agent_task_config(task)["brokers"]
     assert served[0]["host"] == "amqp://ns.job.j1:p%40ss%2Fword@127.0.0.1:5672/"
-    assert served[1]["host"] == "127.0.0.1:1883"  # MQTT: shared credentials, unchanged
+    assert served[1]["host"] == "127.0.0.1:1883"  # no MQTT login: as configured
     assert "p@ss" not in str(task_config(task)) and "p@ss" not in repr(task)
     assert agent_task_config(_read_task())["brokers"][0]["host"] == "amqp://127.0.0.1:5672/"
+
+
+def test_mqtt_brokers_are_served_the_login_when_the_job_has_one_there() -> None:
+    task = _read_task(
+        broker_user="ns.job.j1", broker_password="p@ss/word", broker_sorts=("mqtt", "rabbitmq")
+    )
+    served = agent_task_config(task)["brokers"]
+    assert served[0]["host"] == "amqp://ns.job.j1:p%40ss%2Fword@127.0.0.1:5672/"
+    assert served[1]["host"] == "mqtt://ns.job.j1:p%40ss%2Fword@127.0.0.1:1883"
+    assert "p@ss" not in str(task_config(task))
+    task.config["brokers"][1]["host"] = "mqtts://mq.example:8883?cafile=/etc/flame/ca.pem"
+    served = agent_task_config(replace(task, broker_sorts=("mqtt",)))["brokers"]
+    assert served[0]["host"] == "amqp://127.0.0.1:5672/"  # no RabbitMQ login: as configured
+    assert served[1]["host"] == (
+        "mqtts://ns.job.j1:p%40ss%2Fword@mq.example:8883?cafile=/etc/flame/ca.pem"
+    )
+
+
+def test_broker_urls_gain_and_lose_credentials_with_or_without_a_scheme() -> None:
+    assert with_credentials("h:1883", "u", "p", scheme="mqtt") == "mqtt://u:p@h:1883"
+    assert with_credentials("mqtt://old:pw@h", "u", "p") == "mqtt://u:p@h"
+    assert without_credentials("old:pw@h:1883") == "h:1883"
+    assert without_credentials("mqtt://old:pw@h:1883") == "mqtt://h:1883"
+    assert without_credentials("h:1883") == "h:1883"
 
 
 # --- the RabbitMQ adapter on the real broker ---------------------------------------------------
@@ -199,7 +298,8 @@ async def test_a_job_user_may_use_its_data_plane_and_nothing_else(
         )
         victim_queue = await channel.declare_queue(queue_name(victim), exclusive=True)
         await victim_queue.bind(victim_exchange, "#")
-        login = await rabbit_accounts.open(job)
+        login = new_login(rabbit_accounts.namespace, job)
+        await rabbit_accounts.open(job, login)
         assert login.user == user_name(rabbit_accounts.namespace, job)
         assert await rabbit_accounts.jobs() == {job}
 
@@ -273,7 +373,7 @@ async def test_sweep_deletes_the_users_of_jobs_no_longer_open(
     rabbit_accounts: RabbitAccounts,
 ) -> None:
     for job in ("a1", "b2", "c3"):
-        await rabbit_accounts.open(job)
+        await rabbit_accounts.open(job, new_login(rabbit_accounts.namespace, job))
     assert await sweep(rabbit_accounts, ["b2", "z9"]) == ["a1", "c3"]
     assert await rabbit_accounts.jobs() == {"b2"}
 
@@ -292,7 +392,8 @@ async def test_an_unreachable_management_api_is_a_clear_error() -> None:
 async def test_the_controller_deletes_stale_job_users_when_it_starts(
     rabbit_accounts: RabbitAccounts, tmp_path: Path
 ) -> None:
-    await rabbit_accounts.open("65aa00000000000000000001")  # a job no store knows: stale
+    stale = "65aa00000000000000000001"  # a job no store knows
+    await rabbit_accounts.open(stale, new_login(rabbit_accounts.namespace, stale))
     settings = FlameSettings(
         home=tmp_path,
         namespace=track_namespace(rabbit_accounts.namespace),

@@ -19,6 +19,9 @@ from schemas.events import (
     AgentRegisteredEvent,
     EventBase,
     JobStateChangedEvent,
+    MetricsRecord,
+    TaskMetrics,
+    TaskMetricsEvent,
     TaskStatusChanged,
     TaskStatusChangedEvent,
     WorkerFailed,
@@ -361,3 +364,19 @@ def test_rerun_of_a_finished_job_starts_fresh() -> None:
     job.run(Start())
     assert job.s.state is JobState.DEPLOYING
     assert all(t.state is JobState.READY for t in job.s.tasks.values())
+
+
+def test_task_metrics_are_logged_as_they_are_and_change_nothing() -> None:
+    job = Job()
+    job.run(Start())
+    before = job.s
+    records = [MetricsRecord(round=1, metrics={"test_accuracy": 0.5})]
+    event = TaskMetricsEvent(
+        payload=TaskMetrics(records=records), job_id=JOB, task_id=job.trainers[0]
+    )
+    assert job.run(Observe(event)) == [event]
+    assert job.log[-1] == event.model_copy(update={"seq": len(job.log)})
+    assert (job.s.state, job.s.tasks) == (before.state, before.tasks)
+    stranger = event.model_copy(update={"task_id": "nope"})
+    with pytest.raises(NotFound, match="task nope not found"):
+        job.run(Observe(stranger))

@@ -11,10 +11,12 @@ from typing import Any, Protocol
 import pytest
 from bson import ObjectId
 
-from flame_common.documents import ComputeDoc
+from flame_common.documents import ComputeDoc, TaskDoc
+from flame_common.jobs_read.mongo import MongoJobReads
 from flame_common.settings import FlameSettings
 from flame_controller import decide as d
 from flame_controller.app import open_stores
+from flame_controller.broker_accounts import new_login
 from flame_controller.expansion import PlannedTask
 from flame_controller.memory import MemoryCatalog, MemoryJobStore
 from flame_controller.mongo import MongoCatalog, MongoJobStore
@@ -328,6 +330,18 @@ class StoreContract:
         assert await a.store.job(job.state.job_id) is None
         assert await a.store.pending() == []
 
+    async def test_a_broker_login_is_set_on_every_task_and_cleared(self, a: Adapters) -> None:
+        job = await self._create(a)
+        job_id = job.state.job_id
+        login = new_login("ns", job_id, ["rabbitmq", "mqtt"])
+        await a.store.set_broker_login(job_id, login)
+        tasks = await a.store.tasks(job_id)
+        assert {(t.broker_user, t.broker_password) for t in tasks} == {(login.user, login.password)}
+        await a.store.set_broker_login(job_id, None)
+        assert {(t.broker_user, t.broker_password) for t in await a.store.tasks(job_id)} == {
+            ("", "")
+        }
+
 
 class TestMemoryStore(StoreContract):
     @pytest.fixture
@@ -348,6 +362,27 @@ class TestMongoStore(StoreContract):
 
     async def add_unmanaged(self, a: Adapters, compute_id: str) -> None:
         await ComputeDoc(compute_id=compute_id, managed=False).insert()
+
+    async def test_the_apiserver_reads_the_brokers_a_login_is_for(self, a: Adapters) -> None:
+        job = await self._create(a)
+        job_id, task_id = job.state.job_id, job.task("trainer")
+        reads = MongoJobReads()
+        await a.store.set_broker_login(job_id, new_login("ns", job_id, ["mqtt", "rabbitmq"]))
+        task = await reads.task(job_id, task_id)
+        assert task is not None and task.broker_sorts == ("mqtt", "rabbitmq")
+        await a.store.set_broker_login(job_id, None)
+        task = await reads.task(job_id, task_id)
+        assert task is not None and (task.broker_user, task.broker_sorts) == ("", ())
+        # a login stored before logins named their brokers was RabbitMQ's
+        await TaskDoc.get_pymongo_collection().update_many(
+            {"job_id": job_id},
+            {
+                "$set": {"broker_user": "ns.job.x", "broker_password": "p"},
+                "$unset": {"broker_sorts": ""},
+            },
+        )
+        task = await reads.task(job_id, task_id)
+        assert task is not None and task.broker_sorts == ("rabbitmq",)
 
 
 async def test_the_composition_root_builds_the_configured_adapters(tmp_path: Path) -> None:

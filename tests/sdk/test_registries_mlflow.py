@@ -182,3 +182,38 @@ def test_tasks_of_one_job_share_the_experiment(mlflow_url: str) -> None:
     assert names == {"trainer-task0xxx", "trainer-task1xxx"}
     source = client.get_model_version("plain-1", "1").source
     assert source.startswith(f"runs:/{runs[1].run_id}/weights/")
+
+
+def test_a_job_has_one_parent_run_with_its_curve_and_every_task_nested(mlflow_url: str) -> None:
+    from mlflow import MlflowClient
+
+    def reg(task: str, role: str, job_level: bool = False) -> MlflowRegistry:
+        made = create_registry(
+            "mlflow", mlflow_url, "job-parent", "digits", task, role, job_level=job_level
+        )
+        assert isinstance(made, MlflowRegistry)
+        return made
+
+    early = reg("trainer0xxxxxxxx", "trainer")  # opens before the job's parent run exists
+    early.setup_run()
+    top = reg("aggregatorxxxxxx", "aggregator", job_level=True)
+    top.setup_run()
+    late = reg("trainer1xxxxxxxx", "trainer")
+    late.setup_run()
+    for step, accuracy in enumerate((0.5, 0.7, 0.9)):
+        top.save_metrics(step, {"test_accuracy": accuracy})
+        late.save_metrics(step, {"train.runtime": 1.0})
+    for r in (early, late, top):
+        r.close()
+
+    client = MlflowClient(tracking_uri=mlflow_url)
+    parent = top.parent_run_id
+    assert parent is not None and early.parent_run_id == late.parent_run_id == parent
+    for r in (early, late, top):
+        assert r.run_id is not None
+        assert client.get_run(r.run_id).data.tags["mlflow.parentRunId"] == parent
+    job_run = client.get_run(parent)
+    assert job_run.info.run_name == "job-digits" and job_run.info.status == "FINISHED"
+    curve = client.get_metric_history(parent, "test_accuracy")
+    assert [(m.step, m.value) for m in curve] == [(0, 0.5), (1, 0.7), (2, 0.9)]
+    assert client.get_metric_history(parent, "train.runtime") == []  # trainers' stay their own

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import shutil
 import signal
 import ssl
 import subprocess
@@ -19,6 +18,7 @@ from pathlib import Path
 
 from flame_common.certs import LocalCerts
 from flame_common.embedded import free_port, port_open
+from tests.support.mosquitto import mosquitto
 from tests.support.wait import wait_until
 
 
@@ -94,37 +94,15 @@ def tls_proxy(certs: LocalCerts, upstream: int) -> Iterator[TlsProxy]:
 def tls_mosquitto(certs: LocalCerts, directory: Path) -> Iterator[int]:
     """A second Mosquitto whose only listener is TLS (the shared one on :1883 stays untouched);
     yields its port."""
-    exe = shutil.which("mosquitto")
-    if exe is None:
-        raise RuntimeError("mosquitto is not installed (scripts/services.sh installs it)")
-    port = free_port()
-    conf = directory / "mosquitto-tls.conf"
-    conf.write_text(
-        "user root\n"  # ignored unless started as root; the key file is root's, mode 0600
-        "persistence false\n"
-        f"listener {port} 127.0.0.1\n"
-        "allow_anonymous true\n"
-        f"cafile {certs.ca_file}\ncertfile {certs.cert_file}\nkeyfile {certs.key_file}\n"
-    )
-    log = (directory / "mosquitto-tls.log").open("ab")
-    proc = subprocess.Popen([exe, "-c", str(conf)], stdout=log, stderr=subprocess.STDOUT)
-    try:
-        wait_until(
-            lambda: proc.poll() is not None or port_open("127.0.0.1", port),
-            timeout=10,
-            what=f"mosquitto TLS listener on {port} (log {log.name})",
-        )
-        if proc.poll() is not None:
-            raise RuntimeError(f"mosquitto exited with {proc.returncode} (log {log.name})")
+    with mosquitto(
+        directory, "mosquitto-tls", f"{tls_listener(certs)}allow_anonymous true\n"
+    ) as port:
         yield port
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
+
+
+def tls_listener(certs: LocalCerts) -> str:
+    """The settings of a Mosquitto listener serving TLS with `certs`."""
+    return f"cafile {certs.ca_file}\ncertfile {certs.cert_file}\nkeyfile {certs.key_file}\n"
 
 
 RABBIT_BIN = Path("/usr/lib/rabbitmq/bin")  # the scripts as such (the /usr/sbin wrappers su)

@@ -6,7 +6,7 @@ import pytest
 
 from flame_sdk.backends import create_backend
 from flame_sdk.backends.local import LocalBackend, hub_for
-from flame_sdk.backends.mqtt import MQTTBackend, parse_broker
+from flame_sdk.backends.mqtt import MQTTBackend, broker_login, parse_broker
 from flame_sdk.backends.rabbitmq import RabbitMQBackend, broadcast_key, unicast_key
 
 
@@ -45,6 +45,19 @@ def test_mqtt_broker_addresses() -> None:
     assert parse_broker("10.0.0.1:1900") == ("10.0.0.1", 1900)
     with pytest.raises(ValueError, match="mqtt broker must look like"):
         parse_broker("http://h:80")
+
+
+def test_mqtt_logins_come_from_the_broker_url_and_stay_out_of_errors() -> None:
+    served = "mqtt://ns.job.j1:p%40ss%2Fword@h:1884"
+    assert parse_broker(served) == ("h", 1884)
+    assert broker_login(served) == ("ns.job.j1", "p@ss/word")
+    assert broker_login("u:pw@h") == ("u", "pw")
+    assert broker_login("mqtts://h:8883?cafile=/ca.pem") == broker_login("h") == (None, None)
+    backend = MQTTBackend(served, "j1", "t1")
+    assert (backend.username, backend.password) == ("ns.job.j1", "p@ss/word")
+    with pytest.raises(ValueError, match="mqtt broker must look like") as info:
+        parse_broker("http://u:secret@h:80")
+    assert "secret" not in str(info.value)
 
 
 def test_mqtt_refuses_names_that_break_topics() -> None:
