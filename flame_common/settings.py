@@ -78,6 +78,8 @@ class FlameSettings(BaseSettings):
     # Agents
     heartbeat_interval: float = 2.0
     heartbeat_timeout: float = 10.0
+    # how often an agent relays what its role code recorded (one task.metrics event at most)
+    metrics_interval: float = Field(default=1.0, ge=0.05, le=60)
     stop_grace_seconds: float = 5.0
     # how long a flamelet retries its manifest while the apiserver is unreachable or failing
     manifest_patience: float = Field(default=60, ge=0, le=3600)

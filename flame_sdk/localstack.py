@@ -4,7 +4,8 @@ For end-to-end tests and benchmarks: `local_stack(mongo_url, tmp)` starts the st
 `flame` command itself and stops it with `flame down` (the admin token `flame up` writes to
 `$FLAME_HOME/config.yaml` is `LocalStack.token`; `client()` uses it); `create_job` registers
 a design from a Flame example folder (`schema.json`, `dataSpec.json`) with one script per role
-and public stand-in datasets; `wait_state` and `job_events` follow the job.
+and public stand-in datasets; `create_example_job` one of the project's `examples/` as the
+quickstart does; `wait_state` and `job_events` follow the job.
 `delete_namespace` removes the durable queues and exchanges the services left on the broker.
 """
 
@@ -31,6 +32,7 @@ from flame_common.titles import ZYGOTE
 from flame_sdk.client import FlameClient
 from schemas.dataset import DatasetInfo
 from schemas.design import DesignSchema
+from schemas.errors import Conflict
 from schemas.events import EventBase
 from schemas.job import JobSpec, JobStatus, ModelSpec, RoleDatasetGroups
 
@@ -218,6 +220,56 @@ async def create_job(
         model_spec=ModelSpec(),
     )
     return (await client.jobs.create(job)).id
+
+
+async def create_example_job(
+    client: FlameClient,
+    folder: Path,
+    *,
+    hyperparameters: dict[str, Any] | None = None,
+    backend: str | None = None,
+    max_run_time: int | None = None,
+) -> str:
+    """One of Flame's example folders (`examples/<name>`) as `scripts/quickstart.sh` registers it:
+    design, schema, the code of every `<role>/main.py`, its `dataset*.json` datasets, then a job
+    from its `job.json` (model spec `hyperparameters` updated, `backend` and `max_run_time`
+    replaced when given)."""
+    design_id = f"{folder.name.replace('_', '-')}-{uuid.uuid4().hex[:6]}"
+    await client.designs.create(design_id)
+    schema = DesignSchema.model_validate_json((folder / "schema.json").read_text())
+    await client.schemas.create(design_id, schema)
+    roles = sorted(p.parent.name for p in folder.glob("*/main.py"))
+    await client.code.upload(design_id, code_zip({r: folder / r / "main.py" for r in roles}))
+    data_spec = json.loads((folder / "dataSpec.json").read_text())
+    for entry in data_spec:
+        for group, names in entry["datasetGroups"].items():
+            entry["datasetGroups"][group] = [
+                await _dataset(
+                    client, DatasetInfo.model_validate_json((folder / f"{n}.json").read_text())
+                )
+                for n in names
+            ]
+    job = json.loads((folder / "job.json").read_text())
+    model = json.loads((folder / "modelSpec.json").read_text())
+    model["hyperparameters"].update(hyperparameters or {})
+    spec = JobSpec(
+        name=job["name"],
+        design_id=design_id,
+        backend=backend or job["backend"],
+        max_run_time=max_run_time or job.get("maxRunTime", 600),
+        data_spec=[RoleDatasetGroups.model_validate(e) for e in data_spec],
+        model_spec=ModelSpec.model_validate(model),
+    )
+    return (await client.jobs.create(spec)).id
+
+
+async def _dataset(client: FlameClient, dataset: DatasetInfo) -> str:
+    """The id of the user's dataset with this URL, registered first if it is not yet."""
+    try:
+        return await client.datasets.create(dataset)
+    except Conflict:  # registered by an earlier job of the same user
+        mine = await client.datasets.list(limit=10_000)
+        return next(d.id for d in mine if d.url == dataset.url)
 
 
 async def wait_state(

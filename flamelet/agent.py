@@ -203,7 +203,11 @@ class Agent:
             await self._finish(JobState.FAILED, None, str(exc), "task preparation failed")
             return
         log_path = self.work_dir / "task.log"
-        relay = MetricsRelay(self.work_dir / METRICS_FILE, self._send_metrics)
+        relay = MetricsRelay(
+            self.work_dir / METRICS_FILE,
+            self._send_metrics,
+            interval=self.settings.metrics_interval,
+        )
         env = role_env(os.environ, self.task.job_id, self.task.task_id, relay.path)
         title = role_title(script.parent.name, self.task.job_id, self.task.task_id)
         child = self._child = RoleProcess(script, config, log_path, env, title, self.warm)

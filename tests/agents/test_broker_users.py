@@ -21,9 +21,6 @@ from flame_common.datanames import exchange_name
 from flame_common.embedded import EmbeddedMongo
 from flame_sdk import localstack
 from flame_sdk.client import FlameClient
-from schemas.dataset import DatasetInfo
-from schemas.design import DesignSchema
-from schemas.job import JobSpec, ModelSpec, RoleDatasetGroups
 from tests.agents.helpers import ROLES
 from tests.agents.stack import EXAMPLES, LocalStack, local_stack, wait_state
 
@@ -165,29 +162,13 @@ async def test_two_tier_training_runs_on_the_job_user_which_is_gone_after(
 
 async def create_two_tier_job(client: FlameClient, rounds: int) -> str:
     """examples/two_tier_fedavg as the quickstart registers it, over RabbitMQ, fewer rounds."""
-    design_id = f"two-tier-{uuid.uuid4().hex[:6]}"
-    await client.designs.create(design_id)
-    schema = DesignSchema.model_validate_json((TWO_TIER / "schema.json").read_text())
-    await client.schemas.create(design_id, schema)
-    await client.code.upload(
-        design_id,
-        localstack.code_zip({r: TWO_TIER / r / "main.py" for r in ("trainer", "aggregator")}),
-    )
-    datasets = [
-        await client.datasets.create(DatasetInfo.model_validate_json(p.read_text()))
-        for p in sorted(TWO_TIER.glob("dataset*.json"))
-    ]
-    model = json.loads((TWO_TIER / "modelSpec.json").read_text())
-    model["hyperparameters"].update(rounds=rounds, epochs=1)
-    job = JobSpec(
-        name="two-tier over per-job broker users",
-        design_id=design_id,
+    return await localstack.create_example_job(
+        client,
+        TWO_TIER,
+        hyperparameters={"rounds": rounds, "epochs": 1},
         backend="rabbitmq",
         max_run_time=200,
-        data_spec=[RoleDatasetGroups(role="trainer", dataset_groups={"default": datasets})],
-        model_spec=ModelSpec.model_validate(model),
     )
-    return (await client.jobs.create(job)).id
 
 
 HIDDEN_PARENT = """
