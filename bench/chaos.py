@@ -9,12 +9,14 @@ then runs the job and injects one fault at one moment:
 
 - faults: kill -9 of a service (controller, apiserver, notifier, deployer: the supervisor restarts
   it), of a trainer's flamelet, of a trainer's / the middle / the top aggregator's role process;
-  a RabbitMQ restart (`rabbitmqctl stop_app`, 3 s, `start_app`); MongoDB (nx-27017) kill -9 and
-  restart on the same data after 2 s; `controller2`: a second controller joins the namespace
-  before the job and the first one is killed (the second must take its partitions over).
+  a RabbitMQ restart (`rabbitmqctl stop_app`, 3 s, `start_app`; the stack runs on a RabbitMQ node
+  of the bench's own, `flame_sdk.localbroker`, so the machine's broker is never touched);
+  MongoDB (nx-27017) kill -9 and restart on the same data after 2 s; `controller2`: a second
+  controller joins the namespace before the job and the first one is killed (the second must
+  take its partitions over).
 - moments: before-start (after the job is created), deploying (right after start), mid-round (the
   top evaluated round 2), aggregation (a trainer reported round 3: the top is aggregating it),
-  end (the top evaluated round R-4: its last rounds). Role and flamelet faults apply once roles
+  end (the top evaluated round R-6: its last rounds). Role and flamelet faults apply once roles
   run. Rounds are made long enough to aim at (40 rounds of 20 local epochs; `--rounds`).
 
 Per cell: outcome (completed / failed / terminated with its reason, or hung), the final accuracy
@@ -54,17 +56,11 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
 from flame_common.embedded import port_open
-from flame_common.settings import FlameSettings
 from flame_common.titles import FLAMELET, ROLE
 from flame_sdk.cli.services import SERVICES, command
 from flame_sdk.client import FlameClient
-from flame_sdk.localstack import (
-    QUICK,
-    LocalStack,
-    create_example_job,
-    delete_namespace,
-    local_stack,
-)
+from flame_sdk.localbroker import LocalRabbit, local_rabbitmq
+from flame_sdk.localstack import QUICK, LocalStack, create_example_job, local_stack
 from schemas.events import EventBase, JobStateChangedEvent, TaskStatusChangedEvent
 from schemas.states import JobState
 
@@ -85,7 +81,7 @@ DEGRADED_TOLERANCE = 0.02
 EPOCHS = 20  # local epochs per round: rounds long enough (~0.3 s) to aim a fault inside one
 SETTLE = 20.0  # seconds a finished job gets to leave no process, queue or user behind
 MOMENT_TIMEOUT = 120.0
-ADMIN = "http://127.0.0.1:15672/api"
+END_ROUNDS = 6  # "end": this many rounds before the last (what is seen lags the roles by ~0.3 s)
 GUEST = ("guest", "guest")
 
 
@@ -167,17 +163,6 @@ def restart_mongo(stack: LocalStack) -> None:
         time.sleep(0.1)
 
 
-def restart_rabbitmq() -> None:
-    for step in ("stop_app", "start_app"):
-        subprocess.run(
-            ["timeout", "-s", "KILL", "90", "rabbitmqctl", step],
-            capture_output=True,
-            check=True,
-        )
-        if step == "stop_app":
-            time.sleep(3)
-
-
 def second_controller(stack: LocalStack) -> subprocess.Popen[bytes]:
     """Another controller on the stack's namespace, with the first one's settings and secrets."""
     (controller,) = [s for s in SERVICES if s.name == "controller"]
@@ -192,11 +177,22 @@ def second_controller(stack: LocalStack) -> subprocess.Popen[bytes]:
 # --- one cell ----------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Bench:
+    """What every cell runs on: the stack, its own RabbitMQ node, a client, the rounds."""
+
+    stack: LocalStack
+    rabbit: LocalRabbit
+    client: FlameClient
+    rounds: int
+
+
 class Run:
     """One job through the stack with one fault."""
 
-    def __init__(self, stack: LocalStack, client: FlameClient, cell: Cell, rounds: int) -> None:
-        self.stack, self.client, self.cell, self.rounds = stack, client, cell, rounds
+    def __init__(self, bench: Bench, cell: Cell) -> None:
+        self.bench, self.cell = bench, cell
+        self.stack, self.client, self.rounds = bench.stack, bench.client, bench.rounds
         self.folder, self.top = JOBS[cell.job]
         self.job_id = ""
         self.extra: subprocess.Popen[bytes] | None = None
@@ -216,7 +212,7 @@ class Run:
         targets: dict[str, Callable[[], Awaitable[bool]]] = {
             "mid-round": lambda: self._at_least(self.top_round, 2),
             "aggregation": lambda: self._at_least(self.trainer_round, 3),
-            "end": lambda: self._at_least(self.top_round, self.rounds - 4),
+            "end": lambda: self._at_least(self.top_round, self.rounds - END_ROUNDS),
         }
         if moment not in targets:
             return True
@@ -244,7 +240,7 @@ class Run:
         elif fault == "mongo":
             await asyncio.to_thread(restart_mongo, self.stack)
         elif fault == "rabbitmq":
-            await asyncio.to_thread(restart_rabbitmq)
+            await asyncio.to_thread(self.bench.rabbit.restart)
         else:
             prefix = FLAMELET if fault == "flamelet" else ROLE
             role = {"flamelet": "trainer", "trainer": "trainer", "middle": "middle-aggregator"}
@@ -319,7 +315,7 @@ class Run:
         deadline = time.monotonic() + (SETTLE if ended else 1)
         while True:
             orphans = job_processes(self.job_id, FLAMELET) + job_processes(self.job_id, ROLE)
-            leaked = await asyncio.to_thread(leaked_broker_objects, self.stack, self.job_id, tasks)
+            leaked = await asyncio.to_thread(leaked_broker_objects, self.bench, self.job_id, tasks)
             if (not orphans and not leaked) or time.monotonic() > deadline:
                 break
             await asyncio.sleep(0.5)
@@ -343,14 +339,16 @@ class Run:
                 await asyncio.sleep(0.5)
 
 
-def leaked_broker_objects(stack: LocalStack, job_id: str, task_ids: list[str]) -> list[str]:
+def leaked_broker_objects(bench: Bench, job_id: str, task_ids: list[str]) -> list[str]:
     """The job's data-plane queues, its agents' inboxes and its broker user still on RabbitMQ."""
-    inboxes = {f"{stack.namespace}.agent.{t}" for t in task_ids}
+    namespace = bench.stack.namespace
+    inboxes = {f"{namespace}.agent.{t}" for t in task_ids}
+    api = f"http://127.0.0.1:{bench.rabbit.admin_port}/api"
     with httpx.Client(auth=GUEST, timeout=10) as http:
-        queues = [q["name"] for q in http.get(f"{ADMIN}/queues", params={"columns": "name"}).json()]
-        users = [u["name"] for u in http.get(f"{ADMIN}/users").json()]
+        queues = [q["name"] for q in http.get(f"{api}/queues", params={"columns": "name"}).json()]
+        users = [u["name"] for u in http.get(f"{api}/users").json()]
     left = [q for q in queues if job_id in q or q in inboxes]
-    return left + [u for u in users if u == f"{stack.namespace}.job.{job_id}"]
+    return left + [u for u in users if u == f"{namespace}.job.{job_id}"]
 
 
 def gaps(events: list[EventBase]) -> int:
@@ -414,28 +412,38 @@ def matrix(args: argparse.Namespace) -> list[Cell]:
 async def main(args: argparse.Namespace) -> int:
     cells = matrix(args)
     print(f"chaos matrix: {len(cells)} cells, {args.rounds} rounds per job", flush=True)
-    with tempfile.TemporaryDirectory(prefix="flame-chaos-") as tmp:
-        namespace = f"chaos{uuid.uuid4().hex[:8]}"
-        with local_stack(None, Path(tmp), namespace, FLAME_METRICS_INTERVAL="0.1") as stack:
-            refs: dict[str, Reference] = {}
-            async with stack.client() as client:
-                for job in args.jobs:
-                    r = await Run(stack, client, Cell(job, "none", "-"), args.rounds).run(None)
-                    if r.outcome != "completed" or r.accuracy is None:
-                        print(f"reference run of {job} did not complete: {describe(r, None)}")
-                        return 1
-                    refs[job] = Reference(r.accuracy, r.seconds)
-                    print(f"reference {job}: accuracy {r.accuracy:.4f}, {r.seconds:.1f} s")
-                results = []
-                for cell in cells:
-                    try:
-                        result = await Run(stack, client, cell, args.rounds).run(refs[cell.job])
-                    except Exception as exc:  # the bench goes on; the cell is not ok
-                        result = Result(cell, outcome="error", notes=[repr(exc)])
-                    results.append(result)
-                    print(describe(result, refs[cell.job]), flush=True)
-                    heal(stack)
-        await delete_namespace(FlameSettings().rabbit_url, namespace)
+    with (
+        tempfile.TemporaryDirectory(prefix="flame-chaos-") as tmp,
+        local_rabbitmq(Path(tmp) / "rabbit") as rabbit,
+        local_stack(
+            None,
+            Path(tmp),
+            f"chaos{uuid.uuid4().hex[:8]}",
+            FLAME_METRICS_INTERVAL="0.1",
+            FLAME_RABBIT_URL=rabbit.amqp_url,
+            FLAME_RABBIT_ADMIN_URL=rabbit.admin_url,
+            FLAME_JOB_BROKERS=json.dumps([{"sort": "rabbitmq", "host": rabbit.amqp_url}]),
+        ) as stack,
+    ):
+        refs: dict[str, Reference] = {}
+        async with stack.client() as client:
+            bench = Bench(stack, rabbit, client, args.rounds)
+            for job in args.jobs:
+                r = await Run(bench, Cell(job, "none", "-")).run(None)
+                if r.outcome != "completed" or r.accuracy is None:
+                    print(f"reference run of {job} did not complete: {describe(r, None)}")
+                    return 1
+                refs[job] = Reference(r.accuracy, r.seconds)
+                print(f"reference {job}: accuracy {r.accuracy:.4f}, {r.seconds:.1f} s")
+            results = []
+            for cell in cells:
+                try:
+                    result = await Run(bench, cell).run(refs[cell.job])
+                except Exception as exc:  # the bench goes on; the cell is not ok
+                    result = Result(cell, outcome="error", notes=[repr(exc)])
+                results.append(result)
+                print(describe(result, refs[cell.job]), flush=True)
+                heal(bench)
     ok = sum(r.ok for r in results)
     print(
         f"cells ok {ok}/{len(results)}; lost {sum(r.lost for r in results)}; "
@@ -446,11 +454,11 @@ async def main(args: argparse.Namespace) -> int:
     return 0 if ok == len(results) else 1
 
 
-def heal(stack: LocalStack) -> None:
-    """Between cells: services the supervisor left down come back (`flame up` is idempotent)."""
-    wait = ["timeout", "-s", "KILL", "60", "rabbitmqctl", "-q", "await_startup"]
-    subprocess.run(wait, capture_output=True, check=False)
-    result = stack.flame("up", timeout=120)
+def heal(bench: Bench) -> None:
+    """Between cells: the broker is up and services the supervisor left down come back (`flame
+    up` is idempotent)."""
+    bench.rabbit.ctl("rabbitmqctl", "await_startup")
+    result = bench.stack.flame("up", timeout=120)
     if result.returncode != 0:
         print(f"    note: flame up between cells failed: {result.stderr.strip()[-300:]}")
 

@@ -12,6 +12,7 @@ whose caller already got a 503. Each carries a proof keyed with the service secr
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from typing import Any
 
@@ -20,6 +21,7 @@ from faststream.rabbit import RabbitBroker
 from faststream.rabbit.annotations import RabbitMessage
 from pamqp.commands import Basic
 
+from flame_common import metrics
 from flame_common.bus import rabbit_queue
 from flame_common.logs import get_logger
 from flame_common.proofs import PROOF_HEADER, command_proof
@@ -51,6 +53,16 @@ class ControllerClient:
 
     async def call(self, command: Command) -> dict[str, Any] | list[Any] | None:
         """Send one command; raises the controller's FlameError, or Unavailable on no answer."""
+        started, outcome = time.perf_counter(), "unavailable"
+        try:
+            reply = await self._call(command)
+            outcome = "ok" if reply.ok else "error"
+        finally:
+            elapsed = time.perf_counter() - started
+            metrics.timed(metrics.RPC_SECONDS, getattr(command, "kind", ""), outcome, elapsed)
+        return reply.unwrap()
+
+    async def _call(self, command: Command) -> CommandReply:
         correlation_id = uuid.uuid4().hex
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending[correlation_id] = future
@@ -82,4 +94,4 @@ class ControllerClient:
             ) from exc
         finally:
             self._pending.pop(correlation_id, None)
-        return CommandReply.model_validate(body).unwrap()
+        return CommandReply.model_validate(body)

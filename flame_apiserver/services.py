@@ -11,6 +11,7 @@ from faststream.rabbit import RabbitBroker
 from flame_apiserver.context import ApiPorts
 from flame_apiserver.mongo import MongoResources
 from flame_apiserver.rpc import ControllerClient
+from flame_common import metrics
 from flame_common.bus import events_exchange, make_broker, publish_event
 from flame_common.db import init_db
 from flame_common.jobs_read.mongo import MongoJobReads
@@ -27,6 +28,7 @@ class BrokerPublisher:
 
     async def publish(self, event: EventBase) -> None:
         await publish_event(self._broker, self._settings, event)
+        metrics.published("apiserver", event.type)
 
 
 @asynccontextmanager

@@ -14,6 +14,7 @@ from typing import Any
 
 from aio_pika.abc import AbstractIncomingMessage
 
+from flame_common import metrics
 from flame_common.logs import get_logger
 from flame_common.settings import FlameSettings
 
@@ -35,6 +36,9 @@ async def before_return(
     attempt (the broker dead-letters them), wait for the others (the delay doubles per attempt)."""
     last = [message_id for message_id, n in attempts if n >= settings.delivery_limit]
     if last:
+        # consumer queues are named after their service: <ns>.controller.events, deployer.<id>…
+        service = next((p for p in queue.split(".") if p in metrics.SERVICES), queue)
+        metrics.dead_lettered(service, "delivery_limit", len(last))
         log.error(
             "message dead-lettered",
             queue=queue,

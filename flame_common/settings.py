@@ -94,6 +94,14 @@ class FlameSettings(BaseSettings):
     restart_max_delay: float = Field(default=30, ge=1)
     restart_limit: int = Field(default=5, ge=1)
     restart_window: float = Field(default=60, gt=0)
+    # Prometheus metrics (docs/observability.md): the listener of each service on metrics_host
+    # (0: none; a port already taken is logged and skipped); the apiserver serves GET /metrics
+    # on its own port. The controller counts jobs and tasks by state every metrics_poll_seconds.
+    metrics_host: str = "127.0.0.1"
+    metrics_port_controller: int = Field(default=9464, ge=0, le=65535)
+    metrics_port_notifier: int = Field(default=9465, ge=0, le=65535)
+    metrics_port_deployer: int = Field(default=9466, ge=0, le=65535)
+    metrics_poll_seconds: float = Field(default=10, ge=0.1, le=3600)
     # Logging
     log_level: str = "INFO"
     log_json: bool = True

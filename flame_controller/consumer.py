@@ -30,6 +30,7 @@ from aiormq.abc import DeliveredMessage
 from pamqp.commands import Basic
 from pydantic import ValidationError
 
+from flame_common import metrics
 from flame_common.logs import get_logger
 from flame_common.proofs import proof_of
 from flame_common.redelivery import attempt, before_return
@@ -225,6 +226,7 @@ class EventConsumer:
                     job_of.append(f"partition {target}")
                     continue
                 groups.setdefault(job_id, []).append(event)
+                metrics.consumed("controller", event.type)  # not the forwarded ones: no repeats
                 positions.setdefault(job_id, []).append(i)
             job_of.append(job_id)
         unproven = await self._sift(batch, groups, positions, job_of)
@@ -378,6 +380,7 @@ class EventConsumer:
                 continue
             for n in refused:
                 job_of[positions[job_id][n]] = None
+            metrics.dead_lettered("controller", "unproven", len(refused))
             kept = [e for n, e in enumerate(groups[job_id]) if n not in refused]
             if kept:
                 groups[job_id] = kept
@@ -478,6 +481,7 @@ def _decode(body: bytes) -> EventBase | str | None:
         event = parse_event(body)
     except ValidationError as exc:
         log.error("undecodable event dead-lettered", error=str(exc.errors()[0]["msg"]))
+        metrics.dead_lettered("controller", "undecodable")
         return None
     if not event.job_id:
         log.warning("event without job id dropped", event_id=event.id, type=event.type)

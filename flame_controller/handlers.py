@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 from pydantic import ValidationError
 
+from flame_common import metrics
 from flame_common.logs import get_logger
 from flame_controller.service import Controller
 from schemas.commands import COMMAND_ADAPTER, CommandReply
@@ -17,18 +19,23 @@ log = get_logger(__name__)
 
 async def handle_command(controller: Controller, body: bytes) -> dict[str, Any]:
     """Decode and execute one command (JSON); every outcome becomes a `CommandReply`."""
+    started = time.perf_counter()
     try:
         cmd = COMMAND_ADAPTER.validate_json(body)
     except ValidationError as exc:
         reply = CommandReply.failure(BadRequest(f"malformed command: {exc.errors()[0]['msg']}"))
+        metrics.timed(metrics.COMMAND_SECONDS, "", "error", time.perf_counter() - started)
         return reply.model_dump(mode="json")
+    outcome = "error"
     try:
         reply = CommandReply.success(await controller.execute(cmd))
+        outcome = "ok"
     except FlameError as exc:
         reply = CommandReply.failure(exc)
     except Exception as exc:  # a bug or an unavailable store: say so, keep serving
         log.exception("command failed", kind=cmd.kind)
         reply = CommandReply.failure(FlameError(f"internal error: {type(exc).__name__}"))
+    metrics.timed(metrics.COMMAND_SECONDS, cmd.kind, outcome, time.perf_counter() - started)
     return reply.model_dump(mode="json")
 
 

@@ -3,12 +3,29 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 
+from flame_common import metrics
 from flame_common.logs import configure_logging, get_logger
 from flame_common.settings import FlameSettings
 from flame_common.titles import set_title
 from flame_controller.app import running_controller
+from flame_controller.ports import JobStore
+
+log = get_logger(__name__)
+
+
+async def count_states(store: JobStore, period: float) -> None:
+    """Every `period` s: jobs and tasks by state into `flame_jobs` / `flame_tasks`."""
+    while True:
+        try:
+            jobs, tasks = await store.state_counts()
+            metrics.set_states(metrics.JOBS, jobs)
+            metrics.set_states(metrics.TASKS, tasks)
+        except Exception as exc:  # the store is away: the gauges keep their last values
+            log.warning("job and task counts not refreshed", error=repr(exc))
+        await asyncio.sleep(period)
 
 
 async def serve(settings: FlameSettings) -> None:
@@ -16,9 +33,19 @@ async def serve(settings: FlameSettings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    async with running_controller(settings):
-        await stop.wait()
-        get_logger(__name__).info("shutting down")
+    port = settings.metrics_port_controller
+    async with running_controller(settings) as controller:
+        with metrics.serving(settings.metrics_host, port) as server:
+            counting = None
+            if server is not None:
+                period = settings.metrics_poll_seconds
+                counting = asyncio.create_task(count_states(controller.store, period))
+            await stop.wait()
+            log.info("shutting down")
+            if counting is not None:
+                counting.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await counting
 
 
 def main() -> None:

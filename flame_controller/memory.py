@@ -168,6 +168,16 @@ class MemoryJobStore:
     async def task_keys(self, job_id: str) -> dict[str, str]:
         return {t: task["key"] for t, task in self._tasks.get(job_id, {}).items()}
 
+    async def state_counts(self) -> tuple[dict[str, int], dict[str, int]]:
+        jobs: dict[str, int] = {}
+        tasks: dict[str, int] = {}
+        for job in self._jobs.values():
+            jobs[job["state"]] = jobs.get(job["state"], 0) + 1
+        for job_tasks in self._tasks.values():
+            for task in job_tasks.values():
+                tasks[task["state"]] = tasks.get(task["state"], 0) + 1
+        return jobs, tasks
+
     # --- JobRecords ------------------------------------------------------------------------------
 
     async def log(self, job_id: str) -> list[LoggedEvent]:

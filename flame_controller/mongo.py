@@ -254,6 +254,14 @@ class MongoJobStore:
         cursor = tasks.find({"job_id": job_id}, {"task_id": 1, "key": 1})
         return {raw["task_id"]: raw["key"] async for raw in cursor}
 
+    async def state_counts(self) -> tuple[dict[str, int], dict[str, int]]:
+        group = [{"$group": {"_id": "$state", "n": {"$sum": 1}}}]
+        counts: list[dict[str, int]] = []
+        for doc in (JobDoc, TaskDoc):
+            cursor = await doc.get_pymongo_collection().aggregate(group)
+            counts.append({str(raw["_id"]): int(raw["n"]) async for raw in cursor})
+        return counts[0], counts[1]
+
     # --- JobRecords ------------------------------------------------------------------------------
 
     async def log(self, job_id: str) -> list[LoggedEvent]:

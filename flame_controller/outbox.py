@@ -11,6 +11,7 @@ from aiormq.abc import AbstractChannel, DeliveredMessage
 from pamqp.commands import Basic
 from pamqp.common import FieldTable
 
+from flame_common import metrics
 from flame_common.logs import get_logger
 from flame_common.proofs import PROOF_HEADER, service_proof
 from flame_common.settings import FlameSettings
@@ -84,11 +85,14 @@ class OutboxRelay:
         if events:
             self._idle.clear()
             self._queue.put_nowait(events)
+            metrics.OUTBOX_BACKLOG.inc(len(events))
 
     async def republish_pending(self) -> int:
         """Publish what a previous run appended but did not publish (in per-job order)."""
         pending = await self.store.pending()
+        metrics.OUTBOX_BACKLOG.inc(len(pending))
         await self._deliver(pending, mark=True)
+        metrics.OUTBOX_BACKLOG.dec(len(pending))
         if pending:
             log.info("outbox re-published", count=len(pending))
         return len(pending)
@@ -106,6 +110,7 @@ class OutboxRelay:
             while not self._queue.empty():
                 batch.extend(self._queue.get_nowait())
             await self._deliver(batch)
+            metrics.OUTBOX_BACKLOG.dec(len(batch))
             self._unmarked.extend(e.id for e in batch)
             if len(self._unmarked) >= MARK_EVERY:
                 await self._mark_all()
@@ -137,6 +142,7 @@ class OutboxRelay:
                 rest, error = exc.rest, exc.error
             except Exception as exc:  # before any publish: channel closed, broker blocked
                 error = exc
+            metrics.OUTBOX_PUBLISH_FAILURES.inc()
             log.warning(
                 "outbox publish failed, retrying",
                 unconfirmed=len(rest),
@@ -201,7 +207,9 @@ class OutboxRelay:
             )
             for j, result in enumerate(results):
                 if isinstance(result, BaseException):
+                    _count(chunk[:j])
                     raise Unconfirmed(events[i + j :], result)
+            _count(chunk)
             returned = [
                 e for e, r in zip(chunk, results, strict=True) if isinstance(r, DeliveredMessage)
             ]
@@ -226,12 +234,22 @@ class OutboxRelay:
             )
             if not isinstance(confirmed, Basic.Ack):
                 raise RuntimeError(f"dead letter of event {e.id} not confirmed: {confirmed!r}")
+        metrics.dead_lettered("controller", "unroutable", len(events))
         log.error(
             "unroutable events dead-lettered",
             count=len(events),
             types=sorted({e.type for e in events}),
             event_ids=[e.id for e in events],
         )
+
+
+def _count(events: Sequence[EventBase]) -> None:
+    """Count confirmed publishes by type (one increment per type of the chunk)."""
+    types: dict[str, int] = {}
+    for e in events:
+        types[e.type] = types.get(e.type, 0) + 1
+    for type_, n in types.items():
+        metrics.published("controller", type_, n)
 
 
 def _properties(event: EventBase, secret: str, *, dead: bool = False) -> Basic.Properties:

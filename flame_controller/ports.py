@@ -189,6 +189,10 @@ class JobStore(Protocol):
         """Task id -> key of every task of the job (the proofs of its agents' events)."""
         ...
 
+    async def state_counts(self) -> tuple[dict[str, int], dict[str, int]]:
+        """Jobs by state and tasks by state (metrics): one grouped count each."""
+        ...
+
 
 class JobRecords(Protocol):
     """Reads of the log and projections (tests, simulation, monitors)."""

@@ -12,7 +12,7 @@ from typing import Any
 import pydantic
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractIncomingMessage
 
-from flame_common import amqp
+from flame_common import amqp, metrics
 from flame_common.busnames import names
 from flame_common.db import init_db
 from flame_common.jobs_read import JobReads
@@ -75,6 +75,7 @@ class Notifier:
         proof = service_proof(self.settings.service_secret, event)
         message = amqp.event_message(event, proof=proof)
         await self._events.publish(message, routing_key=event.type)
+        metrics.published("notifier", event.type)
 
     async def deliver(self, event: EventBase) -> None:
         """Put `event` into its task's agent inbox (declared first: a late agent still gets it)."""
@@ -83,6 +84,7 @@ class Notifier:
             await amqp.agent_inbox(self.channel, self.settings, event.task_id)
             self._inboxes.add(event.task_id)
         await self._agents.publish(amqp.event_message(event), routing_key=event.task_id)
+        metrics.published("notifier", event.type)
         log.debug("delivered", type=event.type, job_id=event.job_id, task_id=event.task_id)
 
     # --- agent inbox -----------------------------------------------------------------------
@@ -92,6 +94,7 @@ class Notifier:
             event = _decode(message)
             if event is None:
                 return
+            metrics.consumed("notifier", event.type)
             proof = proof_of(message.headers)
             if isinstance(event, AgentHeartbeatEvent):
                 if (refusal := self.book.heartbeat(event, proof)) is not None:
@@ -122,6 +125,8 @@ class Notifier:
     async def on_event(self, message: AbstractIncomingMessage) -> None:
         async with processing(message, self.settings, CONSUMER):
             event = _decode(message)
+            if event is not None:
+                metrics.consumed("notifier", event.type)
             if event is None or not await self._proven(event, proof_of(message.headers)):
                 return
             if not self.recent.claim(event.id):
@@ -242,6 +247,8 @@ async def running_notifier(
         await channel.set_qos(prefetch_count=64)
         notifier = Notifier(settings, channel, MongoJobReads(), clock)
         await notifier.setup()
+        book = notifier.book
+        metrics.AGENTS_LIVE.set_function(lambda: len(book))
         inbox = await amqp.notifier_inbox(channel, settings)
         events = await amqp.consumer_queue(channel, settings, CONSUMER, list(WATCHED))
         await inbox.consume(notifier.on_agent_message)

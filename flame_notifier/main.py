@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import signal
 
+from flame_common import metrics
 from flame_common.logs import configure_logging
 from flame_common.settings import FlameSettings
 from flame_common.titles import set_title
@@ -17,7 +18,8 @@ async def _serve(settings: FlameSettings) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     async with running_notifier(settings):
-        await stop.wait()
+        with metrics.serving(settings.metrics_host, settings.metrics_port_notifier):
+            await stop.wait()
 
 
 def main() -> None:

@@ -71,6 +71,10 @@ class PresenceBook:
     def __contains__(self, task_id: str) -> bool:
         return task_id in self._active
 
+    def __len__(self) -> int:
+        """Agents watched now (`flame_agents_live`)."""
+        return len(self._active)
+
     async def load(self) -> int:
         """Resume watching the active agents; each gets a full timeout from now (we were away)."""
         docs = {d.task_id: d async for d in AgentDoc.find({"presence": Presence.ACTIVE.value})}

@@ -134,7 +134,8 @@ def local_stack(
     """`flame up` with FLAME_HOME under `tmp`, its own namespace and API port; `flame down` after.
 
     `mongo_url`: an existing MongoDB (None: the stack's embedded one). `tls`: `flame up --tls`
-    (HTTPS; certificates under `tmp/home/tls`). `settings`: extra FLAME_* variables, over `QUICK`.
+    (HTTPS; certificates under `tmp/home/tls`). `settings`: extra FLAME_* variables, over `QUICK`;
+    the services' metrics listeners get free ports unless `settings` name them.
     """
     namespace = namespace or f"e{uuid.uuid4().hex[:10]}"
     port = free_port()
@@ -147,6 +148,8 @@ def local_stack(
         **QUICK,
         **settings,
     )
+    for service in ("CONTROLLER", "NOTIFIER", "DEPLOYER"):  # stacks run side by side
+        env.setdefault(f"FLAME_METRICS_PORT_{service}", str(free_port()))
     if mongo_url:
         env["FLAME_MONGO_URL"] = mongo_url
     scheme = "https" if tls else "http"

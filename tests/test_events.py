@@ -44,6 +44,7 @@ PAYLOADS: dict[str, dict[str, Any]] = {
     "TaskAssigned": {"agent_id": "a"},
     "TaskStopRequested": {"reason": "user"},
     "TaskStatusChanged": {"state": "failed", "exit_code": 3, "log_tail": "x\ny", "reason": "b"},
+    "TaskMetrics": {"records": [{"round": 2, "metrics": {"test_accuracy": 0.75}}]},
     "WorkerRequested": {"compute_id": "c", "task_ids": ["t1", "t2"]},
     "WorkerReleased": {"compute_id": "c", "task_ids": ["t1"]},
     "WorkerCreated": {"compute_id": "c", "worker_id": "w"},
@@ -95,7 +96,7 @@ def test_every_event_type_round_trips(type_: str) -> None:
 
 
 def test_the_catalogue_names_each_class_by_its_type() -> None:
-    assert len(EVENT_CLASSES) == 27
+    assert len(EVENT_CLASSES) == 28
     assert EVENT_CLASSES["task.status_changed"] is TaskStatusChangedEvent
     assert set(RESOURCE_EVENTS) == set(get_args(ResourceEventType))
     assert all(payload_class(cls) is ResourceChanged for cls in RESOURCE_EVENTS.values())

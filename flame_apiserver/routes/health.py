@@ -1,4 +1,4 @@
-"""Public probes: `GET /healthz` (the process answers) and `GET /readyz` (its dependencies do)."""
+"""Public probes: `GET /healthz`, `GET /readyz`; `GET /metrics` (Prometheus)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,10 @@ import asyncio
 from typing import Any
 
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from flame_apiserver.context import Ctx
+from flame_common import metrics
 
 PROBE_TIMEOUT = 3.0  # seconds per dependency
 
@@ -35,3 +36,11 @@ async def readyz(ctx: Ctx) -> JSONResponse:
     ready = all(v == "ok" for v in checks.values())
     body: dict[str, Any] = {"status": "ready" if ready else "not ready", "checks": checks}
     return JSONResponse(body, status_code=200 if ready else 503)
+
+
+@router.get("/metrics", include_in_schema=False)
+async def prometheus_metrics() -> Response:
+    """The process's Prometheus metrics (docs/observability.md). No token, like the probes:
+    scrapers hold none, and every series is an aggregate whose labels come from closed sets
+    (command kinds, outcomes, event types), never an id, a user or a secret."""
+    return Response(metrics.exposition(), media_type=metrics.CONTENT_TYPE_LATEST)

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import signal
 
+from flame_common import metrics
 from flame_common.logs import configure_logging
 from flame_common.settings import FlameSettings
 from flame_common.titles import set_title
@@ -20,7 +21,9 @@ async def _serve(settings: FlameSettings, compute_id: str, deployer: Deployer | 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     async with running_deployer(settings, compute_id, deployer=deployer):
-        await stop.wait()
+        # after the zygote started: its forks must not inherit the listening socket
+        with metrics.serving(settings.metrics_host, settings.metrics_port_deployer):
+            await stop.wait()
 
 
 def parser() -> argparse.ArgumentParser:

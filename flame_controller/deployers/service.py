@@ -8,7 +8,7 @@ import uuid
 import pydantic
 from aio_pika.abc import AbstractExchange, AbstractIncomingMessage
 
-from flame_common import amqp
+from flame_common import amqp, metrics
 from flame_common.jobs_read import JobReads
 from flame_common.logs import get_logger
 from flame_common.proofs import event_refusal, proof_of, service_proof
@@ -62,10 +62,12 @@ class DeployerService:
         event = event.model_copy(update={"id": uuid.uuid5(uuid.NAMESPACE_URL, name).hex})
         proof = service_proof(self.settings.service_secret, event)
         await self.events.publish(amqp.event_message(event, proof=proof), routing_key=event.type)
+        metrics.published("deployer", event.type)
 
     async def worker_failed(self, job_id: str, task_id: str, reason: str) -> None:
         """Report a worker that could not start or died on its own."""
         log.warning("worker failed", job_id=job_id, task_id=task_id, reason=reason)
+        metrics.WORKERS_FAILED.inc()
         payload = WorkerFailed(compute_id=self.compute_id, reason=reason)
         event = WorkerFailedEvent(
             payload=payload, job_id=job_id, task_id=task_id, source=self.source
@@ -79,6 +81,7 @@ class DeployerService:
             except (pydantic.ValidationError, ValueError):
                 log.warning("dropping malformed message", message_id=message.message_id)
                 return
+            metrics.consumed("deployer", event.type)
             if not isinstance(event, WorkerRequestedEvent | WorkerReleasedEvent):
                 return
             if event.payload.compute_id != self.compute_id or not event.job_id:
@@ -133,6 +136,7 @@ class DeployerService:
         except Exception as exc:  # any adapter error becomes a worker.failed fact
             await self.worker_failed(job_id, task_id, f"cannot start worker: {exc}")
             return
+        metrics.WORKERS_STARTED.inc()
         payload = WorkerCreated(compute_id=self.compute_id, worker_id=worker_id)
         event = WorkerCreatedEvent(
             payload=payload, job_id=job_id, task_id=task_id, source=self.source

@@ -57,3 +57,14 @@ def write_cli_config(path: Path, endpoint: str, token: str, ca_file: str = "") -
         out.write(yaml.safe_dump(current, sort_keys=False))
     os.replace(tmp, path)
     return path
+
+
+def dashboard_link(path: Path) -> str:
+    """The apiserver's dashboard (`/ui`) with the token and user of flamectl's config at `path`
+    in the URL fragment, which the browser keeps to itself (never sent to the server)."""
+    from urllib.parse import urlencode
+
+    config = _read(path)
+    endpoint = str((config.get("apiserver") or {}).get("endpoint", "")).rstrip("/")
+    fragment = urlencode({"token": config.get("token", ""), "user": config.get("user", "")})
+    return f"{endpoint}/ui#{fragment}"

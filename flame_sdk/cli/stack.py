@@ -24,7 +24,12 @@ from flame_common.embedded import free_port, port_open
 from flame_common.settings import FlameSettings
 from flame_common.tls import with_ca_file
 from flame_sdk.cli import probes
-from flame_sdk.cli.bootstrap import admin_token, service_secrets, write_cli_config
+from flame_sdk.cli.bootstrap import (
+    admin_token,
+    dashboard_link,
+    service_secrets,
+    write_cli_config,
+)
 from flame_sdk.cli.services import SERVICES
 from flame_sdk.cli.stack_state import Stack
 from flame_sdk.cli.supervisor import read_state
@@ -157,6 +162,7 @@ def up(
     typer.echo(f"rabbitmq   {_safe(settings.rabbit_url)} (namespace {settings.namespace})")
     typer.echo(f"logs       {stack.log_dir}")
     typer.echo(f"flamectl   {config}")
+    typer.echo(f"dashboard  {dashboard_link(config)}  (the admin token: keep it private)")
     if tls:
         typer.echo(f"tls        CA {ca_file} (flamectl, flamelets and the services verify with it)")
         if plain := _plain(settings, mongo_url):
@@ -209,6 +215,8 @@ def status() -> None:
             ok = port_open(url.hostname or "127.0.0.1", url.port or MONGO_PORT)
             check = f"port {url.port} {'ok' if ok else 'closed'}"
             healthy &= ok
+        if proc and (scraped := metrics_url(settings, part, endpoint)):
+            check = f"{check.rstrip()}  metrics {scraped}".lstrip()
         if part == "mongo" and settings.mongo_url and not proc:
             state, check = "external", settings.mongo_url
         else:
@@ -225,6 +233,14 @@ def status() -> None:
     _show_workers(stack)
     if not (healthy and rabbit):
         raise typer.Exit(1)
+
+
+def metrics_url(settings: FlameSettings, part: str, endpoint: str) -> str:
+    """Where a part of the stack serves its Prometheus metrics ("" for none)."""
+    if part == "apiserver":
+        return f"{endpoint}/metrics"
+    port = getattr(settings, f"metrics_port_{part}", 0)
+    return f"http://{settings.metrics_host}:{port}/metrics" if port else ""
 
 
 def _show_workers(stack: Stack) -> None:

@@ -7,7 +7,13 @@ from typing import Any
 
 from flame_sdk.channels import RECV, SEND
 from flame_sdk.roles.base import Role
-from flame_sdk.roles.waits import JOIN_TIMEOUT, UPSTREAM_TIMEOUT, PeerWaitError, wait_seconds
+from flame_sdk.roles.waits import (
+    JOIN_TIMEOUT,
+    REJOIN_TIMEOUT,
+    UPSTREAM_TIMEOUT,
+    PeerWaitError,
+    wait_seconds,
+)
 from flame_sdk.weights import Weights, weights_digest
 from flame_sdk.wire import Key, Message
 
@@ -19,7 +25,8 @@ class AggregatorClient(Role):
 
     `fetch` receives the global model (or EOT with the final one) on the channel of func tag
     `fetch`, and ends the role with `PeerWaitError` when no aggregator is present for
-    `joinTimeout` seconds or the present one sends nothing for `upstreamTimeout` seconds;
+    `joinTimeout` seconds (`rejoinTimeout` once the one it had left) or the present one sends
+    nothing for `upstreamTimeout` seconds;
     `send_upstream` sends an update to that aggregator on the `upload` channel.
     """
 
@@ -33,10 +40,11 @@ class AggregatorClient(Role):
         """Wait for the next global model; EOT (with the final model) ends the role's work."""
         self._fetched = False
         channel = self.cm.get_by_tag("fetch")
-        join_limit = wait_seconds(self.config, JOIN_TIMEOUT)
+        wait = JOIN_TIMEOUT if self._last_aggregator is None else REJOIN_TIMEOUT
+        join_limit = wait_seconds(self.config, wait)
         if not await channel.await_join(1, join_limit):
             raise PeerWaitError(
-                f"no aggregator on channel {channel.name!r} for {join_limit:g} s ({JOIN_TIMEOUT}); "
+                f"no aggregator on channel {channel.name!r} for {join_limit:g} s ({wait}); "
                 f"last aggregator: {self._last_aggregator or 'none'}"
             )
         end = self._aggregator if self._aggregator and channel.has(self._aggregator) else None

@@ -7,11 +7,19 @@ from flame_sdk.config import Config, ConfigError
 JOIN_TIMEOUT = "joinTimeout"
 ROUND_TIMEOUT = "roundTimeout"
 UPSTREAM_TIMEOUT = "upstreamTimeout"
+REJOIN_TIMEOUT = "rejoinTimeout"
 
-DEFAULTS = {JOIN_TIMEOUT: 300.0, ROUND_TIMEOUT: 600.0, UPSTREAM_TIMEOUT: 1800.0}
+DEFAULTS = {
+    JOIN_TIMEOUT: 300.0,
+    ROUND_TIMEOUT: 600.0,
+    UPSTREAM_TIMEOUT: 1800.0,
+    REJOIN_TIMEOUT: 30.0,
+}
 """Seconds: waiting for peers to be present (`joinTimeout`), for the updates of a round or of
-a FedBuff version (`roundTimeout`), and for the next message of the role above while it is
-present (`upstreamTimeout`: the aggregator's next model, the coordinator's next instruction)."""
+a FedBuff version (`roundTimeout`), for the next message of the role above while it is
+present (`upstreamTimeout`: the aggregator's next model, the coordinator's next instruction),
+and for an aggregator once the one serving this role left mid-training (`rejoinTimeout`: a
+departure is seen only while this role hears the broker, so an outage of its own is not one)."""
 
 EXIT_PEER_WAIT = 3
 """Exit code of a role process that ended because a wait for a peer ran out (`Role.run`)."""

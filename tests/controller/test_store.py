@@ -125,6 +125,17 @@ class StoreContract:
         assert set(job.keys).isdisjoint(await a.store.task_keys(other.state.job_id))
         assert await a.store.task_keys(str(ObjectId())) == {}
 
+    async def test_state_counts_group_jobs_and_tasks_by_state(self, a: Adapters) -> None:
+        jobs, tasks = await a.store.state_counts()
+        job = await self._create(a)
+        after_jobs, after_tasks = await a.store.state_counts()
+        assert after_jobs.get("ready", 0) == jobs.get("ready", 0) + 1
+        assert after_tasks.get("ready", 0) == tasks.get("ready", 0) + len(job.planned)
+        await self._step(a, job, d.Start(frozenset()))
+        moved, _ = await a.store.state_counts()
+        assert moved.get("ready", 0) == jobs.get("ready", 0)
+        assert sum(moved.values()) == sum(jobs.values()) + 1
+
     async def test_create_writes_log_job_and_tasks(self, a: Adapters) -> None:
         job = await self._create(a)
         job_id = job.state.job_id

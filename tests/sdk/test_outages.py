@@ -108,7 +108,7 @@ async def test_killed_middle_aggregator_the_top_finishes_and_its_trainers_end(
         backend="rabbitmq",
         brokers=[{"sort": "rabbitmq", "host": rabbit_url}],
         # enough rounds that the kill (after round 2) lands long before the end on a fast machine
-        hyperparameters={"rounds": ROUNDS, "joinTimeout": 5, "logLevel": "INFO"},
+        hyperparameters={"rounds": ROUNDS, "rejoinTimeout": 5, "logLevel": "INFO"},
     )
     configs = expand(example, overrides)
     job = ProcessJob(example, configs, tmp_path)
@@ -138,7 +138,7 @@ async def test_killed_middle_aggregator_the_top_finishes_and_its_trainers_end(
         if task_id in orphans:
             assert code == EXIT_PEER_WAIT, tasks[task_id].output()[-2000:]
             (ended,) = _lines(tasks[task_id].output(), "role ended: a wait for a peer ran out")
-            assert "joinTimeout" in ended and victim.task_id in ended
+            assert "(rejoinTimeout)" in ended and victim.task_id in ended
         elif task_id != victim.task_id:
             assert code == 0, tasks[task_id].output()[-2000:]
 

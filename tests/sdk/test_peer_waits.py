@@ -10,7 +10,13 @@ import pytest
 
 from flame_sdk.config import Config, ConfigError
 from flame_sdk.roles import PeerWaitError, Role
-from flame_sdk.roles.waits import DEFAULTS, JOIN_TIMEOUT, ROUND_TIMEOUT, wait_seconds
+from flame_sdk.roles.waits import (
+    DEFAULTS,
+    JOIN_TIMEOUT,
+    REJOIN_TIMEOUT,
+    ROUND_TIMEOUT,
+    wait_seconds,
+)
 from flame_sdk.simulation.expand import JobOverrides
 from flame_sdk.simulation.runner import build_roles
 from tests.sdk.helpers import task_config
@@ -86,7 +92,7 @@ async def test_dead_middle_aggregator_top_finishes_and_its_trainers_end() -> Non
     overrides = JobOverrides(
         job_id=f"sim-{uuid.uuid4().hex[:8]}",
         backend="local",
-        hyperparameters={"rounds": 4, JOIN_TIMEOUT: 1.0, "epochs": 1},
+        hyperparameters={"rounds": 4, REJOIN_TIMEOUT: 1.0, "epochs": 1},
     )
     roles = build_roles(EXAMPLES / "hierarchical", overrides)
     (top,) = [r for r in roles if r.config.role == "top-aggregator"]
@@ -113,7 +119,7 @@ async def test_dead_middle_aggregator_top_finishes_and_its_trainers_end() -> Non
     for role, result in outcome.items():
         if orphaned(role):
             assert isinstance(result, PeerWaitError), (role.config.taskid, result)
-            assert "joinTimeout" in str(result) and victim.config.taskid in str(result)
+            assert f"({REJOIN_TIMEOUT})" in str(result) and victim.config.taskid in str(result)
         else:
             assert result is None, (role.config.taskid, result)
     assert sum(orphaned(r) for r in outcome) == 2

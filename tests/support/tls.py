@@ -6,20 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import signal
 import ssl
-import subprocess
 import threading
-import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 from flame_common.certs import LocalCerts
-from flame_common.embedded import free_port, port_open
+from flame_common.embedded import free_port
+from flame_sdk.localbroker import LocalRabbit, local_rabbitmq
 from tests.support.mosquitto import mosquitto
-from tests.support.wait import wait_until
 
 
 def server_context(certs: LocalCerts) -> ssl.SSLContext:
@@ -105,87 +100,14 @@ def tls_listener(certs: LocalCerts) -> str:
     return f"cafile {certs.ca_file}\ncertfile {certs.cert_file}\nkeyfile {certs.key_file}\n"
 
 
-RABBIT_BIN = Path("/usr/lib/rabbitmq/bin")  # the scripts as such (the /usr/sbin wrappers su)
-
-
-@dataclass(frozen=True)
-class TlsRabbit:
-    """A RabbitMQ node of its own: AMQPS on `port`, the management API over HTTPS on
-    `admin_port` (guest/guest, loopback only)."""
-
-    node: str
-    port: int
-    admin_port: int
-    env: dict[str, str]
-
-    def ctl(self, tool: str, *args: str) -> subprocess.CompletedProcess[str]:
-        """`rabbitmqctl`/`rabbitmq-diagnostics` against this node only."""
-        command = [str(RABBIT_BIN / tool), "-n", self.node, *args]
-        return subprocess.run(
-            command, env=self.env, capture_output=True, text=True, timeout=60, check=False
-        )
+TlsRabbit = LocalRabbit  # AMQPS on `port`, the management API over HTTPS on `admin_port`
 
 
 @contextlib.contextmanager
-def tls_rabbitmq(certs: LocalCerts, directory: Path) -> Iterator[TlsRabbit]:
-    """Start a separate RabbitMQ node (own name, ports, data and logs under `directory`) whose
-    only listeners are TLS; stop it (by its node name) after."""
-    if not (RABBIT_BIN / "rabbitmq-server").exists():
-        raise RuntimeError(f"RabbitMQ is not installed ({RABBIT_BIN}/rabbitmq-server)")
-    directory.mkdir(parents=True, exist_ok=True)
-    node = f"flame-tls-{uuid.uuid4().hex[:8]}@localhost"
-    port, admin_port, dist_port = free_port(), free_port(), free_port()
+def tls_rabbitmq(certs: LocalCerts, directory: Path) -> Iterator[LocalRabbit]:
+    """A separate RabbitMQ node (`flame_sdk.localbroker`) whose only listeners are TLS."""
     tls_files = (
         f"cacertfile = {certs.ca_file}\ncertfile = {certs.cert_file}\nkeyfile = {certs.key_file}"
     )
-    (directory / "rabbitmq.conf").write_text(
-        "listeners.tcp = none\n"
-        f"listeners.ssl.default = 127.0.0.1:{port}\n"
-        + "".join(f"ssl_options.{line}\n" for line in tls_files.splitlines())
-        + "ssl_options.verify = verify_none\nssl_options.fail_if_no_peer_cert = false\n"
-        f"management.ssl.ip = 127.0.0.1\nmanagement.ssl.port = {admin_port}\n"
-        + "".join(f"management.ssl.{line}\n" for line in tls_files.splitlines())
-    )
-    (directory / "enabled_plugins").write_text("[rabbitmq_management].\n")
-    (directory / "rabbitmq-env.conf").write_text("")  # not the system node's name
-    env = {
-        **os.environ,
-        "RABBITMQ_CONF_ENV_FILE": str(directory / "rabbitmq-env.conf"),
-        "RABBITMQ_NODENAME": node,
-        "RABBITMQ_DIST_PORT": str(dist_port),
-        "RABBITMQ_CONFIG_FILE": str(directory / "rabbitmq"),
-        "RABBITMQ_ENABLED_PLUGINS_FILE": str(directory / "enabled_plugins"),
-        "RABBITMQ_MNESIA_BASE": str(directory / "mnesia"),
-        "RABBITMQ_LOG_BASE": str(directory / "log"),
-        "RABBITMQ_PLUGINS_EXPAND_DIR": str(directory / "plugins"),
-        "ERL_EPMD_ADDRESS": "127.0.0.1",
-    }
-    rabbit = TlsRabbit(node, port, admin_port, env)
-    log = (directory / "server.log").open("ab")
-    proc = subprocess.Popen(
-        [str(RABBIT_BIN / "rabbitmq-server")],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    try:
-        wait_until(
-            lambda: (
-                proc.poll() is not None
-                or (port_open("127.0.0.1", port) and port_open("127.0.0.1", admin_port))
-            ),
-            timeout=90,
-            what=f"RabbitMQ node {node} listening on {port} and {admin_port} (log {log.name})",
-        )
-        if proc.poll() is not None:
-            raise RuntimeError(f"RabbitMQ node {node} exited with {proc.returncode} ({log.name})")
+    with local_rabbitmq(directory, tls_files=tls_files) as rabbit:
         yield rabbit
-    finally:
-        rabbit.ctl("rabbitmqctl", "stop")
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        log.close()
