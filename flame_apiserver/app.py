@@ -22,6 +22,7 @@ from flame_apiserver.routes import (
     jobs,
     metrics,
     tokens,
+    ui,
 )
 from flame_apiserver.services import open_services
 from flame_apiserver.sse import StreamSlots, StreamTiming
@@ -83,6 +84,7 @@ def create_app(
         agents.router,
         deadletters.router,
         tokens.router,
+        ui.router,
     ):
         app.include_router(router)
     app.add_middleware(

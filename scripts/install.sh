@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install Flame into the project's virtual environment (.venv), never into the system Python
-# (PEP 668), on Debian/Ubuntu with Python 3.11+; installs RabbitMQ and python3-venv through apt
-# when missing. Idempotent: a re-run with an unchanged pyproject.toml installs nothing.
+# (PEP 668), on Debian/Ubuntu with Python 3.11+; installs RabbitMQ and python3-venv (and, for the
+# dev extra, chromium) through apt when missing. Idempotent: a re-run with an unchanged
+# pyproject.toml installs nothing.
 #   PYTHON=python3.12 bash scripts/install.sh     # the interpreter the venv is made from
 #   FLAME_VENV=/opt/flame-venv                    # where the venv lives (default: .venv)
 #   FLAME_EXTRAS=ml,dev                           # extras to install ("" for the core only)
@@ -31,6 +32,16 @@ if ! command -v rabbitmq-server >/dev/null 2>&1 && ! (exec 3<>/dev/tcp/127.0.0.1
   echo "==> installing RabbitMQ"
   as_root apt-get update -qq && as_root apt-get install -y -qq rabbitmq-server >/dev/null
 fi
+
+# The dashboard's browser test (tests/agents/test_dashboard.py) drives Debian's chromium through
+# Playwright (dev extra); `playwright install` is never run: it would download a browser.
+case ",$EXTRAS," in
+  *,dev,*|*,all,*)
+    if [ ! -x /usr/bin/chromium ]; then
+      echo "==> installing chromium (the dashboard's browser test)"
+      as_root apt-get update -qq && as_root apt-get install -y -qq chromium >/dev/null
+    fi ;;
+esac
 
 if [ ! -x "$VENV/bin/python" ]; then
   echo "==> creating the virtual environment $VENV ($("$PY" -V 2>&1))"

@@ -31,7 +31,6 @@ from flame_controller.mosquitto_accounts import MosquittoAccounts, job_topics
 from tests.sdk.backends.conftest import Cluster
 from tests.support.mosquitto import DynsecBroker, dynsec_mosquitto
 from tests.support.tls import tls_listener
-from tests.support.wait import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -260,11 +259,6 @@ async def test_mqtt_backends_talk_with_the_job_login(
         f"127.0.0.1:{dynsec_broker.port}", login.user, login.password, scheme="mqtt"
     )
     clusters.append(cluster)
-    agg, trainer = cluster.end("agg"), cluster.end("t1")
-    a = await agg.join("aggregator", "trainer")
-    t = await trainer.join("trainer", "aggregator")
-    await eventually(lambda: agg.peers(a) == ["t1"], what="the aggregator sees the trainer")
-    await trainer.backend.send(t, "agg", b"weights of the job")
-    await eventually(lambda: agg.received(a) == [b"weights of the job"], what="the unicast")
+    await cluster.unicast_once(b"weights of the job")
     await jobs.close(cluster.job_id)
     assert await mqtt.jobs() == set()

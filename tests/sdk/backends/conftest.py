@@ -15,6 +15,7 @@ import pytest
 from flame_sdk.backends import create_backend
 from flame_sdk.backends.base import Backend, Scope
 from flame_sdk.backends.rabbitmq import exchange_name, unicast_key
+from tests.support.wait import eventually
 
 # Short liveness figures keep the suite fast; chunks small enough that most tests chunk.
 BROKER_OPTIONS: dict[str, Any] = {"heartbeat_interval": 0.1, "liveness_timeout": 1.0}
@@ -97,6 +98,16 @@ class Cluster:
         end = End(end_id, self.job_id, backend)
         self.ends.append(end)
         return end
+
+    async def unicast_once(self, payload: bytes) -> None:
+        """Two fresh ends (aggregator `agg`, trainer `t1`) join; the trainer's unicast of
+        `payload` reaches the aggregator (bounded waits)."""
+        agg, trainer = self.end("agg"), self.end("t1")
+        a = await agg.join("aggregator", "trainer")
+        t = await trainer.join("trainer", "aggregator")
+        await eventually(lambda: agg.peers(a) == ["t1"], what="the aggregator sees the trainer")
+        await trainer.backend.send(t, "agg", payload)
+        await eventually(lambda: agg.received(a) == [payload], what="the unicast")
 
     async def inject(self, scope: Scope, raw: bytes) -> None:
         """Publish `raw` exactly where a unicast to the end of `scope` would travel."""

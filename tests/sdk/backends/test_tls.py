@@ -11,7 +11,6 @@ import pytest
 from flame_common.certs import LocalCerts, ensure_local_certs
 from tests.sdk.backends.conftest import Cluster
 from tests.support.tls import tls_mosquitto, tls_rabbitmq
-from tests.support.wait import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -53,12 +52,7 @@ async def test_ends_talk_over_tls_with_the_brokers_ca(
     sort, url = tls_broker
     cluster = Cluster(sort, ca_query(url, certs.ca_file))
     clusters.append(cluster)
-    agg, trainer = cluster.end("agg"), cluster.end("t1")
-    a = await agg.join("aggregator", "trainer")
-    t = await trainer.join("trainer", "aggregator")
-    await eventually(lambda: agg.peers(a) == ["t1"], what="the aggregator sees the trainer")
-    await trainer.backend.send(t, "agg", b"weights over TLS")
-    await eventually(lambda: agg.received(a) == [b"weights over TLS"], what="the unicast")
+    await cluster.unicast_once(b"weights over TLS")
 
 
 async def test_a_broker_signed_by_another_ca_is_refused(
