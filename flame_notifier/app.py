@@ -63,6 +63,19 @@ class Notifier:
         self._agents: AbstractExchange | None = None
         self._inboxes: set[str] = set()
         self.recent = RecentIds()  # ids of the controller's events handled
+        self.hearing = True  # False while our broker connection is down: nobody is judged
+
+    def deaf(self, *_: object) -> None:
+        """Our broker connection is lost: heartbeats cannot reach us, silence means nothing."""
+        if self.hearing:
+            log.warning("broker connection lost: agents are not judged until it is back")
+        self.hearing = False
+
+    def hears_again(self, *_: object) -> None:
+        """Reconnected: every active agent gets a full heartbeat timeout from now."""
+        self.book.pardon()
+        self.hearing = True
+        log.info("broker connection back: agents get a full heartbeat timeout")
 
     async def setup(self) -> None:
         self._events = await amqp.events_exchange(self.channel, self.settings)
@@ -190,7 +203,10 @@ class Notifier:
     # --- liveness --------------------------------------------------------------------------
 
     async def sweep(self) -> None:
-        """Declare silent agents lost (and ask them to stop, should they come back)."""
+        """Declare silent agents lost (and ask them to stop, should they come back); nobody
+        while we cannot hear them."""
+        if not self.hearing:
+            return
         for doc in self.book.silent():
             reason = f"no heartbeat for {self.settings.heartbeat_timeout:g} s"
             lost = AgentLostEvent(
@@ -246,6 +262,8 @@ async def running_notifier(
         channel = await connection.channel()
         await channel.set_qos(prefetch_count=64)
         notifier = Notifier(settings, channel, MongoJobReads(), clock)
+        connection.close_callbacks.add(notifier.deaf)
+        connection.reconnect_callbacks.add(notifier.hears_again)
         await notifier.setup()
         book = notifier.book
         metrics.AGENTS_LIVE.set_function(lambda: len(book))

@@ -37,6 +37,11 @@ class Silence:
     def forget(self, task_id: str) -> None:
         self._heard.pop(task_id, None)
 
+    def pardon(self) -> None:
+        """Every watched agent counts as heard now (we could not hear anyone for a while)."""
+        now = self._clock()
+        self._heard = dict.fromkeys(self._heard, now)
+
     def silent(self) -> list[str]:
         """Tasks whose agent was not heard within the timeout."""
         limit = self._clock() - self._timeout
@@ -145,6 +150,11 @@ class PresenceBook:
     def silent(self) -> list[AgentDoc]:
         """Active agents not heard from within the timeout."""
         return [self._active[task_id] for task_id in self._silence.silent()]
+
+    def pardon(self) -> None:
+        """A full timeout from now for every active agent: we were deaf (broker away), so
+        their silence meant nothing."""
+        self._silence.pardon()
 
     def mark(self, task_ids: list[str], presence: Presence) -> None:
         """Stop watching these tasks' agents; their new presence is saved by the next `flush`."""

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, suppress
+from contextlib import asynccontextmanager
 
 from flame_common import amqp
 from flame_common.db import init_db
@@ -31,7 +30,6 @@ async def running_deployer(
     """
     client = await init_db(settings, MongoJobReads.documents)
     connection = await amqp.connect(settings, name=f"flame-deployer-{compute_id}")
-    registration: asyncio.Task[None] | None = None
     opened: Deployer | None = None
     try:
         channel = await connection.channel()
@@ -42,23 +40,15 @@ async def running_deployer(
         service = DeployerService(settings, compute_id, deployer, events, MongoJobReads())
         deployer.on_failure = service.worker_failed
         queue = await amqp.consumer_queue(channel, settings, f"deployer.{compute_id}", WATCHED)
-        await queue.consume(service.on_message)
-        if register:
+        if register:  # registered before it consumes: a ready stack has its compute (datasets
+            # and jobs name it); worker requests wait in the durable queue meanwhile
             spec = ComputeSpec(compute_id=compute_id, api_key=api_key(settings.home, compute_id))
-            registration = asyncio.create_task(
-                register_compute(
-                    settings.apiserver_url,
-                    spec,
-                    settings.registration_token,
-                    ca_file=settings.ca_file,
-                )
+            await register_compute(
+                settings.apiserver_url, spec, settings.registration_token, ca_file=settings.ca_file
             )
+        await queue.consume(service.on_message)
         yield deployer
     finally:
-        if registration is not None:
-            registration.cancel()
-            with suppress(asyncio.CancelledError):
-                await registration
         if opened is not None:
             await opened.close()
         await connection.close()

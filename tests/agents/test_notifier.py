@@ -22,6 +22,7 @@ from flame_common.proofs import service_proof, task_proof
 from flame_common.settings import FlameSettings
 from flame_notifier.app import Notifier, running_notifier
 from flame_notifier.documents import AgentDoc, Presence
+from flame_sdk.localbroker import local_rabbitmq
 from schemas.events import (
     AgentHeartbeat,
     AgentHeartbeatEvent,
@@ -389,3 +390,31 @@ async def test_registration_and_heartbeats_need_their_own_task_key(
         clock.advance(0.6 * settings.heartbeat_timeout)
         lost = await tap.wait_for(AgentLostEvent, lambda e: e.task_id == "t10")
         assert lost.payload.agent_id == agent.agent_id
+
+
+@pytest.mark.e2e
+async def test_a_broker_restart_loses_no_agent(settings, db, clock: FakeClock, tmp_path):
+    """While its broker restarts the notifier hears nobody: no agent is judged then, and each
+    gets a full heartbeat timeout once the notifier is connected again (a RabbitMQ node of the
+    test's own, restarted with `rabbitmqctl stop_app` / `start_app`)."""
+    await seed_task("j9", "t9")
+    with local_rabbitmq(tmp_path / "rabbit") as rabbit:
+        own = settings.model_copy(update={"rabbit_url": rabbit.amqp_url})
+        async with running_notifier(own, clock) as notifier:
+            agent = FakeAgent(own, "j9", "t9", "k3y")
+            async with agent.connected(consume=False):
+                await agent.register()
+                await eventually(lambda: "t9" in notifier.book, what="the registration")
+                restart = asyncio.create_task(asyncio.to_thread(rabbit.restart))
+                await eventually(lambda: not notifier.hearing, timeout=30, what="deafness")
+                clock.advance(10 * own.heartbeat_timeout)  # a long silence, while deaf
+                await notifier.sweep()
+                assert "t9" in notifier.book
+                await restart
+                await eventually(lambda: notifier.hearing, timeout=30, what="the reconnection")
+                clock.advance(own.heartbeat_timeout - 0.1)
+                await notifier.sweep()
+                assert "t9" in notifier.book  # a full timeout from the reconnection
+                clock.advance(0.2)
+                await notifier.sweep()
+                assert "t9" not in notifier.book  # then silence counts again
