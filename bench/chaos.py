@@ -16,7 +16,7 @@ then runs the job and injects one fault at one moment:
   take its partitions over).
 - moments: before-start (after the job is created), deploying (right after start), mid-round (the
   top evaluated round 2), aggregation (a trainer reported round 3: the top is aggregating it),
-  end (the top evaluated round R-6: its last rounds). Role and flamelet faults apply once roles
+  end (the top evaluated round R-10: its last quarter). Role and flamelet faults apply once roles
   run. Rounds are made long enough to aim at (40 rounds of 20 local epochs; `--rounds`).
 
 Per cell: outcome (completed / failed / terminated with its reason, or hung), the final accuracy
@@ -81,7 +81,7 @@ DEGRADED_TOLERANCE = 0.02
 EPOCHS = 20  # local epochs per round: rounds long enough (~0.3 s) to aim a fault inside one
 SETTLE = 20.0  # seconds a finished job gets to leave no process, queue or user behind
 MOMENT_TIMEOUT = 120.0
-END_ROUNDS = 6  # "end": this many rounds before the last (what is seen lags the roles by ~0.3 s)
+END_ROUNDS = 10  # "end": the last quarter (what the bench sees lags the roles by up to ~1 s)
 GUEST = ("guest", "guest")
 
 
