@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 import pytest
 
@@ -62,6 +64,7 @@ async def test_placement_matrix(
 
 async def test_first_registered_compute_of_a_region_wins(api: httpx.AsyncClient) -> None:
     await _compute(api, "zeta", "default/eu")
+    await asyncio.sleep(0.002)  # registration times are kept in ms (as MongoDB does): one later
     await _compute(api, "alpha", "default/eu")
     r = await api.post(f"/users/{U}/datasets", json=_dataset("default/eu", False))
     got = (await api.get(f"/users/{U}/datasets/{r.json()}")).json()
