@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import time
 from pathlib import Path
 
 import httpx
@@ -27,10 +28,25 @@ def api_key(home: Path, compute_id: str) -> str:
     return key
 
 
+REGISTRATION_PATIENCE = 300.0  # seconds a deployer waits for the apiserver before it gives up
+
+
+class RegistrationError(RuntimeError):
+    """The apiserver did not take the compute's registration in time."""
+
+
 async def register_compute(
-    apiserver: str, spec: ComputeSpec, token: str, *, max_delay: float = 30.0, ca_file: str = ""
+    apiserver: str,
+    spec: ComputeSpec,
+    token: str,
+    *,
+    max_delay: float = 30.0,
+    ca_file: str = "",
+    patience: float = REGISTRATION_PATIENCE,
 ) -> None:
-    """POST the compute until the apiserver accepts it (201) or says it exists with our key.
+    """POST the compute until the apiserver accepts it (201) or says it exists with our key;
+    RegistrationError when it has not answered within `patience` seconds (the deployer exits
+    and its supervisor starts it again).
 
     `token` is an admin or compute-registration token (settings.registration_token); an https
     apiserver's certificate must chain to `ca_file` (else to the system's CAs).
@@ -39,6 +55,7 @@ async def register_compute(
     delay = 0.5
     url = f"{apiserver.rstrip('/')}/computes"
     headers = {"Authorization": f"Bearer {token}"} if token else {}
+    deadline = time.monotonic() + patience
     while True:
         try:
             async with httpx.AsyncClient(timeout=10, headers=headers, verify=verify) as client:
@@ -57,5 +74,10 @@ async def register_compute(
             log.warning("compute registration failed, retrying", status=response.status_code)
         except httpx.HTTPError as exc:
             log.info("apiserver not reachable yet", error=str(exc) or type(exc).__name__)
+        if time.monotonic() + delay > deadline:
+            raise RegistrationError(
+                f"compute {spec.compute_id} not registered: apiserver {url} gave no answer "
+                f"within {patience:g} s"
+            )
         await asyncio.sleep(delay)
         delay = min(delay * 2, max_delay)
