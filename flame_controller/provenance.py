@@ -3,18 +3,16 @@ agent event by its task's key (`flame_common.proofs`); each job's task keys load
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Sequence
 
 from flame_common.logs import get_logger
 from flame_common.proofs import TASK, command_refusal, event_refusal
 from flame_common.settings import FlameSettings
+from flame_common.taskkeys import TaskKeys
 from flame_controller.ports import JobStore
 from schemas.events import EventBase
 
 log = get_logger(__name__)
-
-CACHED_JOBS = 10_000  # jobs whose task keys stay in memory (least recently used dropped first)
 
 
 class Provenance:
@@ -22,8 +20,7 @@ class Provenance:
 
     def __init__(self, settings: FlameSettings, store: JobStore) -> None:
         self._secret = settings.service_secret
-        self._store = store
-        self._keys: OrderedDict[str, dict[str, str]] = OrderedDict()
+        self._keys = TaskKeys(store.task_keys)
         if not self._secret:
             log.warning(
                 "FLAME_SERVICE_SECRET is empty: anyone with broker credentials can forge "
@@ -36,17 +33,12 @@ class Provenance:
         """Positions of the events (of one job) that are not proven; each is logged (never a
         key). The job's keys are loaded once, and again when an agent names a task not among
         them (tasks added by an update)."""
-        keys = self._keys.get(job_id)
-        agents = [e.task_id for e, p in zip(events, proofs, strict=True) if p.startswith(TASK)]
-        if agents and (keys is None or any(t not in keys for t in agents)):
-            keys = self._keys[job_id] = await self._store.task_keys(job_id)
-            while len(self._keys) > CACHED_JOBS:
-                self._keys.popitem(last=False)
-        if keys is not None:
-            self._keys.move_to_end(job_id)
+        proven = zip(events, proofs, strict=True)
+        agents = [e.task_id or "" for e, p in proven if p.startswith(TASK)]
+        keys = await self._keys.of(job_id, agents) if agents else {}
         refused = set()
         for i, (event, proof) in enumerate(zip(events, proofs, strict=True)):
-            why = event_refusal(event, proof, secret=self._secret, task_keys=keys or {})
+            why = event_refusal(event, proof, secret=self._secret, task_keys=keys)
             if why is not None:
                 refused.add(i)
                 log.warning(

@@ -156,7 +156,7 @@ class Notifier:
         an unproven one is dropped with a log line."""
         keys: dict[str, str] = {}
         if proof.startswith("task:") and event.job_id and event.task_id:
-            keys = await self.jobs.task_keys(event.job_id, [event.task_id])
+            keys = await self.book.keys.of(event.job_id, [event.task_id])
         refusal = event_refusal(event, proof, secret=self.settings.service_secret, task_keys=keys)
         if refusal is not None:
             log.warning(
@@ -186,6 +186,8 @@ class Notifier:
         """A `task.assigned` of a task that already ended (a late duplicate, e.g. re-published
         after a controller restart) is not delivered: it would start its agent again."""
         if event.type != "task.assigned" or not event.task_id:
+            return False
+        if event.task_id in self.book:  # its agent is active: the task has not ended
             return False
         if await self.jobs.terminal_tasks([event.task_id]):
             log.info("assignment of an ended task skipped", task_id=event.task_id)

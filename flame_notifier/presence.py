@@ -11,6 +11,7 @@ from pymongo.errors import DuplicateKeyError
 
 from flame_common.jobs_read import JobReads
 from flame_common.proofs import task_refusal
+from flame_common.taskkeys import TaskKeys
 from flame_notifier.documents import AgentDoc, Presence
 from schemas.events import AgentHeartbeatEvent, AgentRegisteredEvent
 
@@ -68,6 +69,7 @@ class PresenceBook:
 
     def __init__(self, timeout: float, jobs: JobReads, clock: Clock = time.monotonic) -> None:
         self._jobs = jobs
+        self.keys = TaskKeys(self._job_keys)  # every task's key, one read per job
         self._silence = Silence(timeout, clock)
         self._active: dict[str, AgentDoc] = {}
         self._keys: dict[str, str] = {}  # task id -> key, of the active agents (proofs)
@@ -79,6 +81,9 @@ class PresenceBook:
     def __len__(self) -> int:
         """Agents watched now (`flame_agents_live`)."""
         return len(self._active)
+
+    async def _job_keys(self, job_id: str) -> dict[str, str]:
+        return {t.task_id: t.key for t in await self._jobs.tasks_of_job(job_id)}
 
     async def load(self) -> int:
         """Resume watching the active agents; each gets a full timeout from now (we were away)."""
@@ -102,12 +107,12 @@ class PresenceBook:
         payload = event.payload
         if not event.task_id or not event.job_id:
             return Registration(False, False, "registration names no job/task")
-        task = await self._jobs.task(event.job_id, event.task_id)
-        if task is None:
+        key = await self.keys.key(event.job_id, event.task_id)
+        if key is None:
             return Registration(False, False, "unknown task")
-        if (refusal := task_refusal(event, proof, task.key)) is not None:
+        if (refusal := task_refusal(event, proof, key)) is not None:
             return Registration(False, False, refusal)
-        self._keys[event.task_id] = task.key
+        self._keys[event.task_id] = key
         current = self._active.get(event.task_id)
         if current is not None and current.agent_id == payload.agent_id:
             return Registration(True, False)
@@ -169,6 +174,7 @@ class PresenceBook:
         """The job ended: stop watching its agents, mark all of them done; returns their tasks."""
         task_ids = [t for t, doc in self._active.items() if doc.job_id == job_id]
         task_ids += [t for t, (job, _) in self._ended.items() if job == job_id]
+        self.keys.forget(job_id)
         for task_id in task_ids:
             self._active.pop(task_id, None)
             self._keys.pop(task_id, None)
