@@ -16,6 +16,7 @@ import asyncio
 import functools
 import itertools
 import json
+import re
 import resource
 import statistics
 import subprocess
@@ -141,6 +142,17 @@ def print_timeline(started: datetime, events: list[EventBase]) -> None:
             print(f"  {a} -> {b}: median {statistics.median(gaps):.3f} s, max {max(gaps):.3f} s")
 
 
+def trust_line(stack: LocalStack, runs: int) -> str:
+    """What the measured jobs ran with: bearer tokens, and per-job broker users as the
+    controller's log shows them (`job broker user created ... brokers=[...]`)."""
+    log = (stack.home / "logs" / "controller.log").read_text(errors="replace")
+    created = [line for line in log.splitlines() if "job broker user created" in line]
+    named = r"[\"'](mqtt|rabbitmq)[\"']"
+    brokers = sorted({b for line in created for b in re.findall(named, line)})
+    users = f"{len(created)}/{runs} jobs on {', '.join(brokers) or 'none'}"
+    return f"trust: API calls with a bearer token; per-job broker users: {users}"
+
+
 async def one_job(client: FlameClient, example_dir: str, timeline: bool) -> tuple[float, float]:
     job_id = await create_job(client, Path(example_dir), {"trainer": NOOP, "aggregator": NOOP})
     started = datetime.now().astimezone()
@@ -175,6 +187,7 @@ async def main(runs: int, timeline: bool, cpu: bool) -> None:
                     for name, read in probes.items():
                         spent.setdefault(name, []).append(read() - before[name])
                     bares.append(bare_processes(tmp))
+            trust = trust_line(stack, runs)
         await delete_namespace(FlameSettings().rabbit_url, stack.namespace)  # durable queues
     if cpu:
         print("CPU seconds per job (median):")
@@ -184,6 +197,7 @@ async def main(runs: int, timeline: bool, cpu: bool) -> None:
     first = statistics.median(r[0] for r in results)
     total = statistics.median(r[1] for r in results)
     bare = statistics.median(b[0] for b in bares)
+    print(trust)
     print(f"runs: {runs}, tasks per job: {TASKS}")
     print(f"start -> first task running:   {first:.3f} s (median)")
     print(f"start -> all tasks completed:  {total:.3f} s (median)")

@@ -15,6 +15,7 @@ from flame_apiserver.tokencache import TokenCache
 from flame_common.jobs_read import JobReads
 from flame_common.logs import get_logger
 from flame_common.settings import FlameSettings
+from flame_common.taskkeys import TaskKeys
 from schemas.events import ResourceChanged, ResourceEventType, resource_event
 
 log = get_logger(__name__)
@@ -37,6 +38,14 @@ class ApiContext:
     settings: FlameSettings
     ports: ApiPorts
     tokens: TokenCache = field(default_factory=TokenCache)
+    # every task's key, one read per job: agents' frequent calls (log chunks) skip a task read
+    task_keys: TaskKeys = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.task_keys = TaskKeys(self._job_keys)
+
+    async def _job_keys(self, job_id: str) -> dict[str, str]:
+        return {t.task_id: t.key for t in await self.jobs.tasks_of_job(job_id)}
 
     @property
     def resources(self) -> Resources:

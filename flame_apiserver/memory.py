@@ -12,8 +12,10 @@ from flame_apiserver.ports import (
     ComputeRecord,
     DatasetRecord,
     DesignRecord,
+    TaskLogSlice,
     TokenRecord,
 )
+from flame_apiserver.tasklogs import Chunk, chunk_end, contiguous
 from schemas.design import DesignSchema
 from schemas.events import EventBase
 
@@ -35,6 +37,7 @@ class MemoryResources:
         self._deployments: dict[tuple[str, str], dict[str, str]] = {}
         self._tokens: dict[str, TokenRecord] = {}
         self._token_ids: dict[str, str] = {}  # sha256 -> token id
+        self._logs: dict[tuple[str, str], list[Chunk]] = {}  # by offset
 
     # --- designs and schema ----------------------------------------------------------------
 
@@ -199,6 +202,31 @@ class MemoryResources:
         if token is not None:
             del self._token_ids[token.sha256]
         return token
+
+    # --- task output -----------------------------------------------------------------------
+
+    async def append_task_log(
+        self, job_id: str, task_id: str, offset: int, data: bytes, keep: int
+    ) -> int:
+        chunks = self._logs.setdefault((job_id, task_id), [])
+        end = chunk_end(chunks[-1]) if chunks else 0
+        if not data or offset + len(data) <= end:
+            return end
+        if offset < end:
+            data, offset = data[end - offset :], end
+        chunks.append((offset, data))
+        end = offset + len(data)
+        chunks[:] = [c for c in chunks if chunk_end(c) > end - keep]
+        return end
+
+    async def task_log(self, job_id: str, task_id: str, offset: int, limit: int) -> TaskLogSlice:
+        chunks = self._logs.get((job_id, task_id), [])
+        end = chunk_end(chunks[-1]) if chunks else 0
+        return contiguous([c for c in chunks if chunk_end(c) > offset], offset, limit, end)
+
+    async def delete_task_logs(self, job_id: str) -> None:
+        for key in [k for k in self._logs if k[0] == job_id]:
+            del self._logs[key]
 
 
 def _design_id(design: DesignRecord) -> str:

@@ -14,14 +14,17 @@ from flame_apiserver.ports import (
     Contended,
     DatasetRecord,
     DesignRecord,
+    TaskLogSlice,
     TokenRecord,
 )
+from flame_apiserver.tasklogs import Chunk, contiguous
 from flame_common.documents import (
     CodeDoc,
     ComputeDoc,
     DatasetDoc,
     DeploymentDoc,
     DesignDoc,
+    TaskLogChunkDoc,
     TokenDoc,
     as_utc,
     maybe_utc,
@@ -112,6 +115,7 @@ class MongoResources:
         ComputeDoc,
         DeploymentDoc,
         TokenDoc,
+        TaskLogChunkDoc,
     ]
 
     # --- designs and schema ----------------------------------------------------------------
@@ -313,3 +317,49 @@ class MongoResources:
             return None
         result = await TokenDoc.find({"token_id": token_id}).delete()
         return _token(doc) if result and result.deleted_count else None
+
+    # --- task output -----------------------------------------------------------------------
+
+    async def _log_end(self, job_id: str, task_id: str) -> int:
+        query = TaskLogChunkDoc.find({"job_id": job_id, "task_id": task_id}).sort("-offset")
+        docs = await query.limit(1).to_list()
+        return docs[0].end if docs else 0
+
+    async def append_task_log(
+        self, job_id: str, task_id: str, offset: int, data: bytes, keep: int
+    ) -> int:
+        for _ in range(_RETRIES):
+            end = await self._log_end(job_id, task_id)
+            if not data or offset + len(data) <= end:
+                return end
+            start, piece = (end, data[end - offset :]) if offset < end else (offset, data)
+            doc = TaskLogChunkDoc(
+                job_id=job_id, task_id=task_id, offset=start, end=start + len(piece), data=piece
+            )
+            try:  # the unique (job, task, offset) index refuses a concurrent append's twin
+                await doc.insert()
+            except DuplicateKeyError:
+                continue
+            if doc.end > keep:  # only a log past its bound has chunks to drop
+                await TaskLogChunkDoc.find(
+                    {"job_id": job_id, "task_id": task_id, "end": {"$lte": doc.end - keep}}
+                ).delete()
+            return doc.end
+        raise Contended(f"log of task {task_id}")
+
+    async def task_log(self, job_id: str, task_id: str, offset: int, limit: int) -> TaskLogSlice:
+        end = await self._log_end(job_id, task_id)
+        query = TaskLogChunkDoc.find(
+            {"job_id": job_id, "task_id": task_id, "end": {"$gt": offset}}
+        ).sort("offset")
+        chunks: list[Chunk] = []
+        size = 0
+        async for doc in query:  # only as many chunks as `limit` bytes need
+            chunks.append((doc.offset, doc.data))
+            size += len(doc.data)
+            if size >= limit + (offset - chunks[0][0] if offset > chunks[0][0] else 0):
+                break
+        return contiguous(chunks, offset, limit, end)
+
+    async def delete_task_logs(self, job_id: str) -> None:
+        await TaskLogChunkDoc.find({"job_id": job_id}).delete()

@@ -78,6 +78,21 @@ class TokenRecord:
     created_at: datetime | None = None
 
 
+@dataclass(frozen=True)
+class TaskLogSlice:
+    """Stored bytes of a task's output from `start` on (at most what was asked for); `end` is the
+    offset past the last stored byte. `start` is past the offset asked for when the bytes there
+    were dropped (older than the bound, or never shipped)."""
+
+    start: int
+    data: bytes
+    end: int
+
+    @property
+    def next(self) -> int:
+        return self.start + len(self.data)
+
+
 class Resources(Protocol):
     """Designs (+ schema), code revisions, datasets, computes, deployments and API tokens the
     apiserver owns.
@@ -153,6 +168,22 @@ class Resources(Protocol):
 
     async def delete_token(self, token_id: str) -> TokenRecord | None:
         """Remove a token; the removed one, or None when there was none."""
+
+    # task output (what agents ship of their role code's stdout/stderr)
+    async def append_task_log(
+        self, job_id: str, task_id: str, offset: int, data: bytes, keep: int
+    ) -> int:
+        """Store `data` as the task's bytes from `offset`; returns the offset past the last
+        stored byte. Idempotent: bytes already stored are skipped (a retry never duplicates);
+        an offset past the end leaves a gap. Whole chunks ending `keep` bytes or more before the
+        end are dropped."""
+
+    async def task_log(self, job_id: str, task_id: str, offset: int, limit: int) -> TaskLogSlice:
+        """At most `limit` contiguous stored bytes from `offset` (or from the first stored byte
+        past it)."""
+
+    async def delete_task_logs(self, job_id: str) -> None:
+        """Forget the output of every task of the job."""
 
 
 class Controller(Protocol):

@@ -204,6 +204,26 @@ class TokenDoc(Document):
         ]
 
 
+class TaskLogChunkDoc(Document):
+    """Bytes `[offset, end)` of a task's output as its agent shipped them (the apiserver keeps
+    the last `FLAME_MAX_TASK_LOG_BYTES` of each task; older chunks are deleted)."""
+
+    job_id: str
+    task_id: str
+    offset: int
+    end: int
+    data: bytes
+
+    class Settings:
+        name = "task_logs"
+        indexes = [
+            IndexModel(
+                [("job_id", ASCENDING), ("task_id", ASCENDING), ("offset", ASCENDING)],
+                unique=True,
+            ),
+        ]
+
+
 ALL_DOCUMENTS: list[type[Document]] = [
     DesignDoc,
     CodeDoc,
@@ -214,4 +234,5 @@ ALL_DOCUMENTS: list[type[Document]] = [
     EventDoc,
     DeploymentDoc,
     TokenDoc,
+    TaskLogChunkDoc,
 ]

@@ -45,6 +45,8 @@ class FlameSettings(BaseSettings):
     # open server-sent event streams (each polls the log): in all, and per user
     max_event_streams: int = Field(default=64, ge=1)
     max_event_streams_per_user: int = Field(default=8, ge=1)
+    # what the apiserver keeps of each task's output (the last bytes; older ones are dropped)
+    max_task_log_bytes: int = Field(default=4 * 1024 * 1024, ge=1024, le=12 * 1024 * 1024)
     rpc_timeout: float = 10.0
     # Identity (docs/security.md): sha256 hex of the bootstrap admin token and of the token the
     # stack's own deployer registers its compute with (`flame up` makes both); the deployer
@@ -61,8 +63,14 @@ class FlameSettings(BaseSettings):
     # Jobs are split into this many partitions by a hash of the job id; each has one writer at a
     # time among the namespace's controllers (every controller of a namespace must agree on it)
     controller_partitions: int = Field(default=8, ge=1, le=256)
+    # The brokers jobs' role code uses, one per backend sort (a job whose backend none serves is
+    # refused at creation); `flame up` replaces the MQTT one by a Mosquitto of its own unless
+    # FLAME_JOB_BROKERS is set.
     job_brokers: list[dict[str, str]] = Field(
-        default_factory=lambda: [{"sort": "rabbitmq", "host": "amqp://guest:guest@127.0.0.1:5672/"}]
+        default_factory=lambda: [
+            {"sort": "rabbitmq", "host": "amqp://guest:guest@127.0.0.1:5672/"},
+            {"sort": "mqtt", "host": "mqtt://127.0.0.1:1883"},
+        ]
     )
     job_registry: dict[str, str] = Field(default_factory=lambda: {"sort": "dummy", "uri": ""})
     max_tasks_per_job: int = Field(default=1000, ge=1)  # a bigger job is refused (422)
@@ -75,17 +83,29 @@ class FlameSettings(BaseSettings):
     # job gets an MQTT client limited to its topics, with the job's RabbitMQ password. Empty: MQTT
     # role code is served the job_brokers URL as it is (shared access; the controller warns).
     mqtt_admin_url: str = ""
+    # Kubernetes deployer (`flame-deployer --kind kubernetes`, docs/kubernetes.md): a YAML or
+    # JSON file setting every worker pod's resources (requests/limits, `nvidia.com/gpu`),
+    # nodeSelector, tolerations and imagePullSecrets; empty: 250m CPU/500Mi requested, 2Gi limit
+    k8s_pod_template: str = ""
     # Agents
     heartbeat_interval: float = 2.0
     heartbeat_timeout: float = 10.0
     # how often an agent relays what its role code recorded (one task.metrics event at most)
     metrics_interval: float = Field(default=1.0, ge=0.05, le=60)
     stop_grace_seconds: float = 5.0
+    # A started job whose tasks on a compute with a deployer (not an unmanaged one) still have no
+    # agent after this many seconds fails, naming the computes (no deployer serves them, pods
+    # that never start): it never waits silently until maxRunTime.
+    deploy_timeout: float = Field(default=600, ge=1, le=604800)
     # how long a flamelet retries its manifest while the apiserver is unreachable or failing
     manifest_patience: float = Field(default=60, ge=0, le=3600)
     # Run the role code in a child forked at agent start-up (no interpreter start-up, shared
     # imports) instead of a fresh `python` process; Linux only.
     warm_start: bool = True
+    # Modules the local deployer's zygote imports once (JSON list, e.g. ["torch", "sklearn"]):
+    # every warm-started role code inherits them instead of importing them itself (seconds of CPU
+    # per task for torch); one that fails to import is reported on stderr and skipped.
+    warm_imports: list[str] = Field(default_factory=list, max_length=64)
     # Directories dataset URLs may read besides the task's work dir (JSON list; role code only
     # writes inside its work dir): `file://` datasets and digits caches (flame_sdk.datasets)
     data_roots: list[Path] = Field(default_factory=list)

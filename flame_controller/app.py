@@ -54,12 +54,16 @@ class Stores:
 async def open_stores(settings: FlameSettings) -> AsyncIterator[Stores]:
     """The adapters `settings.controller_store` names (MongoDB: connected, closed on exit)."""
     if settings.controller_store == "memory":
-        yield Stores(MemoryJobStore(settings.stop_grace_seconds), MemoryCatalog())
+        yield Stores(
+            MemoryJobStore(settings.stop_grace_seconds, settings.deploy_timeout), MemoryCatalog()
+        )
         return
     client = await init_db(settings)
     try:
         yield Stores(
-            MongoJobStore(settings.stop_grace_seconds), MongoCatalog(), (ConnectionFailure,)
+            MongoJobStore(settings.stop_grace_seconds, settings.deploy_timeout),
+            MongoCatalog(),
+            (ConnectionFailure,),
         )
     finally:
         await client.close()

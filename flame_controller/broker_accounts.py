@@ -9,6 +9,7 @@ whose adapter is on; the controller opens it when the job starts and closes it w
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import secrets
 from collections.abc import Collection, Sequence
@@ -93,24 +94,23 @@ class JobAccounts:
         """A fresh login of the job on every broker; when one broker refuses, the users already
         made are deleted again (a failure there is left to the sweep) and the error raised."""
         login = new_login(self.namespace, job_id, self.sorts)
-        try:
-            for broker in self.brokers:
-                await broker.open(job_id, login)
-        except Exception:
+        opened = await asyncio.gather(
+            *(b.open(job_id, login) for b in self.brokers), return_exceptions=True
+        )  # side by side: a job start waits for the slowest broker, not for their sum
+        failures = [r for r in opened if isinstance(r, BaseException)]
+        if failures:
             for broker in self.brokers:
                 with contextlib.suppress(Exception):
                     await broker.close(job_id)
-            raise
+            raise failures[0]
         return login
 
     async def close(self, job_id: str) -> None:
         """Delete the job's user on every broker; the first failure is raised after trying all."""
-        failures: list[Exception] = []
-        for broker in self.brokers:
-            try:
-                await broker.close(job_id)
-            except Exception as exc:
-                failures.append(exc)
+        closed = await asyncio.gather(
+            *(b.close(job_id) for b in self.brokers), return_exceptions=True
+        )
+        failures = [r for r in closed if isinstance(r, BaseException)]
         if failures:
             raise failures[0]
 

@@ -88,10 +88,11 @@ class Stop:
 
 @dataclass(frozen=True)
 class Tick:
-    """The timer's look at a job: maxRunTime and stop-grace deadlines."""
+    """The timer's look at a job: maxRunTime, deploy-timeout and stop-grace deadlines."""
 
     now: datetime
     stop_grace_seconds: float
+    deploy_timeout: float | None = None
 
 
 @dataclass(frozen=True)
@@ -248,8 +249,13 @@ def _stop(new: _Emitter, reason: str) -> None:
 
 
 def _tick(new: _Emitter, c: Tick) -> None:
-    deadline = new.state.deadline(c.stop_grace_seconds)
+    deadline = new.state.deadline(c.stop_grace_seconds, c.deploy_timeout)
     if deadline is None or c.now < deadline:
+        return
+    deploy = new.state.deploy_deadline(c.deploy_timeout)
+    if deploy is not None and c.now >= deploy and c.deploy_timeout is not None:
+        reason = undeployed_reason(new.state.undeployed(), c.deploy_timeout)
+        _finish(new, JobState.FAILED, reason, "job failed: tasks not deployed")
         return
     if new.state.state in ACTIVE_STATES:
         _stop(new, f"maxRunTime of {new.state.spec.max_run_time} s exceeded")
@@ -260,6 +266,15 @@ def _tick(new: _Emitter, c: Tick) -> None:
             new.state.reason,
             "no stop confirmation within the grace period",
         )
+
+
+def undeployed_reason(waiting: dict[str, list[str]], timeout: float) -> str:
+    """Why a job failed at its deploy timeout: which computes left how many tasks agentless."""
+    parts = [f"{len(ids)} task(s) on compute '{c}'" for c, ids in waiting.items()]
+    return (
+        f"not deployed within {timeout:g} s: {', '.join(parts)} never got an agent "
+        "(is a deployer of that compute running? `flame status`, FLAME_DEPLOY_TIMEOUT)"
+    )
 
 
 def _observe(new: _Emitter, e: EventBase) -> None:

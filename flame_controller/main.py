@@ -5,19 +5,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+from typing import TYPE_CHECKING
 
-from flame_common import metrics
+from flame_common.cli import require_server, service_parser
 from flame_common.logs import configure_logging, get_logger
 from flame_common.settings import FlameSettings
 from flame_common.titles import set_title
-from flame_controller.app import running_controller
-from flame_controller.ports import JobStore
+
+if TYPE_CHECKING:
+    from flame_controller.ports import JobStore
 
 log = get_logger(__name__)
 
 
 async def count_states(store: JobStore, period: float) -> None:
     """Every `period` s: jobs and tasks by state into `flame_jobs` / `flame_tasks`."""
+    from flame_common import metrics
+
     while True:
         try:
             jobs, tasks = await store.state_counts()
@@ -29,6 +33,9 @@ async def count_states(store: JobStore, period: float) -> None:
 
 
 async def serve(settings: FlameSettings) -> None:
+    from flame_common import metrics
+    from flame_controller.app import running_controller
+
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -48,7 +55,13 @@ async def serve(settings: FlameSettings) -> None:
                     await counting
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    service_parser(
+        "flame-controller",
+        "Flame's controller: the single writer of jobs and tasks (TAG expansion, job state "
+        "machine, event log), until SIGTERM/SIGINT.",
+    ).parse_args(argv)
+    require_server("flame-controller")
     set_title("flame-controller")
     settings = FlameSettings()
     configure_logging("controller", level=settings.log_level, json=settings.log_json)

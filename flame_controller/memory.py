@@ -27,12 +27,12 @@ from flame_controller.ports import (
 )
 from flame_controller.projection import (
     job_fields,
-    job_summary,
     new_task,
     now,
     projectable,
     quarantined_fields,
     start_reset,
+    summary_changed,
     task_change,
 )
 from flame_controller.state import JobView, evolve
@@ -47,8 +47,9 @@ _FINISHED = frozenset(s.value for s in TERMINAL_STATES)
 class MemoryJobStore:
     """`JobStore` and `JobRecords` in process memory."""
 
-    def __init__(self, stop_grace_seconds: float) -> None:
+    def __init__(self, stop_grace_seconds: float, deploy_timeout: float | None = None) -> None:
         self.grace = stop_grace_seconds
+        self.deploy = deploy_timeout
         self._log: dict[str, list[EventBase]] = {}  # job id -> events in seq order
         self._published: dict[str, bool] = {}  # event id -> published (also: the unique ids)
         self._seqs: dict[str, set[int]] = {}  # job id -> the seqs in its log (unique)
@@ -65,7 +66,7 @@ class MemoryJobStore:
             except Exception as exc:
                 raise UnfoldableLog(job_id, event.seq or 0, exc) from exc
             seen.add(event.id)
-        return projectable(job_id, state, self.grace), seen
+        return projectable(job_id, state, self.grace, self.deploy), seen
 
     async def quarantine(self, job_id: str, reason: str) -> None:
         if (job := self._jobs.get(job_id)) is not None:
@@ -81,7 +82,7 @@ class MemoryJobStore:
         self._check_new(events)
         docs = {t.task_id: new_task(state.job_id, t, keys[t.task_id]) for t in tasks}
         job = {
-            **job_fields(state, self.grace),
+            **job_fields(state, self.grace, self.deploy),
             "user_id": state.user_id,
             "design_id": state.spec.design_id,
         }
@@ -115,7 +116,7 @@ class MemoryJobStore:
             self._tasks.pop(state.job_id, None)
             return
         self._project_tasks(state.job_id, events, planned, keys or {})
-        if before is None or job_summary(before, self.grace) != job_summary(state, self.grace):
+        if before is None or summary_changed(before, state, self.grace, self.deploy):
             self._project_job(state, spec=any(e.type == "job.updated" for e in events))
 
     async def reproject(self, state: JobView) -> None:
@@ -243,7 +244,7 @@ class MemoryJobStore:
         job = self._jobs.get(state.job_id)
         if job is None:
             return
-        fields = job_fields(state, self.grace)
+        fields = job_fields(state, self.grace, self.deploy)
         if not spec:
             del fields["spec"], fields["name"]
         job.update(fields)

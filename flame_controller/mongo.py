@@ -43,12 +43,12 @@ from flame_controller.ports import (
 )
 from flame_controller.projection import (
     job_fields,
-    job_summary,
     new_task,
     now,
     projectable,
     quarantined_fields,
     start_reset,
+    summary_changed,
     task_change,
 )
 from flame_controller.state import JobView, evolve
@@ -86,8 +86,9 @@ log = get_logger(__name__)
 class MongoJobStore:
     """`JobStore` and `JobRecords` on MongoDB (Beanie initialised by the caller)."""
 
-    def __init__(self, stop_grace_seconds: float) -> None:
+    def __init__(self, stop_grace_seconds: float, deploy_timeout: float | None = None) -> None:
         self.grace = stop_grace_seconds
+        self.deploy = deploy_timeout
 
     async def load(self, job_id: str) -> tuple[JobView | None, set[str]]:
         cursor = EventDoc.get_pymongo_collection().find({"job_id": job_id}, sort=[("seq", 1)])
@@ -100,7 +101,7 @@ class MongoJobStore:
             except Exception as exc:
                 raise UnfoldableLog(job_id, raw.get("seq", 0), exc) from exc
             seen.add(event.id)
-        return projectable(job_id, state, self.grace), seen
+        return projectable(job_id, state, self.grace, self.deploy), seen
 
     async def quarantine(self, job_id: str, reason: str) -> None:
         fields = quarantined_fields(reason, now())
@@ -116,7 +117,7 @@ class MongoJobStore:
         try:
             await _insert_events([event_doc(e, published=False) for e in events])
             job = {
-                **job_fields(state, self.grace),
+                **job_fields(state, self.grace, self.deploy),
                 "user_id": state.user_id,
                 "design_id": state.spec.design_id,
             }
@@ -155,7 +156,7 @@ class MongoJobStore:
         ops = _task_ops(state.job_id, events, planned, keys or {})
         if ops:
             await TaskDoc.get_pymongo_collection().bulk_write(ops, ordered=True)
-        if before is None or job_summary(before, self.grace) != job_summary(state, self.grace):
+        if before is None or summary_changed(before, state, self.grace, self.deploy):
             await self._project_job(state, spec=any(e.type == "job.updated" for e in events))
 
     async def reproject(self, state: JobView) -> None:
@@ -171,7 +172,7 @@ class MongoJobStore:
         await self._project_job(state)
 
     async def _project_job(self, state: JobView, *, spec: bool = True) -> None:
-        fields = job_fields(state, self.grace)
+        fields = job_fields(state, self.grace, self.deploy)
         if not spec:
             del fields["spec"], fields["name"]
         await JobDoc.get_pymongo_collection().update_one({"job_id": state.job_id}, {"$set": fields})

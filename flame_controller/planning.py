@@ -13,7 +13,7 @@ from schemas.design import DesignSchema
 from schemas.errors import Invalid, NotFound
 from schemas.job import JobSpec
 from schemas.plugins import model_spec_errors
-from schemas.task_config import Broker, Registry
+from schemas.task_config import BROKER_BACKENDS, Broker, Registry
 
 
 class Planner:
@@ -60,6 +60,7 @@ class Planner:
             }
         )
         schema = DesignSchema.model_validate(design.schema)
+        self._check_backends(pinned, schema)
         if len(dataset_ids := _dataset_ids(pinned)) > self.max_tasks:
             raise Invalid(
                 f"the dataSpec names {len(dataset_ids)} datasets, more than the limit "
@@ -76,6 +77,24 @@ class Planner:
             max_tasks=self.max_tasks,
         )
         return pinned, tasks
+
+    def _check_backends(self, spec: JobSpec, schema: DesignSchema) -> None:
+        """Refuse at creation a job whose backend (or a channel's) no job broker serves: it
+        would be accepted and every task would fail at start."""
+        served = sorted({b.sort for b in self.brokers})
+        wanted = {spec.backend} | {c.backend for c in schema.channels if c.backend}
+        for backend in sorted(wanted):
+            where = "backend" if backend == spec.backend else "a channel's backend"
+            if backend not in BROKER_BACKENDS:
+                raise Invalid(
+                    f"{where} '{backend}' is not supported by this platform "
+                    f"(supported: {', '.join(BROKER_BACKENDS)})"
+                )
+            if backend not in served:
+                raise Invalid(
+                    f"{where} '{backend}' has no job broker here: FLAME_JOB_BROKERS lists "
+                    f"{', '.join(served) or 'none'}"
+                )
 
     def _registry(self, spec: JobSpec) -> Registry:
         """The job's own registry when its modelSpec names one, else the platform's."""

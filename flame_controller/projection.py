@@ -17,7 +17,7 @@ from schemas.events import (
 from schemas.states import JobState
 
 
-def job_fields(s: JobView, grace: float) -> dict[str, Any]:
+def job_fields(s: JobView, grace: float, deploy_timeout: float | None = None) -> dict[str, Any]:
     """The job projection's fields that follow the log (`user_id`/`design_id` are set at create)."""
     return {
         "job_id": s.job_id,
@@ -30,16 +30,18 @@ def job_fields(s: JobView, grace: float) -> dict[str, Any]:
         "started_at": s.started_at,
         "updated_at": s.updated_at,
         "ended_at": s.ended_at,
-        "deadline_at": s.deadline(grace),
+        "deadline_at": s.deadline(grace, deploy_timeout),
         "last_seq": s.last_seq,
     }
 
 
-def projectable(job_id: str, state: JobView | None, grace: float) -> JobView | None:
+def projectable(
+    job_id: str, state: JobView | None, grace: float, deploy_timeout: float | None = None
+) -> JobView | None:
     """A replayed `state`, once its projection is known to compute (its deadline in range)."""
     if state is not None:
         try:
-            job_fields(state, grace)
+            job_fields(state, grace, deploy_timeout)
         except Exception as exc:
             raise UnfoldableLog(job_id, state.last_seq, exc) from exc
     return state
@@ -56,11 +58,18 @@ def quarantined_fields(reason: str, at: datetime) -> dict[str, Any]:
     }
 
 
-def job_summary(s: JobView, grace: float) -> dict[str, Any]:
+def job_summary(s: JobView, grace: float, deploy_timeout: float | None = None) -> dict[str, Any]:
     """The job-level fields whose change makes the job projection worth rewriting."""
-    fields = job_fields(s, grace)
+    fields = job_fields(s, grace, deploy_timeout)
     del fields["spec"], fields["last_seq"]
     return fields
+
+
+def summary_changed(
+    before: JobView, after: JobView, grace: float, deploy_timeout: float | None = None
+) -> bool:
+    """Whether the job projection must be rewritten after `before` became `after`."""
+    return job_summary(before, grace, deploy_timeout) != job_summary(after, grace, deploy_timeout)
 
 
 def new_task(job_id: str, t: PlannedTask, key: str) -> dict[str, Any]:

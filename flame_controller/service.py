@@ -256,13 +256,18 @@ class Controller:
             await self._commit(entry, new, observed=observed, folded=state)
 
     async def tick(self, job_id: str, now: datetime | None = None) -> None:
-        """Let the timer act on a job whose deadline passed (maxRunTime or stop grace)."""
+        """Let the timer act on a job whose deadline passed (maxRunTime, deploy timeout or
+        stop grace)."""
         async with self._lock(job_id):
             try:
                 entry = await self._entry(job_id)
             except (NotFound, Conflict):
                 return
-            tick = d.Tick(now or datetime.now(UTC), self.settings.stop_grace_seconds)
+            tick = d.Tick(
+                now or datetime.now(UTC),
+                self.settings.stop_grace_seconds,
+                self.settings.deploy_timeout,
+            )
             await self._commit(entry, d.decide(entry.state, tick))
 
     async def recover(self, job_ids: Sequence[str]) -> None:
@@ -341,7 +346,9 @@ class Controller:
         except Exception as exc:
             raise FlameError(f"cannot start job {job_id}: {exc}") from exc
         await self.store.set_broker_login(job_id, login)
-        log.info("job broker user created", job_id=job_id, user=login.user)
+        log.info(
+            "job broker user created", job_id=job_id, user=login.user, brokers=sorted(login.sorts)
+        )
 
     async def _close_login(self, job_id: str, *, stored: bool) -> None:
         """The job ended: delete its broker user (a failure is left to the next start's sweep)."""

@@ -102,13 +102,37 @@ class JobView:
     def live_count(self) -> int:
         return sum(n for (_, st), n in self.census.items() if not st.is_terminal)
 
-    def deadline(self, stop_grace_seconds: float) -> datetime | None:
-        """When the timer must act: maxRunTime while active, the stop grace while stopping."""
+    def deadline(
+        self, stop_grace_seconds: float, deploy_timeout: float | None = None
+    ) -> datetime | None:
+        """When the timer must act: maxRunTime (or, sooner, the deploy timeout while a task of
+        a managed compute has no agent) while active, the stop grace while stopping."""
         if self.state in ACTIVE_STATES and self.started_at is not None:
-            return self.started_at + timedelta(seconds=self.spec.max_run_time)
+            run = self.started_at + timedelta(seconds=self.spec.max_run_time)
+            deploy = self.deploy_deadline(deploy_timeout)
+            return run if deploy is None else min(run, deploy)
         if self.state is JobState.STOPPING and self.stopping_since is not None:
             return self.stopping_since + timedelta(seconds=stop_grace_seconds)
         return None
+
+    def undeployed(self) -> dict[str, list[str]]:
+        """Live tasks of the computes asked for workers whose agent has not registered yet, by
+        compute (tasks of unmanaged computes wait for agents started by hand: never listed)."""
+        waiting: dict[str, list[str]] = {}
+        for compute_id, task_ids in sorted(self.requested_computes.items()):
+            ids = [t for t in task_ids if (v := self.tasks.get(t)) and v.live and not v.agent_id]
+            if ids:
+                waiting[compute_id] = ids
+        return waiting
+
+    def deploy_deadline(self, deploy_timeout: float | None) -> datetime | None:
+        """When an active job still missing agents of managed computes fails (None: it misses
+        none, or no timeout)."""
+        if deploy_timeout is None or self.started_at is None or self.state not in ACTIVE_STATES:
+            return None
+        if not self.undeployed():
+            return None
+        return self.started_at + timedelta(seconds=deploy_timeout)
 
 
 def initial(event: JobCreatedEvent) -> JobView:

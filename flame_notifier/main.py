@@ -5,14 +5,16 @@ from __future__ import annotations
 import asyncio
 import signal
 
-from flame_common import metrics
+from flame_common.cli import require_server, service_parser
 from flame_common.logs import configure_logging
 from flame_common.settings import FlameSettings
 from flame_common.titles import set_title
-from flame_notifier.app import running_notifier
 
 
 async def _serve(settings: FlameSettings) -> None:
+    from flame_common import metrics
+    from flame_notifier.app import running_notifier
+
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -22,7 +24,13 @@ async def _serve(settings: FlameSettings) -> None:
             await stop.wait()
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    service_parser(
+        "flame-notifier",
+        "Flame's notifier: agent registration, heartbeats, delivery of assignments and stops, "
+        "until SIGTERM/SIGINT.",
+    ).parse_args(argv)
+    require_server("flame-notifier")
     set_title("flame-notifier")
     settings = FlameSettings()
     configure_logging("notifier", level=settings.log_level, json=settings.log_json)

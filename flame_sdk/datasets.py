@@ -27,6 +27,8 @@ from urllib.parse import parse_qs, urlparse
 
 import numpy as np
 
+from flame_common.extras import require
+
 DIGITS_TRAIN_ROWS = 1500
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 
@@ -149,6 +151,7 @@ def _raw_digits(cache: Path | None) -> tuple[np.ndarray, np.ndarray]:
     if cache is not None and cache.exists():
         with np.load(cache, allow_pickle=False) as npz:
             return np.asarray(npz["data"]), np.asarray(npz["target"])
+    require("ml", "the digits:// dataset", ["sklearn"])
     from sklearn.datasets import load_digits
 
     digits = load_digits()

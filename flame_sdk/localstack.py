@@ -191,12 +191,17 @@ def code_zip(scripts: dict[str, Path]) -> bytes:
 
 
 async def create_job(
-    client: FlameClient, folder: Path, scripts: dict[str, Path], *, max_run_time: int = 120
+    client: FlameClient,
+    folder: Path,
+    scripts: dict[str, Path],
+    *,
+    max_run_time: int = 120,
+    backend: str = "rabbitmq",
 ) -> str:
     """Design + schema + code + public datasets of a Flame example folder, then a job over them.
 
     Every dataset id of the folder's `dataSpec.json` becomes a public stand-in dataset (a
-    `file:///data/...` URL in realm `default/<group>`); the job runs over MQTT.
+    `file:///data/...` URL in realm `default/<group>`); the job's backend is `backend`.
     """
     design_id = f"{folder.name.replace('_', '-')}-{uuid.uuid4().hex[:6]}"
     await client.designs.create(design_id)
@@ -217,7 +222,7 @@ async def create_job(
     job = JobSpec(
         name=f"{folder.name} e2e",
         design_id=design_id,
-        backend="mqtt",
+        backend=backend,
         max_run_time=max_run_time,
         data_spec=[RoleDatasetGroups(role="trainer", dataset_groups=groups)],
         model_spec=ModelSpec(),

@@ -9,6 +9,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from flame_common.extras import require
+
 Weights = dict[str, np.ndarray]
 
 FRAMEWORKS = ("numpy", "torch")
@@ -44,6 +46,7 @@ def adapter_for(framework: str) -> ModelAdapter:
     if framework == "numpy":
         return NumpyAdapter()
     if framework == "torch":
+        require("ml", "framework 'torch'", ["torch"])
         module = importlib.import_module("flame_sdk.torch_weights")
         adapter: ModelAdapter = module.TorchAdapter()
         return adapter

@@ -22,6 +22,7 @@ from flame_common.logs import get_logger
 from flame_common.proofs import task_proof
 from flame_common.settings import FlameSettings
 from flame_common.titles import flamelet_title, role_title, set_title
+from flamelet.logship import LogSender, LogShipper
 from flamelet.manifest import ManifestError, fetch_patiently
 from flamelet.metrics import METRICS_FILE, MetricsRelay
 from flamelet.reporter import FinalReport, publish_until_confirmed
@@ -49,6 +50,8 @@ log = get_logger(__name__)
 
 INBOX_DELETE = 2.0  # seconds an ending agent gives the broker to delete its inbox
 METRICS_DRAIN = 10.0  # seconds an ending task gives its last metrics to reach the broker
+LOG_FLUSH = 5.0  # seconds an ending task gives the rest of its output to reach the apiserver
+STOPPED_FLUSH = 1.0  # the same for a stopped task
 
 
 @dataclass(frozen=True)
@@ -223,10 +226,24 @@ class Agent:
             await child.stop(self.settings.stop_grace_seconds)
         log.debug("role code started", pid=child.pid, script=str(script))
         await self._status(TaskStatusChanged(state=JobState.RUNNING))
+        sender = LogSender(
+            self.task.apiserver,
+            self.task.job_id,
+            self.task.task_id,
+            self.task.key,
+            ca_file=self.settings.ca_file,
+        )
+        shipper = LogShipper(log_path, sender)
         relaying = self._spawn(relay.run())
+        shipping = self._spawn(shipper.run())
         code = await child.wait()
         relaying.cancel()
-        await relay.drain(METRICS_DRAIN)  # the last rounds' metrics go before the final status
+        shipping.cancel()
+        # the last rounds' metrics and the rest of the output go before the final status
+        # (a stopped task is being waited for: the deployer kills it soon after its grace)
+        flush = STOPPED_FLUSH if child.stopped else LOG_FLUSH
+        await asyncio.gather(relay.drain(METRICS_DRAIN), shipper.flush(flush))
+        await sender.aclose()
         tail = log_tail(log_path)
         if child.stopped:
             await self._finish(JobState.TERMINATED, code, tail, "stopped")

@@ -9,6 +9,7 @@ import signal
 import sys
 from pathlib import Path
 
+from flame_common.cli import SETTINGS_EPILOG, add_version
 from flame_common.logs import configure_logging, get_logger
 from flame_common.processes import hide_from_peers
 from flame_common.settings import FlameSettings
@@ -17,8 +18,11 @@ from flamelet import warm
 from flamelet.agent import Agent, TaskRef
 
 
-def parser(settings: FlameSettings) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="flamelet", description="Flame agent: runs one task.")
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="flamelet", description="Flame agent: runs one task.", epilog=SETTINGS_EPILOG
+    )
+    add_version(p)
     p.add_argument(
         "--job", default=os.environ.get("FLAME_JOB_ID"), help="job id (env FLAME_JOB_ID)"
     )
@@ -30,7 +34,10 @@ def parser(settings: FlameSettings) -> argparse.ArgumentParser:
         default=os.environ.get("FLAME_TASK_KEY"),
         help="task key (env FLAME_TASK_KEY; keeps it out of the process list)",
     )
-    p.add_argument("--apiserver", default=settings.apiserver_url, help="apiserver URL")
+    p.add_argument(
+        "--apiserver",
+        help="apiserver URL (default: FLAME_API_URL, else FLAME_API_HOST and FLAME_API_PORT)",
+    )
     p.add_argument(
         "--prefetch",
         action="store_true",
@@ -67,10 +74,11 @@ async def _serve(agent: Agent) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    options = parser()
+    args = options.parse_args(argv)  # --help and --version end here, before any side effect
     hide_from_peers()  # the role code runs as our uid: our environ holds the broker login
     settings = FlameSettings()
-    options = parser(settings)
-    args = options.parse_args(argv)
+    args.apiserver = args.apiserver or settings.apiserver_url
     missing = [f"--{n}" for n in ("job", "task", "key") if not getattr(args, n)]
     if missing:
         options.error(f"missing {', '.join(missing)}")

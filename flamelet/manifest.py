@@ -104,10 +104,15 @@ def parse_manifest(body: bytes, content_type: str) -> Manifest:
     return Manifest(config=config, code_zip=bytes(collector.parts["code.zip"]))
 
 
-@functools.cache
 def tls_context(ca_file: str = "") -> ssl.SSLContext:
-    """The verifying TLS context of the manifest client, trusting `ca_file` (else the system's
-    CAs); built once per CA file: it costs ~30 ms."""
+    """The verifying TLS context of the agent's clients (manifest, logs), trusting `ca_file`
+    (else the system's CAs); built once per CA file (the zygote builds the default one for every
+    flamelet): it costs ~30 ms."""
+    return _tls_context(ca_file)  # one cache key per CA file, however it is called
+
+
+@functools.cache
+def _tls_context(ca_file: str) -> ssl.SSLContext:
     return client_context(ca_file) if ca_file else httpx.create_ssl_context()
 
 

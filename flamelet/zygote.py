@@ -30,13 +30,20 @@ LAZY_MODULES = ("anyio._backends._asyncio", "httpcore._backends.anyio", "httpcor
 
 
 def warm_up() -> None:
-    """Do once what every flamelet would do before its first real work (no I/O, no threads)."""
+    """Do once what every flamelet would do before its first real work (no I/O, no threads),
+    and import what role code will (`FLAME_WARM_IMPORTS`)."""
     for name in LAZY_MODULES:
         with contextlib.suppress(ImportError):
             importlib.import_module(name)
     tls_context()
     # Settings and argument parsing compile regexes and fill lazy caches on first use.
-    flamelet.main.parser(FlameSettings())
+    settings = FlameSettings()
+    flamelet.main.parser()
+    for name in settings.warm_imports:
+        try:
+            importlib.import_module(name)
+        except Exception as exc:  # role code that needs it fails with its own error
+            print(f"zygote: warm import {name} skipped: {exc!r}", file=sys.stderr, flush=True)
 
 
 def run_flamelet(request: Request) -> None:

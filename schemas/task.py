@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 
 from pydantic import Field
@@ -14,6 +15,14 @@ TASK_KEY_HEADER = "X-Flame-Task-Key"  # how agents send their task key (never in
 LOG_TAIL_BYTES = 1000
 # The file a role appends its per-round metrics to, for its agent to relay (JSON lines).
 METRICS_FILE_ENV = "FLAME_METRICS_FILE"
+# A task's output as agents ship it (POST /jobs/{job}/{task}/log): bytes per request at most.
+MAX_LOG_CHUNK = 256 * 1024
+# Headers of a task's log read (GET /users/{user}/jobs/{job}/tasks/{task}/logs): the offset of
+# the first byte returned (past the one asked for when older bytes were dropped), the offset to
+# ask for next, and whether the task ended (no byte will follow past what is stored).
+LOG_START_HEADER = "X-Flame-Log-Start"
+LOG_NEXT_HEADER = "X-Flame-Log-Next"
+LOG_ENDED_HEADER = "X-Flame-Log-Ended"
 
 
 class TaskInfo(WireModel):
@@ -42,3 +51,14 @@ class RoundMetrics(WireModel):
     round: int
     metrics: dict[str, float]
     timestamp: datetime | None = None
+
+
+def task_labels(tasks: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """Task id -> `role/index` for (role, task id) pairs: the index counts a role's tasks in task
+    id order, the order `GET .../tasks` lists them in (`trainer/0` is the first trainer)."""
+    labels: dict[str, str] = {}
+    counts: dict[str, int] = {}
+    for role, task_id in sorted(tasks):
+        labels[task_id] = f"{role}/{counts.get(role, 0)}"
+        counts[role] = counts.get(role, 0) + 1
+    return labels

@@ -10,6 +10,9 @@ from schemas.base import LenientModel
 from schemas.design import Channel
 from schemas.job import BaseModelRef, Plugin
 
+# Backends whose role code talks through a job broker of the same sort (FLAME_JOB_BROKERS).
+BROKER_BACKENDS = ("mqtt", "rabbitmq")
+
 
 class Broker(LenientModel):
     sort: str

@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
 # Install Flame into the project's virtual environment (.venv), never into the system Python
 # (PEP 668), on Debian/Ubuntu with Python 3.11+; installs RabbitMQ and python3-venv (and, for the
-# dev extra, chromium) through apt when missing. Idempotent: a re-run with an unchanged
-# pyproject.toml installs nothing.
+# dev extra, chromium and docker-compose) through apt when missing. Idempotent: a re-run with an
+# unchanged pyproject.toml installs nothing.
 #   PYTHON=python3.12 bash scripts/install.sh     # the interpreter the venv is made from
 #   FLAME_VENV=/opt/flame-venv                    # where the venv lives (default: .venv)
-#   FLAME_EXTRAS=ml,dev                           # extras to install ("" for the core only)
+#   FLAME_EXTRAS=server,dev                       # extras to install (default all,dev; "" for the
+#                                                 # base: SDK + flamectl; see pyproject.toml)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 VENV=${FLAME_VENV:-.venv}
-EXTRAS=${FLAME_EXTRAS-ml,dev}
+EXTRAS=${FLAME_EXTRAS-all,dev}
 
 as_root() {
   if [ "$(id -u)" = 0 ]; then "$@"
@@ -35,11 +36,18 @@ fi
 
 # The dashboard's browser test (tests/agents/test_dashboard.py) drives Debian's chromium through
 # Playwright (dev extra); `playwright install` is never run: it would download a browser.
+# tests/test_compose.py renders compose/docker-compose.yml with Debian's docker-compose (offline).
 case ",$EXTRAS," in
   *,dev,*|*,all,*)
     if [ ! -x /usr/bin/chromium ]; then
       echo "==> installing chromium (the dashboard's browser test)"
       as_root apt-get update -qq && as_root apt-get install -y -qq chromium >/dev/null
+    fi
+    if ! command -v docker-compose >/dev/null 2>&1; then
+      echo "==> installing docker-compose (the compose file's render test)"
+      # only the tool (`config` needs no engine): not its recommended docker.io
+      as_root apt-get update -qq \
+        && as_root apt-get install -y -qq --no-install-recommends docker-compose >/dev/null
     fi ;;
 esac
 

@@ -59,7 +59,7 @@ async def _build_role_zip(ctx: Ctx, job_id: str, role: str) -> bytes:
     return await asyncio.to_thread(role_zip, code.data, role, ctx.zip_limits)
 
 
-def _sent_key(request: Request, key: str | None) -> str:
+def sent_key(request: Request, key: str | None) -> str:
     """The key of the header; a key in the URL (logs, proxies) is refused, a missing one 401."""
     if "key" in request.query_params:
         raise BadRequest(f"send the task key in header '{TASK_KEY_HEADER}', never in the URL")
@@ -75,7 +75,7 @@ async def task_manifest(
 
     One task read per request; the job and its code are read once per (job, role).
     """
-    sent = _sent_key(request, key)
+    sent = sent_key(request, key)
     task = await task_of(ctx.jobs, job_id, task_id)
     check_task_key(task_id, task.key, sent)
     zipped = await zips.get((job_id, task.role), lambda: _build_role_zip(ctx, job_id, task.role))
@@ -94,7 +94,7 @@ async def report_task_status(
 ) -> dict[str, Any]:
     """An agent's report (running/completed/failed/terminated), forwarded to the controller;
     header `X-Flame-Task-Key` must be the task's key (401 missing or wrong, nothing changed)."""
-    sent = _sent_key(request, key)
+    sent = sent_key(request, key)
     if body.state not in AGENT_REPORTABLE_STATES:
         allowed = ", ".join(sorted(s.value for s in AGENT_REPORTABLE_STATES))
         raise Invalid(f"agents may report only {allowed}, not '{body.state.value}'")

@@ -86,6 +86,7 @@ async def update_job(
 async def delete_job(user: str, job_id: str, ctx: Ctx, key: IdempotencyKey = None) -> str:
     """Delete a job that is not active (409 otherwise), with its tasks."""
     await ctx.controller.call(DeleteJob(user_id=user, job_id=job_id, idempotency_key=key))
+    await ctx.resources.delete_task_logs(job_id)  # its tasks' output goes with it
     return f"job '{job_id}' deleted"
 
 

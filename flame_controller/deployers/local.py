@@ -6,6 +6,7 @@ Flamelets are forked by a warm zygote (`zygote.py`) when it is available, else s
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import sys
@@ -62,6 +63,8 @@ def flamelet_env(settings: FlameSettings, key: str) -> dict[str, str]:
     )
     if settings.ca_file:  # the CA the apiserver's certificate chains to
         env["FLAME_CA_FILE"] = settings.ca_file
+    if settings.data_roots:  # where role code may read `file://` datasets (the flamelet passes it)
+        env["FLAME_DATA_ROOTS"] = json.dumps([str(p) for p in settings.data_roots])
     return env
 
 
@@ -86,7 +89,7 @@ class LocalDeployer(Deployer):
         if self.zygote is None:
             return
         try:
-            await self.zygote.start()
+            await self.zygote.start(self.settings.warm_imports)
         except OSError as exc:
             log.warning("zygote not started, flamelets will be spawned", error=str(exc))
             self.zygote = None

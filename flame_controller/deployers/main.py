@@ -5,17 +5,23 @@ from __future__ import annotations
 import argparse
 import asyncio
 import signal
+from typing import TYPE_CHECKING
 
-from flame_common import metrics
+from flame_common.cli import SETTINGS_EPILOG, add_version, require_server
+from flame_common.extras import MissingExtra, require
 from flame_common.logs import configure_logging
 from flame_common.settings import FlameSettings
 from flame_common.titles import set_title
-from flame_controller.deployers.app import running_deployer
-from flame_controller.deployers.base import Deployer
 from schemas.compute import DEFAULT_COMPUTE
+
+if TYPE_CHECKING:
+    from flame_controller.deployers.base import Deployer
 
 
 async def _serve(settings: FlameSettings, compute_id: str, deployer: Deployer | None) -> None:
+    from flame_common import metrics
+    from flame_controller.deployers.app import running_deployer
+
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -28,8 +34,11 @@ async def _serve(settings: FlameSettings, compute_id: str, deployer: Deployer | 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="flame-deployer", description="Flame deployer: one worker per task of its compute."
+        prog="flame-deployer",
+        description="Flame deployer: one worker per task of its compute.",
+        epilog=SETTINGS_EPILOG,
     )
+    add_version(p)
     p.add_argument("--compute", default=DEFAULT_COMPUTE, help="compute id served")
     p.add_argument(
         "--kind",
@@ -48,17 +57,29 @@ def build_deployer(args: argparse.Namespace, settings: FlameSettings) -> Deploye
         return None
     if not args.image:
         parser().error("--kind kubernetes needs --image (an image with flamelet installed)")
+    try:
+        require("k8s", "--kind kubernetes")
+    except MissingExtra as exc:
+        parser().error(str(exc))
     from flame_controller.deployers.kubernetes import KubernetesDeployer, cluster_api
+    from flame_controller.deployers.pod_template import PodTemplateError, load_pod_template
 
+    try:
+        template = load_pod_template(settings.k8s_pod_template)
+    except PodTemplateError as exc:
+        parser().error(str(exc))
     try:
         api = cluster_api()
     except RuntimeError as exc:
         parser().error(str(exc))
-    return KubernetesDeployer(api, settings, namespace=args.k8s_namespace, image=args.image)
+    return KubernetesDeployer(
+        api, settings, namespace=args.k8s_namespace, image=args.image, template=template
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
+    require_server("flame-deployer")
     settings = FlameSettings()
     deployer = build_deployer(args, settings)
     set_title(f"flame-deployer compute={args.compute} kind={args.kind}")

@@ -17,6 +17,7 @@ import json
 import os
 import signal
 import sys
+from collections.abc import Sequence
 from contextlib import suppress
 from pathlib import Path
 from typing import Any
@@ -67,11 +68,14 @@ class ZygoteClient:
         self._children: dict[int, ForkedProcess] = {}
         self._closing = False
 
-    async def start(self) -> None:
-        """Launch the zygote (returns before it is warm; `spawn` waits for that)."""
+    async def start(self, warm_imports: Sequence[str] = ()) -> None:
+        """Launch the zygote (returns before it is warm; `spawn` waits for that), importing
+        `warm_imports` once for every role code below it."""
         loop = asyncio.get_running_loop()
         self._ready = loop.create_future()
         env = {k: v for k, v in os.environ.items() if not k.startswith("FLAME_")}
+        if warm_imports:  # the only setting it gets: it holds no secret
+            env["FLAME_WARM_IMPORTS"] = json.dumps(list(warm_imports))
         self._proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "flamelet.zygote",
             env=env,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from flame_common.extras import require
 from flame_sdk.backends.base import Backend, Scope
 
 SORTS = ("local", "rabbitmq", "mqtt")
@@ -24,6 +25,7 @@ def create_backend(sort: str, broker: str, job_id: str, end_id: str, **options: 
 
         return RabbitMQBackend(broker, job_id, end_id, **options)
     if sort == "mqtt":
+        require("mqtt", "the MQTT backend")
         from flame_sdk.backends.mqtt import MQTTBackend
 
         return MQTTBackend(broker, job_id, end_id, **options)

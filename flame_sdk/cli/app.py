@@ -7,15 +7,17 @@ from typing import Annotated
 
 import typer
 
-from flame_sdk.cli import create, get, job, remove, start, stop, update
+from flame_sdk.cli import create, get, job, logs, remove, start, stop, update
+from flame_sdk.cli import run as run_verb
+from flame_sdk.cli.entry import run_app
 from flame_sdk.cli.output import OutputFormat
-from flame_sdk.cli.runtime import Options
+from flame_sdk.cli.runtime import Options, use
+from flame_sdk.cli.version import version_callback
 
 app = typer.Typer(
     name="flamectl",
     help="Manage Flame designs, datasets and jobs through the Flame apiserver.",
     no_args_is_help=True,
-    add_completion=False,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
@@ -55,8 +57,17 @@ def global_options(
     token: Annotated[
         str | None, typer.Option(help="API token [$FLAME_TOKEN, else the config file].")
     ] = None,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=version_callback("flamectl"),
+            is_eager=True,
+            help="Print the version.",
+        ),
+    ] = False,
 ) -> None:
-    ctx.obj = Options(config, endpoint, user, output, insecure, timeout, token, ca_file)
+    ctx.obj = use(Options(config, endpoint, user, output, insecure, timeout, token, ca_file))
 
 
 app.add_typer(create.app, name="create")
@@ -66,7 +77,9 @@ app.add_typer(remove.app, name="remove")
 app.add_typer(start.app, name="start")
 app.add_typer(stop.app, name="stop")
 app.add_typer(job.app, name="job")
+app.command("run")(run_verb.run_command)
+app.command("logs")(logs.logs_command)
 
 
 def main() -> None:
-    app()
+    run_app(app)

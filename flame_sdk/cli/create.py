@@ -10,11 +10,21 @@ import typer
 from flame_sdk.cli.args import DesignId, JsonFile
 from flame_sdk.cli.output import print_json, print_message
 from flame_sdk.cli.runtime import guard, json_output, run
-from flame_sdk.client import load_dataset_file, load_job_file, load_schema_file, zip_code
+from flame_sdk.client import (
+    FlameClient,
+    load_dataset_file,
+    load_job_file,
+    load_schema_file,
+    zip_code,
+)
 from flame_sdk.client.files import read_bytes
+from flame_sdk.project import design_code, resolve_datasets
+from schemas.job import JobStatus
 from schemas.token import TokenScope
 
 app = typer.Typer(help="Create a resource.", no_args_is_help=True)
+
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Print the new id only (for scripts).")]
 
 
 @app.command("design")
@@ -50,11 +60,17 @@ def code(
     ctx: typer.Context,
     design_id: DesignId,
     code_path: Annotated[
-        Path, typer.Argument(help="Zip file, or a folder with one sub-folder per role.")
+        Path,
+        typer.Argument(
+            help="Zip file, a folder with one sub-folder per role, or a design folder "
+            "(with schema.json: the folders of its roles)."
+        ),
     ],
 ) -> None:
     """Upload the code of a design (a new revision)."""
-    if code_path.is_dir():
+    if code_path.is_dir() and (code_path / "schema.json").is_file():
+        data, file_name = guard(lambda: design_code(code_path)), f"{design_id}.zip"
+    elif code_path.is_dir():
         data, file_name = guard(lambda: zip_code(code_path)), f"{design_id}.zip"
     else:
         data, file_name = guard(lambda: read_bytes(code_path)), code_path.name
@@ -66,22 +82,33 @@ def code(
 
 
 @app.command("dataset")
-def dataset(ctx: typer.Context, dataset_file: JsonFile) -> None:
+def dataset(ctx: typer.Context, dataset_file: JsonFile, quiet: Quiet = False) -> None:
     """Register a dataset from a JSON file (keys starting with "//" are comments)."""
     loaded = guard(lambda: load_dataset_file(dataset_file))
     dataset_id = run(ctx, lambda c: c.datasets.create(loaded))
-    if json_output(ctx):
+    if quiet:
+        print_message(dataset_id)
+    elif json_output(ctx):
         print_json({"id": dataset_id})
     else:
         print_message(f"New dataset created successfully\n  dataset ID: {dataset_id}")
 
 
 @app.command("job")
-def job(ctx: typer.Context, job_file: JsonFile) -> None:
-    """Create a job from a job file (with dataSpecPath/modelSpecPath next to it)."""
+def job(ctx: typer.Context, job_file: JsonFile, quiet: Quiet = False) -> None:
+    """Create a job from a job file (with dataSpecPath/modelSpecPath next to it). A dataSpec
+    entry NAME with a NAME.json next to the job file means the dataset registered from it
+    (the user's dataset with that file's url); other entries are dataset ids."""
     spec = guard(lambda: load_job_file(job_file))
-    status = run(ctx, lambda c: c.jobs.create(spec))
-    if json_output(ctx):
+
+    async def create_job(client: FlameClient) -> JobStatus:
+        resolved, _ = await resolve_datasets(client, spec, job_file.parent, register=False)
+        return await client.jobs.create(resolved)
+
+    status = run(ctx, create_job)
+    if quiet:
+        print_message(status.id)
+    elif json_output(ctx):
         print_json(status.wire())
     else:
         print_message(f"New job created successfully\n  ID: {status.id}\n  state: {status.state}")

@@ -24,6 +24,7 @@ from schemas.events import (
     TaskStatusChangedEvent,
     WorkerRequestedEvent,
 )
+from schemas.states import JobState
 
 app = typer.Typer(help="Follow jobs: events and progress.", no_args_is_help=True)
 
@@ -64,6 +65,12 @@ def watch(
 ) -> None:
     """Show live progress until the job ends: state, rounds per role with ETA, task counts,
     latest metrics. Exit 0 if it completed, non-zero otherwise."""
+    raise typer.Exit(int(for_job_state(watch_job(ctx, job_id, live))))
+
+
+def watch_job(ctx: typer.Context, job_id: str, live: bool | None) -> JobState:
+    """Follow the job until it ends (a view redrawn in place, lines, or JSON lines); its end
+    state (`flamectl job watch`, `flamectl run`)."""
     as_json = json_output(ctx)
     redraw = not as_json and (live if live is not None else sys.stdout.isatty())
 
@@ -82,8 +89,7 @@ def watch(
         assert last is not None, "watch yields at least one snapshot"
         return last
 
-    final = run(ctx, follow)
-    raise typer.Exit(int(for_job_state(final.state)))
+    return run(ctx, follow).state
 
 
 def describe_event(event: EventBase) -> str:

@@ -56,6 +56,12 @@ def print_error(text: str) -> None:
     sys.stderr.flush()
 
 
+def print_error_json(body: Any) -> None:
+    """One JSON object on one line on stderr (errors under `-o json`)."""
+    sys.stderr.write(json.dumps(body, default=str) + "\n")
+    sys.stderr.flush()
+
+
 def timestamp(value: datetime | None) -> str:
     if value is None or value.year <= 1:
         return "-"

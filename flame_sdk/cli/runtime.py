@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Awaitable, Callable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn, TypeVar
@@ -14,7 +15,8 @@ from pydantic import ValidationError
 
 from flame_sdk.cli.config import CliConfig, resolve_config
 from flame_sdk.cli.exit_codes import ExitCode, for_error
-from flame_sdk.cli.output import OutputFormat, print_error
+from flame_sdk.cli.hints import hint_for, token_owner
+from flame_sdk.cli.output import OutputFormat, print_error, print_error_json
 from flame_sdk.client import FlameClient
 from schemas.errors import ErrorCode, FlameError
 
@@ -46,6 +48,16 @@ class Options:
         )
 
 
+# The options of the running command line, for reports made where no Typer context is at hand.
+_current: ContextVar[Options | None] = ContextVar("flamectl_options", default=None)
+
+
+def use(opts: Options) -> Options:
+    """Make `opts` the running command line's options (flamectl's global callback)."""
+    _current.set(opts)
+    return opts
+
+
 def options(ctx: typer.Context) -> Options:
     obj = ctx.find_root().obj
     return obj if isinstance(obj, Options) else Options()
@@ -55,11 +67,34 @@ def json_output(ctx: typer.Context) -> bool:
     return options(ctx).output is OutputFormat.JSON
 
 
-def fail(error: FlameError, hints: Mapping[ErrorCode, str] | None = None) -> NoReturn:
-    """Print the one-line reason (and a hint) on stderr and exit with the error's stable code."""
-    hint = (hints or {}).get(error.code)
-    print_error(f"Error: {error.message}" + (f" (hint: {hint})" if hint else ""))
-    raise typer.Exit(int(for_error(error.code)))
+def report_error(message: str, code: ExitCode, hint: str | None = None, kind: str = "") -> None:
+    """One line on stderr: `Error: <message> (hint: ...)`, or under `-o json` one JSON object
+    {"error", "code" (the exit code), "kind" (the error code), "hint" (when there is one)}."""
+    current = _current.get()
+    if current is not None and current.output is OutputFormat.JSON:
+        body: dict[str, object] = {"error": message, "code": int(code)}
+        if kind:
+            body["kind"] = kind
+        if hint:
+            body["hint"] = hint
+        print_error_json(body)
+    else:
+        print_error(f"Error: {message}" + (f" (hint: {hint})" if hint else ""))
+
+
+def fail(
+    error: FlameError,
+    hints: Mapping[ErrorCode, str] | None = None,
+    *,
+    config: CliConfig | None = None,
+    owner: str | None = None,
+) -> NoReturn:
+    """Report the reason (and a hint) on stderr and exit with the error's stable code; `hints`
+    (per error code) win over the defaults of `flame_sdk.cli.hints`."""
+    hint = (hints or {}).get(error.code) or hint_for(error, config, owner)
+    code = for_error(error.code)
+    report_error(error.message, code, hint, kind=error.code.value)
+    raise typer.Exit(int(code))
 
 
 def run(
@@ -70,9 +105,10 @@ def run(
 ) -> T:
     """Run `action` with a client built from the resolved config; FlameErrors end the process."""
     opts = options(ctx)
+    config = guard(opts.resolve)
+    owner: list[str | None] = []  # whose token it is, looked up after a 403
 
     async def with_client() -> T:
-        config = opts.resolve()
         async with FlameClient(
             config.endpoint,
             config.user,
@@ -81,16 +117,21 @@ def run(
             verify=not opts.insecure,
             ca_file=config.ca_file or None,
         ) as client:
-            return await action(client)
+            try:
+                return await action(client)
+            except FlameError as exc:
+                if exc.code is ErrorCode.FORBIDDEN and not (hints and exc.code in hints):
+                    owner.append(await token_owner(client, exc))
+                raise
 
     try:
         return asyncio.run(with_client())
     except FlameError as exc:
-        fail(exc, hints)
+        fail(exc, hints, config=config, owner=owner[0] if owner else None)
     except ValidationError as exc:
         fail(FlameError(f"unexpected answer from the apiserver: {exc.errors()[0]['msg']}"))
     except KeyboardInterrupt:
-        print_error("Interrupted")
+        report_error("Interrupted", ExitCode.INTERRUPTED)
         raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
 
 

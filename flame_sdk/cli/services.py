@@ -23,6 +23,15 @@ SERVICES = (
 )
 
 
+# Secrets one service alone may hold: the others start without them (least privilege).
+OWN_SECRETS = {"FLAME_MQTT_ADMIN_URL": "controller", "FLAME_RABBIT_ADMIN_URL": "controller"}
+
+
+def service_env(service: Service, env: dict[str, str]) -> dict[str, str]:
+    """`env` without the secrets that belong to another service."""
+    return {k: v for k, v in env.items() if OWN_SECRETS.get(k, service.name) == service.name}
+
+
 def command(service: Service) -> list[str]:
     """argv of the service: the console script beside this interpreter, on PATH, or `-c`."""
     beside = Path(sys.executable).parent / service.script

@@ -19,11 +19,11 @@ from urllib.parse import urlsplit
 
 import typer
 
-from flame_common.certs import DEFAULT_HOSTS, ensure_local_certs
 from flame_common.embedded import free_port, port_open
+from flame_common.extras import MissingExtra, require
 from flame_common.settings import FlameSettings
 from flame_common.tls import with_ca_file
-from flame_sdk.cli import probes
+from flame_sdk.cli import mqtt, probes
 from flame_sdk.cli.bootstrap import (
     admin_token,
     dashboard_link,
@@ -33,6 +33,7 @@ from flame_sdk.cli.bootstrap import (
 from flame_sdk.cli.services import SERVICES
 from flame_sdk.cli.stack_state import Stack
 from flame_sdk.cli.supervisor import read_state
+from flame_sdk.cli.version import version_callback
 from flame_sdk.cli.workers import workers
 
 SUPERVISOR = "flame_sdk.cli.supervisor"
@@ -40,9 +41,24 @@ RABBIT_HINT = "apt-get install -y rabbitmq-server && rabbitmq-server -detached"
 MONGO_PORT = 27017
 
 
-PARTS = ("mongo", *(s.name for s in SERVICES))
+PARTS = ("mongo", mqtt.PART, *(s.name for s in SERVICES))
 
 app = typer.Typer(help="Run Flame's local stack in the background.", no_args_is_help=True)
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=version_callback("flame"),
+            is_eager=True,
+            help="Print the version.",
+        ),
+    ] = False,
+) -> None:
+    """Run Flame's local stack in the background."""
 
 
 def _start_mongo(stack: Stack) -> str:
@@ -65,6 +81,23 @@ def _start_mongo(stack: Stack) -> str:
     return url
 
 
+def _mqtt(stack: Stack, settings: FlameSettings) -> tuple[FlameSettings, dict[str, str]]:
+    """The stack's own Mosquitto as the MQTT job broker, its admin login for the controller
+    (none when FLAME_JOB_BROKERS or FLAME_MQTT_ADMIN_URL is set: the user chose)."""
+    if mqtt.JOB_BROKERS in os.environ or settings.mqtt_admin_url:
+        return settings, {}
+    try:
+        local = mqtt.ensure_mqtt(stack)
+    except mqtt.MqttUnavailable as exc:
+        typer.echo(
+            f"warning: no MQTT job broker ({exc}): jobs with backend mqtt cannot run", err=True
+        )
+        return settings, {}
+    brokers = [*(b for b in settings.job_brokers if b.get("sort") != "mqtt"), local.job_broker]
+    env = {"FLAME_JOB_BROKERS": json.dumps(brokers), "FLAME_MQTT_ADMIN_URL": local.admin_url}
+    return settings.with_overrides(job_brokers=brokers), env
+
+
 def _fail(message: str) -> None:
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(1)
@@ -74,6 +107,8 @@ def _tls(settings: FlameSettings) -> tuple[FlameSettings, dict[str, str]]:
     """`--tls`: the local CA and server certificate under $FLAME_HOME/tls (made once), the
     apiserver on HTTPS, every client trusting the CA (FLAME_CA_FILE when set, else the local
     one) and amqps:// / mqtts:// broker URLs given that CA file; returns the env to add."""
+    from flame_common.certs import DEFAULT_HOSTS, ensure_local_certs
+
     extra = [] if settings.api_host in ("0.0.0.0", "::", *DEFAULT_HOSTS) else [settings.api_host]
     certs = ensure_local_certs(settings.home / "tls", [*DEFAULT_HOSTS, *extra])
     ca = settings.ca_file or str(certs.ca_file)
@@ -117,6 +152,10 @@ def up(
     ] = False,
 ) -> None:
     """Start MongoDB (embedded, unless FLAME_MONGO_URL is set) and the services."""
+    try:  # the services (and the embedded MongoDB) come with the 'server' extra
+        require("server", "flame up")
+    except MissingExtra as exc:
+        _fail(str(exc))
     settings = FlameSettings()
     stack = Stack(settings)
     tls_env: dict[str, str] = {}
@@ -129,6 +168,7 @@ def up(
         running = stack.process("mongo")
         info = stack.info("mongo") or {}
         mongo_url = str(info["url"]) if running and "url" in info else _start_mongo(stack)
+    settings, mqtt_env = _mqtt(stack, settings)
     # the admin token is kept before anything starts: a later `up` finds the same one
     config_path = settings.home / "config.yaml"
     token = admin_token(config_path)
@@ -139,7 +179,7 @@ def up(
         _fail(f"the stack already runs at {running_at}; `flame down` first to serve {endpoint}")
     config = write_cli_config(config_path, endpoint, token, ca_file)
     env = {**os.environ, "FLAME_MONGO_URL": mongo_url, "FLAME_HOME": str(settings.home)}
-    env.update(service_secrets(token), **tls_env)
+    env.update(service_secrets(token), **tls_env, **mqtt_env)
     asked = time.time()
     if supervisor is None:
         supervisor = stack.spawn("supervisor", [sys.executable, "-m", SUPERVISOR], env)
@@ -160,6 +200,10 @@ def up(
     typer.echo(f"apiserver  {endpoint}")
     typer.echo(f"mongodb    {mongo_url}")
     typer.echo(f"rabbitmq   {_safe(settings.rabbit_url)} (namespace {settings.namespace})")
+    if mqtt_env:
+        typer.echo(
+            f"mosquitto  {settings.job_brokers[-1]['host']} (dynamic security: a client per job)"
+        )
     typer.echo(f"logs       {stack.log_dir}")
     typer.echo(f"flamectl   {config}")
     typer.echo(f"dashboard  {dashboard_link(config)}  (the admin token: keep it private)")
@@ -210,6 +254,11 @@ def status() -> None:
             ok = probes.http_answers(endpoint, ca_file)
             check += f"http {endpoint} {'ok' if ok else 'not answering'}"
             healthy &= ok
+        elif part == mqtt.PART and proc:
+            port = int((stack.info(part) or {}).get("port", 0))
+            ok = port_open("127.0.0.1", port)
+            check = f"port {port} {'ok' if ok else 'closed'}"
+            healthy &= ok
         elif part == "mongo" and proc:
             url = urlsplit(str((stack.info(part) or {}).get("url", "")))
             ok = port_open(url.hostname or "127.0.0.1", url.port or MONGO_PORT)
@@ -219,6 +268,8 @@ def status() -> None:
             check = f"{check.rstrip()}  metrics {scraped}".lstrip()
         if part == "mongo" and settings.mongo_url and not proc:
             state, check = "external", settings.mongo_url
+        elif part == mqtt.PART and not proc:
+            state = "external" if mqtt.names_mqtt(settings.job_brokers) else "none"
         else:
             healthy &= proc is not None
         typer.echo(f"{part:<11}{state:<24}{check}".rstrip())
@@ -267,7 +318,7 @@ def down() -> None:
     # the supervisor stops the services (together; they stop their own workers) and exits
     stopped = [*stack.stop(["supervisor"], grace + 15), *services]
     stack.stop(services, grace)  # whatever the supervisor left running
-    for part in [*stopped, *stack.stop(["mongo"], grace)]:
+    for part in [*stopped, *stack.stop(["mongo", mqtt.PART], grace)]:
         typer.echo(f"stopped {part}")
 
 

@@ -18,7 +18,7 @@ import psutil
 from flame_common.processes import die_with_parent, signal_group
 from flame_common.settings import FlameSettings
 from flame_common.titles import set_title
-from flame_sdk.cli.services import SERVICES, Service, command
+from flame_sdk.cli.services import SERVICES, Service, command, service_env
 from flame_sdk.cli.stack_state import Stack
 
 TITLE = "flame-supervisor"
@@ -106,9 +106,10 @@ class Supervisor:
     def _start(self, child: Child) -> None:
         name = child.service.name
         self.stack.log_dir.mkdir(parents=True, exist_ok=True)
+        env = service_env(child.service, self.env)
         with open(self.stack.log_dir / f"{name}.log", "ab") as log:
             child.popen = subprocess.Popen(
-                command(child.service), env=self.env, stdin=subprocess.DEVNULL, stdout=log,
+                command(child.service), env=env, stdin=subprocess.DEVNULL, stdout=log,
                 stderr=subprocess.STDOUT, start_new_session=True,
                 preexec_fn=die_with_parent(signal.SIGTERM),
             )  # fmt: skip

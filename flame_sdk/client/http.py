@@ -87,6 +87,12 @@ class Transport:
             headers=headers,
         )
 
+    @property
+    def read_timeout(self) -> float:
+        """Seconds an answer may take (the client's timeout)."""
+        read = self._http.timeout.read
+        return float(read) if read is not None else 30.0
+
     async def aclose(self) -> None:
         await self._http.aclose()
 

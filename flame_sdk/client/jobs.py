@@ -12,6 +12,7 @@ from typing import Any
 from flame_sdk.client.base import Resource
 from flame_sdk.client.events import follow_stream, read_pages
 from flame_sdk.client.http import Transport
+from flame_sdk.client.logs import LogsClient, TaskLog
 from flame_sdk.client.progress import JobProgress, apply
 from flame_sdk.client.tasks import TasksClient
 from schemas.errors import Unavailable
@@ -29,6 +30,7 @@ class JobsClient(Resource):
     def __init__(self, transport: Transport, user: str, tasks: TasksClient) -> None:
         super().__init__(transport, user)
         self._tasks = tasks
+        self.task_logs = LogsClient(transport, user, tasks)
 
     async def create(self, spec: JobSpec) -> JobStatus:
         """Create a job (tasks are expanded at once); it starts in state `ready`."""
@@ -55,6 +57,36 @@ class JobsClient(Resource):
         params = {k: v for k, v in (("role", role), ("taskId", task_id)) if v is not None}
         body = await self._t.json("GET", self._path("jobs", job_id, "metrics"), params=params)
         return [RoundMetrics.model_validate(m) for m in body or []]
+
+    async def logs(
+        self, job_id: str, task: str | None = None, offset: int = 0
+    ) -> builtins.list[TaskLog]:
+        """What the job's tasks printed (their role code's stdout and stderr, as far as the
+        apiserver keeps it), one `TaskLog` per task by role/index; only `task`'s (an id, a
+        `role/index`, a role with one task or a unique id prefix) from `offset` when given."""
+        targets = await self._log_targets(job_id, task)
+        return [
+            await self.task_logs.task(job_id, t, label, offset if task else 0)
+            for t, label in targets.items()
+        ]
+
+    async def follow_logs(
+        self, job_id: str, task: str | None = None, offset: int = 0
+    ) -> AsyncIterator[TaskLog]:
+        """The output of the job's tasks (or of `task`, from `offset`) as they print it: what is
+        stored first, then new bytes, until the task (every task of the job) ended."""
+        targets = await self._log_targets(job_id, task)
+        offsets = {t: offset for t in targets} if task else {}
+        async for part in self.task_logs.follow(job_id, targets, offsets):
+            yield part
+
+    async def _log_targets(self, job_id: str, task: str | None) -> dict[str, str]:
+        """Task id -> role/index of the task named (every task of the job without one)."""
+        if task is None:
+            labels = await self.task_logs.labels(job_id)
+            return dict(sorted(labels.items(), key=lambda item: _label_order(item[1])))
+        task_id, label = await self.task_logs.resolve(job_id, task)
+        return {task_id: label}
 
     async def update(self, job_id: str, spec: JobSpec) -> JobStatus:
         """Replace the spec of a job that is not active (tasks are rebuilt)."""
@@ -142,3 +174,8 @@ class JobsClient(Resource):
         if isinstance(body, dict) and "state" in body:
             return JobStatus.model_validate(body)
         return await self.status(job_id)
+
+
+def _label_order(label: str) -> tuple[str, int]:
+    role, _, index = label.rpartition("/")
+    return role, int(index) if index.isdigit() else 0

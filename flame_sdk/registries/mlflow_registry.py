@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
+from flame_common.extras import require
 from flame_sdk.registries.base import (
     Registry,
     RunIdentity,
@@ -85,6 +86,7 @@ class MlflowRegistry(Registry):
     @property
     def client(self) -> MlflowClient:
         if self._client is None:
+            require("ml", "the mlflow registry", ["mlflow"])
             from mlflow import MlflowClient
 
             self._client = MlflowClient(

@@ -11,6 +11,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from flame_common.cli import add_version
 from flame_common.logs import configure_logging
 from schemas.errors import FlameError
 
@@ -24,6 +25,7 @@ def _parser() -> argparse.ArgumentParser:
         "modelSpec.json, <role>/main.py) in this process over the local backend, or one "
         "process per task over a real broker.",
     )
+    add_version(p)
     p.add_argument("example", type=Path, help="example directory")
     p.add_argument("--rounds", type=int, help="override hyperparameters.rounds")
     p.add_argument(

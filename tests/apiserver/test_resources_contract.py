@@ -16,6 +16,7 @@ from flame_apiserver.ports import (
     DatasetRecord,
     DesignRecord,
     Resources,
+    TaskLogSlice,
     TokenRecord,
 )
 from flame_common.db import init_db
@@ -190,6 +191,36 @@ class ResourcesContract:
         assert await resources.delete_token("t1") is None
         assert await resources.token_by_hash("a" * 64) is None
         await resources.add_token(TokenRecord("t3", "a" * 64, "alice"))  # the hash is free again
+
+    async def test_task_log_appends_once_by_offset(self, resources: Resources) -> None:
+        assert await resources.task_log("j", "t", 0, 100) == TaskLogSlice(0, b"", 0)
+        assert await resources.append_task_log("j", "t", 0, b"one\n", keep=1000) == 4
+        assert await resources.append_task_log("j", "t", 0, b"one\n", keep=1000) == 4  # a retry
+        assert await resources.append_task_log("j", "t", 2, b"e\ntwo\n", keep=1000) == 8
+        assert await resources.append_task_log("j", "t", 8, b"", keep=1000) == 8
+        assert await resources.task_log("j", "t", 0, 100) == TaskLogSlice(0, b"one\ntwo\n", 8)
+        assert await resources.task_log("j", "t", 3, 3) == TaskLogSlice(3, b"\ntw", 8)
+        assert await resources.task_log("j", "t", 8, 100) == TaskLogSlice(8, b"", 8)
+        assert await resources.task_log("j", "t", 50, 100) == TaskLogSlice(50, b"", 8)
+        assert await resources.task_log("j", "other", 0, 100) == TaskLogSlice(0, b"", 0)
+        assert (await resources.task_log("j", "t", 5, 100)).next == 8
+
+    async def test_task_log_keeps_the_last_bytes_and_leaves_gaps(
+        self, resources: Resources
+    ) -> None:
+        for i in range(10):  # chunks of 10 bytes; keep 25: whole chunks ending 25+ back go
+            await resources.append_task_log("j", "t", 10 * i, bytes([65 + i]) * 10, keep=25)
+        kept = await resources.task_log("j", "t", 0, 1000)
+        assert (kept.start, kept.end, kept.data) == (70, 100, b"H" * 10 + b"I" * 10 + b"J" * 10)
+        # an agent that skipped bytes: the read stops at the gap, the next one starts past it
+        assert await resources.append_task_log("j", "t", 150, b"late", keep=1000) == 154
+        assert await resources.task_log("j", "t", 95, 1000) == TaskLogSlice(95, b"JJJJJ", 154)
+        assert await resources.task_log("j", "t", 100, 1000) == TaskLogSlice(150, b"late", 154)
+
+        await resources.append_task_log("j2", "t", 0, b"other job", keep=1000)
+        await resources.delete_task_logs("j")
+        assert await resources.task_log("j", "t", 0, 1000) == TaskLogSlice(0, b"", 0)
+        assert (await resources.task_log("j2", "t", 0, 1000)).data == b"other job"
 
 
 class TestMemoryResources(ResourcesContract):

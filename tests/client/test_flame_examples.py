@@ -16,8 +16,9 @@ import pytest
 
 from flame_common.embedded import EmbeddedMongo
 from flame_common.settings import FlameSettings
+from flame_sdk.cli.exit_codes import ExitCode
 from flame_sdk.client import FlameClient
-from schemas.task_config import TaskConfig
+from schemas.task_config import BROKER_BACKENDS, TaskConfig
 from tests.client.live import LiveStack, flamectl
 from tests.conftest import track_namespace
 
@@ -160,6 +161,13 @@ def test_flame_example_registers_and_creates_its_job(
     (job_dir / "dataSpec.json").write_text(json.dumps(data_spec))
     shutil.copy(root / "modelSpec.json", job_dir / "modelSpec.json")
     model_spec = json.loads((root / "modelSpec.json").read_text())
+    channels = json.loads((root / "schema.json").read_text())["channels"]
+    backends = {job["backend"]} | {c["backend"] for c in channels if c.get("backend")}
+    if unsupported := sorted(backends - set(BROKER_BACKENDS)):  # p2p: hier_mnist, hybrid
+        refusal = ctl.run("create", "job", str(job_dir / "job.json"), code=ExitCode.INVALID)
+        assert f"'{unsupported[0]}' is not supported by this platform" in refusal
+        assert ctl.json("get", "jobs") == []  # refused at creation: nothing half-made
+        return
     created = ctl.json("create", "job", str(job_dir / "job.json"))
     assert created["state"] == "ready"
     tasks = asyncio.run(_tasks(stack, name, created["id"]))

@@ -189,7 +189,7 @@ async def test_without_accounts_configs_keep_the_shared_broker_url(tmp_path: Pat
     job_id = await m.create()
     await m.controller.execute(c.StartJob(user_id="alice", job_id=job_id))
     hosts = {b["host"] for t in await m.store.tasks(job_id) for b in t.config["brokers"]}
-    assert hosts == {"amqp://guest:guest@127.0.0.1:5672/"}
+    assert hosts == {"amqp://guest:guest@127.0.0.1:5672/", "mqtt://127.0.0.1:1883"}
 
 
 async def test_configs_keep_no_credentials_of_the_brokers_jobs_have_logins_on(

@@ -380,3 +380,51 @@ def test_task_metrics_are_logged_as_they_are_and_change_nothing() -> None:
     stranger = event.model_copy(update={"task_id": "nope"})
     with pytest.raises(NotFound, match="task nope not found"):
         job.run(Observe(stranger))
+
+
+def _register(job: Job, task_id: str) -> None:
+    payload = AgentRegistered(agent_id=f"agent-{task_id[:6]}", hostname="h", pid=1)
+    job.run(Observe(AgentRegisteredEvent(payload=payload, job_id=JOB, task_id=task_id)))
+
+
+def test_a_compute_nobody_deploys_to_fails_the_job_at_the_deploy_timeout_naming_it() -> None:
+    job = Job()
+    job.run(Start())
+    started = job.s.started_at
+    assert started is not None
+    assert job.s.deadline(5, deploy_timeout=30) == started + timedelta(seconds=30)
+    for task_id in (job.aggregator, *job.trainers[:2]):  # compute 'default' deploys; 'edge' not
+        _register(job, task_id)
+    assert job.s.undeployed() == {"edge": [job.trainers[2]]}
+    assert job.run(Tick(started + timedelta(seconds=29), 5, deploy_timeout=30)) == []
+    failed = job.run(Tick(started + timedelta(seconds=30), 5, deploy_timeout=30))
+    assert job.types(failed).count("task.stop_requested") == 4
+    assert job.s.state is JobState.FAILED
+    assert job.s.reason.startswith(
+        "not deployed within 30 s: 1 task(s) on compute 'edge' never got an agent"
+    )
+    assert job.s.deadline(5, deploy_timeout=30) is None
+
+
+def test_once_every_agent_registered_only_max_run_time_bounds_the_job() -> None:
+    job = Job()
+    job.run(Start())
+    started = job.s.started_at
+    assert started is not None
+    for task_id in job.s.tasks:
+        _register(job, task_id)
+    assert job.s.undeployed() == {}
+    assert job.s.deadline(5, deploy_timeout=30) == started + timedelta(seconds=60)
+    assert job.run(Tick(started + timedelta(seconds=31), 5, deploy_timeout=30)) == []
+    assert job.s.state is JobState.DEPLOYING
+
+
+def test_tasks_of_unmanaged_computes_are_not_deploy_timed() -> None:
+    job = Job()
+    job.run(Start(unmanaged_computes=frozenset({"edge"})))
+    started = job.s.started_at
+    assert started is not None
+    for task_id in (job.aggregator, *job.trainers[:2]):
+        _register(job, task_id)
+    assert job.s.undeployed() == {}  # the 'edge' agent is started by hand: only maxRunTime
+    assert job.s.deadline(5, deploy_timeout=30) == started + timedelta(seconds=60)

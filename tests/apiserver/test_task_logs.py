@@ -1,0 +1,124 @@
+"""Task output over REST: agents ship chunks by offset (key-checked), owners read them back."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+
+from flame_apiserver.auth import token_hash
+from flame_apiserver.ports import TokenRecord
+from flame_common.settings import FlameSettings
+from schemas.task import MAX_LOG_CHUNK
+from tests.apiserver.conftest import MemoryStack, api_client
+
+KEY = "k" * 32
+AGENT = {"X-Flame-Task-Key": KEY}
+ALICE = {"Authorization": "Bearer alice-token"}
+BOB = {"Authorization": "Bearer bob-token"}
+LOGS = "/users/alice/jobs/j1/tasks/t1/logs"
+
+
+async def _job(stack: MemoryStack, state: str = "running") -> None:
+    stack.job("j1", "alice", state="running")
+    stack.task("j1", "t1", "trainer", KEY, state=state)
+    for user in ("alice", "bob"):
+        await stack.resources.add_token(
+            TokenRecord(f"tok-{user}", token_hash(f"{user}-token"), user)
+        )
+
+
+async def _ship(api: httpx.AsyncClient, offset: int, data: bytes, **headers: str) -> httpx.Response:
+    return await api.post(
+        "/jobs/j1/t1/log", params={"offset": offset}, content=data, headers={**AGENT, **headers}
+    )
+
+
+async def test_shipped_chunks_are_read_back_once_with_offsets(
+    api: httpx.AsyncClient, stack: MemoryStack
+) -> None:
+    await _job(stack)
+    assert (await _ship(api, 0, b"epoch 1\n")).json() == {"next": 8}
+    assert (await _ship(api, 0, b"epoch 1\n")).json() == {"next": 8}  # a retry: stored once
+    assert (await _ship(api, 8, b"epoch 2\n")).json() == {"next": 16}
+
+    r = await api.get(LOGS, headers=ALICE)
+    assert r.status_code == 200 and r.content == b"epoch 1\nepoch 2\n"
+    assert (r.headers["x-flame-log-start"], r.headers["x-flame-log-next"]) == ("0", "16")
+    assert r.headers["x-flame-log-ended"] == "false"
+    r = await api.get(LOGS, params={"offset": 8}, headers=ALICE)
+    assert r.content == b"epoch 2\n" and r.headers["x-flame-log-start"] == "8"
+    admin = await api.get(LOGS)  # the client's default headers: the admin token
+    assert admin.status_code == 200 and admin.content == b"epoch 1\nepoch 2\n"
+
+
+async def test_a_task_that_ended_says_so_once_everything_is_read(
+    api: httpx.AsyncClient, stack: MemoryStack
+) -> None:
+    await _job(stack, state="completed")
+    await _ship(api, 0, b"bye\n")
+    r = await api.get(LOGS, headers=ALICE)
+    assert r.content == b"bye\n" and r.headers["x-flame-log-ended"] == "true"
+    r = await api.get(LOGS, params={"offset": 2, "limit": 1}, headers=ALICE)
+    assert r.content == b"e" and r.headers["x-flame-log-ended"] == "false"  # more follows
+
+
+async def test_only_the_owner_reads_and_only_the_task_key_ships(
+    api: httpx.AsyncClient, stack: MemoryStack
+) -> None:
+    await _job(stack)
+    await _ship(api, 0, b"secret\n")
+    assert (await api.get(LOGS, headers=BOB)).status_code == 403
+    anonymous = await api.get(LOGS, headers={"Authorization": ""})
+    assert anonymous.status_code == 401
+    assert (await api.get("/users/bob/jobs/j1/tasks/t1/logs", headers=BOB)).status_code == 404
+    assert (await api.get("/users/alice/jobs/j1/tasks/nope/logs", headers=ALICE)).status_code == 404
+
+    wrong = await _ship(api, 7, b"forged\n", **{"X-Flame-Task-Key": "w" * 32})
+    assert wrong.status_code == 401 and "wrong key" in wrong.json()["message"]
+    missing = await api.post("/jobs/j1/t1/log", params={"offset": 7}, content=b"x")
+    assert missing.status_code == 401
+    in_url = await api.post(f"/jobs/j1/t1/log?offset=7&key={KEY}", content=b"x", headers=AGENT)
+    assert in_url.status_code == 400
+    assert (await api.get(LOGS, headers=ALICE)).content == b"secret\n"
+
+
+async def test_a_chunk_is_bounded_and_the_store_keeps_the_last_bytes(
+    memory_settings: FlameSettings, stack: MemoryStack
+) -> None:
+    settings = memory_settings.with_overrides(max_task_log_bytes=1024)
+    async with api_client(settings, stack.ports()) as api:
+        await _job(stack)
+        big = await _ship(api, 0, b"x" * (MAX_LOG_CHUNK + 1))
+        assert big.status_code == 413 and str(MAX_LOG_CHUNK) in big.json()["message"]
+        for i in range(4):
+            assert (await _ship(api, i * 512, b"%d" % i * 512)).json() == {"next": (i + 1) * 512}
+        r = await api.get(LOGS, headers=ALICE)
+        assert r.headers["x-flame-log-start"] == "1024"  # the chunks older than 1 KiB are gone
+        assert r.content == b"2" * 512 + b"3" * 512
+
+
+async def test_a_read_with_wait_returns_when_bytes_arrive(
+    api: httpx.AsyncClient, stack: MemoryStack
+) -> None:
+    await _job(stack)
+    waiting = asyncio.create_task(api.get(LOGS, params={"wait": 5}, headers=ALICE))
+    await asyncio.sleep(0.2)
+    assert not waiting.done()
+    await _ship(api, 0, b"late\n")
+    r = await asyncio.wait_for(waiting, 5)
+    assert r.content == b"late\n"
+    # nothing new and the task still runs: the wait ends empty after `wait` seconds
+    r = await api.get(LOGS, params={"offset": 5, "wait": 0.2}, headers=ALICE)
+    assert r.content == b"" and r.headers["x-flame-log-next"] == "5"
+    too_long = await api.get(LOGS, params={"wait": 31}, headers=ALICE)
+    assert too_long.status_code == 400 and "wait" in too_long.json()["message"]
+
+
+async def test_deleting_a_job_forgets_its_output(
+    api: httpx.AsyncClient, stack: MemoryStack
+) -> None:
+    await _job(stack)
+    await _ship(api, 0, b"gone\n")
+    assert (await api.delete("/users/alice/jobs/j1", headers=ALICE)).status_code == 200
+    assert (await stack.resources.task_log("j1", "t1", 0, 100)).data == b""
