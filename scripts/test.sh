@@ -12,4 +12,4 @@ bash scripts/services.sh
 python3 -m ruff check .
 python3 -m ruff format --check .
 python3 -m mypy schemas flame_common flame_controller flame_apiserver flame_notifier flamelet flame_sdk
-python3 -m pytest -q -p no:cacheprovider "$@"
+python3 -m pytest -q -p no:cacheprovider --durations=25 "$@"
