@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
 from flame_apiserver.app import create_app
+from flame_common import gendoc
 from flame_common.settings import FlameSettings
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "openapi.json"
@@ -26,12 +26,7 @@ def render() -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = sys.argv[1:] if argv is None else argv
-    if args == ["--write"]:
-        DOC.write_text(render())
-        print(f"wrote {DOC}")
-    else:
-        sys.stdout.write(render())
+    gendoc.run(DOC, render, argv)
 
 
 if __name__ == "__main__":

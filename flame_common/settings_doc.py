@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import ast
 import json
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from flame_common import gendoc
 from flame_common import settings as settings_module
 from flame_common.settings import FlameSettings
 
@@ -93,12 +93,7 @@ def render() -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = sys.argv[1:] if argv is None else argv
-    if args == ["--write"]:
-        DOC.write_text(render())
-        print(f"wrote {DOC}")
-    else:
-        sys.stdout.write(render())
+    gendoc.run(DOC, render, argv)
 
 
 if __name__ == "__main__":

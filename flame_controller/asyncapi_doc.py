@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
 from pydantic.json_schema import models_json_schema
 
+from flame_common import gendoc
 from flame_common.busnames import BusNames
 from flame_common.topology import NOTIFIER_INBOX
 from flame_controller.consumer import CONSUMED, EVENTS_CONSUMER
@@ -121,12 +121,7 @@ def render() -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = sys.argv[1:] if argv is None else argv
-    if args == ["--write"]:
-        DOC.write_text(render())
-        print(f"wrote {DOC}")
-    else:
-        sys.stdout.write(render())
+    gendoc.run(DOC, render, argv)
 
 
 if __name__ == "__main__":
