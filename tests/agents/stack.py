@@ -3,6 +3,7 @@ cleaned up at the end of the session."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,6 +17,7 @@ from tests.support.zips import role_script
 
 __all__ = [
     "EXAMPLES",
+    "WARM_ML",
     "LocalStack",
     "create_job",
     "job_events",
@@ -25,6 +27,9 @@ __all__ = [
 ]
 
 EXAMPLES = Path(__file__).parents[1] / "data" / "flame_examples"
+# Stack settings for tests that train the digits workload: the zygote imports torch and
+# scikit-learn once, so each role process does not (seconds of CPU per task).
+WARM_ML = {"FLAME_WARM_IMPORTS": json.dumps(["flame_sdk.workloads.digits", "sklearn.datasets"])}
 
 
 @contextmanager

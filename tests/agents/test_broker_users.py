@@ -22,7 +22,7 @@ from flame_common.embedded import EmbeddedMongo
 from flame_sdk import localstack
 from flame_sdk.client import FlameClient
 from tests.agents.helpers import ROLES
-from tests.agents.stack import EXAMPLES, LocalStack, local_stack, wait_state
+from tests.agents.stack import EXAMPLES, WARM_ML, LocalStack, local_stack, wait_state
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -59,6 +59,7 @@ def stack(
         FLAME_RABBIT_URL=f"amqp://{user}:{password}@127.0.0.1:5672/",
         FLAME_RABBIT_ADMIN_URL=f"http://{user}:{password}@127.0.0.1:15672/",
         FLAME_JOB_BROKERS=json.dumps([{"sort": "rabbitmq", "host": "amqp://127.0.0.1:5672/"}]),
+        **WARM_ML,
     ) as s:
         yield s
 

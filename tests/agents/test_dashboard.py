@@ -14,7 +14,7 @@ from flame_common.embedded import EmbeddedMongo
 from flame_sdk import localstack
 from flame_sdk.client import FlameClient
 from schemas.errors import Invalid
-from tests.agents.stack import local_stack, wait_state
+from tests.agents.stack import WARM_ML, local_stack, wait_state
 from tests.support.wait import eventually
 
 CHROMIUM = Path("/usr/bin/chromium")  # apt-get install chromium (scripts/install.sh)
@@ -95,7 +95,9 @@ def keep(shot: Path) -> Path:
 async def test_the_dashboard_follows_a_running_job(
     mongo_server: EmbeddedMongo, rabbit_url: str, tmp_path: Path
 ) -> None:
-    with local_stack(mongo_server.url, tmp_path / "stack", FLAME_METRICS_INTERVAL="0.2") as stack:
+    with local_stack(
+        mongo_server.url, tmp_path / "stack", FLAME_METRICS_INTERVAL="0.2", **WARM_ML
+    ) as stack:
         async with stack.client("alice") as client:
             job_id = await create_two_tier_job(client)
             async with async_playwright() as pw:

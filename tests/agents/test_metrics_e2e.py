@@ -11,7 +11,14 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from flame_common import metrics
 from flame_common.embedded import EmbeddedMongo, free_port
-from tests.agents.stack import EXAMPLES, LocalStack, create_job, local_stack, wait_state
+from tests.agents.stack import (
+    EXAMPLES,
+    WARM_ML,
+    LocalStack,
+    create_job,
+    local_stack,
+    wait_state,
+)
 from tests.support.wait import eventually
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
@@ -32,6 +39,7 @@ def stack(
         FLAME_METRICS_PORT_NOTIFIER=ports["notifier"],
         FLAME_METRICS_PORT_DEPLOYER=ports["deployer"],
         FLAME_METRICS_POLL_SECONDS="0.5",
+        **WARM_ML,
     ) as s:
         yield s
 

@@ -14,7 +14,7 @@ from flame_controller.mosquitto_accounts import MosquittoAccounts
 from flame_sdk import localstack
 from flame_sdk.cli.mqtt import ADMIN, DYNSEC_PLUGIN
 from flame_sdk.cli.services import SERVICES, service_env
-from tests.agents.stack import LocalStack, local_stack, wait_state
+from tests.agents.stack import WARM_ML, LocalStack, local_stack, wait_state
 from tests.support.wait import eventually
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
@@ -38,7 +38,7 @@ def stack(
 ) -> Iterator[LocalStack]:
     if not DYNSEC_PLUGIN.is_file():
         pytest.skip(f"Mosquitto's dynamic-security plugin is not installed ({DYNSEC_PLUGIN})")
-    with local_stack(mongo_server.url, tmp_path_factory.mktemp("stack")) as s:
+    with local_stack(mongo_server.url, tmp_path_factory.mktemp("stack"), **WARM_ML) as s:
         yield s
 
 

@@ -21,6 +21,7 @@ from flame_sdk.client import FlameClient
 from flame_sdk.localstack import LocalStack, local_stack, wait_state
 from flamelet.manifest import ManifestError, fetch_manifest
 from schemas.errors import Unavailable
+from tests.agents.stack import WARM_ML
 from tests.agents.test_broker_users import create_two_tier_job
 from tests.support.tls import TlsRabbit, tls_rabbitmq
 
@@ -47,6 +48,7 @@ def tls_stack(
             tmp,
             f"tls{uuid.uuid4().hex[:8]}",
             tls=True,
+            **WARM_ML,
             FLAME_RABBIT_URL=amqps,
             FLAME_RABBIT_ADMIN_URL=f"https://guest:guest@127.0.0.1:{rabbit.admin_port}/",
             FLAME_JOB_BROKERS=json.dumps(
