@@ -11,5 +11,5 @@ export PATH="$VIRTUAL_ENV/bin:$PATH"
 bash scripts/services.sh
 python3 -m ruff check .
 python3 -m ruff format --check .
-python3 -m mypy schemas flame_common flame_controller flame_apiserver flame_notifier flamelet flame_sdk
+python3 -m mypy schemas flame_common flame_controller flame_apiserver flame_notifier flamelet flame_sdk flame
 python3 -m pytest -q -p no:cacheprovider --durations=25 "$@"

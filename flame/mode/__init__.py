@@ -1,0 +1,1 @@
+"""Flame's modes (`flame.mode.*`): role base classes mapped onto flame_sdk's roles."""

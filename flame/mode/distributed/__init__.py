@@ -1,0 +1,1 @@
+"""Flame's distributed mode: ring all-reduce among trainers, no aggregator."""

@@ -1,0 +1,1 @@
+"""Flame's horizontal FL modes (`syncfl`, `asyncfl`, `coord_syncfl`)."""

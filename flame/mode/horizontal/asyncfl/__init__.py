@@ -1,0 +1,1 @@
+"""Flame's asynchronous FL mode (FedBuff): the syncfl trainer, async aggregators."""

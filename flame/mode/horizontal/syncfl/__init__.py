@@ -1,0 +1,1 @@
+"""Flame's synchronous FL mode: trainer, top aggregator, middle aggregator."""

@@ -1,0 +1,1 @@
+"""Flame's server optimizers: our SDK's (`flame_sdk.optimizers`) under Flame's paths."""

@@ -1,0 +1,5 @@
+"""`flame.optimizer.fedprox.FedProx`: our SDK's `FedProx`."""
+
+from flame_sdk.optimizers.fedavg import FedProx
+
+__all__ = ["FedProx"]

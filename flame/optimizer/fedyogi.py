@@ -1,0 +1,5 @@
+"""`flame.optimizer.fedyogi.FedYogi`: our SDK's `FedYogi`."""
+
+from flame_sdk.optimizers.fedopt import FedYogi
+
+__all__ = ["FedYogi"]

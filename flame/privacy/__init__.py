@@ -1,0 +1,1 @@
+"""Flame's trainer-side privacy: our SDK's (`flame_sdk.privacy`) under Flame's paths."""

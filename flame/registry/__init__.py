@@ -1,0 +1,1 @@
+"""Flame's model registries: our SDK's (`flame_sdk.registries`) under Flame's paths."""
