@@ -1,5 +1,6 @@
 """Role base classes users subclass: trainers and aggregators of every mode, the coordinator."""
 
+from flame_sdk.roles.async_coordinator import AsyncCoordinator
 from flame_sdk.roles.async_middle_aggregator import AsyncMiddleAggregator
 from flame_sdk.roles.async_top_aggregator import AsyncTopAggregator
 from flame_sdk.roles.base import Role
@@ -7,6 +8,11 @@ from flame_sdk.roles.coordinated import (
     CoordinatedMiddleAggregator,
     CoordinatedTopAggregator,
     CoordinatedTrainer,
+)
+from flame_sdk.roles.coordinated_async import (
+    CoordinatedAsyncMiddleAggregator,
+    CoordinatedAsyncTopAggregator,
+    CoordinatedAsyncTrainer,
 )
 from flame_sdk.roles.coordinator import Coordinator
 from flame_sdk.roles.distributed import DistributedTrainer
@@ -17,8 +23,12 @@ from flame_sdk.roles.trainer import Trainer
 from flame_sdk.roles.waits import PeerWaitError
 
 __all__ = [
+    "AsyncCoordinator",
     "AsyncMiddleAggregator",
     "AsyncTopAggregator",
+    "CoordinatedAsyncMiddleAggregator",
+    "CoordinatedAsyncTopAggregator",
+    "CoordinatedAsyncTrainer",
     "CoordinatedMiddleAggregator",
     "CoordinatedTopAggregator",
     "CoordinatedTrainer",

@@ -59,7 +59,33 @@ class Pairing:
         return groups
 
 
-class Coordinator(OptionalUserMethods, Role):
+class ControlRole(OptionalUserMethods, Role):
+    """A coordinator: the roles it coordinates are on its control channels (`func_tags`).
+
+    Before its first step it waits for `minEnds` ends per peer role: the coordinator's entry is a
+    mapping like `{"middle-aggregator": 2, "trainer": 4}` (1 for a role not named) or an int
+    (trainers); `joinTimeout` (default 300 s) bounds that wait. The user methods are optional.
+    """
+
+    async def await_ends(self) -> None:
+        """Wait for `minEnds` ends on each control channel (up to `joinTimeout` in all)."""
+        wanted = self.config.hyperparameter("minEnds")
+        deadline = time.monotonic() + wait_seconds(self.config, JOIN_TIMEOUT)
+        for tag in self.func_tags:
+            channel = self.cm.get_by_tag(tag)
+            role = self.config.peer_role(self.config.channel(channel.name))
+            if isinstance(wanted, dict):
+                count = int(wanted.get(role, 1))
+            else:
+                count = int(wanted or 1) if tag == WITH_TRAINER else 1
+            if not await channel.await_join(count, max(0.0, deadline - time.monotonic())):
+                have = len(channel.all_ends())
+                self.log.warning(
+                    "fewer ends than minEnds joined", role=role, wanted=count, have=have
+                )
+
+
+class Coordinator(ControlRole):
     """Chain: internal_init >> load_data >> initialize >> await_ends >> loop(check_liveness >>
     pair >> assign >> save_metrics >> inc_round) >> end_of_training.
 
@@ -72,9 +98,7 @@ class Coordinator(OptionalUserMethods, Role):
     top the middle aggregators that got trainers. After the last round, once the top
     aggregator answered again, EOT goes out on the three control channels.
 
-    Before round 1 it waits for `minEnds` ends per peer role: the coordinator's entry is a
-    mapping like `{"middle-aggregator": 2, "trainer": 4}` (1 for a role not named) or an int
-    (trainers); `joinTimeout` (default 300 s) bounds that wait. The user methods are optional.
+    Before round 1 it waits for `minEnds` ends per peer role (see `ControlRole`).
     `self.assignments` keeps each round's `{middle aggregator: [trainers]}`.
     """
 
@@ -100,23 +124,6 @@ class Coordinator(OptionalUserMethods, Role):
     async def internal_init(self) -> None:
         await super().internal_init()
         self._work_done = self._round > self._rounds
-
-    async def await_ends(self) -> None:
-        """Wait for `minEnds` ends on each control channel (up to `joinTimeout` in all)."""
-        wanted = self.config.hyperparameter("minEnds")
-        deadline = time.monotonic() + wait_seconds(self.config, JOIN_TIMEOUT)
-        for tag in self.func_tags:
-            channel = self.cm.get_by_tag(tag)
-            role = self.config.peer_role(self.config.channel(channel.name))
-            if isinstance(wanted, dict):
-                count = int(wanted.get(role, 1))
-            else:
-                count = int(wanted or 1) if tag == WITH_TRAINER else 1
-            if not await channel.await_join(count, max(0.0, deadline - time.monotonic())):
-                have = len(channel.all_ends())
-                self.log.warning(
-                    "fewer ends than minEnds joined", role=role, wanted=count, have=have
-                )
 
     async def ask(self, channel: Channel, ends: list[str], timeout: float | None) -> list[str]:
         """Send META_INFO_REQ for this round to `ends`; the ones that answer within `timeout`
