@@ -1,4 +1,4 @@
-"""An optimizer's client-side term (`Optimizer.regularizer`) as a differentiable torch scalar."""
+"""Optimizers' client-side terms as differentiable torch scalars (weight terms, FedGFT's)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from flame_sdk.optimizers import Regularizer
+from flame_sdk.optimizers.fedgft import BiasStats, FairnessTerm, group_stats
 
 
 def loss_term(
@@ -36,3 +37,25 @@ def loss_term(
             g = torch.from_numpy(np.asarray(gradient[name])).to(p)
             total = total + (g * (p - p.detach())).sum()
     return total
+
+
+def positive_probability(logits: torch.Tensor) -> torch.Tensor:
+    """`p(y=1)` of a binary classifier's outputs (logits or log-probabilities, shape (n, 2))."""
+    return torch.softmax(logits, dim=1)[:, 1]
+
+
+def fairness_term(
+    term: FairnessTerm, logits: torch.Tensor, y: torch.Tensor, group: torch.Tensor
+) -> torch.Tensor:
+    """FedGFT's term of a batch (`FairnessTerm.batch_term`) as a differentiable scalar."""
+    return torch.as_tensor(term.batch_term(positive_probability(logits), y, group))
+
+
+def fairness_stats(
+    model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, group: torch.Tensor, fair: str
+) -> BiasStats:
+    """FedGFT's statistics of `model` over the examples `(x, y, group)` (evaluation mode)."""
+    model.eval()
+    with torch.no_grad():
+        p = positive_probability(model(x))
+        return BiasStats.of([float(v) for v in group_stats(p, y, group, fair)], len(y))

@@ -8,10 +8,11 @@ creation instead of every task failing later. Pydantic only: no numpy, no SDK im
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from schemas.base import CommentedModel
 from schemas.job import ModelSpec
@@ -58,6 +59,19 @@ class ScaffoldKwargs(ProviderKwargs):
     k: int = Field(ge=1)
 
 
+class FedGFTKwargs(ProviderKwargs):
+    fair: Literal["SP", "EOP", "CAL"]
+    gamma: float | Literal["auto"] = Field(union_mode="left_to_right")
+    reg: Literal["l2", "id"] = "l2"
+
+    @field_validator("gamma")
+    @classmethod
+    def _non_negative(cls, gamma: float | str) -> float | str:
+        if isinstance(gamma, float) and not (gamma >= 0 and math.isfinite(gamma)):
+            raise ValueError("gamma must be a finite number >= 0 or 'auto'")
+        return gamma
+
+
 class TrimmedMeanKwargs(ProviderKwargs):
     beta: float = Field(0.1, ge=0, lt=0.5)
 
@@ -76,6 +90,7 @@ OPTIMIZERS: dict[str, type[BaseModel]] = {
     "feddyn": FedDynKwargs,
     "scaffold": ScaffoldKwargs,
     "fedbuff": NoKwargs,
+    "fedgft": FedGFTKwargs,
     "median": NoKwargs,
     "trimmedmean": TrimmedMeanKwargs,
     "krum": KrumKwargs,

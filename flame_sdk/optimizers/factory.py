@@ -10,6 +10,7 @@ from flame_sdk.optimizers.base import Optimizer
 from flame_sdk.optimizers.fedavg import FedAvg, FedProx
 from flame_sdk.optimizers.fedbuff import FedBuff
 from flame_sdk.optimizers.feddyn import FedDyn
+from flame_sdk.optimizers.fedgft import FedGFT
 from flame_sdk.optimizers.fedopt import FedAdaGrad, FedAdam, FedYogi
 from flame_sdk.optimizers.robust import Krum, Median, TrimmedMean
 from flame_sdk.optimizers.scaffold import Scaffold
@@ -23,6 +24,7 @@ _BUILDERS: dict[str, Callable[..., Optimizer]] = {
     "feddyn": FedDyn,
     "scaffold": Scaffold,
     "fedbuff": FedBuff,
+    "fedgft": FedGFT,
     "median": Median,
     "trimmedmean": TrimmedMean,
     "krum": Krum,

@@ -16,6 +16,7 @@ from flame_sdk.roles.coordinated_async import (
 )
 from flame_sdk.roles.coordinator import Coordinator
 from flame_sdk.roles.distributed import DistributedTrainer
+from flame_sdk.roles.fedgft import FedGFTTopAggregator, FedGFTTrainer
 from flame_sdk.roles.hybrid import HybridTopAggregator, HybridTrainer
 from flame_sdk.roles.middle_aggregator import MiddleAggregator
 from flame_sdk.roles.top_aggregator import TopAggregator
@@ -34,6 +35,8 @@ __all__ = [
     "CoordinatedTrainer",
     "Coordinator",
     "DistributedTrainer",
+    "FedGFTTopAggregator",
+    "FedGFTTrainer",
     "HybridTopAggregator",
     "HybridTrainer",
     "MiddleAggregator",

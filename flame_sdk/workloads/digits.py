@@ -23,8 +23,9 @@ from flame_sdk.datasets import load_dataset
 from flame_sdk.roles.base import Role
 
 
-def build_model(kind: str, seed: int | None = None) -> nn.Module:
-    """`mlp`: 64-32-10 (2,410 parameters); `mlp10m`: 64-1536x5-10 (9.6M parameters).
+def build_model(kind: str, seed: int | None = None, outputs: int = 10) -> nn.Module:
+    """`mlp`: 64-32-10 (2,410 parameters); `mlp10m`: 64-1536x5-10 (9.6M parameters); `outputs`
+    classes instead of 10 when given.
 
     With a seed, the layers get PyTorch's default Linear initialisation drawn from a private
     generator (the same numbers as right after `torch.manual_seed(seed)`), so roles building
@@ -36,7 +37,7 @@ def build_model(kind: str, seed: int | None = None) -> nn.Module:
     layers: list[nn.Module] = []
     for a, b in itertools.pairwise(widths):
         layers += [nn.Linear(a, b), nn.ReLU()]
-    model = nn.Sequential(*layers, nn.Linear(widths[-1], 10))
+    model = nn.Sequential(*layers, nn.Linear(widths[-1], outputs))
     if seed is not None:
         generator = torch.Generator().manual_seed(seed)
         with torch.no_grad():

@@ -122,7 +122,12 @@ def test_fedbuff_discounts_stale_updates() -> None:
     np.testing.assert_allclose(out["a"], [3.0, 1 + 5 / 3], rtol=1e-6)
 
 
-REQUIRED_KWARGS = {"fedprox": {"mu": 1.0}, "feddyn": {"alpha": 1.0}, "scaffold": {"k": 1}}
+REQUIRED_KWARGS = {
+    "fedprox": {"mu": 1.0},
+    "feddyn": {"alpha": 1.0},
+    "scaffold": {"k": 1},
+    "fedgft": {"fair": "SP", "gamma": 1.0},
+}
 
 
 @pytest.mark.parametrize("sort", SORTS)
