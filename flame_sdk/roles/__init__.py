@@ -18,6 +18,7 @@ from flame_sdk.roles.coordinator import Coordinator
 from flame_sdk.roles.distributed import DistributedTrainer
 from flame_sdk.roles.fedgft import FedGFTTopAggregator, FedGFTTrainer
 from flame_sdk.roles.hybrid import HybridTopAggregator, HybridTrainer
+from flame_sdk.roles.lifl import CoordinatedLeafAggregator, LiflCoordinator
 from flame_sdk.roles.middle_aggregator import MiddleAggregator
 from flame_sdk.roles.top_aggregator import TopAggregator
 from flame_sdk.roles.trainer import Trainer
@@ -30,6 +31,7 @@ __all__ = [
     "CoordinatedAsyncMiddleAggregator",
     "CoordinatedAsyncTopAggregator",
     "CoordinatedAsyncTrainer",
+    "CoordinatedLeafAggregator",
     "CoordinatedMiddleAggregator",
     "CoordinatedTopAggregator",
     "CoordinatedTrainer",
@@ -39,6 +41,7 @@ __all__ = [
     "FedGFTTrainer",
     "HybridTopAggregator",
     "HybridTrainer",
+    "LiflCoordinator",
     "MiddleAggregator",
     "PeerWaitError",
     "Role",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from flame_sdk.channels import Channel
 from flame_sdk.config import ConfigError
@@ -102,7 +102,7 @@ class Coordinator(ControlRole):
     `self.assignments` keeps each round's `{middle aggregator: [trainers]}`.
     """
 
-    func_tags = (WITH_TOP, WITH_MIDDLE, WITH_TRAINER)
+    func_tags: ClassVar[tuple[str, ...]] = (WITH_TOP, WITH_MIDDLE, WITH_TRAINER)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
