@@ -138,6 +138,7 @@ class TaskDoc(Document):
     state: str = "ready"
     log: str = ""
     exit_code: int | None = None
+    log_size: int | None = None  # bytes of output the final status announced
     agent_id: str = ""
     dataset: str = ""
     config: dict[str, Any] = Field(default_factory=dict)

@@ -84,6 +84,7 @@ def new_task(job_id: str, t: PlannedTask, key: str) -> dict[str, Any]:
         "state": JobState.READY.value,
         "log": "",
         "exit_code": None,
+        "log_size": None,
         "agent_id": "",
         "dataset": t.dataset,
         "config": t.config.model_copy(update={"taskid": t.task_id}).to_wire(),
@@ -98,7 +99,11 @@ def task_change(e: EventBase) -> dict[str, Any] | None:
     """What a task event sets on its task (None: the event changes no single task)."""
     if isinstance(e, TaskStatusChangedEvent):
         p = e.payload
-        fields: dict[str, Any] = {"state": p.state.value, "exit_code": p.exit_code}
+        fields: dict[str, Any] = {
+            "state": p.state.value,
+            "exit_code": p.exit_code,
+            "log_size": p.log_size,
+        }
         if p.log_tail or p.reason:  # a report without a log keeps the previous one
             fields["log"] = p.log_tail or p.reason
         return fields
@@ -111,7 +116,12 @@ def start_reset(e: EventBase) -> dict[str, Any] | None:
     """What a (re)start sets on every task of the job (None: `e` is not a start)."""
     if not isinstance(e, JobStateChangedEvent) or e.payload.to_state is not JobState.STARTING:
         return None
-    reset: dict[str, Any] = {"state": JobState.READY.value, "log": "", "exit_code": None}
+    reset: dict[str, Any] = {
+        "state": JobState.READY.value,
+        "log": "",
+        "exit_code": None,
+        "log_size": None,
+    }
     if e.payload.from_state.is_terminal:  # a re-run: the previous run's agents are gone
         reset["agent_id"] = ""
     return reset

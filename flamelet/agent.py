@@ -45,13 +45,13 @@ from schemas.events import (
     parse_event,
 )
 from schemas.states import JobState
+from schemas.task import FINAL_LOG_FLUSH
 
 log = get_logger(__name__)
 
 INBOX_DELETE = 2.0  # seconds an ending agent gives the broker to delete its inbox
 METRICS_DRAIN = 10.0  # seconds an ending task gives its last metrics to reach the broker
-LOG_FLUSH = 5.0  # seconds an ending task gives the rest of its output to reach the apiserver
-STOPPED_FLUSH = 1.0  # the same for a stopped task
+STOPPED_FLUSH = 1.0  # seconds a stopped task gives the rest of its output (else FINAL_LOG_FLUSH)
 
 
 @dataclass(frozen=True)
@@ -239,18 +239,21 @@ class Agent:
         code = await child.wait()
         relaying.cancel()
         shipping.cancel()
-        # the last rounds' metrics and the rest of the output go before the final status
-        # (a stopped task is being waited for: the deployer kills it soon after its grace)
-        flush = STOPPED_FLUSH if child.stopped else LOG_FLUSH
-        await asyncio.gather(relay.drain(METRICS_DRAIN), shipper.flush(flush))
-        await sender.aclose()
+        # the last rounds' metrics go before the final status; the rest of the output goes
+        # alongside it (the status says how much there is), and the agent ends once both are
+        # through (a stopped task is being waited for: the deployer kills it after its grace)
+        await relay.drain(METRICS_DRAIN)
+        size = shipper.size()
+        flush = STOPPED_FLUSH if child.stopped else FINAL_LOG_FLUSH
+        flushing = self._spawn(shipper.flush(flush))
         tail = log_tail(log_path)
         if child.stopped:
-            await self._finish(JobState.TERMINATED, code, tail, "stopped")
+            state, reason = JobState.TERMINATED, "stopped"
         elif code == 0:
-            await self._finish(JobState.COMPLETED, code, tail, "")
+            state, reason = JobState.COMPLETED, ""
         else:
-            await self._finish(JobState.FAILED, code, tail, f"role code exited with code {code}")
+            state, reason = JobState.FAILED, f"role code exited with code {code}"
+        await self._finish(state, code, tail, reason, log_size=size, flushing=flushing)
 
     async def _prepare(self) -> tuple[Path, Path]:
         """Fetch the manifest, unpack the code, write the config; returns (main.py, config)."""
@@ -286,16 +289,28 @@ class Agent:
         message = amqp.event_message(event, proof=task_proof(self.task.key, event))
         await publish_until_confirmed(self._events, message, event.type)
 
-    async def _finish(self, state: JobState, code: int | None, tail: str, reason: str) -> None:
-        """Persist, then deliver the final status; the agent is done once the broker has it."""
+    async def _finish(
+        self,
+        state: JobState,
+        code: int | None,
+        tail: str,
+        reason: str,
+        *,
+        log_size: int | None = None,
+        flushing: asyncio.Task[None] | None = None,
+    ) -> None:
+        """Persist, then deliver the final status; the agent is done once the broker has it
+        (and `flushing`, the shipping of the rest of the output, is over)."""
         assert self._events is not None
-        event = TaskStatusChangedEvent(
-            payload=TaskStatusChanged(state=state, exit_code=code, log_tail=tail, reason=reason),
-            **self._envelope(),
+        payload = TaskStatusChanged(
+            state=state, exit_code=code, log_tail=tail, reason=reason, log_size=log_size
         )
+        event = TaskStatusChangedEvent(payload=payload, **self._envelope())
         self.report.keep(event)
         await self.report.send(self._events, event)
         log.info("task finished", state=state.value, exit_code=code)
+        if flushing is not None:
+            await flushing  # bounded by its own timeout
         self.done.set()
 
 

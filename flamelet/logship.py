@@ -10,10 +10,8 @@ from enum import Enum
 from pathlib import Path
 from urllib.parse import quote
 
-import httpx
-
 from flame_common.logs import get_logger
-from flamelet.manifest import tls_context
+from flamelet.http import http_request
 from schemas.task import MAX_LOG_CHUNK, TASK_KEY_HEADER
 
 log = get_logger(__name__)
@@ -23,6 +21,7 @@ BURST = 4  # chunks shipped per interval at most (the rest waits for the next on
 REQUEST_TIMEOUT = 5.0  # seconds per request
 MAX_BACKOFF = 30.0  # seconds between attempts while the apiserver fails
 FLUSH_ATTEMPTS = 2  # failed sends in a row after which the final flush gives up
+ANSWER_LIMIT = 64 * 1024  # bytes of the apiserver's answer to a chunk read at most
 
 Send = Callable[[int, bytes], Awaitable[None]]
 
@@ -58,20 +57,38 @@ class LogShipper:
         self.failures = 0  # consecutive failed sends
         self._warned: set[str] = set()
 
-    def read(self) -> bytes:
-        """The next bytes to ship, past the offset (skipping ahead when too far behind)."""
+    def _open(self) -> int | None:
+        """A descriptor of the log if it is a regular file (not a link, FIFO or device)."""
         try:
             fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
         except FileNotFoundError:
-            return b""
+            return None
         except OSError as exc:
             self._warn(f"no readable file ({exc.strerror})")
+            return None
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            self._warn("not a regular file")
+            return None
+        return fd
+
+    def size(self) -> int | None:
+        """Bytes in the log now (None: no regular file there)."""
+        fd = self._open()
+        if fd is None:
+            return None
+        try:
+            return os.fstat(fd).st_size
+        finally:
+            os.close(fd)
+
+    def read(self) -> bytes:
+        """The next bytes to ship, past the offset (skipping ahead when too far behind)."""
+        fd = self._open()
+        if fd is None:
             return b""
         try:
             info = os.fstat(fd)
-            if not stat.S_ISREG(info.st_mode):
-                self._warn("not a regular file")
-                return b""
             if info.st_size - self.offset > self.backlog:
                 skip = info.st_size - self.backlog - self.offset
                 self.offset += skip
@@ -132,32 +149,28 @@ class LogShipper:
 
 
 class LogSender:
-    """`POST /jobs/{job}/{task}/log?offset=N` with the bytes; the key goes in a header only."""
+    """`POST /jobs/{job}/{task}/log?offset=N` with the bytes; the key goes in a header only.
+    One short connection a chunk (a full HTTP client costs a flamelet ~10 ms of CPU to make)."""
 
     def __init__(
-        self,
-        apiserver: str,
-        job_id: str,
-        task_id: str,
-        key: str,
-        *,
-        ca_file: str = "",
-        transport: httpx.AsyncBaseTransport | None = None,
+        self, apiserver: str, job_id: str, task_id: str, key: str, *, ca_file: str = ""
     ) -> None:
         base = apiserver.rstrip("/")
         self._url = f"{base}/jobs/{quote(job_id, safe='')}/{quote(task_id, safe='')}/log"
-        # the zygote-warmed context: building one (CA bundle) costs a flamelet ~20 ms of CPU
-        verify = tls_context(ca_file)
-        self._http = httpx.AsyncClient(timeout=REQUEST_TIMEOUT, verify=verify, transport=transport)
-        self._headers = {TASK_KEY_HEADER: key, "Content-Type": "application/octet-stream"}
+        self._headers = {TASK_KEY_HEADER: key}
+        self._ca_file = ca_file
 
     async def __call__(self, offset: int, data: bytes) -> None:
-        response = await self._http.post(
-            self._url, params={"offset": offset}, content=data, headers=self._headers
+        status, _, answer = await http_request(
+            "POST",
+            f"{self._url}?offset={offset}",
+            accept="application/json",
+            timeout=REQUEST_TIMEOUT,
+            send=self._headers,
+            body=data,
+            limit=ANSWER_LIMIT,
+            ca_file=self._ca_file,
         )
-        if response.status_code != 200:
-            text = response.text[:200]
-            raise OSError(f"apiserver answered {response.status_code} to a log chunk: {text}")
-
-    async def aclose(self) -> None:
-        await self._http.aclose()
+        if status != 200:
+            text = answer[:200].decode("utf-8", errors="replace")
+            raise OSError(f"apiserver answered {status} to a log chunk: {text}")

@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 import ssl
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
-import httpx
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from flame_common.logs import get_logger
-from flame_common.tls import client_context
+from flamelet.http import http_request
 from schemas.task import TASK_KEY_HEADER
 
 log = get_logger(__name__)
@@ -104,89 +101,6 @@ def parse_manifest(body: bytes, content_type: str) -> Manifest:
     return Manifest(config=config, code_zip=bytes(collector.parts["code.zip"]))
 
 
-def tls_context(ca_file: str = "") -> ssl.SSLContext:
-    """The verifying TLS context of the agent's clients (manifest, logs), trusting `ca_file`
-    (else the system's CAs); built once per CA file (the zygote builds the default one for every
-    flamelet): it costs ~30 ms."""
-    return _tls_context(ca_file)  # one cache key per CA file, however it is called
-
-
-@functools.cache
-def _tls_context(ca_file: str) -> ssl.SSLContext:
-    return client_context(ca_file) if ca_file else httpx.create_ssl_context()
-
-
-MAX_HEADERS = 100
-
-
-async def _read_body(reader: asyncio.StreamReader, headers: dict[str, str]) -> bytes:
-    if "chunked" in headers.get("transfer-encoding", "").lower():
-        body = bytearray()
-        while size := int((await reader.readline()).split(b";", 1)[0].strip() or b"x", 16):
-            body += await reader.readexactly(size)
-            await reader.readexactly(2)  # CRLF after each chunk
-        while (await reader.readline()).strip():  # trailers
-            pass
-        return bytes(body)
-    if "content-length" in headers:
-        return await reader.readexactly(int(headers["content-length"]))
-    return await reader.read()  # delimited by the end of the connection
-
-
-async def http_get(
-    url: str,
-    accept: str,
-    timeout: float,
-    send: Mapping[str, str] | None = None,
-    *,
-    ca_file: str = "",
-) -> tuple[int, str, bytes]:
-    """A one-shot HTTP/1.1 GET sending the `send` headers too: (status, content type, body);
-    transport errors raise OSError. An https server's certificate must chain to `ca_file`
-    (else to the system's CAs).
-
-    Far cheaper than a full client for the one request an agent makes; no proxy, no redirects.
-    """
-    parts = urlsplit(url)
-    https = parts.scheme == "https"
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise OSError(f"not an http(s) URL: {url}")
-    host = parts.hostname
-    port = parts.port or (443 if https else 80)
-    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    authority = parts.netloc.rsplit("@", 1)[-1]
-    extra = "".join(f"{name}: {value}\r\n" for name, value in (send or {}).items())
-    request = (
-        f"GET {target} HTTP/1.1\r\nHost: {authority}\r\nAccept: {accept}\r\n"
-        f"Accept-Encoding: identity\r\nConnection: close\r\nUser-Agent: flamelet\r\n{extra}\r\n"
-    )
-    async with asyncio.timeout(timeout):
-        reader, writer = await asyncio.open_connection(
-            host, port, ssl=tls_context(ca_file) if https else None, limit=1 << 20
-        )
-        try:
-            writer.write(request.encode("ascii"))
-            try:
-                version, code, *_ = (await reader.readline()).decode("latin-1").split(" ", 2)
-                if not version.startswith("HTTP/1."):
-                    raise ValueError(version)
-                headers: dict[str, str] = {}
-                for _ in range(MAX_HEADERS):
-                    line = (await reader.readline()).decode("latin-1").strip()
-                    if not line:
-                        break
-                    name, _, value = line.partition(":")
-                    headers[name.strip().lower()] = value.strip()
-                else:
-                    raise ValueError("too many headers")
-                body = await _read_body(reader, headers)
-                return int(code), headers.get("content-type", ""), body
-            except (ValueError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as exc:
-                raise OSError(f"malformed HTTP response: {exc}") from None
-        finally:
-            writer.close()
-
-
 async def fetch_manifest(
     apiserver: str, job_id: str, task_id: str, key: str, *, timeout: float = 30.0, ca_file: str = ""
 ) -> Manifest:
@@ -195,8 +109,13 @@ async def fetch_manifest(
     if not key or any(c in key for c in "\r\n"):
         raise ManifestError("the task key is empty or not a single line", retryable=False)
     try:
-        status, content_type, body = await http_get(
-            url, "multipart/form-data", timeout, {TASK_KEY_HEADER: key}, ca_file=ca_file
+        status, content_type, body = await http_request(
+            "GET",
+            url,
+            accept="multipart/form-data",
+            timeout=timeout,
+            send={TASK_KEY_HEADER: key},
+            ca_file=ca_file,
         )
     except ssl.SSLCertVerificationError as exc:
         raise ManifestError(

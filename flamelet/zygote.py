@@ -12,7 +12,6 @@ deployer sets its PR_SET_PDEATHSIG), and ends at once at end of input.
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import signal
 import sys
@@ -22,19 +21,14 @@ from flame_common.forking import ForkLoop, Request
 from flame_common.processes import hide_from_peers
 from flame_common.settings import FlameSettings
 from flame_common.titles import ZYGOTE, set_title
-from flamelet.manifest import tls_context
+from flamelet.http import tls_context
 
 CHILD_NAME = b"flamelet"  # children's name until the flamelet titles itself with its task
-# Imported lazily by httpx/httpcore on the first request: load them here, once for all children.
-LAZY_MODULES = ("anyio._backends._asyncio", "httpcore._backends.anyio", "httpcore._async")
 
 
 def warm_up() -> None:
     """Do once what every flamelet would do before its first real work (no I/O, no threads),
     and import what role code will (`FLAME_WARM_IMPORTS`)."""
-    for name in LAZY_MODULES:
-        with contextlib.suppress(ImportError):
-            importlib.import_module(name)
     tls_context()
     # Settings and argument parsing compile regexes and fill lazy caches on first use.
     settings = FlameSettings()

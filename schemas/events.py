@@ -108,6 +108,9 @@ class TaskStatusChanged(Payload):
     exit_code: int | None = None
     log_tail: str = ""
     reason: str = ""
+    # a final status: bytes of output the role code wrote; its agent ships what is left of them
+    # alongside (within FINAL_LOG_FLUSH seconds), not before
+    log_size: int | None = Field(default=None, ge=0, le=1 << 50)
 
 
 MAX_METRIC_RECORDS = 100  # rounds per task.metrics event

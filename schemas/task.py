@@ -23,6 +23,10 @@ MAX_LOG_CHUNK = 256 * 1024
 LOG_START_HEADER = "X-Flame-Log-Start"
 LOG_NEXT_HEADER = "X-Flame-Log-Next"
 LOG_ENDED_HEADER = "X-Flame-Log-Ended"
+# Seconds an agent gives the rest of a task's output to reach the apiserver once the role code
+# exited (sent alongside the final status, which carries the output's size): past them after the
+# final status, a log read no longer waits for missing bytes.
+FINAL_LOG_FLUSH = 5.0
 
 
 class TaskInfo(WireModel):

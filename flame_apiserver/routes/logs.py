@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Annotated
 
 import anyio
@@ -13,13 +14,21 @@ from flame_apiserver.context import ApiContext, Ctx
 from flame_apiserver.lookups import job_of, task_of
 from flame_apiserver.ports import Contended, TaskLogSlice
 from flame_apiserver.routes.agents import sent_key
+from flame_apiserver.sse import TooManyStreams
 from schemas.errors import Conflict, NotFound, TooLarge
 from schemas.states import JobState
-from schemas.task import LOG_ENDED_HEADER, LOG_NEXT_HEADER, LOG_START_HEADER, MAX_LOG_CHUNK
+from schemas.task import (
+    FINAL_LOG_FLUSH,
+    LOG_ENDED_HEADER,
+    LOG_NEXT_HEADER,
+    LOG_START_HEADER,
+    MAX_LOG_CHUNK,
+)
 
 MAX_OFFSET = 1 << 50  # bytes into a task's output: far past any real log, and exact in JSON
 MAX_READ = 1024 * 1024  # bytes in one read
 MAX_WAIT = 30.0  # seconds a read may wait for new bytes (long poll)
+CLOCK_SLACK = 5.0  # seconds the agent's clock (it stamps the final status) may be behind ours
 
 agent_router = APIRouter(prefix="/jobs", tags=["agents"])
 router = APIRouter(
@@ -61,13 +70,26 @@ async def ship_task_log(
 class _Read:
     found: TaskLogSlice
     ended: bool  # the task ended and nothing is stored past `found`
+    # seconds in which the rest of an ended task's output may still arrive (0: none expected)
+    arriving: float = 0.0
+
+    @property
+    def empty(self) -> bool:
+        return not self.found.data and not self.ended
 
 
 async def _read(ctx: ApiContext, job_id: str, task_id: str, offset: int, limit: int) -> _Read:
-    # the task's state first: once it is terminal, every byte its agent shipped is stored
+    # the task's state first: once it is terminal, the rest of its output is on its way (its
+    # final status says how much) or given up on (FINAL_LOG_FLUSH after that status)
     task = await task_of(ctx.jobs, job_id, task_id)
     found = await ctx.resources.task_log(job_id, task_id, offset, limit)
-    return _Read(found, JobState(task.state).is_terminal and found.next >= found.end)
+    if not JobState(task.state).is_terminal:
+        return _Read(found, False)
+    waited = (datetime.now(UTC) - task.timestamp).total_seconds()
+    left = FINAL_LOG_FLUSH + CLOCK_SLACK - waited
+    if task.log_size is None or found.end >= task.log_size or left <= 0:
+        return _Read(found, found.next >= found.end)
+    return _Read(found, False, arriving=left)
 
 
 @router.get("", response_class=Response, responses={200: {"content": {"text/plain": {}}}})
@@ -88,19 +110,28 @@ async def task_logs(
     (offset of the first byte returned: past `offset` when older bytes were dropped),
     `X-Flame-Log-Next` (the offset to ask for next) and `X-Flame-Log-Ended` (`true`: the task
     ended and nothing follows). With `wait`, an answer that would be empty waits for bytes or
-    the task's end (at most `wait` seconds; one event-stream slot meanwhile)."""
+    the task's end (at most `wait` seconds; one event-stream slot meanwhile). The last bytes of
+    an ended task are waited for even without `wait` (its agent ships them alongside its final
+    status, for FINAL_LOG_FLUSH seconds at most), so a read after the end gets them all."""
     await job_of(ctx.jobs, user, job_id)
     read = await _read(ctx, job_id, task_id, offset, limit)
-    if wait and not read.found.data and not read.ended:
-        release = request.app.state.stream_slots.take(user)  # 503 when none is free
-        poll = request.app.state.stream_timing.poll_seconds
+    if read.empty and (wait or read.arriving):
+        slots = request.app.state.stream_slots
         try:
-            with anyio.move_on_after(wait):
-                while not read.found.data and not read.ended:
-                    await anyio.sleep(poll)
-                    read = await _read(ctx, job_id, task_id, offset, limit)
-        finally:
-            release()
+            release = slots.take(user)
+        except TooManyStreams:
+            if wait:
+                raise  # 503: an asked-for wait needs a slot
+            release = None  # the ended task's last bytes are not waited for then
+        if release is not None:
+            poll = request.app.state.stream_timing.poll_seconds
+            try:
+                with anyio.move_on_after(max(wait, read.arriving)):
+                    while read.empty:
+                        await anyio.sleep(poll)
+                        read = await _read(ctx, job_id, task_id, offset, limit)
+            finally:
+                release()
     headers = {
         LOG_START_HEADER: str(read.found.start),
         LOG_NEXT_HEADER: str(read.found.next),

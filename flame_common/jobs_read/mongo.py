@@ -42,6 +42,7 @@ def task_record(doc: TaskDoc) -> TaskRecord:
         compute_id=doc.compute_id,
         group_association=doc.group_association,
         log=doc.log,
+        log_size=doc.log_size,
         config=doc.config,
         broker_user=doc.broker_user,
         broker_password=doc.broker_password,

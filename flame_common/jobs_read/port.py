@@ -39,6 +39,7 @@ class TaskRecord:
     compute_id: str = "default"
     group_association: dict[str, str] | None = None
     log: str = ""
+    log_size: int | None = None  # bytes of output its final status announced (None: not ended)
     config: dict[str, Any] = field(default_factory=dict)
     broker_user: str = ""  # the job's data-plane broker login while it runs (agents only)
     broker_password: str = field(default="", repr=False)

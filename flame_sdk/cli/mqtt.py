@@ -85,6 +85,9 @@ def _config(directory: Path, port: int) -> Path:
         # a Mosquitto started as root keeps root (its 0600 files), ignored for other users
         "user root",
         "persistence false",
+        # answer at once: with Nagle on, every reply waits for the client's delayed ACK (~40 ms
+        # per dynamic-security request, and per data-plane message)
+        "set_tcp_nodelay true",
         "per_listener_settings false",
         "allow_anonymous false",
         f"plugin {DYNSEC_PLUGIN}",

@@ -109,6 +109,8 @@ async def test_role_code_runs_to_completion(
     final = tap.of(TaskStatusChangedEvent, lambda e: e.task_id == "t1")[-1]
     assert statuses(tap) == ["running", "completed"]
     assert final.payload.exit_code == 0 and "hello from trainer task t1" in final.payload.log_tail
+    # the output's size rides on the final status; its last bytes are shipped alongside
+    assert final.payload.log_size == (work / "task.log").stat().st_size > 0
     config = json.loads((work / "config").read_text())
     assert config["taskid"] == "t1" and config["role"] == "trainer"
     assert not (work / "final-report.json").exists()

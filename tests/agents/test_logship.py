@@ -9,13 +9,12 @@ import os
 import time
 from pathlib import Path
 
-import httpx
 import pytest
 
 from flame_apiserver.memory import MemoryResources
 from flame_common.settings import FlameSettings
 from flamelet.logship import LogSender, LogShipper, Shipped
-from tests.apiserver.conftest import MemoryStack, api_client
+from tests.apiserver.conftest import MemoryStack, served
 from tests.support.wait import eventually
 
 
@@ -146,14 +145,14 @@ async def test_the_sender_speaks_the_agent_route(tmp_path: Path) -> None:
     stack = MemoryStack()
     stack.job("j1", "alice", state="running")
     stack.task("j1", "t1", "trainer", "k" * 32, state="running")
-    async with api_client(memory_settings, stack.ports()) as api:
-        transport = httpx.ASGITransport(app=api._transport.app)  # type: ignore[attr-defined]
-        good = LogSender("http://flame", "j1", "t1", "k" * 32, transport=transport)
+    async with served(memory_settings, stack) as url:
+        good = LogSender(url, "j1", "t1", "k" * 32)
         await good(0, b"shipped\n")
         await good(0, b"shipped\n")
-        wrong = LogSender("http://flame", "j1", "t1", "w" * 32, transport=transport)
+        await good(8, b"more\n")
+        wrong = LogSender(url, "j1", "t1", "w" * 32)
         with pytest.raises(OSError, match="401"):
-            await wrong(8, b"forged\n")
-        await good.aclose()
-        await wrong.aclose()
-    assert (await stack.resources.task_log("j1", "t1", 0, 100)).data == b"shipped\n"
+            await wrong(13, b"forged\n")
+        with pytest.raises(OSError, match="404"):
+            await LogSender(url, "j1", "t2", "k" * 32)(0, b"nobody\n")
+    assert (await stack.resources.task_log("j1", "t1", 0, 100)).data == b"shipped\nmore\n"

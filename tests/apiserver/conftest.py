@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -15,6 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
+import uvicorn
 from faststream.rabbit import RabbitBroker, RabbitQueue
 
 from flame_apiserver.app import create_app
@@ -23,6 +25,7 @@ from flame_apiserver.context import ApiPorts
 from flame_apiserver.memory import MemoryPublisher, MemoryResources
 from flame_apiserver.sse import StreamTiming
 from flame_common.bus import names
+from flame_common.embedded import free_port
 from flame_common.jobs_read import JobRecord, TaskRecord
 from flame_common.jobs_read.memory import MemoryJobReads
 from flame_common.settings import FlameSettings
@@ -30,6 +33,7 @@ from schemas.commands import COMMAND_ADAPTER, Command, CommandReply
 from schemas.errors import FlameError
 from schemas.events import EventBase
 from tests.support.tap import EventTap, event_tap
+from tests.support.wait import eventually
 
 EXAMPLES = Path(__file__).parent.parent / "data" / "flame_examples"
 ADMIN_TOKEN = "admin-token-of-the-apiserver-tests"  # the bootstrap admin token of every test app
@@ -182,11 +186,28 @@ class MemoryStack:
         return job
 
     def task(self, job_id: str, task_id: str, role: str, key: str, **fields: Any) -> TaskRecord:
-        task = TaskRecord(
-            job_id=job_id, task_id=task_id, role=role, key=key, timestamp=T0, **fields
-        )
+        fields.setdefault("timestamp", T0)
+        task = TaskRecord(job_id=job_id, task_id=task_id, role=role, key=key, **fields)
         self.jobs.put_task(task)
         return task
+
+
+@asynccontextmanager
+async def served(settings: FlameSettings, stack: MemoryStack) -> AsyncIterator[str]:
+    """The app on `stack` behind a real uvicorn on a free port (ASGITransport would buffer
+    streams, and a raw HTTP client needs a socket); yields its URL."""
+    port = free_port()
+    app = create_app(settings, stream_timing=FAST_STREAM, ports=stack.ports())
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False)
+    )
+    task = asyncio.create_task(server.serve())
+    try:
+        await eventually(lambda: server.started, what="uvicorn started")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
 
 
 @pytest.fixture

@@ -3,28 +3,24 @@ naming the field, bodies above their cap with 413, event streams beyond the limi
 
 from __future__ import annotations
 
-import asyncio
 import random
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AsyncExitStack
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
-from flame_apiserver.app import create_app
 from flame_apiserver.auth import token_hash
-from flame_common.embedded import free_port
 from flame_common.settings import FlameSettings
 from tests.apiserver.conftest import (
     ADMIN,
     ADMIN_TOKEN,
-    FAST_STREAM,
     MNIST_CODE,
     MemoryStack,
     api_client,
     example,
+    served,
 )
 from tests.support.wait import eventually
 from tests.support.zips import make_zip
@@ -94,23 +90,6 @@ async def test_json_bodies_are_capped_apart_from_code_uploads(
         assert (await api.post(f"/users/{U}/designs/d/code", files=files)).status_code == 201
 
 
-@asynccontextmanager
-async def _served(settings: FlameSettings, stack: MemoryStack) -> AsyncIterator[str]:
-    """The app on `stack` behind a real uvicorn (ASGITransport would buffer the streams)."""
-    port = free_port()
-    app = create_app(settings, stream_timing=FAST_STREAM, ports=stack.ports())
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False)
-    )
-    task = asyncio.create_task(server.serve())
-    try:
-        await eventually(lambda: server.started, what="uvicorn started")
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await task
-
-
 async def _open_stream(exits: AsyncExitStack, client: httpx.AsyncClient, user: str) -> int:
     """Open the event stream of `user`'s running job; returns its status (kept open if 200)."""
     response = await exits.enter_async_context(
@@ -136,7 +115,7 @@ async def test_event_streams_are_limited_in_all_and_per_user(
     for user in ("alice", "bob", "carol"):
         stack.job(f"{user}-job", user, state="running")  # streams of running jobs stay open
     async with (
-        _served(settings, stack) as url,
+        served(settings, stack) as url,
         httpx.AsyncClient(base_url=url, headers=ADMIN, timeout=10) as client,
     ):
         async with AsyncExitStack() as exits:

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 
 import httpx
 
 from flame_apiserver.auth import token_hash
 from flame_apiserver.ports import TokenRecord
+from flame_apiserver.routes.logs import CLOCK_SLACK
 from flame_common.settings import FlameSettings
-from schemas.task import MAX_LOG_CHUNK
+from schemas.task import FINAL_LOG_FLUSH, MAX_LOG_CHUNK
 from tests.apiserver.conftest import MemoryStack, api_client
 
 KEY = "k" * 32
@@ -61,6 +63,33 @@ async def test_a_task_that_ended_says_so_once_everything_is_read(
     assert r.content == b"bye\n" and r.headers["x-flame-log-ended"] == "true"
     r = await api.get(LOGS, params={"offset": 2, "limit": 1}, headers=ALICE)
     assert r.content == b"e" and r.headers["x-flame-log-ended"] == "false"  # more follows
+
+
+async def test_output_shipped_after_the_final_status_is_waited_for_within_the_flush_time(
+    api: httpx.AsyncClient, stack: MemoryStack
+) -> None:
+    """The final status announces how many bytes the role wrote; the agent ships the rest
+    alongside. Until they are stored (or the flush time is over) the log has not ended."""
+    await _job(stack)
+    now = datetime.now(UTC)
+    stack.task("j1", "t1", "trainer", KEY, state="completed", log_size=9, timestamp=now)
+    await _ship(api, 0, b"one\n")
+    r = await api.get(LOGS, headers=ALICE)
+    assert r.content == b"one\n" and r.headers["x-flame-log-ended"] == "false"
+    # a read past what is stored waits for the rest, without being asked to
+    waiting = asyncio.create_task(api.get(LOGS, params={"offset": 4}, headers=ALICE))
+    await asyncio.sleep(0.2)
+    assert not waiting.done()
+    await _ship(api, 4, b"two\n!")
+    r = await asyncio.wait_for(waiting, 5)
+    assert r.content == b"two\n!" and r.headers["x-flame-log-ended"] == "true"
+    # a flush that never came: the log ends FINAL_LOG_FLUSH (plus slack) after the status
+    late = now - timedelta(seconds=FINAL_LOG_FLUSH + CLOCK_SLACK + 1)
+    stack.task("j1", "t1", "trainer", KEY, state="completed", log_size=99, timestamp=late)
+    r = await api.get(LOGS, headers=ALICE)
+    assert r.content == b"one\ntwo\n!" and r.headers["x-flame-log-ended"] == "true"
+    stack.task("j1", "t1", "trainer", KEY, state="completed", log_size=99, timestamp=now)
+    assert (await api.get(LOGS, headers=ALICE)).headers["x-flame-log-ended"] == "false"
 
 
 async def test_only_the_owner_reads_and_only_the_task_key_ships(
