@@ -139,6 +139,7 @@ class TaskDoc(Document):
     log: str = ""
     exit_code: int | None = None
     log_size: int | None = None  # bytes of output the final status announced
+    log_tail_at: int | None = None  # where `log` starts in that output, when it is its end
     agent_id: str = ""
     dataset: str = ""
     config: dict[str, Any] = Field(default_factory=dict)

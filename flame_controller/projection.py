@@ -85,6 +85,7 @@ def new_task(job_id: str, t: PlannedTask, key: str) -> dict[str, Any]:
         "log": "",
         "exit_code": None,
         "log_size": None,
+        "log_tail_at": None,
         "agent_id": "",
         "dataset": t.dataset,
         "config": t.config.model_copy(update={"taskid": t.task_id}).to_wire(),
@@ -103,6 +104,7 @@ def task_change(e: EventBase) -> dict[str, Any] | None:
             "state": p.state.value,
             "exit_code": p.exit_code,
             "log_size": p.log_size,
+            "log_tail_at": p.log_tail_at,
         }
         if p.log_tail or p.reason:  # a report without a log keeps the previous one
             fields["log"] = p.log_tail or p.reason
@@ -121,6 +123,7 @@ def start_reset(e: EventBase) -> dict[str, Any] | None:
         "log": "",
         "exit_code": None,
         "log_size": None,
+        "log_tail_at": None,
     }
     if e.payload.from_state.is_terminal:  # a re-run: the previous run's agents are gone
         reset["agent_id"] = ""

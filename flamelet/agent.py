@@ -55,6 +55,15 @@ STOPPED_FLUSH = 1.0  # seconds a stopped task gives the rest of its output (else
 
 
 @dataclass(frozen=True)
+class LogEnd:
+    """The role's output at its exit: its size, and where the final status's tail starts in it
+    when the tail is its last bytes exactly (None: unknown)."""
+
+    size: int | None = None
+    tail_at: int | None = None
+
+
+@dataclass(frozen=True)
 class TaskRef:
     job_id: str
     task_id: str
@@ -239,21 +248,26 @@ class Agent:
         code = await child.wait()
         relaying.cancel()
         shipping.cancel()
-        # the last rounds' metrics go before the final status; the rest of the output goes
-        # alongside it (the status says how much there is), and the agent ends once both are
+        # the last rounds' metrics go before the final status. The output's end rides on it
+        # (its size, and its tail where that holds the last bytes exactly); what the tail does
+        # not cover and was not shipped yet goes alongside, and the agent ends once both are
         # through (a stopped task is being waited for: the deployer kills it after its grace)
         await relay.drain(METRICS_DRAIN)
-        size = shipper.size()
-        flush = STOPPED_FLUSH if child.stopped else FINAL_LOG_FLUSH
-        flushing = self._spawn(shipper.flush(flush))
         tail = log_tail(log_path)
+        size = shipper.size()
+        tail_at = shipper.tail_at(tail, size) if size is not None else None
+        flushing = None
+        if tail_at is None or tail_at > shipper.offset:
+            flush = STOPPED_FLUSH if child.stopped else FINAL_LOG_FLUSH
+            flushing = self._spawn(shipper.flush(flush))
         if child.stopped:
             state, reason = JobState.TERMINATED, "stopped"
         elif code == 0:
             state, reason = JobState.COMPLETED, ""
         else:
             state, reason = JobState.FAILED, f"role code exited with code {code}"
-        await self._finish(state, code, tail, reason, log_size=size, flushing=flushing)
+        output = LogEnd(size, tail_at)
+        await self._finish(state, code, tail, reason, output=output, flushing=flushing)
 
     async def _prepare(self) -> tuple[Path, Path]:
         """Fetch the manifest, unpack the code, write the config; returns (main.py, config)."""
@@ -296,14 +310,20 @@ class Agent:
         tail: str,
         reason: str,
         *,
-        log_size: int | None = None,
+        output: LogEnd | None = None,
         flushing: asyncio.Task[None] | None = None,
     ) -> None:
         """Persist, then deliver the final status; the agent is done once the broker has it
         (and `flushing`, the shipping of the rest of the output, is over)."""
         assert self._events is not None
+        end = output or LogEnd()
         payload = TaskStatusChanged(
-            state=state, exit_code=code, log_tail=tail, reason=reason, log_size=log_size
+            state=state,
+            exit_code=code,
+            log_tail=tail,
+            reason=reason,
+            log_size=end.size,
+            log_tail_at=end.tail_at,
         )
         event = TaskStatusChangedEvent(payload=payload, **self._envelope())
         self.report.keep(event)

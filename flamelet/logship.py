@@ -82,6 +82,19 @@ class LogShipper:
         finally:
             os.close(fd)
 
+    def tail_at(self, tail: str, size: int) -> int | None:
+        """Where `tail` starts in the log, if it is exactly the log's last bytes up to `size`
+        (else None: it was decoded with replacements, or the file changed)."""
+        data = tail.encode()
+        fd = self._open() if len(data) <= size else None
+        if fd is None:
+            return None
+        try:
+            exact = os.pread(fd, len(data), size - len(data)) == data
+        finally:
+            os.close(fd)
+        return size - len(data) if exact else None
+
     def read(self) -> bytes:
         """The next bytes to ship, past the offset (skipping ahead when too far behind)."""
         fd = self._open()

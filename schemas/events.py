@@ -109,8 +109,11 @@ class TaskStatusChanged(Payload):
     log_tail: str = ""
     reason: str = ""
     # a final status: bytes of output the role code wrote; its agent ships what is left of them
-    # alongside (within FINAL_LOG_FLUSH seconds), not before
+    # alongside (within FINAL_LOG_FLUSH seconds), not before. `log_tail_at`: where `log_tail`
+    # starts in the output when it is the output's last bytes exactly (UTF-8): those bytes need
+    # no shipping, a log read completes the stored output from the tail.
     log_size: int | None = Field(default=None, ge=0, le=1 << 50)
+    log_tail_at: int | None = Field(default=None, ge=0, le=1 << 50)
 
 
 MAX_METRIC_RECORDS = 100  # rounds per task.metrics event

@@ -15,6 +15,7 @@ from flame_apiserver.lookups import job_of, task_of
 from flame_apiserver.ports import Contended, TaskLogSlice
 from flame_apiserver.routes.agents import sent_key
 from flame_apiserver.sse import TooManyStreams
+from flame_common.jobs_read import TaskRecord
 from schemas.errors import Conflict, NotFound, TooLarge
 from schemas.states import JobState
 from schemas.task import (
@@ -79,17 +80,38 @@ class _Read:
 
 
 async def _read(ctx: ApiContext, job_id: str, task_id: str, offset: int, limit: int) -> _Read:
-    # the task's state first: once it is terminal, the rest of its output is on its way (its
-    # final status says how much) or given up on (FINAL_LOG_FLUSH after that status)
+    # the task's state first: once it is terminal, the rest of its output is in its final
+    # status's tail, on its way (the status says how much there is) or given up on
+    # (FINAL_LOG_FLUSH after that status)
     task = await task_of(ctx.jobs, job_id, task_id)
     found = await ctx.resources.task_log(job_id, task_id, offset, limit)
     if not JobState(task.state).is_terminal:
         return _Read(found, False)
-    waited = (datetime.now(UTC) - task.timestamp).total_seconds()
-    left = FINAL_LOG_FLUSH + CLOCK_SLACK - waited
-    if task.log_size is None or found.end >= task.log_size or left <= 0:
+    size = task.log_size
+    if size is None or found.end >= size:
+        return _Read(found, found.next >= found.end)
+    if found.next >= found.end and (completed := _from_tail(task, size, found, offset, limit)):
+        return _Read(completed, completed.next >= size)
+    left = FINAL_LOG_FLUSH + CLOCK_SLACK - (datetime.now(UTC) - task.timestamp).total_seconds()
+    if left <= 0:
         return _Read(found, found.next >= found.end)
     return _Read(found, False, arriving=left)
+
+
+def _from_tail(
+    task: TaskRecord, size: int, found: TaskLogSlice, offset: int, limit: int
+) -> TaskLogSlice | None:
+    """`found` (which reaches the end of what is stored) completed from the final status's
+    tail, when that tail is the output's last bytes and everything before it is stored."""
+    tail, at = task.log.encode(), task.log_tail_at
+    if at is None or at + len(tail) != size or found.end < at:
+        return None
+    pos = found.next if found.data else offset
+    if pos < at:  # a gap in what is stored
+        return None
+    more = tail[pos - at :][: limit - len(found.data)]
+    start = found.start if found.data else pos
+    return TaskLogSlice(start=start, data=found.data + more, end=size)
 
 
 @router.get("", response_class=Response, responses={200: {"content": {"text/plain": {}}}})
@@ -111,8 +133,9 @@ async def task_logs(
     `X-Flame-Log-Next` (the offset to ask for next) and `X-Flame-Log-Ended` (`true`: the task
     ended and nothing follows). With `wait`, an answer that would be empty waits for bytes or
     the task's end (at most `wait` seconds; one event-stream slot meanwhile). The last bytes of
-    an ended task are waited for even without `wait` (its agent ships them alongside its final
-    status, for FINAL_LOG_FLUSH seconds at most), so a read after the end gets them all."""
+    an ended task come from its final status's tail, or are waited for even without `wait`
+    (its agent ships them alongside that status, for FINAL_LOG_FLUSH seconds at most), so a
+    read after the end gets them all."""
     await job_of(ctx.jobs, user, job_id)
     read = await _read(ctx, job_id, task_id, offset, limit)
     if read.empty and (wait or read.arriving):

@@ -43,6 +43,7 @@ def task_record(doc: TaskDoc) -> TaskRecord:
         group_association=doc.group_association,
         log=doc.log,
         log_size=doc.log_size,
+        log_tail_at=doc.log_tail_at,
         config=doc.config,
         broker_user=doc.broker_user,
         broker_password=doc.broker_password,

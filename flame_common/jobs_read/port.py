@@ -40,6 +40,7 @@ class TaskRecord:
     group_association: dict[str, str] | None = None
     log: str = ""
     log_size: int | None = None  # bytes of output its final status announced (None: not ended)
+    log_tail_at: int | None = None  # where `log` starts in that output when it is its last bytes
     config: dict[str, Any] = field(default_factory=dict)
     broker_user: str = ""  # the job's data-plane broker login while it runs (agents only)
     broker_password: str = field(default="", repr=False)

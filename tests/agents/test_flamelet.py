@@ -109,8 +109,9 @@ async def test_role_code_runs_to_completion(
     final = tap.of(TaskStatusChangedEvent, lambda e: e.task_id == "t1")[-1]
     assert statuses(tap) == ["running", "completed"]
     assert final.payload.exit_code == 0 and "hello from trainer task t1" in final.payload.log_tail
-    # the output's size rides on the final status; its last bytes are shipped alongside
+    # the output's size and end ride on the final status (a short output: all of it)
     assert final.payload.log_size == (work / "task.log").stat().st_size > 0
+    assert final.payload.log_tail_at == 0
     config = json.loads((work / "config").read_text())
     assert config["taskid"] == "t1" and config["role"] == "trainer"
     assert not (work / "final-report.json").exists()
@@ -121,7 +122,7 @@ async def test_role_code_runs_to_completion(
 async def test_failing_role_reports_its_log_tail(
     settings, db, notifier, tap, manifests, tmp_path, launch
 ):
-    proc, _ = await run_task(settings, tap, manifests, tmp_path, "fail", **launch)
+    proc, work = await run_task(settings, tap, manifests, tmp_path, "fail", **launch)
     assert await asyncio.wait_for(proc.wait(), 30) == 0
     final = tap.of(TaskStatusChangedEvent, lambda e: e.task_id == "t1")[-1]
     assert statuses(tap) == ["running", "failed"]
@@ -129,6 +130,9 @@ async def test_failing_role_reports_its_log_tail(
     assert "fatal: the data is cursed" in final.payload.log_tail
     assert "working on step 199" in final.payload.log_tail
     assert "working on step 0\n" not in final.payload.log_tail  # only the tail
+    output = (work / "task.log").read_bytes()
+    at = final.payload.log_tail_at
+    assert at is not None and at > 0 and output[at:] == final.payload.log_tail.encode()
 
 
 async def test_prefetch_unpacks_before_the_assignment(

@@ -156,3 +156,19 @@ async def test_the_sender_speaks_the_agent_route(tmp_path: Path) -> None:
         with pytest.raises(OSError, match="404"):
             await LogSender(url, "j1", "t2", "k" * 32)(0, b"nobody\n")
     assert (await stack.resources.task_log("j1", "t1", 0, 100)).data == b"shipped\nmore\n"
+
+
+def test_the_tail_is_located_only_when_it_is_the_output_end_exactly(tmp_path: Path) -> None:
+    log = tmp_path / "task.log"
+    log.write_bytes(b"one\ntwo\n\xff\xfethree\n")
+    shipper = LogShipper(log, Store())
+    size = log.stat().st_size
+    assert shipper.tail_at("three\n", size) == size - 6
+    assert shipper.tail_at("", size) == size
+    assert shipper.tail_at("\ufffd\ufffdthree\n", size) is None  # decoded with replacements
+    assert shipper.tail_at("two\n", size) is None  # not the end
+    assert shipper.tail_at("x" * (size + 1), size) is None
+    log.unlink()
+    log.symlink_to(tmp_path / "elsewhere")
+    (tmp_path / "elsewhere").write_bytes(b"three\n")
+    assert shipper.tail_at("three\n", 6) is None  # a link is not followed

@@ -92,6 +92,30 @@ async def test_output_shipped_after_the_final_status_is_waited_for_within_the_fl
     assert (await api.get(LOGS, headers=ALICE)).headers["x-flame-log-ended"] == "false"
 
 
+async def test_the_final_status_tail_completes_the_stored_output(
+    api: httpx.AsyncClient, stack: MemoryStack
+) -> None:
+    """The bytes of the final status's tail need no shipping: a read serves them once what
+    precedes them is stored."""
+    await _job(stack)
+    tail = {"log": "two\nthree\n", "log_tail_at": 4, "log_size": 14}
+    now = datetime.now(UTC)
+    stack.task("j1", "t1", "trainer", KEY, state="completed", timestamp=now, **tail)
+    await _ship(api, 0, b"one\n")
+    r = await api.get(LOGS, headers=ALICE)
+    assert r.content == b"one\ntwo\nthree\n" and r.headers["x-flame-log-ended"] == "true"
+    r = await api.get(LOGS, params={"offset": 6}, headers=ALICE)
+    assert (r.content, r.headers["x-flame-log-start"]) == (b"o\nthree\n", "6")
+    r = await api.get(LOGS, params={"limit": 5}, headers=ALICE)
+    assert r.content == b"one\nt" and r.headers["x-flame-log-ended"] == "false"
+    assert r.headers["x-flame-log-next"] == "5"
+    # a tail that is not the output's end (a reason instead) is not used
+    wrong = {**tail, "log": "role code exited with code 1"}
+    stack.task("j1", "t1", "trainer", KEY, state="failed", timestamp=now, **wrong)
+    r = await api.get(LOGS, params={"wait": 0.2}, headers=ALICE)
+    assert r.content == b"one\n" and r.headers["x-flame-log-ended"] == "false"
+
+
 async def test_only_the_owner_reads_and_only_the_task_key_ships(
     api: httpx.AsyncClient, stack: MemoryStack
 ) -> None:
