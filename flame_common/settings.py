@@ -12,15 +12,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 from pydantic.fields import FieldInfo
-from pydantic_settings import (
-    BaseSettings,
-    PydanticBaseSettingsSource,
-    SettingsConfigDict,
-    SettingsError,
-)
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 PREFIX = "FLAME_"
 _STRUCTURED = (list, dict, tuple, set, frozenset)
+
+
+class SettingsError(ValueError):
+    """A FLAME_* variable that cannot be read (names it)."""
 
 
 class FlameEnv(PydanticBaseSettingsSource):

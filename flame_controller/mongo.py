@@ -365,9 +365,12 @@ def _task_ops(
     for e in events:
         change = task_change(e)
         if change is not None:
+            oid = task_oid(job_id, e.task_id or "")
+            if any(oid in oids for oids in pending.values()):
+                flush()  # a task's changes are written in their order
             key = repr(sorted(change.items()))
             sets[key] = {**change, "timestamp": e.occurred_at}
-            pending.setdefault(key, []).append(task_oid(job_id, e.task_id or ""))
+            pending.setdefault(key, []).append(oid)
             continue
         flush()  # keep order across the other kinds of writes
         if e.type == "task.created" and e.task_id in by_id:

@@ -6,9 +6,8 @@ from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
-from pydantic_settings import SettingsError
 
-from flame_common.settings import FlameSettings
+from flame_common.settings import FlameSettings, SettingsError
 
 
 def test_variables_of_any_case_set_their_fields(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -233,6 +233,29 @@ class StoreContract:
         state, seen = await a.store.load(job_id)
         assert state == job.state and len(seen) == len(log)
 
+    async def test_a_batch_projects_each_tasks_changes_in_their_order(self, a: Adapters) -> None:
+        """Equal changes of several tasks are written together, yet never ahead of an earlier
+        change of one of those tasks (A completed, B running, B completed like A: B is done)."""
+        job = await self._create(a)
+        agg, trn = job.task("aggregator"), job.task("trainer")
+        await self._step(a, job, d.Start())
+        done = {"state": "completed", "exit_code": 0, "log_tail": "bye\n", "log_size": 4}
+        reports = [
+            (agg, {"state": "running"}),
+            (agg, done),
+            (trn, {"state": "running"}),
+            (trn, done),
+        ]
+        state, batch = job.state, []
+        for task_id, payload in reports:
+            raw = {"type": "task.status_changed", "payload": payload, "task_id": task_id}
+            event = parse_event({**raw, "job_id": state.job_id, "source": "test"})
+            events, state = _stamp(d.decide(state, d.Observe(event)), state)
+            batch.extend(events)
+        await a.store.append(state, batch, before=job.state, observed={e.id for e in batch})
+        tasks = {t.task_id: t for t in await a.store.tasks(job.state.job_id)}
+        assert (tasks[agg].state, tasks[trn].state) == ("completed", "completed")
+
     async def test_job_projection_is_rewritten_only_when_a_job_field_changes(
         self, a: Adapters
     ) -> None:
