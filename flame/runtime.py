@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 from collections.abc import Awaitable, Callable, Coroutine
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ class ChainLoop:
 
     loop: asyncio.AbstractEventLoop
     managers: list[ChannelManager] = field(default_factory=list)
+    ended: bool = False
 
 
 CURRENT: ContextVar[ChainLoop | None] = ContextVar("flame_chain_loop", default=None)
@@ -32,6 +34,7 @@ async def running_chain(run: Callable[[], Awaitable[None]]) -> None:
     try:
         await run()
     finally:
+        state.ended = True  # a tasklet still blocked in `call` gives up
         CURRENT.reset(token)
         for manager in state.managers:
             await manager.close()
@@ -52,11 +55,25 @@ def chain_loop() -> ChainLoop:
     )
 
 
+CHECK_SECONDS = 1.0  # how often a blocked call looks whether its chain still runs
+
+
 def call(coro: Coroutine[Any, Any, T]) -> T:
-    """Run `coro` on the running chain's loop and wait for its result (from a worker thread)."""
+    """Run `coro` on the running chain's loop and wait for its result (from a worker thread),
+    as long as the coroutine's own bounds allow and the chain runs: once the chain ended or
+    its loop stopped, the call is cancelled and raises RuntimeError."""
     try:
         state = chain_loop()
     except RuntimeError:
         coro.close()
         raise
-    return asyncio.run_coroutine_threadsafe(coro, state.loop).result()
+    future = asyncio.run_coroutine_threadsafe(coro, state.loop)
+    while True:
+        try:
+            return future.result(timeout=CHECK_SECONDS)
+        except concurrent.futures.TimeoutError:
+            if state.ended or state.loop.is_closed() or not state.loop.is_running():
+                future.cancel()
+                raise RuntimeError(
+                    "the role's chain ended during a blocking channel call"
+                ) from None

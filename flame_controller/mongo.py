@@ -354,6 +354,8 @@ def _task_ops(
     sets: dict[str, dict[str, Any]] = {}
     removed: list[str] = []
 
+    pending_tasks: set[ObjectId] = set()  # the tasks with a change in `pending`
+
     def flush() -> None:
         for key, oids in pending.items():
             if len(oids) == 1:
@@ -361,13 +363,15 @@ def _task_ops(
             else:
                 ops.append(UpdateMany({"_id": {"$in": oids}}, {"$set": sets[key]}))
         pending.clear()
+        pending_tasks.clear()
 
     for e in events:
         change = task_change(e)
         if change is not None:
             oid = task_oid(job_id, e.task_id or "")
-            if any(oid in oids for oids in pending.values()):
+            if oid in pending_tasks:
                 flush()  # a task's changes are written in their order
+            pending_tasks.add(oid)
             key = repr(sorted(change.items()))
             sets[key] = {**change, "timestamp": e.occurred_at}
             pending.setdefault(key, []).append(oid)

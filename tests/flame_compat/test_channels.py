@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
+import threading
 import uuid
 from typing import Any
 
@@ -15,6 +18,7 @@ from flame.mode.composer import Composer
 from flame.mode.message import MessageType
 from flame.mode.role import Role
 from flame.mode.tasklet import Loop, Tasklet
+from flame.runtime import call, running_chain
 from flame_sdk.simulation import run_roles
 from tests.sdk.helpers import task_config
 
@@ -140,3 +144,24 @@ def test_blocking_calls_outside_a_chain_are_refused() -> None:
     cm(task_config("trainer", "t0"))
     with pytest.raises(RuntimeError, match="inside a role's tasklets"):
         cm.join_all()
+
+
+async def test_a_blocking_call_gives_up_when_its_chain_ends() -> None:
+    outcome: dict[str, Any] = {}
+
+    def blocked() -> None:
+        try:
+            call(asyncio.sleep(60))
+        except RuntimeError as exc:
+            outcome["error"] = str(exc)
+
+    async def chain() -> None:
+        worker = threading.Thread(target=contextvars.copy_context().run, args=(blocked,))
+        worker.start()
+        outcome["worker"] = worker
+        await asyncio.sleep(0.2)  # the chain ends while its tasklet still waits
+
+    await running_chain(chain)
+    await asyncio.to_thread(outcome["worker"].join, 5)
+    assert not outcome["worker"].is_alive()
+    assert "chain ended" in outcome["error"]
