@@ -39,6 +39,8 @@ from flame_controller.timers import run_timers
 
 log = get_logger(__name__)
 
+STOP_SECONDS = 10.0  # a shutdown step (workers ending, the broker connection closing) at most
+
 
 @dataclass(frozen=True)
 class Stores:
@@ -205,7 +207,14 @@ async def _serving(
     finally:
         for worker in workers:
             worker.cancel()
-        await asyncio.gather(*workers, return_exceptions=True)
+        stopping = asyncio.gather(*workers, return_exceptions=True)
+        try:
+            await asyncio.wait_for(stopping, STOP_SECONDS)
+        except TimeoutError:
+            log.error("controller workers did not stop", seconds=STOP_SECONDS)
         if amqp is not None:  # unacked deliveries go back to the queue
-            await amqp.close()
+            try:
+                await asyncio.wait_for(amqp.close(), STOP_SECONDS)
+            except TimeoutError:
+                log.error("broker connection did not close", seconds=STOP_SECONDS)
         log.info("controller stopped")
