@@ -39,6 +39,8 @@ from flame_common.logs import configure_logging
 from flame_common.proofs import PROOF_HEADER, command_proof, task_proof
 from flame_common.settings import FlameSettings
 from flame_controller.app import running_controller
+from flame_controller.broker_accounts import BrokerAccountsError
+from flame_controller.rabbit_accounts import RabbitAccounts
 from schemas.commands import CommandReply, CreateJob, StartJob
 from schemas.events import (
     AgentRegistered,
@@ -204,6 +206,15 @@ class Agents:
 Call = Callable[[object], Awaitable[dict[str, object]]]
 
 
+async def has_broker_user(settings: FlameSettings, job_id: str) -> bool:
+    """Whether the job has its own RabbitMQ user now (the management API is on and in use)."""
+    try:
+        async with RabbitAccounts(settings.rabbit_admin_url, settings.namespace, "/") as accounts:
+            return job_id in await accounts.jobs()
+    except BrokerAccountsError:
+        return False
+
+
 async def wait_all_tasks(job_id: str, state: str) -> None:
     """Poll until no task of the job is in another state (an indexed find_one: cheap on nx-27017,
     unlike count_documents, whose aggregation would steal the CPU the controller is measured on)."""
@@ -221,6 +232,7 @@ class Round:
     all_running: float  # s
     completion_rate: float  # completion reports/s, burst -> job completed
     consumed: int  # agent events consumed by the controller, start -> completed
+    job_user: bool  # the running job had its own RabbitMQ user (per-job broker users on)
     logged: int  # events appended to the job's log, start -> completed
     window: float  # s, start -> completed
 
@@ -238,7 +250,7 @@ async def run_round(settings: FlameSettings, call: Call, ids: list[str]) -> Roun
     spec = JobSpec(
         name="bench",
         design_id="bench",
-        backend="mqtt",
+        backend="rabbitmq",
         max_run_time=3600,
         data_spec=[{"role": "trainer", "dataset_groups": {"g": ids}}],
     )
@@ -257,6 +269,7 @@ async def run_round(settings: FlameSettings, call: Call, ids: list[str]) -> Roun
     await call(StartJob(user_id="bench", job_id=job_id))
     await wait_all_tasks(job_id, "running")
     all_running = time.perf_counter() - t_start
+    job_user = await has_broker_user(settings, job_id)
     t_c = time.perf_counter()
     await agents.publish_all([agents.status(t, JobState.COMPLETED) for t in task_ids])
     await agents.completed.wait()
@@ -272,6 +285,7 @@ async def run_round(settings: FlameSettings, call: Call, ids: list[str]) -> Roun
         all_running=all_running,
         completion_rate=TASKS / (done - t_c),
         consumed=agents.sent,
+        job_user=job_user,
         logged=logged,
         window=done - t_start,
     )
@@ -289,6 +303,7 @@ async def main() -> None:
             mongo_url=mongo.url,
             mongo_db=ns,
             rabbit_url=rabbit,
+            job_brokers=[{"sort": "rabbitmq", "host": rabbit}],
             namespace=ns,
             service_secret=uuid.uuid4().hex,
             log_level="WARNING",
@@ -335,6 +350,12 @@ def report(rounds: list[Round]) -> None:
     r0 = rounds[0]
     print(
         f"{len(rounds)} rounds (medians; per round in brackets), each: raw broker rate, then a job"
+    )
+    users = sum(r.job_user for r in rounds)
+    print(
+        f"authentication on (agents' task proofs, service proofs); per-job broker users "
+        f"{'on' if users == len(rounds) else 'OFF'}: {users} of {len(rounds)} jobs had their own "
+        f"RabbitMQ user while running"
     )
     print(
         f"job creation ({TASKS} tasks, RPC round trip): {med([r.creation for r in rounds]):.2f} s "

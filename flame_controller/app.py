@@ -159,7 +159,10 @@ async def _serving(
     settings: FlameSettings, stores: Stores, accounts: JobAccounts | None
 ) -> AsyncIterator[Controller]:
     relay = OutboxRelay(settings, stores.jobs)
-    controller = Controller(settings, stores.jobs, stores.catalog, relay.enqueue, accounts)
+    provenance = Provenance(settings, stores.jobs)
+    controller = Controller(
+        settings, stores.jobs, stores.catalog, relay.enqueue, accounts, provenance.learn
+    )
 
     async def sweep_users() -> None:
         """Delete the broker users of jobs no longer open (e.g. just quarantined)."""
@@ -180,7 +183,7 @@ async def _serving(
         transient=stores.unavailable,
         partitions=partitions,
         run_command=functools.partial(handle_command, controller),
-        provenance=Provenance(settings, stores.jobs),
+        provenance=provenance,
     )
     workers: list[asyncio.Task[None]] = []
     amqp: AbstractRobustConnection | None = None

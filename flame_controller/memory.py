@@ -106,6 +106,7 @@ class MemoryJobStore:
         planned: Sequence[PlannedTask] = (),
         keys: dict[str, str] | None = None,
         before: JobView | None = None,
+        login: BrokerLogin | None = None,
     ) -> None:
         if not events:
             return
@@ -116,6 +117,8 @@ class MemoryJobStore:
             self._tasks.pop(state.job_id, None)
             return
         self._project_tasks(state.job_id, events, planned, keys or {})
+        if login is not None:
+            await self.set_broker_login(state.job_id, login)
         if before is None or summary_changed(before, state, self.grace, self.deploy):
             self._project_job(state, spec=any(e.type == "job.updated" for e in events))
 

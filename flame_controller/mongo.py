@@ -145,6 +145,7 @@ class MongoJobStore:
         planned: Sequence[PlannedTask] = (),
         keys: dict[str, str] | None = None,
         before: JobView | None = None,
+        login: BrokerLogin | None = None,
     ) -> None:
         if not events:
             return
@@ -153,7 +154,8 @@ class MongoJobStore:
             for doc in (TaskDoc, JobDoc):
                 await doc.get_pymongo_collection().delete_many({"job_id": state.job_id})
             return
-        ops = _task_ops(state.job_id, events, planned, keys or {})
+        stored = None if login is None else _login_fields(login)
+        ops = _task_ops(state.job_id, events, planned, keys or {}, stored)
         if ops:
             await TaskDoc.get_pymongo_collection().bulk_write(ops, ordered=True)
         if before is None or summary_changed(before, state, self.grace, self.deploy):
@@ -178,12 +180,9 @@ class MongoJobStore:
         await JobDoc.get_pymongo_collection().update_one({"job_id": state.job_id}, {"$set": fields})
 
     async def set_broker_login(self, job_id: str, login: BrokerLogin | None) -> None:
-        stored = {
-            "broker_user": login.user if login else "",
-            "broker_password": login.password if login else "",
-            "broker_sorts": list(login.sorts) if login else [],
-        }
-        await TaskDoc.get_pymongo_collection().update_many({"job_id": job_id}, {"$set": stored})
+        await TaskDoc.get_pymongo_collection().update_many(
+            {"job_id": job_id}, {"$set": _login_fields(login)}
+        )
 
     async def pending(self, job_id: str | None = None) -> list[EventBase]:
         query: dict[str, Any] = {"published": False}
@@ -344,10 +343,25 @@ def _task_doc(job_id: str, t: PlannedTask, key: str) -> dict[str, Any]:
     return {"_id": task_oid(job_id, t.task_id), **new_task(job_id, t, key)}
 
 
+def _login_fields(login: BrokerLogin | None) -> dict[str, Any]:
+    """A task document's broker login fields (None: cleared)."""
+    return {
+        "broker_user": login.user if login else "",
+        "broker_password": login.password if login else "",
+        "broker_sorts": list(login.sorts) if login else [],
+    }
+
+
 def _task_ops(
-    job_id: str, events: Sequence[EventBase], planned: Sequence[PlannedTask], keys: dict[str, str]
+    job_id: str,
+    events: Sequence[EventBase],
+    planned: Sequence[PlannedTask],
+    keys: dict[str, str],
+    login: dict[str, Any] | None = None,
 ) -> list[Any]:
-    """Task projection writes for `events`, in order; equal changes of many tasks: one write."""
+    """Task projection writes for `events`, in order; equal changes of many tasks: one write.
+    `login` (stored login fields) goes into a start's reset of every task (its own write if
+    `events` hold no start)."""
     by_id = {t.task_id: t for t in planned}
     ops: list[Any] = []
     pending: dict[str, list[ObjectId]] = {}  # one $set (as canonical JSON) -> task _ids
@@ -384,8 +398,12 @@ def _task_ops(
         elif e.type == "task.removed":
             removed.append(e.task_id or "")
         elif (reset := start_reset(e)) is not None:
-            ops.append(UpdateMany({"job_id": job_id}, {"$set": {**reset, "timestamp": now()}}))
+            reset = {**reset, **(login or {}), "timestamp": now()}
+            ops.append(UpdateMany({"job_id": job_id}, {"$set": reset}))
+            login = None
     flush()
+    if login is not None:
+        ops.append(UpdateMany({"job_id": job_id}, {"$set": login}))
     if removed:
         ops.append(DeleteMany({"job_id": job_id, "task_id": {"$in": removed}}))
     return ops

@@ -26,8 +26,10 @@ MARK_EVERY = 5000  # published events whose flag is set in one write while busy.
 MARK_DELAY = 1.0  # ...or after this many seconds without new events
 RETRY_FIRST, RETRY_MAX = 0.1, 5.0  # backoff between attempts of an unconfirmed batch (s)
 PUBLISH_TIMEOUT = 30.0  # bound of one confirm, and of one wait on a broker that blocks us
-# Event types the deployers and the notifier consume: returned unroutable (their queue is gone),
-# such an event is put in the dead letters. The other types may have no consumer (returns ignored).
+# Event types the deployers and the notifier consume, published mandatory: returned unroutable
+# (their queue is gone), such an event is put in the dead letters. The other types may have no
+# consumer: they are published without `mandatory` (a return would cost a broker round trip and
+# a copy of the message coming back, for nothing).
 ROUTED = frozenset(
     {
         "worker.requested",
@@ -58,7 +60,8 @@ class OutboxRelay:
 
     Every event is published at least once: a publish that is nacked, times out or fails with
     the channel or connection is retried (backoff, channel reopened) from the first unconfirmed
-    event on, in order; while the broker blocks publishers it waits. Publishes are mandatory.
+    event on, in order; while the broker blocks publishers it waits. Publishes of the `ROUTED`
+    types are mandatory.
     """
 
     def __init__(self, settings: FlameSettings, store: JobStore) -> None:
@@ -198,7 +201,7 @@ class OutboxRelay:
                         exchange=self._exchange,
                         routing_key=e.type,
                         properties=_properties(e, self.settings.service_secret),
-                        mandatory=True,
+                        mandatory=e.type in ROUTED,
                         timeout=PUBLISH_TIMEOUT,
                     )
                     for e in chunk

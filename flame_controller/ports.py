@@ -140,10 +140,13 @@ class JobStore(Protocol):
         planned: Sequence[PlannedTask] = (),
         keys: dict[str, str] | None = None,
         before: JobView | None = None,
+        login: BrokerLogin | None = None,
     ) -> None:
         """Append stamped `events` (ids in `observed` came from the bus: already published),
-        then project `state` (the fold of `before` and `events`); raises DuplicateEvent, or
-        SeqTaken when a `(job_id, seq)` is already in the log (`(job_id, seq)` is unique)."""
+        then project `state` (the fold of `before` and `events`; with `login`, the job's broker
+        login is stored on all its tasks in the same write as a start's reset); raises
+        DuplicateEvent, or SeqTaken when a `(job_id, seq)` is already in the log (`(job_id,
+        seq)` is unique)."""
         ...
 
     async def reproject(self, state: JobView) -> None:

@@ -52,6 +52,11 @@ class Provenance:
                 )
         return refused
 
+    def learn(self, job_id: str, keys: dict[str, str], complete: bool) -> None:
+        """Task keys the controller just made (a created job's, `complete`, or added tasks'):
+        its agents' first events need no read of them."""
+        self._keys.learn(job_id, keys, complete=complete)
+
     def command_refusal(self, body: bytes, proof: str) -> str | None:
         """Why a command is refused (not proven by the service secret); None when it is not."""
         why = command_refusal(self._secret, body, proof)

@@ -18,7 +18,7 @@ from bson import ObjectId
 from flame_common.logs import get_logger
 from flame_common.settings import FlameSettings
 from flame_controller import decide as d
-from flame_controller.broker_accounts import JobAccounts
+from flame_controller.broker_accounts import BrokerLogin, JobAccounts
 from flame_controller.expansion import PlannedTask
 from flame_controller.planning import Planner, new_keys
 from flame_controller.ports import Catalog, CommandRecord, JobStore, SeqTaken, UnfoldableLog
@@ -31,6 +31,8 @@ from schemas.job import JobStatus
 log = get_logger(__name__)
 
 Publish = Callable[[Sequence[EventBase]], None]
+# told the task keys this controller made: (job id, task id -> key, all of the job's keys)
+LearnKeys = Callable[[str, dict[str, str], bool], None]
 
 
 @dataclass
@@ -64,8 +66,10 @@ class Controller:
         catalog: Catalog,
         publish: Publish,
         accounts: JobAccounts | None = None,
+        learn_keys: LearnKeys | None = None,
     ) -> None:
         self.settings = settings
+        self.learn_keys = learn_keys  # e.g. the provenance checks: no read of keys made here
         self.store = store
         self.catalog = catalog
         self.accounts = accounts  # None: jobs share the job_brokers credentials
@@ -191,9 +195,8 @@ class Controller:
             else:
                 raise FlameError(f"unknown command {type(cmd).__name__}")
             events = d.decide(entry.state, command, cmd.correlation_id)
-            if isinstance(command, d.Start):
-                await self._open_login(cmd.job_id)
-            await self._commit(entry, events, planned=planned)
+            login = await self._open_login(cmd.job_id) if isinstance(command, d.Start) else None
+            await self._commit(entry, events, planned=planned, login=login)
             if isinstance(cmd, c.DeleteJob):
                 self._forget(cmd.job_id)
                 return {}
@@ -206,9 +209,12 @@ class Controller:
         events, folded = d.decide_folded(None, create, cmd.correlation_id)
         events = _stamp(events, 0)
         state = replace(folded, last_seq=len(events))
+        keys = new_keys(planned)
         async with self._lock(job_id):
-            await self.store.create(state, events, planned, new_keys(planned))
+            await self.store.create(state, events, planned, keys)
             self._cache[job_id] = _Entry(state)
+        if self.learn_keys is not None:
+            self.learn_keys(job_id, keys, True)
         self.publish(events)
         log.info("job created", job_id=job_id, tasks=len(planned))
         return job_status(state)
@@ -290,8 +296,10 @@ class Controller:
         observed: set[str] | None = None,
         planned: Sequence[PlannedTask] = (),
         folded: JobView | None = None,
+        login: BrokerLogin | None = None,
     ) -> None:
-        """Append `events` (already stamped and folded into `folded` if given) and publish them."""
+        """Append `events` (already stamped and folded into `folded` if given; with the job's
+        new broker `login` when it starts) and publish them."""
         if not events:
             return
         if folded is None:
@@ -304,7 +312,13 @@ class Controller:
         keys = new_keys(list(planned)) if planned else None
         try:
             await self.store.append(
-                state, events, observed=observed, planned=planned, keys=keys, before=entry.state
+                state,
+                events,
+                observed=observed,
+                planned=planned,
+                keys=keys,
+                before=entry.state,
+                login=login,
             )
         except SeqTaken:  # nothing stored: another controller wrote the job meanwhile
             self._forget(state.job_id)
@@ -316,6 +330,8 @@ class Controller:
             self._forget(state.job_id)
             self._unsettled.add(state.job_id)
             raise
+        if keys and self.learn_keys is not None:
+            self.learn_keys(state.job_id, keys, False)
         ended = state.deleted or (state.state.is_terminal and not entry.state.state.is_terminal)
         entry.state = state
         entry.seen.update(e.id for e in events)
@@ -337,18 +353,19 @@ class Controller:
 
     # --- the job's data-plane broker login ------------------------------------------------------
 
-    async def _open_login(self, job_id: str) -> None:
-        """Before the start is committed: the job's broker user, its login on the tasks."""
+    async def _open_login(self, job_id: str) -> BrokerLogin | None:
+        """Before the start is committed: the job's broker user (stored on its tasks with the
+        start's events); None when jobs share the job_brokers credentials."""
         if self.accounts is None:
-            return
+            return None
         try:
             login = await self.accounts.open(job_id)
         except Exception as exc:
             raise FlameError(f"cannot start job {job_id}: {exc}") from exc
-        await self.store.set_broker_login(job_id, login)
         log.info(
             "job broker user created", job_id=job_id, user=login.user, brokers=sorted(login.sorts)
         )
+        return login
 
     async def _close_login(self, job_id: str, *, stored: bool) -> None:
         """The job ended: delete its broker user (a failure is left to the next start's sweep)."""

@@ -59,3 +59,33 @@ def test_the_least_recently_used_job_goes_first_and_forget_drops_one() -> None:
         assert reads.reads == ["j1", "j2", "j1", "j1"]
 
     asyncio.run(go())
+
+
+def test_keys_handed_over_by_their_maker_need_no_read() -> None:
+    async def go() -> None:
+        reads = Reads()
+        keys = TaskKeys(reads.load)
+        keys.learn("j3", {"x": "kx"}, complete=True)  # a job this process just created
+        assert await keys.key("j3", "x") == "kx"
+        keys.learn("j1", {"new": "knew"}, complete=False)  # j1 not cached: not kept
+        assert len(keys) == 1
+        await keys.key("j1", "a")
+        keys.learn("j1", {"added": "kadded"}, complete=False)  # tasks an update added
+        assert await keys.of("j1", ["a", "added"]) == {"a": "ka", "b": "kb", "added": "kadded"}
+        assert reads.reads == ["j1"]
+
+    asyncio.run(go())
+
+
+def test_the_cache_is_bounded_by_keys_and_keeps_the_job_used_last() -> None:
+    async def go() -> None:
+        reads = Reads()
+        keys = TaskKeys(reads.load, capacity=2)
+        await keys.key("j1", "a")  # 2 keys
+        await keys.key("j2", "c")  # 3 keys: j1 goes
+        assert len(keys) == 1
+        keys.learn("big", {f"t{i}": "k" for i in range(5)}, complete=True)  # over the bound alone
+        assert len(keys) == 1 and await keys.key("big", "t4") == "k"
+        assert reads.reads == ["j1", "j2"]
+
+    asyncio.run(go())

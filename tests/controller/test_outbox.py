@@ -219,7 +219,7 @@ async def test_an_unroutable_event_a_service_consumes_is_dead_lettered(
     assert [(x.message_id, x.reason, x.routing_key) for x in letters] == [
         (request.id, UNROUTABLE, "worker.requested")
     ]
-    assert await store.published()  # job.deleted has no consumer: returned, left alone
+    assert await store.published()  # job.deleted has no consumer: not mandatory, nothing returned
 
 
 def test_every_type_the_services_consume_is_routed() -> None:

@@ -376,6 +376,26 @@ class StoreContract:
             ("", "")
         }
 
+    async def test_a_start_stores_the_jobs_login_on_every_task_with_its_events(
+        self, a: Adapters
+    ) -> None:
+        job = await self._create(a)
+        job_id = job.state.job_id
+        login = new_login("ns", job_id, ["rabbitmq"])
+        await self._step(a, job, d.Start(), login=login)
+        tasks = await a.store.tasks(job_id)
+        assert {(t.state, t.broker_user, t.broker_password) for t in tasks} == {
+            ("ready", login.user, login.password)
+        }
+        # a login with events that hold no start is stored all the same
+        again = new_login("ns", job_id, ["rabbitmq"])
+        await self._observe(
+            a, job, "agent.registered", {"agent_id": "a1"}, task_id=tasks[0].task_id
+        )
+        await self._step(a, job, d.Stop(), login=again)
+        tasks = await a.store.tasks(job_id)
+        assert {t.broker_password for t in tasks} == {again.password}
+
 
 class TestMemoryStore(StoreContract):
     @pytest.fixture
