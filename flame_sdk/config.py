@@ -13,7 +13,7 @@ from schemas.errors import Invalid
 from schemas.task_config import TaskConfig
 
 DEFAULT_GROUP = "default"
-BACKEND_SORTS = ("local", "rabbitmq", "mqtt")
+BACKEND_SORTS = ("local", "rabbitmq", "mqtt", "p2p")
 DEFAULT_HYPERPARAMETERS: dict[str, Any] = {"rounds": 1, "epochs": 1, "batchSize": 16}
 
 

@@ -15,7 +15,11 @@ from flame_common.cli import add_version
 from flame_common.logs import configure_logging
 from schemas.errors import FlameError
 
-DEFAULT_BROKERS = {"rabbitmq": "amqp://guest:guest@127.0.0.1:5672/", "mqtt": "127.0.0.1:1883"}
+DEFAULT_BROKERS = {
+    "rabbitmq": "amqp://guest:guest@127.0.0.1:5672/",
+    "mqtt": "127.0.0.1:1883",
+    "p2p": "amqp://guest:guest@127.0.0.1:5672/",  # membership over RabbitMQ, payloads direct
+}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -36,8 +40,12 @@ def _parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="override a hyperparameter (VALUE parsed as JSON when it is JSON)",
     )
-    p.add_argument("--backend", choices=("local", "rabbitmq", "mqtt"), default="local")
-    p.add_argument("--broker", help="broker address of a rabbitmq (URL) or mqtt (host[:port]) run")
+    p.add_argument("--backend", choices=("local", "rabbitmq", "mqtt", "p2p"), default="local")
+    p.add_argument(
+        "--broker",
+        help="broker address of a rabbitmq (URL) or mqtt (host[:port]) run; of a p2p run, the "
+        "broker of its membership side (an amqp:// URL: RabbitMQ, else MQTT)",
+    )
     p.add_argument("--registry", default="dummy", help="registry sort[:uri], e.g. local:/tmp/reg")
     p.add_argument("--timeout", type=float, default=600.0, help="seconds before giving up")
     p.add_argument("--workdir", type=Path, help="configs and logs of a multi-process run")

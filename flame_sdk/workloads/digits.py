@@ -4,7 +4,9 @@ The examples' `<role>/main.py` put these mixins in front of a mode class, e.g.
 `class DigitsTrainer(DigitsTraining, Trainer)` or `class A(DigitsEvaluation, TopAggregator)`;
 trainers of jobs without an aggregator use `DigitsPeerTraining`, which also evaluates.
 Hyperparameters read: `model` (`mlp` or `mlp10m`), `epochs`, `batchSize`, `learningRate`
-(default 0.1) and, where a role evaluates, `testDataset` (default `digits://test`).
+(default 0.1) and, where a role evaluates, `testDataset` (default `digits://test`). The trainer
+runs the client side of whatever the job configures (optimizer term, data sampler, Oort utility;
+privacy is applied by the mode's upload), so every algorithm example shares it.
 """
 
 from __future__ import annotations
@@ -13,14 +15,19 @@ import itertools
 import json
 import math
 import time
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from flame_sdk.datasamplers import DefaultTrainerSampler, TrainerSampler
 from flame_sdk.datasets import load_dataset
+from flame_sdk.optimizers import Regularizer, ScaffoldTerm
 from flame_sdk.roles.base import Role
+from flame_sdk.roles.trainer import Trainer
+from flame_sdk.selectors import statistical_utility
 
 
 def build_model(kind: str, seed: int | None = None, outputs: int = 10) -> nn.Module:
@@ -67,9 +74,24 @@ def score(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, fl
 
 
 class DigitsTraining(Role):
-    """Trainer mixin: SGD on the `config.dataset` shard, batches shuffled per (round, shard)."""
+    """Trainer mixin: SGD on the `config.dataset` shard, batches shuffled per (round, shard).
+
+    Each round it runs the client side of the job's algorithms, so one loop serves them all:
+    - the data sampler picks the round's samples (`default`: all of them); the first epoch
+      records their per-sample losses and every batch its time (`batch_seconds`), and
+      `dataset_size` becomes the number of samples trained on;
+    - on a `Trainer`, the optimizer's client term (`regularizer_term`: FedProx, FedDyn,
+      SCAFFOLD) is added to the loss, except FedAvg's zero term; SCAFFOLD trains exactly its
+      `k` local steps (passes over the samples repeat or stop early) instead of `epochs`;
+    - with the `oort` selector, `stat_utility` is the round's statistical utility over the
+      first epoch's per-sample losses.
+    With none of these configured the loop is plain SGD over every sample for `epochs` epochs.
+    """
 
     framework = "torch"
+    datasampler: TrainerSampler
+    learning_rate: float | None
+    stat_utility: float | None
 
     def initialize(self) -> None:
         torch.set_num_threads(1)
@@ -84,18 +106,64 @@ class DigitsTraining(Role):
     def train(self) -> None:
         hp = self.config.hyperparameters
         batch = int(hp["batchSize"])
-        optimizer = torch.optim.SGD(self.model.parameters(), lr=float(hp.get("learningRate", 0.1)))
+        self.learning_rate = float(hp.get("learningRate", 0.1))
+        optimizer = torch.optim.SGD(self.model.parameters(), lr=self.learning_rate)
         rng = np.random.default_rng([self.round, self.client_id])
+        selected = self.datasampler.sample(len(self.y))
+        self.dataset_size = len(selected)
+        term = self._loss_term()
+        oort = self.config.selector.sort == "oort"
+        track = oort or not isinstance(self.datasampler, DefaultTrainerSampler)
+        first_losses: list[np.ndarray] = []
         self.model.train()
-        for _ in range(int(hp["epochs"])):
-            order = torch.from_numpy(rng.permutation(self.dataset_size))
-            for start in range(0, self.dataset_size, batch):
-                idx = order[start : start + batch]
-                loss = F.cross_entropy(self.model(self.x[idx]), self.y[idx])
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
+        for epoch, idx in self._batches(selected, batch, int(hp["epochs"]), rng):
+            started = time.perf_counter()
+            logits = self.model(self.x[idx])
+            loss = F.cross_entropy(logits, self.y[idx])
+            if track and epoch == 0:
+                losses = F.cross_entropy(logits.detach(), self.y[idx], reduction="none").numpy()
+                self.datasampler.record_losses(idx.numpy(), losses)
+                first_losses.append(losses)
+            if term is not None:
+                loss = loss + term()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            elapsed = time.perf_counter() - started
+            self.datasampler.record_batch_time(self.batch_seconds(elapsed, len(idx)))
         optimizer.zero_grad(set_to_none=True)  # the gradients (one model's size) are not needed
+        if oort and first_losses:
+            self.stat_utility = statistical_utility(np.concatenate(first_losses), len(selected))
+
+    def batch_seconds(self, measured: float, samples: int) -> float:
+        """The time of a batch of `samples` samples that the data sampler records (FedBalancer
+        sizes its selection by it): the measured seconds. Override to model a device."""
+        return measured
+
+    def _loss_term(self) -> Callable[[], torch.Tensor] | None:
+        """The optimizer's client term on a `Trainer` (None for FedAvg's zero term)."""
+        if isinstance(self, Trainer) and type(self.regularizer) is not Regularizer:
+            return self.regularizer_term
+        return None
+
+    def _batches(
+        self, selected: np.ndarray, batch: int, epochs: int, rng: np.random.Generator
+    ) -> Iterator[tuple[int, torch.Tensor]]:
+        """(epoch, dataset positions) of each batch: `epochs` shuffled passes over `selected`,
+        or SCAFFOLD's exactly `k` batches (as many passes as that takes)."""
+        steps = None
+        if isinstance(self, Trainer) and isinstance(self.regularizer, ScaffoldTerm):
+            steps = self.regularizer.k
+        done = 0
+        for epoch in itertools.count():
+            if len(selected) == 0 or (steps is None and epoch == epochs):
+                return
+            order = torch.from_numpy(selected[rng.permutation(len(selected))])
+            for start in range(0, len(selected), batch):
+                if done == steps:
+                    return
+                yield epoch, order[start : start + batch]
+                done += 1
 
     def evaluate(self) -> None:
         """No client-side evaluation in this workload."""

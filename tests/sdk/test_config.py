@@ -55,7 +55,8 @@ def test_channel_without_own_role_in_pair() -> None:
     ("change", "message"),
     [
         ({"taskid": ""}, "taskid: required"),
-        ({"backend": "p2p"}, "backend: unknown sort 'p2p'"),
+        ({"backend": "grpc"}, "backend: unknown sort 'grpc'"),
+        ({"backend": "p2p"}, "brokers: no broker of sort 'p2p'"),
         ({"backend": "rabbitmq"}, "brokers: no broker of sort 'rabbitmq'"),
         (
             {"groupAssociation": {"param-channel": "eu"}},
@@ -83,6 +84,14 @@ def test_brokers_per_sort_and_channel_override() -> None:
     config = Config.load(raw)
     assert config.backend_of(config.channels[0]) == ("mqtt", "broker:1884")
     assert config.broker_of("rabbitmq").startswith("amqp://")
+
+
+def test_p2p_backend_takes_the_broker_of_its_membership_side() -> None:
+    broker = "amqp://guest:guest@127.0.0.1:5672/"
+    config = Config.load(
+        task_config("trainer", "t1", backend="p2p", brokers=[{"sort": "p2p", "host": broker}])
+    )
+    assert config.backend_of(config.channels[0]) == ("p2p", broker)
 
 
 def test_group_association_resolves_and_missing_means_default() -> None:

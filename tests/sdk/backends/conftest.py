@@ -14,6 +14,7 @@ import pytest
 
 from flame_sdk.backends import create_backend
 from flame_sdk.backends.base import Backend, Scope
+from flame_sdk.backends.p2p import ENVELOPE, ENVELOPE_MAGIC, EnvelopeKind
 from flame_sdk.backends.rabbitmq import exchange_name, unicast_key
 from tests.support.wait import eventually
 
@@ -109,9 +110,17 @@ class Cluster:
         await trainer.backend.send(t, "agg", payload)
         await eventually(lambda: agg.received(a) == [payload], what="the unicast")
 
+    def payload(self, body: bytes) -> bytes:
+        """What a well-formed injected frame carries so that `body` is delivered: p2p wraps
+        the payloads of its broker side in an envelope (sequence 0 of a fresh stream)."""
+        if self.sort == "p2p":
+            return ENVELOPE.pack(ENVELOPE_MAGIC, EnvelopeKind.DATA, 7, 0) + body
+        return body
+
     async def inject(self, scope: Scope, raw: bytes) -> None:
-        """Publish `raw` exactly where a unicast to the end of `scope` would travel."""
-        if self.sort == "rabbitmq":
+        """Publish `raw` exactly where a unicast to the end of `scope` would travel (p2p: on
+        its broker side)."""
+        if self.sort in ("rabbitmq", "p2p"):
             connection = await aio_pika.connect(self.broker)
             async with connection:
                 channel = await connection.channel()
@@ -140,11 +149,12 @@ class Cluster:
         "local",
         pytest.param("rabbitmq", marks=pytest.mark.integration),
         pytest.param("mqtt", marks=pytest.mark.integration),
+        pytest.param("p2p", marks=pytest.mark.integration),  # membership over RabbitMQ
     ]
 )
 async def cluster(request: pytest.FixtureRequest) -> AsyncIterator[Cluster]:
     sort: str = request.param
-    if sort == "rabbitmq":
+    if sort in ("rabbitmq", "p2p"):
         broker = request.getfixturevalue("rabbit_url")
     elif sort == "mqtt":
         host, port = request.getfixturevalue("mqtt_broker")

@@ -205,13 +205,15 @@ async def test_malformed_and_foreign_frames_are_dropped(cluster: Cluster) -> Non
     s1 = await t1.join("trainer", "aggregator")
     await eventually(lambda: agg.peers(a) == ["t1"], what="join")
 
+    body = cluster.payload(b"bogus")
+
     def frame(**changes: object) -> bytes:
         fields: dict[str, object] = {
             "kind": Kind.DATA, "job_id": cluster.job_id, "channel": "param", "group": "default",
-            "role": "trainer", "sender": "t1", "message_id": 1, "total": 5,
+            "role": "trainer", "sender": "t1", "message_id": 1, "total": len(body),
         }  # fmt: skip
         fields.update(changes)
-        return Header(**fields).encode() + b"bogus"  # type: ignore[arg-type]
+        return Header(**fields).encode() + body  # type: ignore[arg-type]
 
     bad = [
         b"",

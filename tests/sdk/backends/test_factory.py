@@ -7,6 +7,7 @@ import pytest
 from flame_sdk.backends import create_backend
 from flame_sdk.backends.local import LocalBackend, hub_for
 from flame_sdk.backends.mqtt import MQTTBackend, broker_login, parse_broker
+from flame_sdk.backends.p2p import P2PBackend
 from flame_sdk.backends.rabbitmq import RabbitMQBackend, broadcast_key, unicast_key
 
 
@@ -14,11 +15,12 @@ def test_factory_builds_each_sort() -> None:
     assert isinstance(create_backend("local", "", "j", "e"), LocalBackend)
     assert isinstance(create_backend("rabbitmq", "amqp://h/", "j", "e"), RabbitMQBackend)
     assert isinstance(create_backend("mqtt", "localhost:1884", "j", "e"), MQTTBackend)
+    assert isinstance(create_backend("p2p", "amqp://h/", "j", "e"), P2PBackend)
 
 
 def test_unknown_sort_is_named_in_the_error() -> None:
-    with pytest.raises(ValueError, match="unknown backend sort 'p2p'"):
-        create_backend("p2p", "", "j", "e")
+    with pytest.raises(ValueError, match=r"unknown backend sort 'grpc'.*p2p"):
+        create_backend("grpc", "", "j", "e")
 
 
 def test_local_backends_of_one_job_share_a_hub() -> None:
