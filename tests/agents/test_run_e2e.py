@@ -21,10 +21,13 @@ from tests.support.tutorial import tutorial_block, write_tutorial
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
 ROOT = Path(__file__).parents[2]
-# Two-tier variants that differ from `two_tier_fedavg` only in modelSpec and role code (the
-# control plane passes both through untouched) train in simulation only, to keep the suite short
-# (tests/sdk/test_examples_algorithms.py).
-SIMULATION_ONLY = {"dp", "fedbalancer", "feddyn", "fedopt", "fedprox", "oort", "scaffold"}
+# Variants of a topology run here already that differ only in modelSpec, role code or task
+# count (the control plane passes those through untouched) train in simulation only, to keep
+# the suite short (tests/sdk/test_examples_algorithms.py, test_examples_topologies.py).
+SIMULATION_ONLY = {
+    *("dp", "fedbalancer", "feddyn", "fedopt", "fedprox", "oort", "scaffold"),
+    *("compas_fedgft", "coord_3_hierarchical", "fedscale"),
+}
 EXAMPLES = sorted(
     p.name
     for p in (ROOT / "examples").iterdir()
