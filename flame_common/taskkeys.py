@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
 
@@ -24,15 +25,28 @@ class TaskKeys:
         self._capacity = capacity
         self._jobs: OrderedDict[str, dict[str, str]] = OrderedDict()
         self._size = 0  # keys held
+        self._reading: dict[str, asyncio.Future[dict[str, str]]] = {}  # job -> read under way
 
     async def of(self, job_id: str, task_ids: Iterable[str]) -> dict[str, str]:
-        """The job's keys (task id -> key), read again if one of `task_ids` is missing."""
+        """The job's keys (task id -> key), read again if one of `task_ids` is missing; callers
+        asking while a read of the job is under way share it (its agents register at once)."""
+        wanted = list(task_ids)
         keys = self._jobs.get(job_id)
-        if keys is None or any(t not in keys for t in task_ids):
-            keys = await self._load(job_id)
-            self._put(job_id, keys)
-        else:
+        if keys is not None and all(t in keys for t in wanted):
             self._jobs.move_to_end(job_id)
+            return keys
+        reading = self._reading.get(job_id)
+        if reading is not None:
+            keys = await asyncio.shield(reading)
+            if all(t in keys for t in wanted):
+                return keys
+        reading = self._reading[job_id] = asyncio.ensure_future(self._load(job_id))
+        try:
+            keys = await asyncio.shield(reading)
+        finally:
+            if self._reading.get(job_id) is reading:
+                del self._reading[job_id]
+        self._put(job_id, keys)
         return keys
 
     def learn(self, job_id: str, keys: dict[str, str], *, complete: bool) -> None:

@@ -89,3 +89,24 @@ def test_the_cache_is_bounded_by_keys_and_keeps_the_job_used_last() -> None:
         assert reads.reads == ["j1", "j2"]
 
     asyncio.run(go())
+
+
+def test_callers_asking_during_a_read_share_it() -> None:
+    async def go() -> None:
+        reads = Reads()
+        gate = asyncio.Event()
+
+        async def slow(job_id: str) -> dict[str, str]:
+            await gate.wait()
+            return await reads.load(job_id)
+
+        keys = TaskKeys(slow)
+        asking = [asyncio.ensure_future(keys.key("j1", t)) for t in ("a", "b", "a")]
+        await asyncio.sleep(0)
+        gate.set()
+        assert await asyncio.gather(*asking) == ["ka", "kb", "ka"]
+        assert reads.reads == ["j1"]
+        assert await keys.key("j1", "ghost") is None  # unknown afterwards: one more read
+        assert reads.reads == ["j1", "j1"]
+
+    asyncio.run(go())
