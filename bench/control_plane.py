@@ -41,6 +41,7 @@ from flame_common.settings import FlameSettings
 from flame_controller.app import running_controller
 from flame_controller.broker_accounts import BrokerAccountsError
 from flame_controller.rabbit_accounts import RabbitAccounts
+from flame_sdk.localstack import delete_namespace
 from schemas.commands import CommandReply, CreateJob, StartJob
 from schemas.events import (
     AgentRegistered,
@@ -332,6 +333,7 @@ async def main() -> None:
                 await client.stop()
         finally:
             mongo.stop()
+            await delete_namespace(rabbit, ns)  # its durable queues would pile up on the broker
     report(rounds)
 
 

@@ -164,19 +164,30 @@ def local_stack(
 
 
 async def delete_namespace(rabbit_url: str, namespace: str) -> None:
-    """Delete the durable queues and exchanges the services declare in `namespace`."""
+    """Delete the durable queues (the controller's partition queues included) and exchanges the
+    services declare in `namespace`."""
     import aio_pika
 
+    from flame_common.settings import FlameSettings
+    from flame_common.topology import topology
+
+    layout = topology(FlameSettings(namespace=namespace))
+    queues = [
+        *(f"{namespace}.{name}" for name in DURABLE_QUEUES),
+        layout.controllers.name,
+        *(q.name for q in layout.partition_queues),
+    ]
+    exchanges = [f"{namespace}.{name}" for name in DURABLE_EXCHANGES]
     connection = await aio_pika.connect(rabbit_url)
     async with connection:
-        for kind, names in (("queue", DURABLE_QUEUES), ("exchange", DURABLE_EXCHANGES)):
+        for kind, names in (("queue", queues), ("exchange", exchanges)):
             for name in names:
                 channel = await connection.channel()  # a failed delete closes its channel
                 with contextlib.suppress(Exception):
                     if kind == "queue":
-                        await channel.queue_delete(f"{namespace}.{name}")
+                        await channel.queue_delete(name)
                     else:
-                        await channel.exchange_delete(f"{namespace}.{name}")
+                        await channel.exchange_delete(name)
                 with contextlib.suppress(Exception):
                     await channel.close()
 

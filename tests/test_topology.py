@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 
 import aio_pika
@@ -117,3 +118,23 @@ async def test_a_message_failing_in_processing_is_dead_lettered_after_the_limit(
     letter = await eventually(lambda: dead.get(fail=False), what="a dead letter")
     assert letter.message_id == event.id
     assert tries == [1, 2, 3]
+
+
+async def test_a_throwaway_stacks_namespace_is_deleted_with_its_partition_queues(
+    rabbit_url: str,
+) -> None:
+    from flame_sdk.localstack import delete_namespace
+
+    namespace = f"t{uuid.uuid4().hex[:10]}"
+    layout = topology(FlameSettings(namespace=namespace))
+    queues = [layout.consumer("controller.events", ("x",)), layout.controllers]
+    queues += layout.partition_queues
+    connection = await aio_pika.connect(rabbit_url)
+    async with connection:
+        channel = await connection.channel()
+        for queue in queues:
+            await declare_queue(channel, queue)
+        await delete_namespace(rabbit_url, namespace)
+        for queue in queues:
+            with pytest.raises(aio_pika.exceptions.ChannelNotFoundEntity):
+                await (await connection.channel()).declare_queue(queue.name, passive=True)
