@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flame_common.logs import get_logger
+from flame_sdk.backends.background import Background
 from flame_sdk.backends.base import Backend, BrokerOutageError, Scope
 from flame_sdk.backends.chunking import (
     DEFAULT_MAX_MESSAGE,
@@ -85,7 +86,7 @@ class BrokerBackend(Backend):
         self._dispatcher = Dispatcher(self)
         self._ids = itertools.count(random.getrandbits(48))
         self._send_locks: dict[tuple[str, str, str | None], asyncio.Lock] = {}
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._background = Background("backend")
         self._ticker: asyncio.Task[None] | None = None
         self._connect_lock = asyncio.Lock()
         self._connected = False
@@ -387,23 +388,10 @@ class BrokerBackend(Backend):
 
     # -- helpers --------------------------------------------------------------------------
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
-        task = asyncio.create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-        return task
-
-    def _task_done(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.warning("backend task failed", error=repr(task.exception()))
+        return self._background.spawn(coro)
 
     async def _shutdown(self) -> None:
-        tasks = [t for t in (self._ticker, *self._tasks) if t is not None]
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await self._background.cancel([self._ticker])
         self._ticker = None
         await self._dispatcher.stop()
         self._connected = False

@@ -18,6 +18,7 @@ from enum import IntEnum
 from typing import Any
 
 from flame_common.logs import get_logger
+from flame_sdk.backends.background import Background
 from flame_sdk.backends.base import Backend, BrokerOutageError, Parts, Scope
 from flame_sdk.backends.chunking import DEFAULT_MAX_MESSAGE, as_views
 from flame_sdk.backends.dispatch import Dispatcher, Event, EventKind
@@ -168,7 +169,7 @@ class P2PBackend(Backend):
         self._finished: OrderedDict[tuple[PeerKey, int], int] = OrderedDict()
         self._streams: dict[PeerKey, set[asyncio.StreamWriter]] = {}  # accepted, authenticated
         self._handshakes: set[asyncio.StreamWriter] = set()
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._background = Background("p2p")
         self._connect_lock = asyncio.Lock()
         self._connected = False
 
@@ -634,23 +635,10 @@ class P2PBackend(Backend):
                     await server.wait_closed()
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
-        task = asyncio.create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-        return task
-
-    def _task_done(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.warning("p2p task failed", error=repr(task.exception()))
+        return self._background.spawn(coro)
 
     async def _shutdown(self) -> None:
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await self._background.cancel()
         await self._dispatcher.stop()
 
     def _check_scope(self, scope: Scope) -> None:

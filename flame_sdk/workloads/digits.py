@@ -46,14 +46,21 @@ def build_model(kind: str, seed: int | None = None, outputs: int = 10) -> nn.Mod
         layers += [nn.Linear(a, b), nn.ReLU()]
     model = nn.Sequential(*layers, nn.Linear(widths[-1], outputs))
     if seed is not None:
-        generator = torch.Generator().manual_seed(seed)
-        with torch.no_grad():
-            for layer in model:
-                if isinstance(layer, nn.Linear):
-                    nn.init.kaiming_uniform_(layer.weight, a=math.sqrt(5), generator=generator)
-                    bound = 1 / math.sqrt(layer.in_features)
-                    nn.init.uniform_(layer.bias, -bound, bound, generator=generator)
+        seeded_init(model, seed)
     return model
+
+
+def seeded_init(model: nn.Sequential, seed: int) -> None:
+    """Give `model`'s Linear layers PyTorch's default initialisation drawn from a private
+    generator of `seed` (the numbers `torch.manual_seed(seed)` would give, without touching the
+    global generator other threads of a simulation use)."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for layer in model:
+            if isinstance(layer, nn.Linear):
+                nn.init.kaiming_uniform_(layer.weight, a=math.sqrt(5), generator=generator)
+                bound = 1 / math.sqrt(layer.in_features)
+                nn.init.uniform_(layer.bias, -bound, bound, generator=generator)
 
 
 def report(round_: int, loss: float, accuracy: float) -> None:

@@ -21,7 +21,7 @@ from torch.nn import functional as F
 from flame_sdk.config import ConfigError
 from flame_sdk.datasets import COMPAS_GROUP_COLUMN, Dataset, load_dataset
 from flame_sdk.roles.base import Role
-from flame_sdk.workloads.digits import score
+from flame_sdk.workloads.digits import score, seeded_init
 from flame_sdk.workloads.fair_digits import FairDigitsEvaluation, FairDigitsTrainer
 
 
@@ -38,13 +38,7 @@ def build_mlp(inputs: int, hidden: int = 16, seed: int | None = None) -> nn.Modu
         layers = [nn.Linear(inputs, hidden), nn.ReLU(), nn.Linear(hidden, 2)]
     model = nn.Sequential(*layers)
     if seed is not None:
-        generator = torch.Generator().manual_seed(seed)
-        with torch.no_grad():
-            for layer in model:
-                if isinstance(layer, nn.Linear):
-                    nn.init.kaiming_uniform_(layer.weight, a=math.sqrt(5), generator=generator)
-                    bound = 1 / math.sqrt(layer.in_features)
-                    nn.init.uniform_(layer.bias, -bound, bound, generator=generator)
+        seeded_init(model, seed)
     return model
 
 
