@@ -13,7 +13,7 @@ def exchange_name(job_id: str) -> str:
 
 
 def queue_name(job_id: str) -> str:
-    """A fresh name for one end's exclusive queue, under the job's exchange name."""
+    """A fresh name for the queue of one end's scope, under the job's exchange name."""
     return f"{exchange_name(job_id)}.q.{secrets.token_hex(8)}"
 
 

@@ -155,7 +155,8 @@ class MQTTBackend(BrokerBackend):
         )
         client.pending_calls_threshold = 4 * self.send_window  # our pipelining is deliberate
         operations, client.timeout = client.timeout, min(CONNECT_TIMEOUT, self.liveness_timeout)
-        await client.__aenter__()  # a connection reset before CONNACK only ends in the timeout
+        _fail_fast_before_connack(client)
+        await client.__aenter__()
         client.timeout = operations
         self._client, self._sessions = client, self._sessions + 1
         self._lost = asyncio.get_running_loop().create_future()
@@ -267,3 +268,20 @@ class MQTTBackend(BrokerBackend):
             publish.cancel()
             raise ConnectionError("mqtt connection lost while publishing")
         publish.result()
+
+
+def _fail_fast_before_connack(client: aiomqtt.Client) -> None:
+    """Make a connection that drops before its CONNACK fail the connect at once: aiomqtt
+    ignores that disconnection and waits for its timeout, so one attempt during an outage
+    would cost the whole timeout (and peers may judge us gone meanwhile)."""
+    paho = client._client  # aiomqtt 2 keeps its paho client and the CONNACK future here
+    ignoring = paho.on_disconnect
+
+    def on_disconnect(*args: Any) -> None:
+        connected: asyncio.Future[None] = client._connected
+        if not connected.done():
+            connected.set_exception(aiomqtt.MqttError("connection closed before the CONNACK"))
+        if ignoring is not None:
+            ignoring(*args)
+
+    paho.on_disconnect = on_disconnect

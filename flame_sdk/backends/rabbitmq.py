@@ -1,4 +1,9 @@
-"""RabbitMQ backend (aio-pika): a topic exchange per job and one exclusive queue per joined scope.
+"""RabbitMQ backend (aio-pika): a topic exchange per job and one queue per joined scope.
+
+A scope's queue outlives a dropped connection by the outage bound (`x-expires`) and frames are
+acknowledged only once handled, so what the broker had accepted for us before an outage (also a
+frame cut off mid-delivery) is delivered again after the reconnection instead of being lost.
+Only one consumer at a time may read it (an exclusive consumer, not an exclusive queue).
 
 Every name it declares starts with `flame.data.<job>.` or is the exchange `flame.data.<job>`
 (queues too: never server-named `amq.gen-*`; `flame_common.datanames`), so a per-job broker user
@@ -11,6 +16,8 @@ Routing keys (each part percent-escaped so dots and wildcards in names are harml
 
 from __future__ import annotations
 
+import contextlib
+import math
 from typing import Any
 from urllib.parse import quote
 
@@ -35,6 +42,7 @@ log = get_logger(__name__)
 
 CHUNK_SIZE = 8 * 1024 * 1024  # well below RabbitMQ 4's 16 MiB default message limit
 SEND_WINDOW = 4
+PREFETCH = 64  # unacknowledged frames the broker may push to one queue's consumer
 _DECLARE_ATTEMPTS = 3
 
 
@@ -86,12 +94,14 @@ class RabbitMQBackend(BrokerBackend):
         self._admin: AbstractChannel | None = None  # declarations; reopened after a failure
         self._exchange: AbstractExchange | None = None
         self._queues: dict[Scope, tuple[AbstractQueue, str]] = {}  # queue, consumer tag
+        self._names: dict[Scope, str] = {}  # a scope keeps its queue across reconnections
 
     async def _open(self) -> None:
         self._connection = connection = await aio_pika.connect(self.url)
         connection.close_callbacks.add(self._on_connection_closed)
         self._pub = await connection.channel(publisher_confirms=True)
         self._sub = await connection.channel(publisher_confirms=False)
+        await self._sub.set_qos(prefetch_count=PREFETCH)
         self._admin = await connection.channel(publisher_confirms=False)
         self._exchange = await self._declare_exchange(self._pub)
 
@@ -122,7 +132,8 @@ class RabbitMQBackend(BrokerBackend):
             try:
                 exchange = await self._declare_exchange(self._admin)
                 queue = await self._admin.declare_queue(
-                    queue_name(self.job_id), exclusive=True, auto_delete=True
+                    self._names.setdefault(scope, queue_name(self.job_id)),
+                    arguments={"x-expires": math.ceil(1000 * self.outage_timeout)},
                 )
                 for key in keys:
                     await queue.bind(exchange, key)
@@ -135,12 +146,15 @@ class RabbitMQBackend(BrokerBackend):
 
         async def on_message(message: AbstractIncomingMessage) -> None:
             self._on_frame(scope, message.body)
+            with contextlib.suppress(*self.transport_errors):  # unacknowledged: delivered again
+                await message.ack()
 
-        tag = await consumer.consume(on_message, no_ack=True, exclusive=True)
+        tag = await consumer.consume(on_message, exclusive=True)
         self._queues[scope] = (consumer, tag)
 
     async def _unsubscribe(self, scope: Scope) -> None:
         entry = self._queues.pop(scope, None)
+        self._names.pop(scope, None)
         if entry is not None:
             queue, tag = entry
             await queue.cancel(tag)

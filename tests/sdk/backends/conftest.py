@@ -90,12 +90,13 @@ class Cluster:
         self.job_id = f"job-{uuid.uuid4().hex[:12]}"
         self.ends: list[End] = []
 
-    def end(self, end_id: str, **options: Any) -> End:
+    def end(self, end_id: str, broker: str | None = None, **options: Any) -> End:
+        """A new end, connected to the cluster's broker unless `broker` says otherwise."""
         if self.sort == "local":
             options = {k: v for k, v in options.items() if k == "liveness_timeout"}
         else:
             options = {**BROKER_OPTIONS, **options}
-        backend = create_backend(self.sort, self.broker, self.job_id, end_id, **options)
+        backend = create_backend(self.sort, broker or self.broker, self.job_id, end_id, **options)
         end = End(end_id, self.job_id, backend)
         self.ends.append(end)
         return end

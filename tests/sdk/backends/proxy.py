@@ -8,12 +8,14 @@ import contextlib
 
 class TcpProxy:
     """Forwards 127.0.0.1:`port` to `host`:`target_port`. `cut()` aborts every connection and
-    refuses new ones (as a stopped broker would) until `restore()`."""
+    refuses new ones (as a stopped broker would) until `restore()`; `swallow()` first makes the
+    bytes on their way to the clients vanish (what a dying link had in flight)."""
 
     def __init__(self, host: str, target_port: int) -> None:
         self.host, self.target_port = host, target_port
         self.port = 0
         self.cut_active = False
+        self.swallowing = False
         self._server: asyncio.Server | None = None
         self._links: set[tuple[asyncio.StreamWriter, asyncio.StreamWriter]] = set()
         self._pumps: set[asyncio.Task[None]] = set()
@@ -34,8 +36,8 @@ class TcpProxy:
             return
         link = (writer, up_writer)
         self._links.add(link)
-        for source, sink in ((reader, up_writer), (up_reader, writer)):
-            task = asyncio.create_task(self._pump(source, sink, link))
+        for source, sink, downstream in ((reader, up_writer, False), (up_reader, writer, True)):
+            task = asyncio.create_task(self._pump(source, sink, link, downstream))
             self._pumps.add(task)
             task.add_done_callback(self._pumps.discard)
 
@@ -44,9 +46,12 @@ class TcpProxy:
         source: asyncio.StreamReader,
         sink: asyncio.StreamWriter,
         link: tuple[asyncio.StreamWriter, asyncio.StreamWriter],
+        downstream: bool,
     ) -> None:
         with contextlib.suppress(OSError, asyncio.CancelledError):
             while data := await source.read(1 << 16):
+                if downstream and self.swallowing:
+                    continue
                 sink.write(data)
                 await sink.drain()
         self._abort(link)
@@ -62,8 +67,13 @@ class TcpProxy:
         for link in list(self._links):
             self._abort(link)
 
+    def swallow(self) -> None:
+        """Keep the connections but drop every byte the broker sends to the clients from now
+        on (until `cut()`, which ends the connections the dropped bytes left inconsistent)."""
+        self.swallowing = True
+
     def restore(self) -> None:
-        self.cut_active = False
+        self.cut_active = self.swallowing = False
 
     async def close(self) -> None:
         self.cut()

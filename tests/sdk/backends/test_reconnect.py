@@ -29,11 +29,14 @@ async def proxied(request: pytest.FixtureRequest) -> AsyncIterator[tuple[Cluster
         proxy = await TcpProxy(url.hostname or "127.0.0.1", url.port or 5672).start()
         netloc = f"{url.username}:{url.password}@127.0.0.1:{proxy.port}"
         broker = urlunsplit(url._replace(netloc=netloc))
+        direct = request.getfixturevalue("rabbit_url")
     else:
         host, port = request.getfixturevalue("mqtt_broker")
         proxy = await TcpProxy(host, port).start()
         broker = f"127.0.0.1:{proxy.port}"
+        direct = f"{host}:{port}"
     cluster = Cluster(sort, broker)
+    cluster.direct = direct  # type: ignore[attr-defined]
     try:
         yield cluster, proxy
     finally:
@@ -67,6 +70,33 @@ async def test_short_outage_loses_nothing_and_nobody_leaves(
     assert agg.received(a) == [big, b"sent during the outage"]  # once each, in order
     assert agg.leaves(a) == [] and t1.leaves(s1) == []
     assert agg.backend.failure is None and t1.backend.failure is None
+
+
+async def test_frames_lost_on_their_way_to_a_receiver_that_drops_come_again(
+    proxied: tuple[Cluster, TcpProxy],
+) -> None:
+    """The broker had handed frames to the aggregator's connection (it took them for delivered)
+    when that connection died with them: after the reconnection they arrive all the same."""
+    cluster, proxy = proxied
+    patient = {"heartbeat_interval": 0.5, "liveness_timeout": 5.0}  # t1 hears agg's absence
+    agg = cluster.end("agg", **patient)  # through the proxy
+    direct: str = cluster.direct  # type: ignore[attr-defined]
+    t1 = cluster.end("t1", broker=direct, chunk_size=16 * 1024, **patient)
+    a = await agg.join("aggregator", "trainer")
+    s1 = await t1.join("trainer", "aggregator")
+    await eventually(lambda: agg.peers(a) == ["t1"] and t1.peers(s1) == ["agg"], what="discovery")
+    messages = [b"small", np.random.default_rng(1).bytes(100 * 1024)]  # one frame, then seven
+
+    proxy.swallow()
+    for message in messages:
+        await asyncio.wait_for(t1.backend.send(s1, "agg", message), 10)  # the broker has them
+    await asyncio.sleep(0.3)  # and has pushed them into the link, where they vanish
+    proxy.cut()
+    await asyncio.sleep(0.3)
+    proxy.restore()
+
+    await eventually(lambda: agg.received(a) == messages, what="the frames pushed before the cut")
+    assert agg.leaves(a) == [] and t1.leaves(s1) == []
 
 
 async def test_peer_known_across_the_outage_gets_messages_sent_before_it_resubscribed(
