@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -44,6 +45,26 @@ def mqtt_broker() -> tuple[str, int]:
 
 
 SERVICE_FIXTURES = frozenset({"mongo_server", "rabbit_url", "mqtt_broker"})
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Cache bytecode even where the environment turned it off (PYTHONDONTWRITEBYTECODE): the
+    suite imports its modules in two workers and starts hundreds of Python processes (CLIs,
+    agents, role code), each of which would otherwise compile every module again. Log lines of
+    code that never configured logging are rendered plainly."""
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+    sys.dont_write_bytecode = False
+    # structlog's default console output renders a logged exception with rich: its source
+    # highlighted and every frame's locals, ~30 ms each in tests that log expected failures
+    plain = structlog.dev.ConsoleRenderer(
+        colors=False, exception_formatter=structlog.dev.plain_traceback
+    )
+    processors = structlog.get_config()["processors"]
+    structlog.configure(
+        processors=[
+            plain if isinstance(p, structlog.dev.ConsoleRenderer) else p for p in processors
+        ]
+    )
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -4,6 +4,8 @@ deployer's RBAC is exactly what its cluster client calls, and the pieces name ea
 from __future__ import annotations
 
 import contextlib
+import functools
+import json
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -24,8 +26,16 @@ NAMESPACE = "flame"
 SECRET_NAMES = ("URL", "SECRET", "TOKEN", "PASSWORD")  # env names whose values are credentials
 
 
+@functools.cache
+def _parsed(text: str) -> str:
+    """The YAML documents of `text` as JSON, parsed once per text."""
+    return json.dumps([doc for doc in yaml.safe_load_all(text) if doc is not None])
+
+
 def _docs(path: Path) -> list[dict[str, Any]]:
-    return [doc for doc in yaml.safe_load_all(path.read_text()) if doc is not None]
+    """The documents of `path`: a fresh copy each time (tests may change it)."""
+    docs: list[dict[str, Any]] = json.loads(_parsed(path.read_text()))
+    return docs
 
 
 def _files(examples: bool = True) -> list[Path]:

@@ -68,21 +68,28 @@ class PodWatcher:
         self.retry_first = retry_first
         self.retry_max = retry_max
         self._stop = threading.Event()
+        self._events: asyncio.Queue[tuple[str, Any]] | None = None  # of the current watch
 
     def stop(self) -> None:
-        """Ask the stream thread to end at its next event (or the watch's timeout)."""
+        """End `run` (call it on the loop's thread): the current watch request returns at once,
+        its stream thread at its next event or the watch's timeout, and no request follows.
+        Cancelling `run` alone is not enough: a cancellation can be lost (Python 3.11's
+        `wait_for` drops one that meets a result)."""
         self._stop.set()
+        if self._events is not None:
+            self._events.put_nowait(("end", None))
 
     async def run(self) -> None:
         delay = self.retry_first
-        while True:
+        while not self._stop.is_set():
             try:
                 version = await self._list()
                 delay = self.retry_first
-                while True:
+                while not self._stop.is_set():
                     began = time.monotonic()
                     version = await self._watch(version)
                     await asyncio.sleep(max(0.0, began + MIN_GAP - time.monotonic()))
+                return  # stopped
             except k8s.ApiException as exc:
                 if exc.status == 410:  # the version is gone: list again, from now
                     log.info("pod watch expired; listing again", namespace=self.namespace)
@@ -105,6 +112,7 @@ class PodWatcher:
         """One watch request from `version`; returns the last version it saw."""
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        self._events = queue
 
         def put(kind: str, item: Any) -> None:
             if not self._stop.is_set():

@@ -208,9 +208,13 @@ class FakeCluster:
     """Secrets, Jobs and their pods in memory. A Job gets one pod (`<job>-x7k2p`, the Job's pod
     template, phase Pending); pod changes are events with increasing versions, served to lists
     and to watches (which block until a change or their timeout, and answer 410 Gone from a
-    version older than `expire()` left)."""
+    version older than `expire()` left). Its clock runs `speed` times faster than the wall
+    clock: a watch of `seconds` ends after `seconds / speed`. `open_watches` counts the watch
+    requests being served."""
 
-    def __init__(self) -> None:
+    def __init__(self, speed: float = 1.0) -> None:
+        self.speed = speed
+        self.open_watches = 0
         self.objects: dict[tuple[str, str, str], Any] = {}
         self.pods: dict[tuple[str, str], k8s.V1Pod] = {}
         self.events: list[tuple[int, str, str, k8s.V1Pod]] = []  # version, type, namespace, pod
@@ -308,26 +312,31 @@ class FakeCluster:
     def watch_pods(
         self, namespace: str, selector: str, version: str, seconds: int
     ) -> Iterator[tuple[str, k8s.V1Pod]]:
-        deadline = time.monotonic() + seconds
+        deadline = time.monotonic() + seconds / self.speed
         seen = int(version)
         with self.changed:
             self.watches += 1
             self._fail()
-        while True:
+            self.open_watches += 1
+        try:
+            while True:
+                with self.changed:
+                    if seen < self.gone_before:
+                        raise k8s.ApiException(status=410, reason="Gone")
+                    fresh = [e for e in self.events if e[0] > seen]
+                    if not fresh:
+                        left = deadline - time.monotonic()
+                        if left <= 0:
+                            return
+                        self.changed.wait(left)
+                        continue
+                for number, type_, ns, pod in fresh:
+                    seen = number
+                    if ns == namespace and _selects(selector, pod.metadata.labels):
+                        yield type_, pod
+        finally:
             with self.changed:
-                if seen < self.gone_before:
-                    raise k8s.ApiException(status=410, reason="Gone")
-                fresh = [e for e in self.events if e[0] > seen]
-                if not fresh:
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        return
-                    self.changed.wait(left)
-                    continue
-            for number, type_, ns, pod in fresh:
-                seen = number
-                if ns == namespace and _selects(selector, pod.metadata.labels):
-                    yield type_, pod
+                self.open_watches -= 1
 
 
 async def test_deployer_applies_its_pod_template_to_created_pods() -> None:

@@ -16,6 +16,7 @@ from kubernetes import client as k8s
 
 from flame_common.settings import FlameSettings
 from flame_controller.app import running_controller
+from flame_controller.deployers import pod_watch
 from flame_controller.deployers.app import running_deployer
 from flame_controller.deployers.base import WorkerSpec
 from flame_controller.deployers.kubernetes import (
@@ -36,7 +37,20 @@ from tests.support.wait import eventually
 SPEC = WorkerSpec("65f0c0ffee0123456789abcd", "b" * 40, "s3cret", "http://api:10100")
 NAME = worker_name(SPEC)
 POD = f"{NAME}-x7k2p"
-QUIET = 0.5  # how long a test waits to see that nothing more is reported
+SPEED = 40.0  # the fake cluster's clock against the wall clock: a 1-second watch takes 25 ms
+
+
+@pytest.fixture(autouse=True)
+def _paced_for_the_fast_cluster(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Watch requests may follow each other as fast as the fake cluster ends them."""
+    monkeypatch.setattr(pod_watch, "MIN_GAP", 1.0 / SPEED)
+
+
+async def _watched_through(cluster: FakeCluster) -> None:
+    """Wait until the deployer has sent two more watch requests: each resumes from the last
+    version it saw, so every change made before this call has been handed to the deployer."""
+    watches = cluster.watches
+    await eventually(lambda: cluster.watches >= watches + 2, what="two more watch requests")
 
 
 def container(
@@ -138,9 +152,9 @@ class Watched:
 
 @pytest.fixture
 async def watched() -> AsyncIterator[Watched]:
-    """A deployer over a fake cluster watching its pods (1-second watch requests), reports
-    collected; its worker SPEC started."""
-    cluster = FakeCluster()
+    """A deployer over a fake cluster watching its pods (1-second watch requests, on the fast
+    clock), reports collected; its worker SPEC started."""
+    cluster = FakeCluster(speed=SPEED)
     settings = FlameSettings()
     deployer = KubernetesDeployer(
         cluster, settings, namespace="flame", image="flame:dev", watch_seconds=1, retry_first=0.05
@@ -163,7 +177,7 @@ async def test_a_failed_pod_is_reported_once_and_cleaned_up(watched: Watched, ca
     assert watched.reports == [(SPEC.job_id, SPEC.task_id, reason)]
     await eventually(lambda: not watched.cluster.objects, what="Job and Secret deleted")
     assert not watched.cluster.pods  # the Job's pod went with it (a DELETED event, still failed)
-    await asyncio.sleep(QUIET)
+    await _watched_through(watched.cluster)
     assert len(watched.reports) == 1
 
 
@@ -188,8 +202,7 @@ async def test_succeeded_released_and_foreign_pods_are_not_reported(watched: Wat
     labels = job_manifest(second, image="x", settings=FlameSettings()).spec.template.metadata.labels
     late = k8s.V1Pod(metadata=k8s.V1ObjectMeta(name="late", labels=labels), status=oom)
     cluster.add_pod("flame", late)  # ...then a pod of it fails: no report
-    watches = cluster.watches
-    await eventually(lambda: cluster.watches > watches + 1, what="two more watch requests")
+    await _watched_through(cluster)
     assert watched.reports == []
     assert ("Job", "flame", NAME) in cluster.objects  # nothing deleted either
 
@@ -219,7 +232,7 @@ async def test_a_missed_change_is_found_by_listing_again_after_410(watched: Watc
     await eventually(lambda: cluster.watches >= 1, what="a watch request")
     status, reason = FAILURES["oom-killed"]
     cluster.set_status(NAME, status, silently=True)  # its event is lost
-    await asyncio.sleep(QUIET)
+    await _watched_through(cluster)
     assert watched.reports == []  # a watch alone never sees it
     cluster.expire()  # the watch's version is gone: 410, list again
     await eventually(lambda: watched.reports, what="the failure found by the new list")
@@ -229,7 +242,7 @@ async def test_a_missed_change_is_found_by_listing_again_after_410(watched: Watc
 
 async def test_the_watch_resumes_after_its_timeout_and_after_errors(watched: Watched) -> None:
     cluster = watched.cluster
-    await eventually(lambda: cluster.watches >= 2, what="a watch resumed after its 1 s timeout")
+    await eventually(lambda: cluster.watches >= 2, what="a watch resumed after its timeout")
     assert cluster.lists == 1  # resumed from its version, not listed again
     cluster.failures = [
         k8s.ApiException(status=403, reason="Forbidden"),  # the watch (Role without watch)
@@ -244,16 +257,33 @@ async def test_the_watch_resumes_after_its_timeout_and_after_errors(watched: Wat
 
 
 async def test_close_stops_watching_within_a_watch_timeout() -> None:
-    cluster = FakeCluster()
+    cluster = FakeCluster()  # on the wall clock: close does not wait for the watch to end
     deployer = KubernetesDeployer(
         cluster, FlameSettings(), namespace="flame", image="flame:dev", watch_seconds=1
     )
     await deployer.open()
     await eventually(lambda: cluster.watches >= 1, what="a watch request")
-    await asyncio.wait_for(deployer.close(), 1)
+    await asyncio.wait_for(deployer.close(), 0.5)
     watches = cluster.watches
-    await asyncio.sleep(1.5)
-    assert cluster.watches == watches  # no new request once closed
+    await eventually(lambda: cluster.open_watches == 0, what="the open watch ended")
+    assert cluster.watches == watches  # and no new request followed (its loop has ended)
+
+
+async def test_stop_alone_ends_the_watch_loop_at_once() -> None:
+    """A cancellation of `run` can be lost (Python 3.11's wait_for drops one that meets a
+    result): `stop` ends it by itself, in the middle of a long watch request."""
+    cluster = FakeCluster()
+    seen: list[k8s.V1Pod] = []
+
+    async def on_pod(pod: k8s.V1Pod) -> None:
+        seen.append(pod)
+
+    watcher = pod_watch.PodWatcher(cluster, "flame", WORKER_SELECTOR, on_pod, watch_seconds=30)
+    run = asyncio.create_task(watcher.run())
+    await eventually(lambda: cluster.open_watches == 1, what="a watch request")
+    watcher.stop()
+    await asyncio.wait_for(run, 1)
+    assert cluster.watches == 1
 
 
 @pytest.mark.integration
@@ -345,7 +375,7 @@ def test_cluster_api_lists_and_watches_pods_over_http() -> None:
         {"type": "MODIFIED", "object": pod},
         {"type": "BOOKMARK", "object": {"metadata": {"resourceVersion": "9"}}},
     ]
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
     try:
         config = k8s.Configuration(host=f"http://127.0.0.1:{server.server_port}")
         api = ClusterApi(k8s.ApiClient(config))

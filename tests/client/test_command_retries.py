@@ -6,13 +6,16 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from flame_sdk.client import FlameClient
+from flame_sdk.client import FlameClient, jobs
 from flame_sdk.client.jobs import COMMAND_ATTEMPTS
 from schemas.errors import Unavailable
 
 
-async def test_an_unavailable_command_is_retried_under_one_key_then_given_up() -> None:
+async def test_an_unavailable_command_is_retried_under_one_key_then_given_up(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     sent: list[str] = []
+    monkeypatch.setattr(jobs, "RETRY_DELAY", 0.01)  # the pauses between attempts, shortened
 
     def always_503(request: httpx.Request) -> httpx.Response:
         sent.append(request.headers.get("Idempotency-Key", ""))

@@ -64,7 +64,7 @@ async def test_trainer_of_a_silent_aggregator_ends_naming_it() -> None:
 
 async def test_round_closes_without_an_end_that_is_alive_but_silent() -> None:
     job = uuid.uuid4().hex
-    hp = {"rounds": 2, "minEnds": {"aggregator": 2}, ROUND_TIMEOUT: 1.0}
+    hp = {"rounds": 2, "minEnds": {"aggregator": 2}, ROUND_TIMEOUT: 0.5}
     agg = SumAggregator(Config.load(task_config("aggregator", "agg", job, hyperparameters=hp)))
     healthy = CountingTrainer(Config.load(task_config("trainer", "t0", job, hyperparameters=hp)))
     silent = CountingTrainer(
