@@ -3,14 +3,18 @@ one process per role over RabbitMQ. Prints total s, startup s, round-1 s, median
 summed memory and final accuracy per mode, then whether each target of the workload issue is
 met, and last the key summary line.
 
-    python bench/digits.py                       # A, B, C; floor + sim + rabbitmq (A and C)
+    python bench/digits.py                       # A, B, C; floor + sim + rabbitmq
     python bench/digits.py --variants A --modes floor,sim
     python bench/digits.py --variants C --modes floor,rabbitmq --no-preload
 
 Flags: `--variants` (subset of A,B,C), `--modes` (subset of floor,sim,rabbitmq), `--no-preload`
 (rabbitmq tasks start as fresh interpreters instead of forking from a server that imported
-torch and the SDK once), `--rabbitmq-b` (also run B as 101 processes; skipped by default).
-Each (variant, mode) runs in a fresh interpreter. A, B, C with all modes take about 3 minutes.
+torch and the SDK once), `--rabbitmq-b auto|yes|no` (B as 101 processes; `auto`, the default,
+runs it when the available memory covers ~130 MB PSS per process with a quarter to spare, and
+says why when it does not). The targets printed are the workload issue's, then the performance
+issue's (#13: s/round against the floor of the same run, summed peak PSS).
+Each (variant, mode) runs in a fresh interpreter. A, B, C with all modes take about 5 minutes
+(B over RabbitMQ alone ~90 s on 2 cores, most of it starting and joining 101 processes).
 """
 
 from __future__ import annotations
@@ -46,6 +50,12 @@ PROCESSES_VS_FLOOR_C = 3.0
 PROCESSES_PEAK_PSS_C_MB = 3000.0
 PROCESSES_ROUND_A_S = 0.15
 RABBIT_URL = os.environ.get("FLAME_BENCH_RABBIT_URL", "amqp://guest:guest@127.0.0.1:5672/")
+# the performance issue's targets (#13): ratios to the floor of the same run, summed peak PSS
+FLOOR_TARGETS = {("C", "rabbitmq"): 1.3, ("C", "flame-sim"): 1.0, ("A", "flame-sim"): 1.3,
+                 ("B", "flame-sim"): 1.5}  # fmt: skip
+PSS_TARGETS_MB = {"C": 1500.0, "B": 8000.0}
+B_PROCESS_PSS_MB = 130.0  # one B task forked from the preloaded server, measured
+B_PROCESSES = 101
 
 
 @dataclass
@@ -360,6 +370,36 @@ def targets(results: list[Result]) -> list[tuple[str, bool | None]]:
     return checks
 
 
+def floor_targets(results: list[Result]) -> list[tuple[str, bool | None]]:
+    """The performance issue's digits targets (#13): s/round against the floor, summed PSS."""
+    by = {(r.variant, "rabbitmq" if r.mode in PROCESS_MODES else r.mode): r for r in results}
+    checks: list[tuple[str, bool | None]] = []
+    for (variant, mode), limit in FLOOR_TARGETS.items():
+        run, floor = by.get((variant, mode)), by.get((variant, "floor"))
+        if run is None or floor is None:
+            checks.append((f"#13 {variant} {mode} s/round <= {limit:g}x floor: not run", None))
+            continue
+        x = run.median / floor.median
+        checks.append((f"#13 {variant} {run.mode} s/round {x:.2f}x floor (<= {limit:g}x)",
+                       x <= limit))  # fmt: skip
+    for variant, limit_mb in PSS_TARGETS_MB.items():
+        run = by.get((variant, "rabbitmq"))
+        checks.append(
+            (f"#13 {variant} {run.mode} summed peak PSS {run.peak_pss:.0f} MB "
+             f"(<= {limit_mb:.0f} MB)", run.peak_pss <= limit_mb)
+            if run else (f"#13 {variant} rabbitmq summed peak PSS: not run", None)
+        )  # fmt: skip
+    return checks
+
+
+def b_over_rabbitmq_fits() -> tuple[bool, str]:
+    """Whether B's 101 processes fit in the memory available now, and why (not)."""
+    need = B_PROCESSES * B_PROCESS_PSS_MB * 1.25  # a quarter for the broker and the peaks
+    available = psutil.virtual_memory().available / 2**20
+    why = f"{B_PROCESSES} processes need ~{need:.0f} MB, {available:.0f} MB available"
+    return available >= need, why
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--variants", default="A,B,C", help="comma-separated subset of A,B,C")
@@ -367,7 +407,12 @@ def main() -> None:
     parser.add_argument(
         "--no-preload", action="store_true", help="rabbitmq tasks as fresh interpreters"
     )
-    parser.add_argument("--rabbitmq-b", action="store_true", help="also run B over RabbitMQ")
+    parser.add_argument(
+        "--rabbitmq-b",
+        choices=("auto", "yes", "no"),
+        default="auto",
+        help="B over RabbitMQ (101 processes): auto runs it when the memory allows",
+    )
     parser.add_argument("--one", help=argparse.SUPPRESS)  # VARIANT:MODE, in a child process
     args = parser.parse_args()
     if args.one:
@@ -378,19 +423,19 @@ def main() -> None:
     results: list[Result] = []
     for variant in args.variants.split(","):
         for mode in args.modes.split(","):
-            if mode == "rabbitmq" and variant == "B" and not args.rabbitmq_b:
-                print(
-                    "B  rabbitmq  skipped: 101 processes of ~130 MB PSS each (~13 GB) and 101 "
-                    "broker connections on 2 cores; pass --rabbitmq-b to try",
-                    flush=True,
-                )
-                continue
+            if mode == "rabbitmq" and variant == "B" and args.rabbitmq_b != "yes":
+                fits, why = b_over_rabbitmq_fits()
+                if args.rabbitmq_b == "no" or not fits:
+                    reason = "--rabbitmq-b no" if args.rabbitmq_b == "no" else why
+                    print(f"B  rabbitmq  skipped: {reason}", flush=True)
+                    continue
+                print(f"B  rabbitmq  runs: {why}", flush=True)
             if mode == "rabbitmq" and args.no_preload:
                 mode = "rabbit-ex"
             result = run_isolated(variant, mode)
             results.append(result)
             print(result.row(), flush=True)
-    checks = targets(results)
+    checks = targets(results) + floor_targets(results)
     for text, met in checks:
         print(f"target {'MET ' if met else 'MISS' if met is False else 'N/A '} {text}")
     count = sum(1 for _, m in checks if m)
