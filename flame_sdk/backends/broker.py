@@ -41,6 +41,7 @@ ScopeKey = tuple[str, str]  # (channel, group)
 
 RECONNECT_DELAYS = (0.05, 1.0)  # first and longest pause between reconnection attempts
 UNROUTABLE_RETRY = (0.02, 0.5)  # the same, between publishes of a frame its receiver missed
+MAX_OUTAGE_TIMEOUT = 24 * 3600.0  # the longest outage bound (a RabbitMQ queue waits as long)
 
 
 class Unroutable(Exception):
@@ -75,8 +76,11 @@ class BrokerBackend(Backend):
             raise ValueError("chunk_size and send_window must be positive")
         if not 0 < heartbeat_interval < liveness_timeout:
             raise ValueError("need 0 < heartbeat_interval < liveness_timeout")
-        if not outage_timeout > 0:
-            raise ValueError(f"outage_timeout must be positive, got {outage_timeout!r}")
+        if not 0 < outage_timeout <= MAX_OUTAGE_TIMEOUT:  # NaN fails too
+            raise ValueError(
+                f"outage_timeout (hyperparameter brokerOutageTimeout) must be in "
+                f"(0, {MAX_OUTAGE_TIMEOUT:g}] seconds, got {outage_timeout!r}"
+            )
         self.outage_timeout = outage_timeout
         self.job_id, self.end_id = job_id, end_id
         self.chunk_size, self.send_window = chunk_size, send_window

@@ -36,6 +36,17 @@ def test_rabbitmq_needs_an_amqp_url() -> None:
         create_backend("rabbitmq", "localhost:5672", "j", "e")
 
 
+@pytest.mark.parametrize("sort", ["rabbitmq", "mqtt"])
+@pytest.mark.parametrize("seconds", [0.0, -1.0, float("nan"), float("inf"), 1e12])
+def test_the_outage_bound_is_itself_bounded(sort: str, seconds: float) -> None:
+    """It becomes a reconnection deadline and, on RabbitMQ, how long a queue waits for its end."""
+    broker = "amqp://h/" if sort == "rabbitmq" else "h:1883"
+    with pytest.raises(ValueError, match=r"brokerOutageTimeout\) must be in \(0, 86400\]"):
+        create_backend(sort, broker, "j", "e", outage_timeout=seconds)
+    backend = create_backend(sort, broker, "j", "e", outage_timeout=86400)
+    assert isinstance(backend, RabbitMQBackend | MQTTBackend) and backend.outage_timeout == 86400
+
+
 def test_routing_keys_escape_dots_and_wildcards() -> None:
     assert unicast_key("a.b", "g", "trainer", "t#1") == "u.a%2Eb.g.trainer.t%231"
     assert broadcast_key("c", "*", "r") == "b.c.%2A.r"
