@@ -15,6 +15,8 @@ Contract (every adapter, checked by one shared contract test suite):
   is one buffer or a sequence of buffers that is sent as their concatenation (so that an
   encoder need not join them); the receiver gets one bytes-like buffer.
 - `broadcast(scope, data)` delivers to every end of the other role currently joined.
+- `multicast(scope, end_ids, data)` is `send` to each of `end_ids` (the broker backends write
+  one shared-memory copy for all the ends on their host).
 - `leave(scope)` announces departure (peers get `on_leave`); `close()` leaves everything.
 - Liveness: an end that dies without leaving is reported through `on_leave` within the backend's
   liveness timeout (heartbeats), so that waiting receivers are unblocked.
@@ -91,6 +93,11 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     async def broadcast(self, scope: Scope, data: Parts) -> None: ...
+
+    async def multicast(self, scope: Scope, end_ids: Sequence[str], data: Parts) -> None:
+        """`send` to each end in turn (adapters may share one copy of the payload)."""
+        for end_id in end_ids:
+            await self.send(scope, end_id, data)
 
     @abc.abstractmethod
     async def close(self) -> None: ...

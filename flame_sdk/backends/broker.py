@@ -6,6 +6,8 @@ the other role when `target` is None; `Unroutable` when the broker has no queue 
 `_on_frame` is fed every frame received for a scope. A subclass reports a dropped connection
 with `_transport_lost`; this class then reconnects (bounded by `outage_timeout`), subscribes
 every scope again, announces them (JOIN) and publishes again every frame whose publish failed.
+Payloads for peers on this host travel through shared memory (`shm.py`), only a handle through
+the broker.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import itertools
 import random
 import time
 from collections import deque
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,11 +31,13 @@ from flame_sdk.backends.chunking import (
     Parts,
     Reassembler,
     ReassemblyLimits,
-    payload_size,
+    as_views,
     split_parts,
 )
 from flame_sdk.backends.dispatch import Dispatcher, Event, EventKind
 from flame_sdk.backends.frames import FrameError, Header, Kind, decode
+from flame_sdk.backends.shm import DEFAULT_THRESHOLD, MAX_DOMAIN, SegmentError, SegmentStore
+from flame_sdk.backends.shm import default_dir as default_shm_dir
 
 log = get_logger(__name__)
 
@@ -42,6 +46,7 @@ ScopeKey = tuple[str, str]  # (channel, group)
 RECONNECT_DELAYS = (0.05, 1.0)  # first and longest pause between reconnection attempts
 UNROUTABLE_RETRY = (0.02, 0.5)  # the same, between publishes of a frame its receiver missed
 MAX_OUTAGE_TIMEOUT = 24 * 3600.0  # the longest outage bound (a RabbitMQ queue waits as long)
+THREADED_WRITE = 4 * 1024 * 1024  # segments this large are written off the event loop
 
 
 class Unroutable(Exception):
@@ -53,6 +58,7 @@ class _ScopeState:
     scope: Scope
     reassembler: Reassembler
     peers: dict[str, float] = field(default_factory=dict)  # end id -> liveness deadline
+    domains: dict[str, str] = field(default_factory=dict)  # end id -> its shared-memory domain
     beating: asyncio.Task[None] | None = None
 
 
@@ -70,6 +76,9 @@ class BrokerBackend(Backend):
         liveness_timeout: float,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE,
         outage_timeout: float = 60.0,
+        shared_memory: bool = True,
+        shm_dir: str | None = None,
+        shm_threshold: int = DEFAULT_THRESHOLD,
     ) -> None:
         super().__init__()
         if chunk_size < 1 or send_window < 1:
@@ -97,6 +106,18 @@ class BrokerBackend(Backend):
         self._up = asyncio.Event()  # set while the transport works (and once we gave up)
         self._generation = 0  # transports opened so far: errors of an older one are stale
         self._reconnecting: asyncio.Task[None] | None = None
+        # a handle may wait for the sender's outage, then in the receiver's queue for its own
+        self.shm: SegmentStore | None = (
+            SegmentStore.open(
+                shm_dir or default_shm_dir(),
+                expiry_seconds=2 * outage_timeout + liveness_timeout + 1,
+                threshold=shm_threshold,
+            )
+            if shared_memory
+            else None
+        )
+        domain = None if self.shm is None else self.shm.domain
+        self._domain = b"" if domain is None else domain.encode()
 
     # -- transport hooks ------------------------------------------------------------------
     @abc.abstractmethod
@@ -131,6 +152,8 @@ class BrokerBackend(Backend):
             self._ticker = asyncio.create_task(self._tick(), name=f"flame-{self.sort}-liveness")
             self._connected = True
             self._up.set()
+            if self.shm is not None:
+                self.shm.sweep()
 
     async def join(self, scope: Scope) -> None:
         self._check_scope(scope)
@@ -168,10 +191,23 @@ class BrokerBackend(Backend):
             log.warning("leave incomplete", channel=scope.channel, error=repr(exc))
 
     async def send(self, scope: Scope, end_id: str, data: Parts) -> None:
-        await self._send_data(scope, end_id, data)
+        await self.multicast(scope, [end_id], data)
 
     async def broadcast(self, scope: Scope, data: Parts) -> None:
         await self._send_data(scope, None, data)
+
+    async def multicast(self, scope: Scope, end_ids: Sequence[str], data: Parts) -> None:
+        """Peers on this host share one shared-memory copy; the others get broker sends."""
+        views = self._checked(scope, data)
+        size = sum(len(v) for v in views)
+        state = self._states[(scope.channel, scope.group)]
+        shm, domains = self.shm, state.domains
+        local = [e for e in end_ids if shm is not None and shm.usable_for(size, domains.get(e))]
+        if local:
+            local = await self._send_shared(scope, local, views, size)
+        for end_id in end_ids:
+            if end_id not in local:
+                await self._send_data(scope, end_id, views)
 
     async def close(self) -> None:
         if not self._connected:
@@ -210,8 +246,12 @@ class BrokerBackend(Backend):
         state.peers[peer] = time.monotonic() + self.liveness_timeout
         if discovered:
             self._dispatcher.post(Event(EventKind.JOIN, scope, peer))
+        if header.kind in (Kind.JOIN, Kind.HELLO):
+            self._note_domain(state, peer, payload)
         if header.kind is Kind.JOIN:
             self._spawn(self._control(scope, Kind.HELLO, peer))
+        elif header.kind is Kind.SHM:
+            self._take_shared(state, header, payload)
         elif header.kind is Kind.DATA:
             try:
                 data = state.reassembler.add(header, payload)
@@ -220,6 +260,31 @@ class BrokerBackend(Backend):
                 return
             if data is not None:
                 self._dispatcher.post(Event(EventKind.MESSAGE, scope, peer, data))
+
+    def _note_domain(self, state: _ScopeState, peer: str, payload: memoryview) -> None:
+        """A JOIN/HELLO carries its sender's shared-memory domain (empty: none)."""
+        if 0 < len(payload) <= MAX_DOMAIN:
+            state.domains[peer] = str(payload, "ascii", "replace")
+        else:
+            state.domains.pop(peer, None)
+
+    def _take_shared(self, state: _ScopeState, header: Header, payload: memoryview) -> None:
+        """A handle: read the segment it names (once, duplicates dropped) and deliver it."""
+        scope, peer = state.scope, header.sender
+        if self.shm is None or self.shm.domain is None:
+            log.warning("message dropped", reason="shared memory is off", peer=peer)
+            return
+        if header.total > self.max_message_bytes:
+            log.warning("message dropped", reason=f"{header.total} bytes", peer=peer)
+            return
+        if not state.reassembler.claim(peer, header.message_id):
+            return
+        try:
+            data = self.shm.take(str(payload, "ascii", "replace"), header.total)
+        except SegmentError as exc:
+            log.warning("message dropped", reason=str(exc), channel=scope.channel, peer=peer)
+            return
+        self._dispatcher.post(Event(EventKind.MESSAGE, scope, peer, data))
 
     def _on_peer_offline(self, end_id: str, grace: float) -> None:
         """A peer is known to be gone: let it expire within `grace` seconds in every scope."""
@@ -230,23 +295,58 @@ class BrokerBackend(Backend):
 
     def _drop_peer(self, state: _ScopeState, peer: str) -> None:
         del state.peers[peer]
+        state.domains.pop(peer, None)
         state.reassembler.forget(peer)
         self._dispatcher.post(Event(EventKind.LEAVE, state.scope, peer))
 
     # -- sending --------------------------------------------------------------------------
-    async def _send_data(self, scope: Scope, target: str | None, data: Parts) -> None:
+    def _checked(self, scope: Scope, data: Parts) -> list[memoryview]:
+        """The payload's views, after checking the scope is joined and the size allowed."""
         self._check_scope(scope)
         state = self._states.get((scope.channel, scope.group))
         if state is None or state.scope != scope:
             raise RuntimeError(f"channel {scope.channel!r} group {scope.group!r} is not joined")
-        size = payload_size(data)
+        views = as_views(data)
+        size = sum(len(v) for v in views)
         if size > self.max_message_bytes:
             raise ValueError(f"message of {size} bytes exceeds {self.max_message_bytes}")
-        chunks = split_parts(data, self.chunk_size)
+        return views
+
+    async def _send_shared(
+        self, scope: Scope, targets: list[str], views: list[memoryview], size: int
+    ) -> list[str]:
+        """Write the payload once, link it per target and publish the handles; returns the
+        targets served this way ([] when the segment could not be written)."""
+        assert self.shm is not None
+        try:
+            if size >= THREADED_WRITE:
+                names = await asyncio.to_thread(self.shm.write, views, len(targets))
+            else:
+                names = self.shm.write(views, len(targets))
+        except OSError as exc:
+            log.warning("shared memory write failed; using the broker", error=str(exc))
+            return []
+        message_id = next(self._ids) & 0xFFFF_FFFF_FFFF_FFFF
+        for n, (target, name) in enumerate(zip(targets, names, strict=True)):
+            header = _header(scope, Kind.SHM, message_id, total=size)
+            lock = self._send_locks.setdefault((scope.channel, scope.group, target), asyncio.Lock())
+            try:
+                async with lock:
+                    if not await self._deliver(scope, target, header.encode() + name.encode()):
+                        self.shm.discard([name])  # its receiver is gone
+            except BaseException:
+                self.shm.discard(names[n:])
+                raise
+        return targets
+
+    async def _send_data(self, scope: Scope, target: str | None, data: Parts) -> None:
+        views = self._checked(scope, data)
+        size = sum(len(v) for v in views)
+        chunks = split_parts(views, self.chunk_size)
         message_id = next(self._ids) & 0xFFFF_FFFF_FFFF_FFFF
         lock = self._send_locks.setdefault((scope.channel, scope.group, target), asyncio.Lock())
         async with lock:
-            pending: deque[asyncio.Task[None]] = deque()
+            pending: deque[asyncio.Task[bool]] = deque()
             try:
                 for index, chunk in enumerate(chunks):
                     header = _header(scope, Kind.DATA, message_id, index, len(chunks), size)
@@ -261,13 +361,16 @@ class BrokerBackend(Backend):
                     task.cancel()
 
     async def _control(self, scope: Scope, kind: Kind, target: str | None = None) -> None:
-        await self._deliver(scope, target, _header(scope, kind).encode())
+        frame = _header(scope, kind).encode()
+        if kind in (Kind.JOIN, Kind.HELLO):
+            frame += self._domain
+        await self._deliver(scope, target, frame)
 
-    async def _deliver(self, scope: Scope, target: str | None, frame: bytes) -> None:
+    async def _deliver(self, scope: Scope, target: str | None, frame: bytes) -> bool:
         """Publish one frame, again after a reconnection if the connection failed under it,
         and again while its receiver is known but not subscribed (it is re-subscribing after
-        an outage). Receivers drop the duplicates this may make. Raises `BrokerOutageError`
-        once the backend gave up."""
+        an outage). Receivers drop the duplicates this may make. False when the receiver is
+        not there; raises `BrokerOutageError` once the backend gave up."""
         pause = UNROUTABLE_RETRY[0]
         while True:
             if not self._up.is_set():
@@ -277,10 +380,10 @@ class BrokerBackend(Backend):
             generation = self._generation
             try:
                 await self._publish(scope, target, frame)
-                return
+                return True
             except Unroutable:
                 if target is None or not self._knows(scope, target):
-                    return  # like any message to an end that is not there
+                    return False  # like any message to an end that is not there
                 await asyncio.sleep(pause)
                 pause = min(2 * pause, UNROUTABLE_RETRY[1])
             except self.transport_errors as exc:
@@ -383,6 +486,8 @@ class BrokerBackend(Backend):
                         self._drop_peer(state, peer)
                 if state.beating is None or state.beating.done():
                     state.beating = self._spawn(self._beat(state.scope))
+            if self.shm is not None:
+                self.shm.sweep_due()
 
     async def _beat(self, scope: Scope, kind: Kind = Kind.BEAT) -> None:
         try:

@@ -196,6 +196,14 @@ class Reassembler:
         self._note_rebuilt(key)
         return partial.buffer
 
+    def claim(self, sender: str, message_id: int) -> bool:
+        """Note a message that arrived whole by other means; False if it was seen already."""
+        key = (sender, message_id)
+        if key in self._rebuilt:
+            return False
+        self._note_rebuilt(key)
+        return True
+
     def _open(self, key: tuple[str, int], header: Header, length: int, now: float) -> _Partial:
         chunk = _chunk_size(header, length)
         if chunk < 1 or header.count > header.total:

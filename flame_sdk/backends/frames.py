@@ -24,6 +24,7 @@ class Kind(IntEnum):
     HELLO = 3  # an existing end answers a JOIN (unicast to the newcomer)
     LEAVE = 4  # orderly departure (broadcast)
     BEAT = 5  # heartbeat (broadcast)
+    SHM = 6  # a whole message in a shared-memory segment: the payload names it (unicast)
 
 
 @dataclass(frozen=True, slots=True)

@@ -159,9 +159,10 @@ class Channel:
         """Send one message to several ends, encoding it once (as parts: arrays are not copied)."""
         parts = wire.encode_parts(message)
         size = sum(len(p) for p in parts)
-        for end_id in end_ids:
+        targets = list(dict.fromkeys(end_ids))
+        await self.backend.multicast(self.scope, targets, parts)
+        for end_id in targets:
             self.stats["send.bytes"] += size
-            await self.backend.send(self.scope, end_id, parts)
             if end_id in self._ends:
                 self._ends[end_id].properties[STATE] = SENT
 

@@ -17,6 +17,8 @@ BackendFactory = Callable[[str, str, str, str, dict[str, Any]], Backend]
 
 OUTAGE_TIMEOUT = "brokerOutageTimeout"
 """Hyperparameter: seconds a broker backend keeps reconnecting before it gives up (default 60)."""
+SHARED_MEMORY = "sharedMemory"
+"""Hyperparameter: false keeps model payloads of same-host peers on the broker (default true)."""
 
 
 def _default_backend_factory(
@@ -55,8 +57,14 @@ class ChannelManager:
     def _backend(self, sort: str, broker: str) -> Backend:
         key = (sort, broker)
         if key not in self._backends:
-            outage = self.config.hyperparameter(OUTAGE_TIMEOUT)
-            options = {} if sort == "local" or outage is None else {"outage_timeout": float(outage)}
+            options: dict[str, Any] = {}
+            if sort != "local":
+                if (outage := self.config.hyperparameter(OUTAGE_TIMEOUT)) is not None:
+                    options["outage_timeout"] = float(outage)
+                if (shared := self.config.hyperparameter(SHARED_MEMORY)) is not None:
+                    if not isinstance(shared, bool):
+                        raise ConfigError(f"hyperparameter {SHARED_MEMORY} must be true or false")
+                    options["shared_memory"] = shared
             backend = self._backend_factory(
                 sort, broker, self.config.job.id, self.config.taskid, options
             )

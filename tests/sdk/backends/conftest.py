@@ -85,8 +85,9 @@ class End:
 class Cluster:
     """Ends of one fresh job on one adapter; `inject` publishes raw bytes to an end's scope."""
 
-    def __init__(self, sort: str, broker: str) -> None:
+    def __init__(self, sort: str, broker: str, shm_dir: str = "") -> None:
         self.sort, self.broker = sort, broker
+        self.shm_dir = shm_dir  # the shared-memory directory of its broker ends (same host)
         self.job_id = f"job-{uuid.uuid4().hex[:12]}"
         self.ends: list[End] = []
 
@@ -95,7 +96,7 @@ class Cluster:
         if self.sort == "local":
             options = {k: v for k, v in options.items() if k == "liveness_timeout"}
         else:
-            options = {**BROKER_OPTIONS, **options}
+            options = {**BROKER_OPTIONS, "shm_dir": self.shm_dir, **options}
         backend = create_backend(self.sort, broker or self.broker, self.job_id, end_id, **options)
         end = End(end_id, self.job_id, backend)
         self.ends.append(end)
@@ -162,6 +163,6 @@ async def cluster(request: pytest.FixtureRequest) -> AsyncIterator[Cluster]:
         broker = f"{host}:{port}"
     else:
         broker = ""
-    cluster = Cluster(sort, broker)
+    cluster = Cluster(sort, broker, str(request.getfixturevalue("tmp_path") / "shm"))
     yield cluster
     await cluster.close()
