@@ -10,7 +10,7 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from flame_common.processes import die_with_parent, signal_group
+from flame_common.processes import die_with_parent, malloc_env, signal_group
 from flamelet.warm import WarmProcess
 from schemas.task import LOG_TAIL_BYTES, METRICS_FILE_ENV
 
@@ -32,7 +32,7 @@ def role_env(
     env = {k: v for k, v in environ.items() if not k.startswith("FLAME_") or k in _ROLE_SETTINGS}
     env.update(FLAME_JOB_ID=job_id, FLAME_TASK_ID=task_id, PYTHONUNBUFFERED="1")
     env[METRICS_FILE_ENV] = str(metrics_file)
-    return env
+    return malloc_env(env)
 
 
 def log_tail(path: Path, limit: int = LOG_TAIL_BYTES) -> str:

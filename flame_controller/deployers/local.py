@@ -17,7 +17,13 @@ from typing import Protocol
 import psutil
 
 from flame_common.logs import get_logger
-from flame_common.processes import descendants, die_with_parent, kill_all, signal_group
+from flame_common.processes import (
+    descendants,
+    die_with_parent,
+    kill_all,
+    malloc_env,
+    signal_group,
+)
 from flame_common.settings import FlameSettings
 from flame_controller.deployers.base import Deployer, FailureCallback, WorkerSpec
 from flame_controller.deployers.zygote import ZygoteClient, ZygoteError
@@ -65,7 +71,7 @@ def flamelet_env(settings: FlameSettings, key: str) -> dict[str, str]:
         env["FLAME_CA_FILE"] = settings.ca_file
     if settings.data_roots:  # where role code may read `file://` datasets (the flamelet passes it)
         env["FLAME_DATA_ROOTS"] = json.dumps([str(p) for p in settings.data_roots])
-    return env
+    return malloc_env(env)
 
 
 class LocalDeployer(Deployer):

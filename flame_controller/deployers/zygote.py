@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from flame_common.logs import get_logger
-from flame_common.processes import die_with_parent, signal_group
+from flame_common.processes import die_with_parent, malloc_env, signal_group
 
 log = get_logger(__name__)
 
@@ -73,7 +73,8 @@ class ZygoteClient:
         `warm_imports` once for every role code below it."""
         loop = asyncio.get_running_loop()
         self._ready = loop.create_future()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("FLAME_")}
+        # malloc tunables are read at exec: the flamelets it forks, and their roles, inherit them
+        env = malloc_env({k: v for k, v in os.environ.items() if not k.startswith("FLAME_")})
         if warm_imports:  # the only setting it gets: it holds no secret
             env["FLAME_WARM_IMPORTS"] = json.dumps(list(warm_imports))
         self._proc = await asyncio.create_subprocess_exec(

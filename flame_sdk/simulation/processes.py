@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from flame_common.processes import malloc_env
 from flame_sdk.simulation.expand import JobOverrides, expand
 
 _AGGREGATOR_LAST = ("aggregator",)  # roles whose name contains this start after the others
@@ -141,7 +142,7 @@ class ProcessJob:
         example = self.example.resolve()
         configs = sorted(self.configs, key=lambda c: any(w in c["role"] for w in _AGGREGATOR_LAST))
         self.workdir.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, **(self.env or {})}
+        env = malloc_env({**os.environ, **(self.env or {})})
         for config in configs:
             task_id = config["taskid"]
             config_path = self.workdir / f"{task_id}.json"
