@@ -316,36 +316,41 @@ class BrokerBackend(Backend):
         self, scope: Scope, targets: list[str], views: list[memoryview], size: int
     ) -> list[str]:
         """Write the payload once, link it per target and publish the handles; returns the
-        targets served this way ([] when the segment could not be written)."""
+        targets served this way ([] when the segment could not be written). The targets'
+        send locks are taken first (sorted: no deadlock between multicasts), so concurrent
+        sends to one end keep their call order across the write."""
         assert self.shm is not None
-        try:
-            if size >= THREADED_WRITE:
-                names = await asyncio.to_thread(self.shm.write, views, len(targets))
-            else:
-                names = self.shm.write(views, len(targets))
-        except OSError as exc:
-            log.warning("shared memory write failed; using the broker", error=str(exc))
-            return []
-        message_id = next(self._ids) & 0xFFFF_FFFF_FFFF_FFFF
-        for n, (target, name) in enumerate(zip(targets, names, strict=True)):
-            header = _header(scope, Kind.SHM, message_id, total=size)
-            lock = self._send_locks.setdefault((scope.channel, scope.group, target), asyncio.Lock())
+        async with contextlib.AsyncExitStack() as held:
+            for target in sorted(targets):
+                await held.enter_async_context(self._lock(scope, target))
             try:
-                async with lock:
+                if size >= THREADED_WRITE:
+                    names = await asyncio.to_thread(self.shm.write, views, len(targets))
+                else:
+                    names = self.shm.write(views, len(targets))
+            except OSError as exc:
+                log.warning("shared memory write failed; using the broker", error=str(exc))
+                return []
+            header = _header(scope, Kind.SHM, next(self._ids) & 0xFFFF_FFFF_FFFF_FFFF, total=size)
+            for n, (target, name) in enumerate(zip(targets, names, strict=True)):
+                try:
                     if not await self._deliver(scope, target, header.encode() + name.encode()):
                         self.shm.discard([name])  # its receiver is gone
-            except BaseException:
-                self.shm.discard(names[n:])
-                raise
+                except BaseException:
+                    self.shm.discard(names[n:])
+                    raise
         return targets
+
+    def _lock(self, scope: Scope, target: str | None) -> asyncio.Lock:
+        """The lock that keeps sends to one end (or broadcasts) of a scope in call order."""
+        return self._send_locks.setdefault((scope.channel, scope.group, target), asyncio.Lock())
 
     async def _send_data(self, scope: Scope, target: str | None, data: Parts) -> None:
         views = self._checked(scope, data)
         size = sum(len(v) for v in views)
         chunks = split_parts(views, self.chunk_size)
         message_id = next(self._ids) & 0xFFFF_FFFF_FFFF_FFFF
-        lock = self._send_locks.setdefault((scope.channel, scope.group, target), asyncio.Lock())
-        async with lock:
+        async with self._lock(scope, target):
             pending: deque[asyncio.Task[bool]] = deque()
             try:
                 for index, chunk in enumerate(chunks):

@@ -78,6 +78,18 @@ async def test_a_same_host_unicast_travels_through_shared_memory_in_order(
     assert _segments(cluster) == []  # the receiver removed it on reading
 
 
+async def test_concurrent_sends_to_one_end_keep_their_call_order(cluster: Cluster) -> None:
+    agg, t1 = await _pair(cluster)
+    await eventually(lambda: "agg" in _domains(t1), what="the aggregator's domain")
+    s1, a = t1.scope("trainer", "aggregator"), agg.scope("aggregator", "trainer")
+    big = MODEL * 2  # written off the event loop: the small ones must still wait their turn
+    sends = [big, b"one", MODEL, b"two"]
+
+    await asyncio.gather(*(t1.backend.send(s1, "agg", p) for p in sends))
+    await eventually(lambda: len(agg.received(a)) == 4, what="four messages", timeout=30)
+    assert agg.received(a) == sends
+
+
 async def test_a_multicast_writes_one_copy_for_every_peer_on_the_host(cluster: Cluster) -> None:
     agg = cluster.end("agg")
     trainers = [cluster.end(f"t{i}") for i in range(3)]
