@@ -198,15 +198,12 @@ class BrokerBackend(Backend):
 
     async def multicast(self, scope: Scope, end_ids: Sequence[str], data: Parts) -> None:
         """Peers on this host share one shared-memory copy; the others get broker sends."""
-        views = self._checked(scope, data)
-        size = sum(len(v) for v in views)
-        state = self._states[(scope.channel, scope.group)]
-        shm, domains = self.shm, state.domains
+        views, size = self._checked(scope, data)
+        shm, domains = self.shm, self._states[(scope.channel, scope.group)].domains
         local = [e for e in end_ids if shm is not None and shm.usable_for(size, domains.get(e))]
-        if local:
-            local = await self._send_shared(scope, local, views, size)
+        served = await self._send_shared(scope, local, views, size) if local else []
         for end_id in end_ids:
-            if end_id not in local:
+            if end_id not in served:
                 await self._send_data(scope, end_id, views)
 
     async def close(self) -> None:
@@ -300,8 +297,9 @@ class BrokerBackend(Backend):
         self._dispatcher.post(Event(EventKind.LEAVE, state.scope, peer))
 
     # -- sending --------------------------------------------------------------------------
-    def _checked(self, scope: Scope, data: Parts) -> list[memoryview]:
-        """The payload's views, after checking the scope is joined and the size allowed."""
+    def _checked(self, scope: Scope, data: Parts) -> tuple[list[memoryview], int]:
+        """The payload's views and size, after checking the scope is joined and the size
+        allowed."""
         self._check_scope(scope)
         state = self._states.get((scope.channel, scope.group))
         if state is None or state.scope != scope:
@@ -310,7 +308,7 @@ class BrokerBackend(Backend):
         size = sum(len(v) for v in views)
         if size > self.max_message_bytes:
             raise ValueError(f"message of {size} bytes exceeds {self.max_message_bytes}")
-        return views
+        return views, size
 
     async def _send_shared(
         self, scope: Scope, targets: list[str], views: list[memoryview], size: int
@@ -346,8 +344,7 @@ class BrokerBackend(Backend):
         return self._send_locks.setdefault((scope.channel, scope.group, target), asyncio.Lock())
 
     async def _send_data(self, scope: Scope, target: str | None, data: Parts) -> None:
-        views = self._checked(scope, data)
-        size = sum(len(v) for v in views)
+        views, size = self._checked(scope, data)
         chunks = split_parts(views, self.chunk_size)
         message_id = next(self._ids) & 0xFFFF_FFFF_FFFF_FFFF
         async with self._lock(scope, target):

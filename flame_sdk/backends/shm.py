@@ -204,8 +204,6 @@ def _write_all(fd: int, views: Sequence[memoryview]) -> None:
 
 
 def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
