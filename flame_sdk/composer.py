@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import functools
 import inspect
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -22,6 +21,21 @@ _current: ContextVar[Composer | None] = ContextVar("flame_composer", default=Non
 
 class ComposerError(RuntimeError):
     """A chain that cannot be built or edited as asked."""
+
+
+class UserCall:
+    """A plain-function tasklet's call, run in the caller's context on an executor's thread;
+    `kind` (the function, unbound) lets an executor tell calls of one method from others."""
+
+    __slots__ = ("args", "context", "func", "kind", "kwargs")
+
+    def __init__(self, func: Callable[..., Any], args: Any, kwargs: Any) -> None:
+        self.context = contextvars.copy_context()
+        self.func, self.args, self.kwargs = func, args, kwargs
+        self.kind: object = getattr(func, "__func__", func)
+
+    def __call__(self) -> Any:
+        return self.context.run(self.func, *self.args, **self.kwargs)
 
 
 class Loop:
@@ -88,8 +102,7 @@ class Tasklet:
             executor = self.composer.executor
             if executor is None:
                 return await asyncio.to_thread(self.func, *self.args, **self.kwargs)
-            context = contextvars.copy_context()
-            call = functools.partial(context.run, self.func, *self.args, **self.kwargs)
+            call = UserCall(self.func, self.args, self.kwargs)
             return await asyncio.get_running_loop().run_in_executor(executor, call)
         finally:
             self.composer.runtimes[self.alias] = time.perf_counter() - started

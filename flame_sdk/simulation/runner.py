@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from flame_sdk.config import Config
 from flame_sdk.roles.base import Role
+from flame_sdk.roles.memory import tune_malloc_for_simulation
+from flame_sdk.simulation.executor import OrderedExecutor
 from flame_sdk.simulation.expand import JobOverrides, expand
 from flame_sdk.simulation.loader import load_role_class
 
@@ -26,16 +27,20 @@ class SimulationResult:
 
 
 async def run_roles(
-    roles: list[Role], timeout: float | None = None, *, user_threads: int = 1
+    roles: list[Role], timeout: float | None = None, *, user_threads: int | None = None
 ) -> None:
     """Run roles side by side; if one fails or time runs out, cancel the others and raise.
 
-    The roles' user methods share `user_threads` worker threads (one by default): they are
-    CPU-bound Python in one process, and threads running them at the same time only trade the
-    GIL back and forth (each torch call releases it), which made N trainers slower than running
-    them one after the other. The event loop stays free while a user method runs.
+    The roles' user methods run on an `OrderedExecutor` of `user_threads` worker threads
+    (default: the usable cores, at most 4): in call order, with results handed back in that
+    order, and side by side only for methods that take long enough for PyTorch or NumPy to work
+    outside the GIL (short ones only trade the GIL back and forth, slower than one after the
+    other). A run's results are thus the same for any thread count. The event loop stays free
+    while a user method runs. glibc's malloc is set to reuse freed blocks
+    (`roles.memory.tune_malloc_for_simulation`): model-sized buffers come and go all the time.
     """
-    executor = ThreadPoolExecutor(user_threads, thread_name_prefix="flame-sim-user")
+    tune_malloc_for_simulation()
+    executor = OrderedExecutor(user_threads)
     for role in roles:
         role.composer.executor = executor
     tasks = [
@@ -67,6 +72,7 @@ async def asimulate(
     registry: dict[str, str] | None = None,
     job_id: str | None = None,
     timeout: float | None = 600.0,
+    user_threads: int | None = None,
 ) -> SimulationResult:
     """Simulate the job of an example directory in this event loop (see `simulate`)."""
     hp = dict(hyperparameters or {})
@@ -79,7 +85,7 @@ async def asimulate(
         hyperparameters=hp,
     )
     roles = build_roles(Path(example), overrides)
-    await run_roles(roles, timeout)
+    await run_roles(roles, timeout, user_threads=user_threads)
     return SimulationResult(roles)
 
 
@@ -87,6 +93,7 @@ def simulate(example: str | Path, **kwargs: Any) -> SimulationResult:
     """Run every role of an example's job (N trainers included) in this process and wait.
 
     Keyword arguments: `rounds`, `hyperparameters` (merged over the modelSpec's), `registry`
-    (`{"sort", "uri"}`), `job_id`, `timeout` (seconds, default 600).
+    (`{"sort", "uri"}`), `job_id`, `timeout` (seconds, default 600), `user_threads` (see
+    `run_roles`; the results do not depend on it).
     """
     return asyncio.run(asimulate(example, **kwargs))

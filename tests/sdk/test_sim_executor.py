@@ -1,0 +1,129 @@
+"""The simulation's executor: call order kept, long calls side by side, results thread-blind."""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from flame_sdk.simulation import SimulationResult, asimulate
+from flame_sdk.simulation import executor as executor_module
+from flame_sdk.simulation.executor import OrderedExecutor
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+class Call:
+    """A call of kind `kind` that sleeps `seconds` (releasing the GIL) and logs start and end."""
+
+    def __init__(self, kind: str, seconds: float, log: list[str], value: Any = None) -> None:
+        self.kind, self.seconds, self.log, self.value = kind, seconds, log, value
+
+    def __call__(self) -> Any:
+        self.log.append(f"start {self.value}")
+        time.sleep(self.seconds)
+        self.log.append(f"end {self.value}")
+        return self.value
+
+
+def _completion_order(futures: list[Future[Any]]) -> list[Any]:
+    order: list[Any] = []
+    lock = threading.Lock()
+    done = threading.Event()
+
+    def record(f: Future[Any]) -> None:
+        with lock:
+            order.append(f.result())
+            if len(order) == len(futures):
+                done.set()
+
+    for f in futures:
+        f.add_done_callback(record)
+    assert done.wait(10)
+    return order
+
+
+def test_long_calls_overlap_yet_complete_in_submission_order() -> None:
+    ex = OrderedExecutor(2, parallel_from=0.05)
+    log: list[str] = []
+    try:
+        ex.submit(Call("train", 0.06, log, "calibrate")).result(5)  # measures the kind
+        slow, quick = Call("train", 0.3, log, "slow"), Call("train", 0.06, log, "quick")
+        futures = [ex.submit(slow), ex.submit(quick)]
+        assert _completion_order(futures) == ["slow", "quick"]
+    finally:
+        ex.shutdown()
+    assert ex.overlapped == 1
+    assert log.index("end quick") < log.index("end slow")  # ran side by side, quick ended first
+    assert log.index("start slow") < log.index("start quick")
+
+
+@pytest.mark.parametrize(
+    ("threads", "kinds"),
+    [(1, ["train"] * 6), (2, ["eval"] * 6), (2, ["train", "eval", "train", "eval", "train"])],
+    ids=["one-thread", "short-kind", "long-beside-short"],
+)
+def test_no_overlap_with_one_thread_or_a_short_call(threads: int, kinds: list[str]) -> None:
+    ex = OrderedExecutor(threads, parallel_from=0.05)
+    log: list[str] = []
+    seconds = {"train": 0.06, "eval": 0.01}
+    try:
+        ex.submit(Call("train", 0.06, log, -2)).result(5)
+        ex.submit(Call("eval", 0.01, log, -1)).result(5)
+        futures = [ex.submit(Call(k, seconds[k], log, i)) for i, k in enumerate(kinds)]
+        assert _completion_order(futures) == list(range(len(kinds)))
+    finally:
+        ex.shutdown()
+    assert ex.overlapped == 0
+    starts_and_ends = [int(e.split()[1]) for e in log]  # start i, end i, start i+1, ...
+    assert starts_and_ends == [v for i in [-2, -1, *range(len(kinds))] for v in (i, i)]
+
+
+def test_a_failing_call_raises_in_its_future_and_later_calls_still_run() -> None:
+    def boom() -> None:
+        raise ValueError("bad")
+
+    ex = OrderedExecutor(2)
+    try:
+        failed = ex.submit(boom)
+        later = ex.submit(lambda: 7)
+        with pytest.raises(ValueError, match="bad"):
+            failed.result(5)
+        assert later.result(5) == 7
+    finally:
+        ex.shutdown()
+
+
+def test_bad_thread_count_is_refused() -> None:
+    with pytest.raises(ValueError, match="threads must be >= 1"):
+        OrderedExecutor(0)
+
+
+def _overlapped(result: SimulationResult) -> int:
+    executor = result.roles[0].composer.executor
+    assert isinstance(executor, OrderedExecutor)
+    return executor.overlapped
+
+
+async def test_simulation_results_do_not_depend_on_the_thread_count(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every user method counts as long: trainers train side by side on two threads, yet the
+    final weights equal the one-thread run's to the bit."""
+    one = await asimulate(EXAMPLES / "two_tier_fedavg", rounds=3, job_id="same", user_threads=1)
+    monkeypatch.setattr(executor_module, "PARALLEL_FROM", 0.0)
+    two = await asimulate(EXAMPLES / "two_tier_fedavg", rounds=3, job_id="same", user_threads=2)
+    assert _overlapped(one) == 0 and _overlapped(two) > 0
+    (a,), (b,) = one.by_role("aggregator"), two.by_role("aggregator")
+    wa, wb = a.get_weights(), b.get_weights()
+    assert set(wa) == set(wb)
+    for name in wa:
+        np.testing.assert_array_equal(wa[name], wb[name])
+    assert [h["test_accuracy"] for h in a.metrics_history] == [
+        h["test_accuracy"] for h in b.metrics_history
+    ]
