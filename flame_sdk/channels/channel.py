@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import heapq
 import itertools
 import time
 from collections.abc import AsyncIterator, Iterable, Mapping
@@ -45,6 +46,7 @@ class Channel:
         self._ends: dict[str, End] = {}
         self._seq = itertools.count()
         self._changed = asyncio.Event()
+        self._watchers: list[set[str]] = []  # per recv_fifo: ends changed since it looked
         self.joined = False
 
     # membership (called by the channel manager on backend events) -----------------------------
@@ -55,7 +57,7 @@ class Channel:
                 end = self._ends[end_id] = End(end_id)
             end.gone = False
             log.debug("end joined", channel=self.name, end=end_id)
-            self._notify()
+            self._notify(end_id)
         return end
 
     def on_leave(self, end_id: str) -> None:
@@ -66,7 +68,7 @@ class Channel:
             if not end.inbox:
                 del self._ends[end_id]
             log.info("end left", channel=self.name, end=end_id)
-            self._notify()
+            self._notify(end_id)
 
     def _take(self, end: End) -> wire.Message | None:
         message = end.take()
@@ -84,9 +86,11 @@ class Channel:
         self.stats["recv.bytes"] += len(data)
         end = self._ends.get(end_id) or self.on_join(end_id)
         end.inbox.append((next(self._seq), message))
-        self._notify()
+        self._notify(end_id)
 
-    def _notify(self) -> None:
+    def _notify(self, end_id: str) -> None:
+        for touched in self._watchers:
+            touched.add(end_id)
         self._changed.set()
         self._changed = asyncio.Event()
 
@@ -187,22 +191,33 @@ class Channel:
     ) -> AsyncIterator[tuple[str, wire.Message | None]]:
         """Yield `(end, message)` in arrival order, one per end (None for ends that left).
 
-        Stops after `first_k` items if > 0, or when `timeout` seconds have passed.
+        Stops after `first_k` items if > 0, or when `timeout` seconds have passed. Each wake-up
+        looks only at the ends that changed (a heap orders the ready ones), not at all of them.
         """
         pending = {e: self._ends.get(e) for e in dict.fromkeys(end_ids)}
         limit = first_k if first_k > 0 else len(pending)
         deadline = None if timeout is None else time.monotonic() + timeout
         yielded = 0
-        while pending and yielded < limit:
-            ready = [(e, end) for e, end in pending.items() if end is None or end.ready]
-            if not ready:
-                if not await self._wait(deadline):
-                    return
-                continue
-            end_id, end = min(ready, key=lambda item: -1 if item[1] is None else item[1].head_seq())
-            del pending[end_id]
-            yielded += 1
-            yield end_id, (None if end is None else self._take(end))
+        touched = set(pending)  # ends to (re)consider; the channel adds the ones that change
+        self._watchers.append(touched)
+        rank = {e: i for i, e in enumerate(pending)}  # ties go in the order asked
+        ready: list[tuple[float, int, str]] = []  # (head sequence or -1 if absent, rank, end)
+        try:
+            while pending and yielded < limit:
+                for end_id in touched:
+                    if end_id in pending and _ready(pending[end_id]):
+                        heapq.heappush(ready, (_order(pending[end_id]), rank[end_id], end_id))
+                touched.clear()
+                picked = _pop_ready(ready, pending)
+                if picked is None:
+                    if not await self._wait(deadline):
+                        return
+                    continue
+                end = pending.pop(picked)
+                yielded += 1
+                yield picked, (None if end is None else self._take(end))
+        finally:
+            self._watchers[:] = [w for w in self._watchers if w is not touched]
 
     async def recv_any(
         self, end_ids: Iterable[str], timeout: float | None = None
@@ -216,3 +231,29 @@ class Channel:
         if self.joined:
             self.joined = False
             await self.backend.leave(self.scope)
+
+
+def _ready(end: End | None) -> bool:
+    return end is None or end.ready
+
+
+def _order(end: End | None) -> float:
+    """Where a ready end goes in `recv_fifo`: absent ends first, then by head arrival."""
+    return -1 if end is None else end.head_seq()
+
+
+def _pop_ready(ready: list[tuple[float, int, str]], pending: dict[str, End | None]) -> str | None:
+    """The pending end whose message arrived first; stale heap entries (taken meanwhile by
+    another receiver, or already yielded) are dropped or re-queued by their current order."""
+    while ready:
+        order, rank, end_id = heapq.heappop(ready)
+        if end_id not in pending:
+            continue
+        end = pending[end_id]
+        if not _ready(end):
+            continue
+        if _order(end) != order:
+            heapq.heappush(ready, (_order(end), rank, end_id))
+            continue
+        return end_id
+    return None

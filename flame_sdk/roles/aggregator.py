@@ -204,24 +204,26 @@ class Aggregator(Role):
         channel = self.cm.get_by_tag("aggregate")
         aggregation = self.optimizer.begin(base, self._round)
         deadline = time.monotonic() + wait_seconds(self.config, ROUND_TIMEOUT)
-        pending, total = set(ends), 0
-        while pending:
-            got = await channel.recv_any(pending, timeout=max(0.0, deadline - time.monotonic()))
-            if got is None:
+        pending, total = dict.fromkeys(ends), 0
+        while pending:  # one arrival-ordered stream; again for the ends that sent a stale update
+            stale: set[str] = set()
+            remaining = max(0.0, deadline - time.monotonic())
+            async for end, message in channel.recv_fifo(list(pending), timeout=remaining):
+                if (
+                    message is not None
+                    and int(message.get(Key.MODEL_VERSION) or self._round) < self._round
+                ):
+                    self.log.info("stale update skipped", end=end, round=self._round)
+                    stale.add(end)
+                    continue
+                del pending[end]
+                size = await self.fold(aggregation, end, message)
+                total += size or 0
+            if pending.keys() - stale:
                 self.log.warning(
                     "round deadline passed", round=self._round, missing=sorted(pending)
                 )
                 break
-            end, message = got
-            if (
-                message is not None
-                and int(message.get(Key.MODEL_VERSION) or self._round) < self._round
-            ):
-                self.log.info("stale update skipped", end=end, round=self._round)
-                continue
-            pending.discard(end)
-            size = await self.fold(aggregation, end, message)
-            total += size or 0
         result = await run_sized(base, aggregation.result)
         return result, total, aggregation.count
 
