@@ -14,13 +14,22 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 _current: ContextVar[Composer | None] = ContextVar("flame_composer", default=None)
 
 
 class ComposerError(RuntimeError):
     """A chain that cannot be built or edited as asked."""
+
+
+@runtime_checkable
+class LoopExecutor(Protocol):
+    """An executor that runs calls for coroutines itself, choosing where (the simulation's)."""
+
+    async def arun(self, fn: Callable[[], Any]) -> Any:
+        """Run `fn` and return its result."""
+        ...
 
 
 class UserCall:
@@ -103,6 +112,8 @@ class Tasklet:
             if executor is None:
                 return await asyncio.to_thread(self.func, *self.args, **self.kwargs)
             call = UserCall(self.func, self.args, self.kwargs)
+            if isinstance(executor, LoopExecutor):
+                return await executor.arun(call)
             return await asyncio.get_running_loop().run_in_executor(executor, call)
         finally:
             self.composer.runtimes[self.alias] = time.perf_counter() - started

@@ -37,6 +37,8 @@ ALLOWED_DTYPES = frozenset(
     {"bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64"}
     | {"float16", "float32", "float64"}
 )
+_WIRE_DTYPES = {name: np.dtype(name).newbyteorder("<") for name in ALLOWED_DTYPES}  # on the wire
+_NAMES = {np.dtype(name): name for name in ALLOWED_DTYPES}  # native dtype -> wire name
 
 
 class Key(StrEnum):
@@ -176,10 +178,14 @@ def _all_arrays(value: Mapping[Any, Any]) -> bool:
 
 def _describe(name: str | None, array: np.ndarray, buffers: list[np.ndarray]) -> dict[str, Any]:
     dtype = array.dtype.newbyteorder("<") if array.dtype.byteorder == ">" else array.dtype
-    if dtype.name not in ALLOWED_DTYPES:
+    wire_name = _NAMES.get(dtype)  # a dict lookup: `dtype.name` is slow for small messages
+    if wire_name is None:
         raise TypeError(f"array '{name}' has unsupported dtype {array.dtype}")
-    buffers.append(np.ascontiguousarray(array, dtype=dtype))
-    return {"name": name, "dtype": dtype.name, "shape": list(array.shape)}
+    if dtype is array.dtype and array.flags.c_contiguous:
+        buffers.append(array)
+    else:
+        buffers.append(np.ascontiguousarray(array, dtype=dtype))
+    return {"name": name, "dtype": wire_name, "shape": list(array.shape)}
 
 
 def _read_array(
@@ -190,13 +196,13 @@ def _read_array(
     name, dtype_name, shape = spec["name"], spec["dtype"], spec["shape"]
     if name is not None and not isinstance(name, str):
         raise WireError(f"tensor field '{key}' has a non-string array name")
-    if dtype_name not in ALLOWED_DTYPES:
+    dtype = _WIRE_DTYPES.get(dtype_name) if isinstance(dtype_name, str) else None
+    if dtype is None:
         raise WireError(f"array '{name}' of '{key}' has forbidden dtype {dtype_name!r}")
     if not isinstance(shape, list) or not all(
         isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
     ):
         raise WireError(f"array '{name}' of '{key}' has an invalid shape {shape!r}")
-    dtype = np.dtype(dtype_name).newbyteorder("<")
     size = math.prod(shape)
     nbytes = size * dtype.itemsize
     if offset + nbytes > len(view):

@@ -67,7 +67,13 @@ class Aggregator(Role):
     metadata for a round goes with that round's model (when there is any), and an update's
     `datasampler_metadata` goes to it with the end's round duration; metadata it rejects is
     ignored with a warning.
+
+    `fold_in_end_order` (a simulation sets it): a round's updates are folded in the order of
+    their ends' ids rather than as they arrive (early ones are held until their turn), so that
+    the sums, and thus the model, do not depend on thread timing.
     """
+
+    fold_in_end_order = False
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -205,6 +211,19 @@ class Aggregator(Role):
         aggregation = self.optimizer.begin(base, self._round)
         deadline = time.monotonic() + wait_seconds(self.config, ROUND_TIMEOUT)
         pending, total = dict.fromkeys(ends), 0
+        turns = sorted(pending) if self.fold_in_end_order else []  # ends not folded yet, in order
+        held: dict[str, Message | None] = {}  # arrived before their turn
+
+        async def take(end: str, message: Message | None) -> None:
+            nonlocal total
+            if not turns:
+                total += await self.fold(aggregation, end, message) or 0
+                return
+            held[end] = message
+            while turns and turns[0] in held:
+                first = turns.pop(0)
+                total += await self.fold(aggregation, first, held.pop(first)) or 0
+
         while pending:  # one arrival-ordered stream; again for the ends that sent a stale update
             stale: set[str] = set()
             remaining = max(0.0, deadline - time.monotonic())
@@ -217,13 +236,15 @@ class Aggregator(Role):
                     stale.add(end)
                     continue
                 del pending[end]
-                size = await self.fold(aggregation, end, message)
-                total += size or 0
+                await take(end, message)
             if pending.keys() - stale:
                 self.log.warning(
                     "round deadline passed", round=self._round, missing=sorted(pending)
                 )
                 break
+        for end in turns:  # the deadline passed: the held ones, still in order
+            if end in held:
+                total += await self.fold(aggregation, end, held.pop(end)) or 0
         result = await run_sized(base, aggregation.result)
         return result, total, aggregation.count
 

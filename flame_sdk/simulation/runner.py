@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from flame_sdk.config import Config
+from flame_sdk.roles.aggregator import Aggregator
 from flame_sdk.roles.base import Role
 from flame_sdk.roles.memory import tune_malloc_for_simulation
 from flame_sdk.simulation.executor import OrderedExecutor
@@ -27,7 +28,11 @@ class SimulationResult:
 
 
 async def run_roles(
-    roles: list[Role], timeout: float | None = None, *, user_threads: int | None = None
+    roles: list[Role],
+    timeout: float | None = None,
+    *,
+    user_threads: int | None = None,
+    fold_in_end_order: bool = True,
 ) -> None:
     """Run roles side by side; if one fails or time runs out, cancel the others and raise.
 
@@ -35,7 +40,10 @@ async def run_roles(
     (default: the usable cores, at most 4): in call order, with results handed back in that
     order, and side by side only for methods that take long enough for PyTorch or NumPy to work
     outside the GIL (short ones only trade the GIL back and forth, slower than one after the
-    other). A run's results are thus the same for any thread count. The event loop stays free
+    other). Aggregators fold a round's updates in the order of their ends
+    (`Aggregator.fold_in_end_order`; False: as they arrive, as deployed aggregators do). A
+    synchronous run's results are thus
+    the same for any thread count and timing. The event loop stays free
     while a user method runs. glibc's malloc is set to reuse freed blocks
     (`roles.memory.tune_malloc_for_simulation`): model-sized buffers come and go all the time.
     """
@@ -43,6 +51,8 @@ async def run_roles(
     executor = OrderedExecutor(user_threads)
     for role in roles:
         role.composer.executor = executor
+        if isinstance(role, Aggregator):
+            role.fold_in_end_order = fold_in_end_order
     tasks = [
         asyncio.create_task(r.arun(), name=f"{r.config.role}:{r.config.taskid}") for r in roles
     ]

@@ -212,7 +212,7 @@ async def test_hierarchical_aggregators_fold_eagerly_and_exactly() -> None:
     every aggregator adds each update into `Σ n_i·Δ_i` as it arrives and divides once."""
     roles = _build("hierarchical", {"rounds": 2})
     probe = EagernessProbe(roles)
-    await run_roles(roles, timeout=60)
+    await run_roles(roles, timeout=60, fold_in_end_order=False)  # as they arrive, as deployed
     result = SimulationResult(roles)
     assert probe.late == []
     assert len(probe.gaps) == 2 * 3 * 4 and max(probe.gaps) < 1e-5  # 3 aggregators, 4 arrays

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from concurrent.futures import Future
@@ -104,26 +105,77 @@ def test_bad_thread_count_is_refused() -> None:
         OrderedExecutor(0)
 
 
-def _overlapped(result: SimulationResult) -> int:
+async def _run(
+    monkeypatch: pytest.MonkeyPatch, threads: int, parallel_from: float, inline_below: float
+) -> SimulationResult:
+    monkeypatch.setattr(executor_module, "PARALLEL_FROM", parallel_from)
+    monkeypatch.setattr(executor_module, "INLINE_BELOW", inline_below)
+    return await asimulate(
+        EXAMPLES / "two_tier_fedavg", rounds=3, job_id="same", user_threads=threads
+    )
+
+
+def _executor(result: SimulationResult) -> OrderedExecutor:
     executor = result.roles[0].composer.executor
     assert isinstance(executor, OrderedExecutor)
-    return executor.overlapped
+    return executor
 
 
-async def test_simulation_results_do_not_depend_on_the_thread_count(
+async def test_simulation_results_do_not_depend_on_threads_or_timing(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Every user method counts as long: trainers train side by side on two threads, yet the
-    final weights equal the one-thread run's to the bit."""
-    one = await asimulate(EXAMPLES / "two_tier_fedavg", rounds=3, job_id="same", user_threads=1)
-    monkeypatch.setattr(executor_module, "PARALLEL_FROM", 0.0)
-    two = await asimulate(EXAMPLES / "two_tier_fedavg", rounds=3, job_id="same", user_threads=2)
-    assert _overlapped(one) == 0 and _overlapped(two) > 0
-    (a,), (b,) = one.by_role("aggregator"), two.by_role("aggregator")
-    wa, wb = a.get_weights(), b.get_weights()
-    assert set(wa) == set(wb)
-    for name in wa:
-        np.testing.assert_array_equal(wa[name], wb[name])
-    assert [h["test_accuracy"] for h in a.metrics_history] == [
-        h["test_accuracy"] for h in b.metrics_history
-    ]
+    """One thread with every call on it; two threads where every method counts as long after
+    its first call (which runs alone): trainers train side by side, each with the one intra-op
+    thread `initialize` asked for; every call after the first of its kind on the event loop.
+    The aggregator folds in end order: the final weights and the accuracies are the same to
+    the bit."""
+    sequential = await _run(monkeypatch, 1, 1e9, 0.0)
+    parallel = await _run(monkeypatch, 2, 1e-6, 0.0)
+    inline = await _run(monkeypatch, 2, 1e9, 1e9)
+    assert _executor(sequential).overlapped == 0 and _executor(sequential).inlined == 0
+    assert _executor(parallel).overlapped > 0
+    assert _executor(inline).inlined > 10
+    (a,) = sequential.by_role("aggregator")
+    for other in (parallel, inline):
+        (b,) = other.by_role("aggregator")
+        wa, wb = a.get_weights(), b.get_weights()
+        assert set(wa) == set(wb)
+        for name in wa:
+            np.testing.assert_array_equal(wa[name], wb[name])
+        assert [h["test_accuracy"] for h in a.metrics_history] == [
+            h["test_accuracy"] for h in b.metrics_history
+        ]
+
+
+class Where:
+    """A call of kind `kind` that records the thread it ran on."""
+
+    def __init__(self, kind: str, seconds: float = 0.0) -> None:
+        self.kind, self.seconds = kind, seconds
+        self.thread: str | None = None
+
+    def __call__(self) -> str:
+        time.sleep(self.seconds)
+        self.thread = threading.current_thread().name
+        return self.kind
+
+
+async def test_short_calls_run_on_the_loop_unless_a_call_is_in_flight() -> None:
+    ex = OrderedExecutor(2, inline_below=0.05)
+    loop_thread = threading.current_thread().name
+    try:
+        first, second = Where("short"), Where("short")
+        assert await ex.arun(first) == "short"
+        assert first.thread != loop_thread  # unknown kind: measured on a thread
+        await ex.arun(second)
+        assert second.thread == loop_thread and ex.inlined == 1
+        await ex.arun(Where("long", 0.06))  # measured long
+        slow, short = Where("long", 0.06), Where("short")
+        task = asyncio.create_task(ex.arun(slow))
+        await asyncio.sleep(0.01)  # `slow` is in flight on a thread
+        await ex.arun(short)
+        await task
+        assert slow.thread != loop_thread and short.thread != loop_thread
+        assert ex.inlined == 1
+    finally:
+        ex.shutdown()
