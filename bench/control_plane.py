@@ -1,8 +1,9 @@
 """Benchmark: the controller driving 1,000-task jobs with simulated agents (prints ratio last).
 
 Runs standalone: its own nx-27017, the real RabbitMQ at FLAME_RABBIT_URL (default localhost), the
-controller in-process. Each of ROUNDS rounds measures the raw aio-pika publish+consume rate, then
-drives a fresh job from start to completed. Sustained events/s = events appended to the job's log
+controller in-process. Each of ROUNDS rounds waits until the controller finished the previous
+round's bookkeeping, measures the raw aio-pika publish+consume rate, then creates a fresh job and
+drives it from start to completed. Sustained events/s = events appended to the job's log
 (consumed from agents + produced by the controller; each persisted and projected before its ack or
 publish) per second of that window. The key figure is the median of the per-round ratios.
 """
@@ -246,7 +247,18 @@ class Round:
         return self.consumed / self.window
 
 
+async def settled() -> None:
+    """Wait (at most 30 s) until the outbox marked every event of the previous round published:
+    that bookkeeping (an update per event on nx-27017) would otherwise overlap the next round's
+    measurements, which are of an otherwise idle controller."""
+    events = EventDoc.get_pymongo_collection()
+    async with asyncio.timeout(30):
+        while await events.find_one({"published": False}, {"_id": 1}) is not None:
+            await asyncio.sleep(0.05)
+
+
 async def run_round(settings: FlameSettings, call: Call, ids: list[str]) -> Round:
+    await settled()
     raw = await raw_rate(settings.rabbit_url)
     spec = JobSpec(
         name="bench",
@@ -337,6 +349,10 @@ async def main() -> None:
     report(rounds)
 
 
+CREATION_TARGET_S = 0.4  # the performance issue's (#13) targets
+RATIO_TARGET = 0.6
+
+
 def report(rounds: list[Round]) -> None:
     def med(values: list[float]) -> float:
         return statistics.median(values)
@@ -359,9 +375,11 @@ def report(rounds: list[Round]) -> None:
         f"{'on' if users == len(rounds) else 'OFF'}: {users} of {len(rounds)} jobs had their own "
         f"RabbitMQ user while running"
     )
+    creation = med([r.creation for r in rounds])
     print(
-        f"job creation ({TASKS} tasks, RPC round trip): {med([r.creation for r in rounds]):.2f} s "
-        f"[{each([r.creation for r in rounds], '.2f')}] (target < 2 s)"
+        f"job creation ({TASKS} tasks, RPC round trip): {creation:.2f} s "
+        f"[{each([r.creation for r in rounds], '.2f')}] (target < 2 s; #13: <= "
+        f"{CREATION_TARGET_S} s: {'MET' if creation <= CREATION_TARGET_S else 'MISS'})"
     )
     print(
         f"start -> all {TASKS} tasks running: {med([r.all_running for r in rounds]):.2f} s "
@@ -389,9 +407,11 @@ def report(rounds: list[Round]) -> None:
         f"ratio consumed agent events/raw: {med(consumed_ratios):.2f} "
         f"[{each(consumed_ratios, '.2f')}]"
     )
+    ratio = med(ratios)
     print(
-        f"ratio controller sustained/raw (median of per-round ratios): {med(ratios):.2f} "
-        f"[{each(ratios, '.2f')}] (target >= 0.25)"
+        f"ratio controller sustained/raw (median of per-round ratios): {ratio:.2f} "
+        f"[{each(ratios, '.2f')}] (target >= 0.25; #13: >= {RATIO_TARGET}: "
+        f"{'MET' if ratio >= RATIO_TARGET else 'MISS'})"
     )
 
 

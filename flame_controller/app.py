@@ -20,6 +20,7 @@ from aio_pika.abc import AbstractRobustConnection
 from pymongo.errors import ConnectionFailure
 
 from flame_common.db import init_db
+from flame_common.gc_tuning import tune_gc
 from flame_common.logs import get_logger
 from flame_common.settings import FlameSettings
 from flame_common.topology import topology
@@ -76,6 +77,7 @@ async def running_controller(
     settings: FlameSettings, stores: Stores | None = None
 ) -> AsyncIterator[Controller]:
     """Start the controller (consumers, outbox, timers); yields it; shuts down cleanly."""
+    tune_gc()
     async with contextlib.AsyncExitStack() as stack:
         if stores is None:
             stores = await stack.enter_async_context(open_stores(settings))
