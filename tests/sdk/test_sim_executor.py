@@ -1,10 +1,11 @@
-"""The simulation's executor: call order kept, long calls side by side, results thread-blind."""
+"""Simulation determinism: call order kept, long calls side by side, folds in end order."""
 
 from __future__ import annotations
 
 import asyncio
 import threading
 import time
+import uuid
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
@@ -12,11 +13,16 @@ from typing import Any
 import numpy as np
 import pytest
 
+from flame_sdk.config import Config
+from flame_sdk.roles.waits import ROUND_TIMEOUT
 from flame_sdk.simulation import SimulationResult, asimulate
 from flame_sdk.simulation import executor as executor_module
 from flame_sdk.simulation.executor import OrderedExecutor
+from tests.sdk.helpers import task_config
+from tests.sdk.roles import CountingTrainer, SumAggregator
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+BOUND = 30.0
 
 
 class Call:
@@ -179,3 +185,53 @@ async def test_short_calls_run_on_the_loop_unless_a_call_is_in_flight() -> None:
         assert ex.inlined == 1
     finally:
         ex.shutdown()
+
+
+def _two_tier(
+    delays: dict[str, float], block: str = "", timeout: float | None = None
+) -> tuple[SumAggregator, list[CountingTrainer], list[str]]:
+    """An aggregator folding in end order (its folds recorded) and trainers `t0`, `t1`, ... that
+    take `delays[id]` seconds to train (`block`: silent in round 1)."""
+    job = uuid.uuid4().hex
+    hp: dict[str, Any] = {"rounds": 1, "minEnds": {"aggregator": len(delays)}}
+    if timeout is not None:
+        hp[ROUND_TIMEOUT] = timeout
+    agg = SumAggregator(Config.load(task_config("aggregator", "agg", job, hyperparameters=hp)))
+    agg.fold_in_end_order = True
+    folds: list[str] = []
+    fold = agg.fold
+
+    async def recorded(aggregation: Any, end: str, message: Any) -> Any:
+        folds.append(end)
+        return await fold(aggregation, end, message)
+
+    agg.fold = recorded  # type: ignore[method-assign]
+    trainers = []
+    for task_id, delay in delays.items():
+        config = Config.load(task_config("trainer", task_id, job, hyperparameters=hp))
+        trainer = CountingTrainer(config, block_round=1 if task_id == block else 0)
+        trainer.delay = delay
+        trainers.append(trainer)
+    return agg, trainers, folds
+
+
+async def test_in_end_order_updates_that_arrive_early_wait_their_turn() -> None:
+    agg, trainers, folds = _two_tier({"t0": 0.4, "t1": 0.2, "t2": 0.0})  # arrive t2, t1, t0
+    await asyncio.wait_for(asyncio.gather(*(r.arun() for r in (agg, *trainers))), BOUND)
+    assert folds == ["t0", "t1", "t2"]
+    assert [h["updates"] for h in agg.metrics_history] == [3]
+
+
+async def test_in_end_order_held_updates_are_folded_when_the_round_deadline_passes() -> None:
+    agg, trainers, folds = _two_tier({"t0": 0.0, "t1": 0.2, "t2": 0.0}, block="t0", timeout=0.8)
+    silent, *others = trainers
+    runs = [asyncio.create_task(r.arun()) for r in (agg, *others)]
+    silent_run = asyncio.create_task(silent.arun())
+    try:
+        await asyncio.wait_for(asyncio.gather(*runs), BOUND)
+    finally:
+        silent.release.set()
+        silent_run.cancel()
+        await asyncio.gather(silent_run, return_exceptions=True)
+    assert folds == ["t1", "t2"]  # t2 arrived first; both were held behind the silent t0
+    assert [h["updates"] for h in agg.metrics_history] == [2]
