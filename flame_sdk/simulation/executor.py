@@ -31,12 +31,11 @@ class OrderedExecutor(Executor):
 
     Calls start strictly in the order they were submitted, and their futures complete in that
     order too (a call that finishes early waits for the ones before it), so the event loop sees
-    exactly the sequence a single worker thread would produce and a simulation's results do not
-    depend on the thread count. A call may start while others run only if it and every running
-    call are *long*: the previous call of the same kind (its `alias` attribute, else the function)
-    took at least `parallel_from` seconds. Long calls are where PyTorch and NumPy spend their
-    time outside the GIL; short ones would only trade the GIL back and forth. The first call of a
-    kind always runs alone (it measures the kind).
+    the sequence a single worker thread would produce. A call may start while others run only if
+    it and every running call are *long*: the previous call of the same kind (its `kind`
+    attribute, else the function) took at least `parallel_from` seconds. Long calls are where
+    PyTorch and NumPy spend their time outside the GIL; short ones would only trade the GIL back
+    and forth. The first call of a kind always runs alone (it measures the kind).
 
     PyTorch's intra-op thread count is a per-thread setting (OpenMP): a call that changed it
     (`torch.set_num_threads` in a role's `initialize`) has it applied on every worker thread
