@@ -10,11 +10,12 @@ met, and last the key summary line.
 Flags: `--variants` (subset of A,B,C), `--modes` (subset of floor,sim,rabbitmq), `--no-preload`
 (rabbitmq tasks start as fresh interpreters instead of forking from a server that imported
 torch and the SDK once), `--rabbitmq-b auto|yes|no` (B as 101 processes; `auto`, the default,
-runs it when the available memory covers ~130 MB PSS per process with a quarter to spare, and
+runs it when the available memory covers ~40 MB PSS per process (130 MB with `--no-preload`) with
+a quarter to spare, and
 says why when it does not). The targets printed are the workload issue's, then the performance
 issue's (#13: s/round against the floor of the same run, summed peak PSS).
-Each (variant, mode) runs in a fresh interpreter. A, B, C with all modes take about 5 minutes
-(B over RabbitMQ alone ~90 s on 2 cores, most of it starting and joining 101 processes).
+Each (variant, mode) runs in a fresh interpreter. A, B, C with all modes take about 2 minutes
+(B over RabbitMQ ~11 s on 2 cores, most of it starting and joining 101 processes).
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ RABBIT_URL = os.environ.get("FLAME_BENCH_RABBIT_URL", "amqp://guest:guest@127.0.
 FLOOR_TARGETS = {("C", "rabbitmq"): 1.3, ("C", "flame-sim"): 1.0, ("A", "flame-sim"): 1.3,
                  ("B", "flame-sim"): 1.5}  # fmt: skip
 PSS_TARGETS_MB = {"C": 1500.0, "B": 8000.0}
-B_PROCESS_PSS_MB = 130.0  # one B task forked from the preloaded server, measured
+B_PROCESS_PSS_MB = {True: 40.0, False: 130.0}  # one B task, forked (preloaded) or fresh: measured
 B_PROCESSES = 101
 
 
@@ -392,9 +393,9 @@ def floor_targets(results: list[Result]) -> list[tuple[str, bool | None]]:
     return checks
 
 
-def b_over_rabbitmq_fits() -> tuple[bool, str]:
+def b_over_rabbitmq_fits(preload: bool) -> tuple[bool, str]:
     """Whether B's 101 processes fit in the memory available now, and why (not)."""
-    need = B_PROCESSES * B_PROCESS_PSS_MB * 1.25  # a quarter for the broker and the peaks
+    need = B_PROCESSES * B_PROCESS_PSS_MB[preload] * 1.25  # a quarter: broker and peaks
     available = psutil.virtual_memory().available / 2**20
     why = f"{B_PROCESSES} processes need ~{need:.0f} MB, {available:.0f} MB available"
     return available >= need, why
@@ -424,7 +425,7 @@ def main() -> None:
     for variant in args.variants.split(","):
         for mode in args.modes.split(","):
             if mode == "rabbitmq" and variant == "B" and args.rabbitmq_b != "yes":
-                fits, why = b_over_rabbitmq_fits()
+                fits, why = b_over_rabbitmq_fits(not args.no_preload)
                 if args.rabbitmq_b == "no" or not fits:
                     reason = "--rabbitmq-b no" if args.rabbitmq_b == "no" else why
                     print(f"B  rabbitmq  skipped: {reason}", flush=True)

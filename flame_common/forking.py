@@ -12,6 +12,7 @@ its exit code is 0, its `SystemExit` code, or 1 after an uncaught exception (tra
 With `session`, a child is also a session leader that gets SIGTERM when the server dies.
 The server forks only while it holds no other thread, with its garbage collector frozen (no
 child ever traverses the inherited objects, so their pages stay shared copy-on-write).
+`warm_import` imports a module for the children, with what its first use would import lazily.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import gc
+import importlib
 import json
 import os
 import select
@@ -35,6 +37,17 @@ Request = dict[str, Any]
 REQUIRED: dict[str, type] = {"argv": list, "env": dict, "log": str}
 OPTIONAL: dict[str, type] = {"cwd": str}
 _PR_SET_PDEATHSIG = 1
+# What a module's first use imports later, in every child anew: PyTorch's optimizers import
+# torch._dynamo (sympy and more) on their first step, ~0.7 s and ~60 MB private per process.
+LAZY_COMPANIONS: dict[str, tuple[str, ...]] = {"torch": ("torch._dynamo",)}
+
+
+def warm_import(name: str) -> None:
+    """Import `name` in a fork server, and the modules its first use would import lazily
+    (`LAZY_COMPANIONS`), so that children share them instead of each importing its own."""
+    importlib.import_module(name)
+    for companion in LAZY_COMPANIONS.get(name, ()):
+        importlib.import_module(companion)
 
 
 def send(fd: int, message: dict[str, Any]) -> None:

@@ -12,12 +12,11 @@ deployer sets its PR_SET_PDEATHSIG), and ends at once at end of input.
 
 from __future__ import annotations
 
-import importlib
 import signal
 import sys
 
 import flamelet.main
-from flame_common.forking import ForkLoop, Request
+from flame_common.forking import ForkLoop, Request, warm_import
 from flame_common.processes import hide_from_peers
 from flame_common.settings import FlameSettings
 from flame_common.titles import ZYGOTE, set_title
@@ -35,7 +34,7 @@ def warm_up() -> None:
     flamelet.main.parser()
     for name in settings.warm_imports:
         try:
-            importlib.import_module(name)
+            warm_import(name)  # with what its first use imports lazily
         except Exception as exc:  # role code that needs it fails with its own error
             print(f"zygote: warm import {name} skipped: {exc!r}", file=sys.stderr, flush=True)
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from flame_common import forking
 from flame_sdk.simulation.processes import ForkedProcess, ProcessJob
 
 SCRIPT = """
@@ -111,3 +112,25 @@ def test_bad_requests_get_error_replies_and_end_of_input_waits_for_children(
     assert replies[3]["id"] == 3
     assert replies[4] == {"exited": replies[3]["pid"], "code": 0}  # reported before the end
     assert log.read_text() == "done ['x']\n"
+
+
+def test_warm_import_brings_the_lazy_companions_along(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(forking.LAZY_COMPANIONS, "email.mime.text", ("email.mime.image",))
+    for name in ("email.mime.text", "email.mime.image"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    forking.warm_import("email.mime.text")
+    assert "email.mime.text" in sys.modules and "email.mime.image" in sys.modules
+
+
+async def test_children_of_a_torch_server_share_what_torch_imports_on_first_use(
+    tmp_path: Path,
+) -> None:
+    """PyTorch's optimizers import torch._dynamo on their first step (0.7 s, ~60 MB): the server
+    imported it, so a task starts with it."""
+    script = "import sys; print('torch._dynamo' in sys.modules, flush=True)\n"
+    example = _example(tmp_path / "ex", {"trainer": script})
+    configs = [{"taskid": "t", "role": "trainer"}]
+    job = ProcessJob(example, configs, tmp_path / "work", preload=("torch",))
+    await job.start()
+    assert await job.wait(timeout=120) == {"t": 0}
+    assert job.tasks[0].output().split() == ["True"]
