@@ -218,7 +218,11 @@ class Notifier:
                 task_id=doc.task_id,
                 source="notifier",
             )
-            await self.publish(lost)
+            try:
+                await self.publish(lost)
+            except asyncio.CancelledError:  # stopping mid-publish: it may have gone out, so a
+                self.book.mark([doc.task_id], Presence.LOST)  # restart must refuse the agent
+                raise
             self.book.mark([doc.task_id], Presence.LOST)
             stop = TaskStopRequestedEvent(
                 payload=TaskStopRequested(reason="agent lost"),

@@ -321,6 +321,38 @@ async def test_an_ended_agent_cannot_come_back_after_a_restart(
             assert doc.presence == Presence.ACTIVE
 
 
+async def test_a_loss_announced_as_the_notifier_stops_still_bars_the_agent(
+    settings, db, tap: EventTap, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+):
+    """The notifier stops while publishing agent.lost (the event is out, its confirm not back):
+    the agent stays lost for the next notifier."""
+    publish_event = Notifier.publish
+
+    async def stuck_after_sending(self: Notifier, event: Any) -> None:
+        await publish_event(self, event)
+        if isinstance(event, AgentLostEvent):
+            await asyncio.Event().wait()  # cancelled by the stop
+
+    await seed_task("j9", "t9")
+    agent = FakeAgent(settings, "j9", "t9", "k3y")
+    async with agent.connected(consume=False):
+        monkeypatch.setattr(Notifier, "publish", stuck_after_sending)
+        async with running_notifier(settings, clock):
+            await agent.register()
+            await tap.wait_for(AgentRegisteredEvent, registered_in("t9"))
+            clock.advance(settings.heartbeat_timeout + 0.1)
+            await tap.wait_for(AgentLostEvent, lambda e: e.task_id == "t9")
+        monkeypatch.setattr(Notifier, "publish", publish_event)
+        async with running_notifier(settings, clock):
+            doc = await AgentDoc.find_one({"task_id": "t9"})
+            assert doc is not None and doc.presence == Presence.LOST
+            await agent.register()  # refused: still lost
+            other = f"fake-{uuid.uuid4().hex[:6]}"
+            await agent.send(agent.registered(other))
+            await tap.wait_for(AgentRegisteredEvent, lambda e: e.payload.agent_id == other)
+            assert len(tap.of(AgentRegisteredEvent, registered_in("t9"))) == 2
+
+
 async def test_restart_drops_agents_of_finished_tasks(
     settings, db, tap: EventTap, clock: FakeClock
 ):
