@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from collections.abc import Callable
 from functools import partial
 from typing import Any, TypeVar
@@ -211,7 +212,7 @@ class Aggregator(Role):
         aggregation = self.optimizer.begin(base, self._round)
         deadline = time.monotonic() + wait_seconds(self.config, ROUND_TIMEOUT)
         pending, total = dict.fromkeys(ends), 0
-        turns = sorted(pending) if self.fold_in_end_order else []  # ends not folded yet, in order
+        turns = deque(sorted(pending) if self.fold_in_end_order else [])  # not folded yet, in order
         held: dict[str, Message | None] = {}  # arrived before their turn
 
         async def take(end: str, message: Message | None) -> None:
@@ -221,7 +222,7 @@ class Aggregator(Role):
                 return
             held[end] = message
             while turns and turns[0] in held:
-                first = turns.pop(0)
+                first = turns.popleft()
                 total += await self.fold(aggregation, first, held.pop(first)) or 0
 
         while pending:  # one arrival-ordered stream; again for the ends that sent a stale update

@@ -1,8 +1,10 @@
-"""Builders of task configs for data-plane tests."""
+"""Builders of task configs for data-plane tests, and a runner beside a silent trainer."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 PARAM_CHANNEL = {
@@ -27,3 +29,16 @@ def task_config(role: str, task_id: str, job_id: str | None = None, **extra: Any
     }
     config.update(extra)
     return config
+
+
+async def run_beside_silent(roles: Sequence[Any], silent: Any, bound: float) -> None:
+    """Run `roles` to their end within `bound` seconds while `silent` (a `CountingTrainer`
+    blocked in some round) runs beside them; then release and stop it."""
+    runs = [asyncio.create_task(r.arun()) for r in roles]
+    silent_run = asyncio.create_task(silent.arun())
+    try:
+        await asyncio.wait_for(asyncio.gather(*runs), bound)
+    finally:
+        silent.release.set()
+        silent_run.cancel()
+        await asyncio.gather(silent_run, return_exceptions=True)

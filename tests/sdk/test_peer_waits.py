@@ -19,7 +19,7 @@ from flame_sdk.roles.waits import (
 )
 from flame_sdk.simulation.expand import JobOverrides
 from flame_sdk.simulation.runner import build_roles
-from tests.sdk.helpers import task_config
+from tests.sdk.helpers import run_beside_silent, task_config
 from tests.sdk.roles import CountingTrainer, SumAggregator
 from tests.support.wait import eventually
 
@@ -70,14 +70,7 @@ async def test_round_closes_without_an_end_that_is_alive_but_silent() -> None:
     silent = CountingTrainer(
         Config.load(task_config("trainer", "t1", job, hyperparameters=hp)), block_round=1
     )
-    tasks = [asyncio.create_task(r.arun()) for r in (agg, healthy)]
-    silent_run = asyncio.create_task(silent.arun())
-    try:
-        await asyncio.wait_for(asyncio.gather(*tasks), BOUND)
-    finally:
-        silent.release.set()
-        silent_run.cancel()
-        await asyncio.gather(silent_run, return_exceptions=True)
+    await run_beside_silent([agg, healthy], silent, BOUND)
     assert [h["updates"] for h in agg.metrics_history] == [1, 1]
 
 

@@ -18,7 +18,7 @@ from flame_sdk.roles.waits import ROUND_TIMEOUT
 from flame_sdk.simulation import SimulationResult, asimulate
 from flame_sdk.simulation import executor as executor_module
 from flame_sdk.simulation.executor import OrderedExecutor
-from tests.sdk.helpers import task_config
+from tests.sdk.helpers import run_beside_silent, task_config
 from tests.sdk.roles import CountingTrainer, SumAggregator
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -225,13 +225,6 @@ async def test_in_end_order_updates_that_arrive_early_wait_their_turn() -> None:
 async def test_in_end_order_held_updates_are_folded_when_the_round_deadline_passes() -> None:
     agg, trainers, folds = _two_tier({"t0": 0.0, "t1": 0.2, "t2": 0.0}, block="t0", timeout=0.8)
     silent, *others = trainers
-    runs = [asyncio.create_task(r.arun()) for r in (agg, *others)]
-    silent_run = asyncio.create_task(silent.arun())
-    try:
-        await asyncio.wait_for(asyncio.gather(*runs), BOUND)
-    finally:
-        silent.release.set()
-        silent_run.cancel()
-        await asyncio.gather(silent_run, return_exceptions=True)
+    await run_beside_silent([agg, *others], silent, BOUND)
     assert folds == ["t1", "t2"]  # t2 arrived first; both were held behind the silent t0
     assert [h["updates"] for h in agg.metrics_history] == [2]
