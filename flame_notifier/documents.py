@@ -18,6 +18,9 @@ class Presence(StrEnum):
     DONE = "done"  # its task or job ended; no longer watched
 
 
+RETIRED_MAX = 32
+
+
 class AgentDoc(Document):
     """The agent currently serving a task (written only by the notifier)."""
 
@@ -29,6 +32,8 @@ class AgentDoc(Document):
     presence: Presence = Presence.ACTIVE
     registered_at: datetime = Field(default_factory=utcnow)
     last_seen: datetime = Field(default_factory=utcnow)
+    # agents that served the task before (the latest RETIRED_MAX): none of them may come back
+    retired: list[str] = Field(default_factory=list)
 
     class Settings:
         name = "agents"

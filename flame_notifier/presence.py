@@ -6,13 +6,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from pymongo.errors import DuplicateKeyError
 
 from flame_common.jobs_read import JobReads
 from flame_common.proofs import task_refusal
 from flame_common.taskkeys import TaskKeys
-from flame_notifier.documents import AgentDoc, Presence
+from flame_notifier.documents import RETIRED_MAX, AgentDoc, Presence
 from schemas.events import AgentHeartbeatEvent, AgentRegisteredEvent
 
 # Seconds on a monotonic scale (`time.monotonic`); tests pass a fake one to advance time at will.
@@ -127,14 +128,8 @@ class PresenceBook:
             "registered_at": now,
             "last_seen": now,
         }
-        try:  # replaces another agent's record; an ended record of this agent stays (unique key)
-            await AgentDoc.get_pymongo_collection().update_one(
-                {"task_id": event.task_id, "agent_id": {"$ne": payload.agent_id}},
-                {"$set": fields},
-                upsert=True,
-            )
-        except DuplicateKeyError:
-            return Registration(False, False, "agent already ended (lost or done)")
+        if not await _claim(event.task_id, payload.agent_id, fields):
+            return Registration(False, False, "agent already ended (lost, done or replaced)")
         self._ended.pop(event.task_id, None)
         self._active[event.task_id] = AgentDoc(**fields)
         self._silence.heard(event.task_id)
@@ -198,3 +193,26 @@ class PresenceBook:
         finally:
             for task_id, entry in ended.items():  # not saved (database away): next time
                 self._ended.setdefault(task_id, entry)
+
+
+async def _claim(task_id: str, agent_id: str, fields: dict[str, Any]) -> bool:
+    """Make `agent_id` the task's agent, retiring the one it replaces; False when `agent_id`
+    served the task before (it ended, or was replaced: it may not come back, in whatever order
+    its messages arrive) or another registration changed the record meanwhile."""
+    collection = AgentDoc.get_pymongo_collection()
+    doc = await collection.find_one({"task_id": task_id}, {"agent_id": 1, "retired": 1})
+    if doc is None:
+        try:
+            await collection.insert_one({**fields, "retired": []})
+        except DuplicateKeyError:  # another agent registered first
+            return False
+        return True
+    retired = list(doc.get("retired") or [])
+    if doc["agent_id"] == agent_id or agent_id in retired:
+        return False
+    retired = [*retired, doc["agent_id"]][-RETIRED_MAX:]
+    done = await collection.update_one(
+        {"task_id": task_id, "agent_id": doc["agent_id"]},
+        {"$set": {**fields, "retired": retired}},
+    )
+    return done.matched_count == 1

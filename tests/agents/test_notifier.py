@@ -321,6 +321,31 @@ async def test_an_ended_agent_cannot_come_back_after_a_restart(
             assert doc.presence == Presence.ACTIVE
 
 
+async def test_a_replaced_agent_cannot_take_its_task_back(
+    settings, db, tap: EventTap, clock: FakeClock
+):
+    """Whatever order registrations arrive in: once another agent took the task over, the one
+    it replaced is refused (here after a restart, as a lost agent's late registration would)."""
+    await seed_task("j10", "t10")
+    agent = FakeAgent(settings, "j10", "t10", "k3y")
+    async with agent.connected(consume=False):
+        async with running_notifier(settings, clock):
+            await agent.register()
+            await tap.wait_for(AgentRegisteredEvent, registered_in("t10"))
+            other = f"fake-{uuid.uuid4().hex[:6]}"
+            await agent.send(agent.registered(other))
+            await tap.wait_for(AgentRegisteredEvent, lambda e: e.payload.agent_id == other)
+        async with running_notifier(settings, clock):
+            await agent.register()  # the replaced one: refused
+            third = f"fake-{uuid.uuid4().hex[:6]}"  # sent after it, so handled once it was
+            await agent.send(agent.registered(third))
+            await tap.wait_for(AgentRegisteredEvent, lambda e: e.payload.agent_id == third)
+            assert len(tap.of(AgentRegisteredEvent, registered_in("t10"))) == 3
+            doc = await AgentDoc.find_one({"task_id": "t10"})
+            assert doc is not None and doc.agent_id == third
+            assert doc.retired == [agent.agent_id, other]
+
+
 async def test_a_loss_announced_as_the_notifier_stops_still_bars_the_agent(
     settings, db, tap: EventTap, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ):
